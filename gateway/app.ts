@@ -1,0 +1,94 @@
+/**
+ * The gateway's public HTTP API (see docs/api.md). Routes only parse and
+ * answer; the work lives in upload.ts, download.ts and the modules they use.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { NodeAddress } from '../shared/config.js';
+import { errorHandler, notFoundHandler } from '../shared/http.js';
+import type { Logger } from '../shared/logger.js';
+import type { MetadataStore } from '../shared/metadata-store.js';
+import type { NodeClient } from '../shared/node-client.js';
+import { findFile, handleDownload } from './download.js';
+import { fileJson } from './file-view.js';
+import type { NodeRegistry } from './node-registry.js';
+import { baseUrl, type PublicUrlConfig } from './public-url.js';
+import type { Replicator } from './replicator.js';
+import { handleMultipartUpload, handleRawUpload } from './upload.js';
+import type { UploadLimits } from './upload-options.js';
+
+export interface GatewayDeps {
+  store: MetadataStore;
+  client: NodeClient;
+  registry: NodeRegistry;
+  replicator: Replicator;
+  log: Logger;
+  nodes: NodeAddress[];
+  gatewayId: string;
+  copies: number;
+  quorum: number;
+  maxUploadBytes: number;
+  maxFilesPerUpload: number;
+  allowedTypes: string[];
+  limits: UploadLimits;
+  urls: PublicUrlConfig;
+}
+
+export function createApp(deps: GatewayDeps) {
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.onError(errorHandler(deps.log));
+  app.notFound(notFoundHandler);
+
+  app.get('/health', (c) => c.json({ status: 'ok' }));
+
+  app.get('/ready', async (c) => {
+    const online = deps.registry.onlineCount();
+    const metadata = await deps.store.ping().catch(() => false);
+    const ready = metadata && online >= deps.quorum;
+    return c.json(
+      { ready, metadata, nodes_online: online, write_quorum: deps.quorum },
+      ready ? 200 : 503,
+    );
+  });
+
+  app.post('/upload', (c) => handleMultipartUpload(deps, c));
+  app.put('/upload/:filename', (c) => handleRawUpload(deps, c));
+  app.put('/upload', (c) => handleRawUpload(deps, c));
+
+  app.on('HEAD', '/download/:id', (c) => handleDownload(deps, c, true));
+  app.get('/download/:id', (c) => handleDownload(deps, c, false));
+
+  app.get('/files/:id', async (c) => {
+    const file = await findFile(deps.store, c.req.param('id'));
+    const replicas = await deps.store.replicasOf(file.id);
+    return c.json(
+      fileJson(
+        file,
+        replicas,
+        baseUrl((n) => c.req.header(n), c.req.url, deps.urls),
+      ),
+    );
+  });
+
+  app.get('/api/cluster', async (c) => {
+    const counts = await deps.store.counts(deps.copies);
+    return c.json({
+      nodes: deps.registry.all().map((n) => ({
+        id: n.id,
+        url: n.url,
+        status: n.status,
+        last_seen: n.lastSeen === null ? null : new Date(n.lastSeen).toISOString(),
+        latency_ms: n.latencyMs,
+        objects: n.objects,
+        free_bytes: n.freeBytes,
+        last_error: n.lastError,
+      })),
+      objects: counts.objects,
+      under_replicated: counts.underReplicated,
+      replication_factor: deps.copies,
+      write_quorum: deps.quorum,
+    });
+  });
+
+  return app;
+}

@@ -1,0 +1,50 @@
+/** The public JSON shape of a file (DESIGN "upload answer"), built in one place. */
+import type { FileRecord, ReplicaRecord } from '../shared/metadata-store.js';
+
+export type FileStatus = 'active' | 'expired' | 'exhausted';
+
+/** What the public view needs of a file. */
+export type FileView = Pick<
+  FileRecord,
+  | 'id'
+  | 'name'
+  | 'size'
+  | 'contentType'
+  | 'sha256'
+  | 'maxDownloads'
+  | 'downloadsUsed'
+  | 'createdAt'
+  | 'expiresAt'
+>;
+
+export function fileStatus(f: FileView, now = Date.now()): FileStatus {
+  if (now >= f.expiresAt) return 'expired';
+  if (f.maxDownloads > 0 && f.downloadsUsed >= f.maxDownloads) return 'exhausted';
+  return 'active';
+}
+
+/** Downloads left, or null when unlimited. */
+export function downloadsLeft(f: FileView): number | null {
+  return f.maxDownloads === 0 ? null : Math.max(0, f.maxDownloads - f.downloadsUsed);
+}
+
+export function fileJson(
+  f: FileView,
+  replicas: Pick<ReplicaRecord, 'key' | 'node' | 'state'>[],
+  base: string,
+) {
+  return {
+    id: f.id,
+    name: f.name,
+    size: f.size,
+    content_type: f.contentType,
+    sha256: f.sha256,
+    status: fileStatus(f),
+    max_downloads: f.maxDownloads,
+    downloads_left: downloadsLeft(f),
+    created_at: new Date(f.createdAt).toISOString(),
+    expires_at: new Date(f.expiresAt).toISOString(),
+    url: `${base}/download/${f.id}`,
+    replicas: replicas.filter((r) => r.key === f.id).map((r) => ({ node: r.node, state: r.state })),
+  };
+}

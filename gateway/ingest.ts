@@ -1,0 +1,162 @@
+/**
+ * One file's way in: client bytes → size limit → type sniffing → sha256 →
+ * the object's chain of storage nodes, with a `pending` metadata row from
+ * before the first byte leaves until the caller commits or discards it.
+ *
+ * The source stream is piped, never handed to pipeline(): on failure it is
+ * only unpiped, so the HTTP request stays intact and can still be answered.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { NodeAddress } from '../shared/config.js';
+import type { Logger } from '../shared/logger.js';
+import { ClientGoneError, PayloadTooLargeError, UnavailableError } from '../shared/errors.js';
+import { blobKey, newFileId } from '../shared/keys.js';
+import type { MetadataStore, ReplicaState } from '../shared/metadata-store.js';
+import type { ReplicaOutcome } from '../shared/node-client.js';
+import { ByteLimit, HashCounter, pipeChain } from '../shared/streams.js';
+import { TypeSniffer } from './content-type.js';
+import type { Replicator } from './replicator.js';
+
+export interface IngestDeps {
+  store: MetadataStore;
+  replicator: Replicator;
+  log: Logger;
+  gatewayId: string;
+  maxUploadBytes: number;
+  allowedTypes: readonly string[];
+  quorum: number;
+}
+
+/** A file whose bytes are durable on a quorum of nodes, its row still `pending`. */
+export interface IngestedFile {
+  id: string;
+  name: string;
+  size: number;
+  contentType: string;
+  sha256: string;
+  deleteToken: string;
+  createdAt: number;
+  replicas: { node: string; state: ReplicaState }[];
+}
+
+export interface IngestRequest {
+  source: Readable;
+  name: string;
+  /** Content-Length of a raw upload, when the client sent one. */
+  declaredLength?: number;
+  /** Provisional; the commit writes the final options. */
+  maxDownloads: number;
+  expiresAt: number;
+  signal: AbortSignal;
+}
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<IngestedFile> {
+  if (req.declaredLength !== undefined && req.declaredLength > deps.maxUploadBytes) {
+    throw PayloadTooLargeError.forBytes(deps.maxUploadBytes);
+  }
+  const id = newFileId();
+  const chain = deps.replicator.chainFor(id);
+  const limit = new ByteLimit(deps.maxUploadBytes);
+  const sniffer = new TypeSniffer(deps.allowedTypes, req.name);
+  const hasher = new HashCounter();
+  let streamError: Error | undefined;
+  for (const stage of [limit, sniffer, hasher]) stage.once('error', (err) => (streamError ??= err));
+  // Settles once every byte has passed the hasher, or a stage failed (recorded above, synchronously).
+  const streamed = pipeChain(limit, sniffer, hasher).catch(() => {});
+  const unpipe = () => req.source.unpipe(limit);
+  req.source.once('error', (err) => limit.destroy(err));
+  req.source.pipe(limit);
+  // The request is over (client gone, or another file of it failed): stop this file too, for the same reason.
+  const stop = () =>
+    limit.destroy(req.signal.reason instanceof Error ? req.signal.reason : new ClientGoneError());
+  req.signal.addEventListener('abort', stop, { once: true });
+
+  let contentType: string;
+  try {
+    contentType = await sniffer.type;
+  } catch (err) {
+    unpipe();
+    throw streamError ?? err;
+  }
+
+  const deleteToken = randomBytes(24).toString('base64url');
+  const createdAt = Date.now();
+  await deps.store.beginUpload({
+    id,
+    name: req.name,
+    contentType,
+    maxDownloads: req.maxDownloads,
+    createdAt,
+    expiresAt: req.expiresAt,
+    deleteTokenHash: hashToken(deleteToken),
+    owner: deps.gatewayId,
+  });
+
+  let outcomes: ReplicaOutcome[];
+  try {
+    outcomes = await deps.replicator.write(blobKey(id), chain, hasher, {
+      contentLength: req.declaredLength,
+      signal: req.signal,
+    });
+    await streamed;
+    if (streamError) throw streamError;
+  } catch (err) {
+    unpipe();
+    hasher.destroy();
+    await discardUpload(deps, id, chain);
+    throw streamError ?? err;
+  }
+
+  const sha256 = hasher.digest();
+  const size = hasher.bytes;
+  const good = outcomes.filter((o) => o.ok && o.sha256 === sha256 && o.size === size);
+  const garbled = outcomes.filter((o) => o.ok && !good.includes(o)).map((o) => o.node);
+  if (garbled.length > 0) {
+    // Bytes changed between us and that node: its copy must not stay under this key.
+    deps.log.error({ id, garbled }, 'replica stored with a different sha256; removing it');
+    await deps.replicator.deleteFrom(
+      blobKey(id),
+      chain.filter((n) => garbled.includes(n.id)),
+    );
+  }
+  if (good.length < deps.quorum) {
+    deps.log.warn({ id, outcomes }, 'upload below write quorum');
+    await discardUpload(deps, id, chain);
+    throw new UnavailableError(
+      `only ${good.length} of ${chain.length} storage nodes stored the file; ${deps.quorum} are needed`,
+      'WRITE_QUORUM_FAILED',
+    );
+  }
+  return {
+    id,
+    name: req.name,
+    size,
+    contentType,
+    sha256,
+    deleteToken,
+    createdAt,
+    replicas: deps.replicator.placementOutcome(id, chain, new Set(good.map((o) => o.node))),
+  };
+}
+
+/**
+ * Removes whatever an upload that will not commit left on the nodes (its
+ * chain when known, else all), then its row. If a node cannot be reached the
+ * row stays `aborted` and the cleanup sweep retries on every node later: a
+ * failed upload never leaves a blob behind for good.
+ */
+export async function discardUpload(
+  deps: Pick<IngestDeps, 'store' | 'replicator' | 'log'>,
+  id: string,
+  chain?: NodeAddress[],
+): Promise<void> {
+  await deps.store.abortUpload(id);
+  const unreachable = await deps.replicator.deleteFrom(blobKey(id), chain);
+  if (unreachable.length === 0) await deps.store.forgetUpload(id);
+  else deps.log.warn({ id, unreachable }, 'aborted upload kept for cleanup');
+}

@@ -1,0 +1,87 @@
+/** Gateway entry point: `npm run gateway`. */
+import { loadClusterSecret } from '../shared/cluster-secret.js';
+import { ConfigError, loadDotEnv, loadGatewayConfig } from '../shared/config.js';
+import { close, listen } from '../shared/http.js';
+import { lanUrls } from '../shared/lan.js';
+import { createLogger } from '../shared/logger.js';
+import { NodeClient } from '../shared/node-client.js';
+import { writePidFile } from '../shared/pid-file.js';
+import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
+import { createApp } from './app.js';
+import { NodeRegistry } from './node-registry.js';
+import { Replicator } from './replicator.js';
+import { UploadSweeper } from './upload-sweeper.js';
+
+loadDotEnv();
+let config;
+try {
+  config = loadGatewayConfig(process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`gateway: ${err.message}`);
+  process.exit(1);
+}
+
+const log = createLogger('gateway', config.logLevel);
+const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
+const store = new SqliteMetadataStore(openDatabase(config.dbPath));
+const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
+const registry = new NodeRegistry(config.nodes, client, {
+  probeIntervalMs: config.probeIntervalMs,
+  log,
+});
+await registry.start();
+const replicator = new Replicator({
+  client,
+  registry,
+  nodes: config.nodes,
+  copies: config.replicationFactor,
+  quorum: config.writeQuorum,
+});
+const sweeper = new UploadSweeper({
+  store,
+  replicator,
+  log,
+  gatewayId: config.gatewayId,
+  pendingTimeoutMs: config.pendingUploadTimeoutSeconds * 1000,
+});
+sweeper.start();
+
+const app = createApp({
+  store,
+  client,
+  registry,
+  replicator,
+  log,
+  nodes: config.nodes,
+  gatewayId: config.gatewayId,
+  copies: config.replicationFactor,
+  quorum: config.writeQuorum,
+  maxUploadBytes: config.maxUploadBytes,
+  maxFilesPerUpload: config.maxFilesPerUpload,
+  allowedTypes: config.allowedTypes,
+  limits: config,
+  urls: config,
+});
+const server = await listen(app, config.host, config.port);
+writePidFile(config.storageDir, 'gateway');
+log.info(
+  {
+    urls: lanUrls(config.host, config.port),
+    nodes_online: registry.onlineCount(),
+    db: config.dbPath,
+  },
+  'gateway listening',
+);
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    log.info({ signal }, 'shutting down');
+    registry.stop();
+    sweeper.stop();
+    await close(server);
+    await client.close();
+    await store.close();
+    process.exit(0);
+  });
+}

@@ -1,0 +1,61 @@
+/**
+ * Finds uploads that will never commit (this gateway crashed mid-upload, or a
+ * node was down when a failed upload was discarded) and removes their blobs
+ * and rows. Runs at start-up and then every minute.
+ */
+import type { Logger } from '../shared/logger.js';
+import type { MetadataStore } from '../shared/metadata-store.js';
+import { discardUpload } from './ingest.js';
+import type { Replicator } from './replicator.js';
+
+export interface SweeperDeps {
+  store: MetadataStore;
+  replicator: Replicator;
+  log: Logger;
+  gatewayId: string;
+  pendingTimeoutMs: number;
+}
+
+export class UploadSweeper {
+  private readonly startedAt = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<number> | undefined;
+
+  constructor(private readonly deps: SweeperDeps) {}
+
+  /** One pass; resolves with the number of uploads cleaned. */
+  sweep(): Promise<number> {
+    this.running ??= this.pass().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  start(intervalMs = 60_000): void {
+    void this.sweep();
+    this.timer = setInterval(() => void this.sweep(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async pass(): Promise<number> {
+    const { store, log } = this.deps;
+    const leftovers = await store.abandonedUploads({
+      owner: this.deps.gatewayId,
+      // Our own pending rows from before this process started belong to uploads that died with it.
+      ownerSince: this.startedAt,
+      staleBefore: Date.now() - this.deps.pendingTimeoutMs,
+      limit: 500,
+    });
+    for (const f of leftovers) {
+      try {
+        await discardUpload(this.deps, f.id);
+      } catch (err) {
+        log.warn({ id: f.id, err: (err as Error).message }, 'cleanup of abandoned upload failed');
+      }
+    }
+    if (leftovers.length > 0) log.info({ count: leftovers.length }, 'cleaned up abandoned uploads');
+    return leftovers.length;
+  }
+}

@@ -1,0 +1,84 @@
+/** Command-line flags of `npm run bench`. */
+import { parseArgs } from 'node:util';
+
+export interface BenchOptions {
+  /** Base URL of the Trove gateway under test. */
+  gateway: string;
+  /** Seconds of each measured small-object run. */
+  durationS: number;
+  /** Seconds of load before each measured run, not counted. */
+  warmupS: number;
+  /** Size of the large object, in bytes. */
+  largeBytes: number;
+  /** Timed repetitions of each large transfer; the median is reported. */
+  largeRounds: number;
+  /** Files pre-uploaded for the small-download runs. */
+  downloadSet: number;
+  /** Concurrency levels of the small-object runs. */
+  connections: number[];
+  runSmall: boolean;
+  runLarge: boolean;
+  quick: boolean;
+}
+
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|large]
+
+  --gateway <url>   Trove gateway to measure (default http://127.0.0.1:8080)
+  --duration <s>    seconds per small-object run (default 10; 3 with --quick)
+  --quick           3 s runs and a 64 MiB large file instead of 256 MiB
+  --only <what>     small (64 KiB requests/s) or large (256 MiB MB/s and peak RSS)
+
+Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
+
+export class UsageError extends Error {}
+
+const MIB = 1024 * 1024;
+
+export function parseOptions(argv: string[]): BenchOptions | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        gateway: { type: 'string', default: 'http://127.0.0.1:8080' },
+        duration: { type: 'string' },
+        quick: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return 'help';
+
+  const gateway = values.gateway.replace(/\/+$/, '');
+  if (!URL.canParse(gateway) || !/^https?:/.test(gateway)) {
+    throw new UsageError(`--gateway: "${values.gateway}" is not an http(s) URL`);
+  }
+  const durationS =
+    values.duration === undefined ? (values.quick ? 3 : 10) : Number(values.duration);
+  if (!Number.isFinite(durationS) || durationS < 1 || durationS > 3600) {
+    throw new UsageError(
+      `--duration: "${values.duration}" is not a number of seconds from 1 to 3600`,
+    );
+  }
+  if (values.only !== undefined && values.only !== 'small' && values.only !== 'large') {
+    throw new UsageError(`--only: expected small or large, got "${values.only}"`);
+  }
+  return {
+    gateway,
+    durationS,
+    // Long enough to open every connection and get past JIT and cold caches, short enough not to matter.
+    warmupS: Math.max(1, Math.min(3, Math.round(durationS / 5))),
+    largeBytes: (values.quick ? 64 : 256) * MIB,
+    largeRounds: values.quick ? 3 : 5,
+    downloadSet: 200,
+    connections: [16, 64],
+    runSmall: values.only !== 'large',
+    runLarge: values.only !== 'small',
+    quick: values.quick,
+  };
+}

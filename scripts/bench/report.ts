@@ -1,0 +1,268 @@
+/**
+ * The bench's answer: one row per figure (Trove beside its reference, the
+ * ratio, the target), a few lines on where CPU went, and the raw results as
+ * JSON under bench-results/.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join, relative } from 'node:path';
+import type { BenchOptions } from './options.js';
+import type { LargeKind, LargeResults } from './large-suite.js';
+import type { SmallRun } from './small.js';
+
+export interface Row {
+  figure: string;
+  trove: string;
+  reference: string;
+  /** Trove / reference (for memory rows: undefined). */
+  ratio: number | undefined;
+  target: string;
+  verdict: 'ok' | 'MISS' | 'n/a' | '—';
+  /** OpenStack Swift on the reference machine (BENCHMARKS.md), for context only. */
+  swift: string;
+}
+
+/** OpenStack Swift 2.30, 3 replicas, from /work/shared/BENCHMARKS.md: a context column, never a ratio. */
+const SWIFT = {
+  smallPut: '110 req/s',
+  smallGet: '550 req/s',
+  largePut: '150 MB/s',
+  largeGet: '478 MB/s',
+};
+export const RSS_LIMIT_MB = 150;
+
+const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+
+/** autocannon records whole milliseconds, so 0 means "under a millisecond". */
+export const ms = (v: number) => (v < 1 ? '<1' : String(v));
+
+function smallCell(r: SmallRun): string {
+  return `${fmt(r.rps)} req/s (p50 ${ms(r.latencyMs.p50)}, p99 ${ms(r.latencyMs.p99)} ms)`;
+}
+
+function verdictOf(ratio: number | undefined, min: number | undefined): Row['verdict'] {
+  if (min === undefined) return '—';
+  if (ratio === undefined) return 'n/a';
+  return ratio >= min ? 'ok' : 'MISS';
+}
+
+export interface RowInput {
+  small: SmallRun[];
+  large: LargeResults | undefined;
+  /** Peak RSS during the large transfers, bytes, by process name. */
+  rss: Record<string, number>;
+  /** RSS when the large transfers began, bytes, by process name. */
+  rssBefore: Record<string, number>;
+  /** Names of the processes watched (those with a live pid file). */
+  watched: string[];
+  /** Why nginx figures are missing, when they are. */
+  nginxMissing: string | undefined;
+}
+
+export function buildRows(input: RowInput): Row[] {
+  const rows: Row[] = [];
+  const missingRef = input.nginxMissing ? 'skipped (see notes)' : 'no result';
+  const small = (op: 'put' | 'get', c: number, side: 'trove' | 'nginx') =>
+    input.small.find((r) => r.op === op && r.connections === c && r.side === side);
+
+  for (const op of ['put', 'get'] as const) {
+    for (const c of [...new Set(input.small.map((r) => r.connections))]) {
+      const trove = small(op, c, 'trove');
+      if (!trove) continue;
+      const ref = small(op, c, 'nginx');
+      const ratio = ref && ref.rps > 0 ? trove.rps / ref.rps : undefined;
+      const min = op === 'put' ? 0.25 : c === 64 ? 0.3 : undefined;
+      rows.push({
+        figure: `64 KiB ${op.toUpperCase()}, ${c} connections`,
+        trove: smallCell(trove),
+        reference: ref
+          ? `nginx ${op === 'put' ? 'dav ' : ''}${smallCell(ref)}`
+          : `nginx ${missingRef}`,
+        ratio,
+        target: min === undefined ? '—' : `≥ ${min}`,
+        verdict: verdictOf(ratio, min),
+        swift: op === 'put' ? SWIFT.smallPut : SWIFT.smallGet,
+      });
+    }
+  }
+
+  const large = input.large;
+  if (large) {
+    const size = `${large.bytes / 2 ** 20} MiB`;
+    const m = (k: LargeKind) => large.median[k];
+    const cell = (v: number | undefined) => (v === undefined ? 'no result' : `${fmt(v)} MB/s`);
+    const ratioOf = (a: number | undefined, b: number | undefined) =>
+      a !== undefined && b ? a / b : undefined;
+    const nginxCell = (v: number | undefined, what: string) =>
+      input.nginxMissing ? `nginx ${missingRef}` : `nginx ${what}${cell(v)}`;
+    const largeRow = (
+      figure: string,
+      t: number | undefined,
+      refCell: string,
+      ref: number | undefined,
+      min?: number,
+      aim?: number,
+    ) => {
+      const ratio = ratioOf(t, ref);
+      rows.push({
+        figure,
+        trove: cell(t),
+        reference: refCell,
+        ratio,
+        target: min === undefined ? '—' : `≥ ${min}${aim ? ` (aim ${aim})` : ''}`,
+        verdict: verdictOf(ratio, min),
+        swift: figure.includes('PUT') ? SWIFT.largePut : SWIFT.largeGet,
+      });
+    };
+    largeRow(`${size} PUT`, m('trovePut'), nginxCell(m('nginxPut'), 'dav '), m('nginxPut'));
+    largeRow(
+      `${size} PUT`,
+      m('trovePut'),
+      `three-fsynced-files ${cell(m('threeFsyncedFiles'))}`,
+      m('threeFsyncedFiles'),
+      0.5,
+    );
+    largeRow(`${size} GET`, m('troveGet'), nginxCell(m('nginxGet'), ''), m('nginxGet'), 0.5, 0.8);
+    if (m('troveGetCurl') !== undefined) {
+      largeRow(
+        `${size} GET, curl client`,
+        m('troveGetCurl'),
+        nginxCell(m('nginxGetCurl'), ''),
+        m('nginxGetCurl'),
+      );
+    }
+
+    for (const name of ['gateway', 'node1', 'node2', 'node3']) {
+      const bytes = input.rss[name];
+      const before = input.rssBefore[name];
+      const mb = bytes === undefined ? undefined : bytes / 1e6;
+      const from = before === undefined ? '' : ` (${(before / 1e6).toFixed(0)} before)`;
+      rows.push({
+        figure: `peak RSS ${name}, ${size} transfers`,
+        trove:
+          mb === undefined
+            ? input.watched.includes(name)
+              ? 'no sample'
+              : 'no pid file'
+            : `${mb.toFixed(0)} MB${from}`,
+        reference: '—',
+        ratio: undefined,
+        target: `< ${RSS_LIMIT_MB} MB`,
+        verdict: mb === undefined ? 'n/a' : mb < RSS_LIMIT_MB ? 'ok' : 'MISS',
+        swift: '—',
+      });
+    }
+  }
+  return rows;
+}
+
+/** The rows as an aligned Markdown table, readable as is and pasteable into docs. */
+export function renderTable(rows: Row[]): string {
+  const header = ['figure', 'Trove', 'reference', 'ratio', 'target', 'ok?', 'Swift (context)'];
+  const cells = rows.map((r) => [
+    r.figure,
+    r.trove,
+    r.reference,
+    r.ratio === undefined ? '—' : r.ratio.toFixed(2),
+    r.target,
+    r.verdict,
+    r.swift,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
+  return [
+    line(header),
+    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
+    ...cells.map(line),
+  ].join('\n');
+}
+
+/** Where CPU went in each small run: ms per request of the servers and of the load client. */
+export function renderCpu(small: SmallRun[]): string {
+  if (small.length === 0) return '';
+  const lines = [
+    'CPU per 64 KiB request, ms (server: gateway + 3 nodes, or nginx master + workers; client: this process):',
+  ];
+  for (const r of small) {
+    const what = `${r.side.padEnd(5)} ${r.op.toUpperCase()} c${r.connections}`;
+    lines.push(
+      `  ${what.padEnd(14)} server ${r.cpuMsPerRequest.server.toFixed(2).padStart(6)}   client ${r.cpuMsPerRequest.client.toFixed(2).padStart(5)}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** Writes the raw results; returns the file's path. */
+export async function writeResults(dir: string, startedAt: Date, data: unknown): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  // ISO 8601 with ':' swapped for '-', which some file systems and tools refuse in names.
+  const file = join(dir, `${startedAt.toISOString().replace(/:/g, '-')}.json`);
+  await writeFile(file, JSON.stringify(data, null, 2) + '\n');
+  return file;
+}
+
+export function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown CPU',
+    memBytes: os.totalmem(),
+    kernel: os.release(),
+    node: process.version,
+  };
+}
+
+export interface Report {
+  opts: BenchOptions;
+  startedAt: Date;
+  rows: Row[];
+  small: SmallRun[];
+  notes: string[];
+  failures: string[];
+  /** Where the raw results went. */
+  file: string;
+}
+
+/** Prints the report to stdout; failures last and loud, so they cannot be missed. */
+export function printReport(r: Report): void {
+  const m = machineInfo();
+  const { opts } = r;
+  const large = opts.runLarge
+    ? `, ${opts.largeBytes / 2 ** 20} MiB large file (median of ${opts.largeRounds})`
+    : '';
+  const out: string[] = [
+    '',
+    `Trove bench, ${r.startedAt.toISOString()}: ${m.cpus} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}`,
+    `${opts.durationS} s runs after ${opts.warmupS} s warm-up${large}; ratio = Trove / reference`,
+    '',
+    renderTable(r.rows),
+  ];
+  const cpu = renderCpu(r.small);
+  if (cpu) out.push('', cpu);
+  const notes = [
+    ...r.notes,
+    'Swift (context): OpenStack Swift on a similar machine, from BENCHMARKS.md; not measured here, no ratio',
+  ];
+  out.push('', 'notes:', ...notes.map((n) => `  - ${n}`));
+  out.push('', `raw results: ${relative(process.cwd(), r.file)}`);
+  out.push(
+    `bench's own peak RSS: ${((process.resourceUsage().maxRSS * 1024) / 1e6).toFixed(0)} MB`,
+  );
+
+  if (r.failures.length > 0) {
+    const bar = '!'.repeat(78);
+    out.push(
+      '',
+      bar,
+      `!! BENCH FAILED: ${r.failures.length} problem(s); the figures above are not trustworthy.`,
+    );
+    for (const f of r.failures.slice(0, 30)) out.push(`!!  - ${f}`);
+    if (r.failures.length > 30) out.push(`!!  … and ${r.failures.length - 30} more in ${r.file}`);
+    out.push(bar);
+  } else {
+    const missed = r.rows.filter((row) => row.verdict === 'MISS').length;
+    const targets = missed === 0 ? 'every target met' : `${missed} target(s) missed (see ok?)`;
+    out.push('', `no failed requests; ${targets}.`);
+  }
+  console.log(out.join('\n'));
+}

@@ -1,0 +1,34 @@
+// `npm run build`: transpiles the TypeScript services to plain ESM in dist/
+// (one file per source file, no bundling), so they run on bare `node`:
+// no loader thread, about 45 MB less memory per process than `--import tsx`.
+// Type checking is `npm run typecheck`; this only strips types.
+import { build } from 'esbuild';
+import { readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+const root = join(import.meta.dirname, '..');
+const sources = ['gateway', 'storage-node', 'worker', 'shared', 'scripts'];
+
+function entries(dir) {
+  return readdirSync(join(root, dir), { recursive: true, withFileTypes: true })
+    .filter(
+      (e) =>
+        e.isFile() &&
+        e.name.endsWith('.ts') &&
+        !e.name.endsWith('.test.ts') &&
+        !e.name.endsWith('.d.ts'),
+    )
+    .map((e) => relative(root, join(e.parentPath, e.name)));
+}
+
+// No wipe of dist/ first: running services may be loading from it (esbuild overwrites in place).
+await build({
+  absWorkingDir: root,
+  entryPoints: sources.flatMap(entries),
+  outdir: 'dist',
+  outbase: '.',
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  logLevel: 'warning',
+});

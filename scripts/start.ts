@@ -1,0 +1,166 @@
+/**
+ * `npm start`: the whole cluster on one machine. Checks Redis and RabbitMQ,
+ * starts the storage nodes of NODES and then the gateway as child processes
+ * with prefixed logs, prints the LAN URLs, and stops everything on Ctrl-C.
+ *
+ * A child that dies (say, `kill -9 $(cat storage/run/node1.pid)`) is reported
+ * and not restarted: failover drills must be real. Each service writes its own
+ * pid file under storage/run/, so the pid is that of the serving process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, extname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import {
+  ConfigError,
+  loadDotEnv,
+  loadGatewayConfig,
+  type GatewayConfig,
+} from '../shared/config.js';
+import { lanUrls } from '../shared/lan.js';
+import { HOW_TO_START, checkRabbitMq, checkRedis } from '../shared/service-check.js';
+
+const COLORS = [36, 33, 35, 32, 34, 31];
+const tty = process.stdout.isTTY;
+
+interface Child {
+  name: string;
+  proc: ChildProcess;
+  exited: Promise<void>;
+}
+
+const children: Child[] = [];
+let stopping = false;
+
+function say(text: string): void {
+  process.stdout.write(`${tty ? '\x1b[1m' : ''}[trove]${tty ? '\x1b[0m' : ''} ${text}\n`);
+}
+
+/**
+ * The entry point of a service beside this script: `dist/<service>/main.js`
+ * when we run built (npm start), `<service>/main.ts` under tsx in development.
+ */
+function entryPoint(service: 'gateway' | 'storage-node'): string[] {
+  const self = fileURLToPath(import.meta.url);
+  const file = join(dirname(self), '..', service, `main${extname(self)}`);
+  return extname(self) === '.ts' ? ['--import', 'tsx', file] : [file];
+}
+
+function launch(name: string, entry: string[], args: string[], color: number): Child {
+  const proc = spawn(process.execPath, [...entry, ...args], {
+    env: process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const prefix = tty ? `\x1b[${color}m${name.padEnd(8)}│\x1b[0m ` : `${name.padEnd(8)}| `;
+  for (const stream of [proc.stdout!, proc.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) =>
+      process.stdout.write(prefix + line + '\n'),
+    );
+  }
+  const exited = new Promise<void>((resolve) => {
+    proc.once('exit', (code, signal) => {
+      if (!stopping) {
+        say(`${name} exited (${signal ?? `code ${code}`}); not restarting it.`);
+        say(`bring it back with: ${restartHint(name)}`);
+      }
+      resolve();
+    });
+  });
+  const child = { name, proc, exited };
+  children.push(child);
+  return child;
+}
+
+function restartHint(name: string): string {
+  return name === 'gateway' ? 'npm run gateway' : `npm run storage-node -- --id ${name}`;
+}
+
+async function waitHealthy(
+  name: string,
+  url: string,
+  child: Child,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.proc.exitCode !== null || child.proc.signalCode !== null)
+      throw new Error(`${name} exited during start-up`);
+    try {
+      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`${name} did not become healthy at ${url} within ${timeoutMs / 1000} s`);
+}
+
+async function stopAll(signal: NodeJS.Signals): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  say(`stopping (${signal})…`);
+  for (const c of children) c.proc.kill('SIGTERM');
+  const grace = setTimeout(() => {
+    for (const c of children) c.proc.kill('SIGKILL');
+  }, 10_000);
+  await Promise.all(children.map((c) => c.exited));
+  clearTimeout(grace);
+  say('stopped.');
+  process.exit(0);
+}
+
+async function checkServices(config: GatewayConfig): Promise<boolean> {
+  const results = await Promise.all([checkRedis(config.redisUrl), checkRabbitMq(config.amqpUrl)]);
+  for (const r of results) {
+    if (r.ok) continue;
+    say(`${r.name} does not answer at ${r.url} (${r.detail}). Start it with one of:`);
+    for (const line of HOW_TO_START[r.name as keyof typeof HOW_TO_START]) say(`    ${line}`);
+  }
+  return results.every((r) => r.ok);
+}
+
+async function main(): Promise<void> {
+  loadDotEnv();
+  let config: GatewayConfig;
+  try {
+    config = loadGatewayConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    say(err.message);
+    process.exit(1);
+  }
+  if (!(await checkServices(config))) process.exit(1);
+
+  process.on('SIGINT', () => void stopAll('SIGINT'));
+  process.on('SIGTERM', () => void stopAll('SIGTERM'));
+
+  try {
+    const nodes = config.nodes.map((n, i) => ({
+      n,
+      child: launch(n.id, entryPoint('storage-node'), ['--id', n.id], COLORS[i % COLORS.length]!),
+    }));
+    await Promise.all(nodes.map(({ n, child }) => waitHealthy(n.id, n.url, child)));
+    const gateway = launch('gateway', entryPoint('gateway'), [], 37);
+    await waitHealthy('gateway', `http://127.0.0.1:${config.port}`, gateway);
+  } catch (err) {
+    say(`start-up failed: ${(err as Error).message}`);
+    await stopAll('SIGTERM');
+    return;
+  }
+
+  const urls = lanUrls(config.host, config.port);
+  say('Trove is up. Open or share:');
+  for (const url of urls) say(`    ${url}`);
+  say(`upload:  curl -F file=@photo.jpg ${urls.at(-1)}/upload`);
+  say(`pids:    ${config.storageDir}/run/*.pid   (kill -9 one node to see failover)`);
+  say('Ctrl-C stops everything.');
+
+  await Promise.all(children.map((c) => c.exited));
+  if (!stopping) {
+    say('every service has exited.');
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,136 @@
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadGatewayConfig, loadNodeConfig, parseBytes, type Env } from './config.js';
+
+function configError(load: () => unknown): ConfigError {
+  try {
+    load();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError, but the configuration loaded');
+}
+
+describe('loadGatewayConfig', () => {
+  it('has working defaults for an empty environment', () => {
+    const c = loadGatewayConfig({});
+    expect(c.port).toBe(8080);
+    expect(c.nodes).toEqual([
+      { id: 'node1', url: 'http://127.0.0.1:9001' },
+      { id: 'node2', url: 'http://127.0.0.1:9002' },
+      { id: 'node3', url: 'http://127.0.0.1:9003' },
+    ]);
+    expect(c.replicationFactor).toBe(3);
+    expect(c.writeQuorum).toBe(2);
+    expect(c.allowedTypes).toEqual(['image/*']);
+    expect(c.maxUploadBytes).toBe(1024 ** 3);
+    expect(c.trustProxy).toBe(false);
+    expect(c.storageDir).toBe(resolve('storage'));
+    expect(c.dbPath).toBe(resolve('storage/trove.db'));
+  });
+
+  it('treats empty strings as unset', () => {
+    expect(loadGatewayConfig({ PORT: '', WRITE_QUORUM: '' }).port).toBe(8080);
+  });
+
+  it('reads explicit values', () => {
+    const c = loadGatewayConfig({
+      PORT: '3000',
+      NODES: 'a=http://h1:1/, b=http://h2:2',
+      REPLICATION_FACTOR: '2',
+      WRITE_QUORUM: '1',
+      MAX_UPLOAD_BYTES: '100MB',
+      ALLOWED_TYPES: 'image/*, Application/PDF',
+      TRUST_PROXY: 'yes',
+    });
+    expect(c.port).toBe(3000);
+    expect(c.nodes).toEqual([
+      { id: 'a', url: 'http://h1:1' },
+      { id: 'b', url: 'http://h2:2' },
+    ]);
+    expect(c.writeQuorum).toBe(1);
+    expect(c.maxUploadBytes).toBe(100_000_000);
+    expect(c.allowedTypes).toEqual(['image/*', 'application/pdf']);
+    expect(c.trustProxy).toBe(true);
+  });
+
+  const bad: [Env, string][] = [
+    [{ PORT: 'abc' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ WRITE_QUORUM: '4' }, 'WRITE_QUORUM'],
+    [{ NODES: 'garbage' }, 'NODES'],
+    [{ NODES: 'a=http://h:1,a=http://h:2' }, 'NODES'],
+    [{ NODES: 'a=ftp://h:1' }, 'NODES'],
+    [{ MAX_UPLOAD_BYTES: 'lots' }, 'MAX_UPLOAD_BYTES'],
+    [{ MAX_UPLOAD_BYTES: '0' }, 'MAX_UPLOAD_BYTES'],
+    [{ TRUST_PROXY: 'maybe' }, 'TRUST_PROXY'],
+    [{ ALLOWED_TYPES: 'jpeg' }, 'ALLOWED_TYPES'],
+    [{ REPLICATION_FACTOR: '4' }, 'REPLICATION_FACTOR'],
+    [{ PUBLIC_URL: 'example.com' }, 'PUBLIC_URL'],
+  ];
+  for (const [env, variable] of bad) {
+    it(`names ${variable} when it is ${JSON.stringify(Object.values(env)[0])}`, () => {
+      const err = configError(() => loadGatewayConfig(env));
+      expect(err.problems).toHaveLength(1);
+      expect(err.problems[0]!.startsWith(`${variable}:`)).toBe(true);
+      expect(err.message).toContain(variable);
+    });
+  }
+
+  it('lists every bad variable in one error', () => {
+    const err = configError(() =>
+      loadGatewayConfig({
+        PORT: 'abc',
+        NODES: 'garbage',
+        MAX_UPLOAD_BYTES: 'lots',
+        TRUST_PROXY: 'maybe',
+        ALLOWED_TYPES: 'jpeg',
+      }),
+    );
+    const named = err.problems.map((p) => p.slice(0, p.indexOf(':'))).sort();
+    expect(named).toEqual(['ALLOWED_TYPES', 'MAX_UPLOAD_BYTES', 'NODES', 'PORT', 'TRUST_PROXY']);
+    for (const variable of named) expect(err.message).toContain(variable);
+  });
+});
+
+describe('loadNodeConfig', () => {
+  it('takes its id from --id and its port from NODES', () => {
+    const c = loadNodeConfig({}, ['node', 'main.ts', '--id', 'node2']);
+    expect(c.id).toBe('node2');
+    expect(c.port).toBe(9002);
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.dataDir).toBe(resolve('storage/node2'));
+  });
+
+  it('prefers --id over NODE_ID, and NODE_PORT over NODES', () => {
+    expect(loadNodeConfig({ NODE_ID: 'node1' }, ['--id', 'node3']).port).toBe(9003);
+    expect(loadNodeConfig({ NODE_ID: 'node1', NODE_PORT: '7000' }).port).toBe(7000);
+  });
+
+  it('requires an id, and a port for a node missing from NODES', () => {
+    expect(configError(() => loadNodeConfig({})).message).toContain('NODE_ID');
+    expect(configError(() => loadNodeConfig({}, ['--id', 'node9'])).message).toContain('NODE_PORT');
+    expect(configError(() => loadNodeConfig({}, ['--id', '../etc'])).message).toContain('NODE_ID');
+    expect(loadNodeConfig({ NODE_PORT: '9100' }, ['--id', 'node9']).port).toBe(9100);
+  });
+});
+
+describe('parseBytes', () => {
+  it('reads plain numbers and decimal and binary units', () => {
+    expect(parseBytes('100MB')).toBe(100_000_000);
+    expect(parseBytes('1GiB')).toBe(1024 ** 3);
+    expect(parseBytes('1.5 KiB')).toBe(1536);
+    expect(parseBytes('12')).toBe(12);
+    expect(parseBytes('2k')).toBe(2000);
+    expect(parseBytes(' 3 mib ')).toBe(3 * 1024 ** 2);
+  });
+
+  it('refuses what is not a size', () => {
+    expect(parseBytes('x')).toBeUndefined();
+    expect(parseBytes('')).toBeUndefined();
+    expect(parseBytes('12 parsecs')).toBeUndefined();
+    expect(parseBytes('-5')).toBeUndefined();
+    expect(parseBytes('1e6')).toBeUndefined();
+  });
+});

@@ -1,0 +1,355 @@
+/**
+ * Configuration, parsed and validated once at start-up. Nothing else in the
+ * project reads `process.env`: each `main.ts` calls a loader here and passes
+ * the typed result down. A bad value throws a ConfigError that names every
+ * offending variable, and the process stops before listening.
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type Env = Record<string, string | undefined>;
+
+/** A storage node as the gateway (and the chain) address it. */
+export interface NodeAddress {
+  id: string;
+  url: string;
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mib: 1024 ** 2,
+  g: 1e9,
+  gb: 1e9,
+  gib: 1024 ** 3,
+  t: 1e12,
+  tb: 1e12,
+  tib: 1024 ** 4,
+};
+
+/** Parses "1048576", "100MB", "1.5 GiB" into bytes; undefined when malformed. */
+export function parseBytes(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  if (!match) return undefined;
+  const unit = BYTE_UNITS[match[2]!.toLowerCase()];
+  if (unit === undefined) return undefined;
+  return Math.floor(Number(match[1]) * unit);
+}
+
+const bytes = z.string().transform((text, ctx) => {
+  const value = parseBytes(text);
+  if (value === undefined || value <= 0) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${text}" is not a size (e.g. 104857600, 100MB, 1GiB)`,
+    });
+    return z.NEVER;
+  }
+  return value;
+});
+
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'], {
+    message: 'expected true or false',
+  })
+  .transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max);
+const port = int(0, 65535);
+
+const nodeId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a node id is 1-64 of [A-Za-z0-9_-]');
+
+/** "node1=http://127.0.0.1:9001,node2=…" → [{id,url}]. */
+const nodeList = z.string().transform((text, ctx) => {
+  const nodes: NodeAddress[] = [];
+  for (const entry of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const eq = entry.indexOf('=');
+    const id = entry.slice(0, eq);
+    const url = entry.slice(eq + 1).replace(/\/+$/, '');
+    if (eq <= 0 || !nodeId.safeParse(id).success || !URL.canParse(url) || !/^https?:/.test(url)) {
+      ctx.addIssue({ code: 'custom', message: `"${entry}" is not id=http://host:port` });
+      return z.NEVER;
+    }
+    if (nodes.some((n) => n.id === id)) {
+      ctx.addIssue({ code: 'custom', message: `node id "${id}" appears twice` });
+      return z.NEVER;
+    }
+    nodes.push({ id, url });
+  }
+  if (nodes.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'at least one node is needed' });
+    return z.NEVER;
+  }
+  return nodes;
+});
+
+export const DEFAULT_NODES =
+  'node1=http://127.0.0.1:9001,node2=http://127.0.0.1:9002,node3=http://127.0.0.1:9003';
+
+const common = {
+  /** Root of runtime data: node disks, the metadata database, pid files, the secret. */
+  STORAGE_DIR: z.string().min(1).default('storage'),
+  /** Shared secret of the cluster; generated into STORAGE_DIR/cluster.secret when unset. */
+  CLUSTER_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
+  /** pino level: fatal, error, warn, info, debug, trace, silent. */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Every storage node of the cluster, as id=url pairs. */
+  NODES: nodeList.prefault(DEFAULT_NODES),
+  /** Redis, for download counters, locks and shared node health. */
+  REDIS_URL: z
+    .string()
+    .refine((s) => /^rediss?:\/\//.test(s) && URL.canParse(s), {
+      message: 'expected redis://host:port',
+    })
+    .default('redis://127.0.0.1:6379'),
+  /** RabbitMQ, for background jobs. */
+  AMQP_URL: z
+    .string()
+    .refine((s) => /^amqps?:\/\//.test(s) && URL.canParse(s), {
+      message: 'expected amqp://user:pass@host:port',
+    })
+    .default('amqp://guest:guest@127.0.0.1:5672'),
+};
+
+const nodeSchema = z.object({
+  ...common,
+  /** Which node this process is (or `--id`). */
+  NODE_ID: nodeId,
+  /** Interface to listen on; loopback by default, nodes are internal. */
+  NODE_HOST: z.string().min(1).default('127.0.0.1'),
+  /** Port; defaults to the port of this node's entry in NODES. */
+  NODE_PORT: port.optional(),
+  /** Data directory; defaults to STORAGE_DIR/<id>. */
+  NODE_DATA_DIR: z.string().min(1).optional(),
+  /** How long to wait for a chain successor to connect or answer a read, in ms. */
+  NODE_TIMEOUT_MS: int(100).default(5000),
+});
+
+const gatewaySchema = z.object({
+  ...common,
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: port.default(8080),
+  /** Stable name of this gateway; pending uploads are tagged with it for crash cleanup. */
+  GATEWAY_ID: nodeId.optional(),
+  /** SQLite metadata file; defaults to STORAGE_DIR/trove.db. */
+  DB_PATH: z.string().min(1).optional(),
+  /** Copies kept of every object. */
+  REPLICATION_FACTOR: int(1, 16).default(3),
+  /** Copies that must be fsynced, with the right sha256, before an upload is answered 201. */
+  WRITE_QUORUM: int(1, 16).default(2),
+  /** Largest accepted file, enforced while streaming. */
+  MAX_UPLOAD_BYTES: bytes.default(1024 ** 3),
+  /** Most files accepted in one multipart upload. */
+  MAX_FILES_PER_UPLOAD: int(1, 1000).default(20),
+  /** Comma-separated MIME patterns decided from magic bytes, e.g. "image/*,application/pdf" or "*\/*". */
+  ALLOWED_TYPES: z
+    .string()
+    .default('image/*')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((t) => t.trim().toLowerCase())
+        .filter(Boolean),
+    )
+    .refine(
+      (list) =>
+        list.length > 0 && list.every((t) => /^[a-z0-9.+-]+\/(\*|[a-z0-9.+-]+)$|^\*\/\*$/.test(t)),
+      {
+        message: 'expected MIME patterns such as image/*,application/pdf',
+      },
+    ),
+  /** Downloads a share link allows when the upload does not say. */
+  DEFAULT_MAX_DOWNLOADS: int(0, 1_000_000).default(3),
+  /** Highest max_downloads an upload may ask for. */
+  MAX_DOWNLOADS_LIMIT: int(1, Number.MAX_SAFE_INTEGER).default(1_000_000),
+  /** Lifetime of an upload when it does not say, in seconds. */
+  DEFAULT_TTL_SECONDS: int(1).default(3600),
+  /** Longest lifetime an upload may ask for, in seconds. */
+  MAX_TTL_SECONDS: int(1).default(7 * 24 * 3600),
+  /** Base of absolute links (e.g. https://abc.ngrok.app); else derived from the request. */
+  PUBLIC_URL: z
+    .string()
+    .refine((s) => URL.canParse(s) && /^https?:/.test(s), { message: 'expected an http(s) URL' })
+    .transform((s) => s.replace(/\/+$/, ''))
+    .optional(),
+  /** Honour X-Forwarded-Proto/Host (behind ngrok or nginx). */
+  TRUST_PROXY: bool.default(false),
+  /** Time a node gets to connect and send the first byte of a read, in ms. */
+  NODE_TIMEOUT_MS: int(100).default(5000),
+  /** Interval of the gateway's node health probe, in ms. */
+  PROBE_INTERVAL_MS: int(100).default(2000),
+  /** Uploads still pending after this many seconds are treated as abandoned and cleaned up. */
+  PENDING_UPLOAD_TIMEOUT_SECONDS: int(60).default(6 * 3600),
+});
+
+function parse<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
+  // Empty strings mean "unset", as in most .env conventions.
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v !== ''),
+  );
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`),
+    );
+  }
+  return result.data;
+}
+
+/** The port of a URL, with the scheme's default when none is written. */
+function urlPort(url: string): number {
+  const u = new URL(url);
+  return u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
+}
+
+export interface CommonConfig {
+  storageDir: string;
+  clusterSecret: string | undefined;
+  logLevel: string;
+  nodes: NodeAddress[];
+  redisUrl: string;
+  amqpUrl: string;
+}
+
+function commonOf(c: z.output<z.ZodObject<typeof common>>): CommonConfig {
+  return {
+    storageDir: resolve(c.STORAGE_DIR),
+    clusterSecret: c.CLUSTER_SECRET,
+    logLevel: c.LOG_LEVEL,
+    nodes: c.NODES,
+    redisUrl: c.REDIS_URL,
+    amqpUrl: c.AMQP_URL,
+  };
+}
+
+export interface NodeConfig extends CommonConfig {
+  id: string;
+  host: string;
+  port: number;
+  dataDir: string;
+  timeoutMs: number;
+}
+
+/** Reads the storage node's configuration; `--id <id>` in argv wins over NODE_ID. */
+export function loadNodeConfig(env: Env, argv: string[] = []): NodeConfig {
+  const idFlag = argv.indexOf('--id');
+  const withId = idFlag >= 0 && argv[idFlag + 1] ? { ...env, NODE_ID: argv[idFlag + 1] } : env;
+  const c = parse(nodeSchema, withId);
+  const self = c.NODES.find((n) => n.id === c.NODE_ID);
+  const port = c.NODE_PORT ?? (self ? urlPort(self.url) : undefined);
+  if (port === undefined) {
+    throw new ConfigError([
+      `NODE_PORT: node "${c.NODE_ID}" is not in NODES, so NODE_PORT must be set`,
+    ]);
+  }
+  const base = commonOf(c);
+  return {
+    ...base,
+    id: c.NODE_ID,
+    host: c.NODE_HOST,
+    port,
+    dataDir: resolve(c.NODE_DATA_DIR ?? `${base.storageDir}/${c.NODE_ID}`),
+    timeoutMs: c.NODE_TIMEOUT_MS,
+  };
+}
+
+export interface GatewayConfig extends CommonConfig {
+  gatewayId: string;
+  host: string;
+  port: number;
+  dbPath: string;
+  replicationFactor: number;
+  writeQuorum: number;
+  maxUploadBytes: number;
+  maxFilesPerUpload: number;
+  allowedTypes: string[];
+  defaultMaxDownloads: number;
+  maxDownloadsLimit: number;
+  defaultTtlSeconds: number;
+  maxTtlSeconds: number;
+  publicUrl: string | undefined;
+  trustProxy: boolean;
+  nodeTimeoutMs: number;
+  probeIntervalMs: number;
+  pendingUploadTimeoutSeconds: number;
+}
+
+export function loadGatewayConfig(env: Env): GatewayConfig {
+  const c = parse(gatewaySchema, env);
+  const problems: string[] = [];
+  if (c.REPLICATION_FACTOR > c.NODES.length) {
+    problems.push(
+      `REPLICATION_FACTOR: ${c.REPLICATION_FACTOR} copies need at least as many NODES (have ${c.NODES.length})`,
+    );
+  }
+  if (c.WRITE_QUORUM > c.REPLICATION_FACTOR) {
+    problems.push(
+      `WRITE_QUORUM: ${c.WRITE_QUORUM} is more than REPLICATION_FACTOR ${c.REPLICATION_FACTOR}`,
+    );
+  }
+  if (c.DEFAULT_TTL_SECONDS > c.MAX_TTL_SECONDS) {
+    problems.push(
+      `DEFAULT_TTL_SECONDS: ${c.DEFAULT_TTL_SECONDS} is more than MAX_TTL_SECONDS ${c.MAX_TTL_SECONDS}`,
+    );
+  }
+  if (c.DEFAULT_MAX_DOWNLOADS > c.MAX_DOWNLOADS_LIMIT) {
+    problems.push(
+      `DEFAULT_MAX_DOWNLOADS: ${c.DEFAULT_MAX_DOWNLOADS} is more than MAX_DOWNLOADS_LIMIT ${c.MAX_DOWNLOADS_LIMIT}`,
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const base = commonOf(c);
+  return {
+    ...base,
+    gatewayId:
+      c.GATEWAY_ID ?? `gw-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${c.PORT}`.slice(0, 64),
+    host: c.HOST,
+    port: c.PORT,
+    dbPath: resolve(c.DB_PATH ?? `${base.storageDir}/trove.db`),
+    replicationFactor: c.REPLICATION_FACTOR,
+    writeQuorum: c.WRITE_QUORUM,
+    maxUploadBytes: c.MAX_UPLOAD_BYTES,
+    maxFilesPerUpload: c.MAX_FILES_PER_UPLOAD,
+    allowedTypes: c.ALLOWED_TYPES,
+    defaultMaxDownloads: c.DEFAULT_MAX_DOWNLOADS,
+    maxDownloadsLimit: c.MAX_DOWNLOADS_LIMIT,
+    defaultTtlSeconds: c.DEFAULT_TTL_SECONDS,
+    maxTtlSeconds: c.MAX_TTL_SECONDS,
+    publicUrl: c.PUBLIC_URL,
+    trustProxy: c.TRUST_PROXY,
+    nodeTimeoutMs: c.NODE_TIMEOUT_MS,
+    probeIntervalMs: c.PROBE_INTERVAL_MS,
+    pendingUploadTimeoutSeconds: c.PENDING_UPLOAD_TIMEOUT_SECONDS,
+  };
+}
+
+/** What `npm start` needs to lay out the local cluster. */
+export function loadCommonConfig(env: Env): CommonConfig {
+  return commonOf(parse(z.object(common), env));
+}
+
+/** Loads `.env` from the working directory when present (Node's own parser). */
+export function loadDotEnv(file = '.env'): void {
+  try {
+    process.loadEnvFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Typed errors. Every error a client may see is a TroveError carrying its wire
+ * code and HTTP status; `errorBody` and the services' `onError` handlers turn
+ * them into `{"error":{"code","message"}}`. Anything else is a bug: logged, 500.
+ */
+export class TroveError extends Error {
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class BadRequestError extends TroveError {
+  constructor(message: string, code = 'BAD_REQUEST', options?: ErrorOptions) {
+    super(code, 400, message, options);
+  }
+}
+
+export class UnauthorizedError extends TroveError {
+  constructor(message = 'missing or invalid credentials') {
+    super('UNAUTHORIZED', 401, message);
+  }
+}
+
+export class NotFoundError extends TroveError {
+  constructor(message = 'not found', code = 'NOT_FOUND') {
+    super(code, 404, message);
+  }
+}
+
+export class GoneError extends TroveError {
+  constructor(code: string, message: string) {
+    super(code, 410, message);
+  }
+}
+
+export class PayloadTooLargeError extends TroveError {
+  constructor(message: string) {
+    super('PAYLOAD_TOO_LARGE', 413, message);
+  }
+
+  /** A file over the byte limit. */
+  static forBytes(limit: number): PayloadTooLargeError {
+    return new PayloadTooLargeError(`the file is larger than the upload limit of ${limit} bytes`);
+  }
+}
+
+export class UnsupportedMediaTypeError extends TroveError {
+  constructor(message: string) {
+    super('UNSUPPORTED_MEDIA_TYPE', 415, message);
+  }
+}
+
+export class RangeNotSatisfiableError extends TroveError {
+  constructor(readonly size: number) {
+    super(
+      'RANGE_NOT_SATISFIABLE',
+      416,
+      `the requested range is outside the ${size} bytes of the file`,
+    );
+  }
+}
+
+/** The sha256 of received bytes differs from the one the sender expected. */
+export class ChecksumMismatchError extends TroveError {
+  constructor(expected: string, actual: string) {
+    super('CHECKSUM_MISMATCH', 422, `expected sha256 ${expected}, received ${actual}`);
+  }
+}
+
+/**
+ * A stored blob failed its checksum when read. The node has quarantined it,
+ * so as far as readers go it no longer has the blob: 404, with its own code.
+ */
+export class CorruptBlobError extends TroveError {
+  constructor(key: string, expected: string, actual: string) {
+    super(
+      'CORRUPT_BLOB',
+      404,
+      `blob ${key} failed its checksum (expected ${expected}, read ${actual}) and was quarantined`,
+    );
+  }
+}
+
+/** Not enough healthy storage nodes to place or read an object. */
+export class UnavailableError extends TroveError {
+  constructor(message: string, code = 'SERVICE_UNAVAILABLE', options?: ErrorOptions) {
+    super(code, 503, message, options);
+  }
+}
+
+export class InsufficientStorageError extends TroveError {
+  constructor(message = 'the storage node is out of disk space', options?: ErrorOptions) {
+    super('INSUFFICIENT_STORAGE', 507, message, options);
+  }
+}
+
+/** The client closed the connection before the exchange completed; nobody is left to answer. */
+export class ClientGoneError extends TroveError {
+  constructor() {
+    super('CLIENT_GONE', 499, 'the client closed the connection');
+  }
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+export function errorBody(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+/** True for errors caused by a peer going away, not by a bug of ours. */
+export function isDisconnect(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return (
+    code === 'ECONNRESET' ||
+    code === 'EPIPE' ||
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    code === 'ECONNABORTED' ||
+    err instanceof ClientGoneError ||
+    (err as Error | null)?.name === 'AbortError'
+  );
+}

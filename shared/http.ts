@@ -1,0 +1,77 @@
+/**
+ * HTTP plumbing shared by the services: the one place where errors become
+ * responses, and the server settings every process listens with.
+ */
+import { createAdaptorServer } from '@hono/node-server';
+import type { HttpBindings, ServerType } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { Context, Hono } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { TroveError, errorBody, isDisconnect } from './errors.js';
+import type { Logger } from './logger.js';
+
+/** Hono `onError`: TroveErrors keep their status and code; anything else is a logged 500. */
+export function errorHandler(log: Logger) {
+  return (err: Error, c: Context) => {
+    const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
+    if (outgoing?.headersSent) {
+      // A response is already under way: a cut-short body is the only honest signal left.
+      log.warn({ err: err.message, path: c.req.path }, 'error after the response started');
+      outgoing.destroy();
+      return RESPONSE_ALREADY_SENT;
+    }
+    if (isDisconnect(err)) return c.body(null, 499 as ContentfulStatusCode);
+    if (err instanceof TroveError) {
+      if (err.status >= 500) log.warn({ code: err.code, err: err.message }, 'request failed');
+      return c.json(errorBody(err.code, err.message), err.status as ContentfulStatusCode);
+    }
+    log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
+    return c.json(errorBody('INTERNAL', 'internal error'), 500);
+  };
+}
+
+export function notFoundHandler(c: Context) {
+  return c.json(errorBody('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`), 404);
+}
+
+/** Starts an HTTP server for `app` and resolves once it listens. */
+export async function listen(
+  app: Hono<any>, // eslint-disable-line @typescript-eslint/no-explicit-any
+  host: string,
+  port: number,
+): Promise<ServerType> {
+  const server = createAdaptorServer({
+    fetch: app.fetch,
+    hostname: host,
+    serverOptions: {
+      // Large uploads may legitimately take longer than Node's 5-minute default; idle sockets are cut below.
+      requestTimeout: 0,
+      keepAliveTimeout: 65_000,
+    },
+  });
+  server.setTimeout(120_000);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+/** Stops accepting connections and waits up to `graceMs` for requests in flight. */
+export function close(server: ServerType, graceMs = 10_000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+  });
+}

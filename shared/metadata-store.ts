@@ -1,0 +1,84 @@
+/**
+ * The metadata store: files, their replicas, and the state machine of an
+ * upload. Gateways (and, later, workers) use only this interface, so the
+ * SQLite implementation can be swapped for PostgreSQL when they outgrow one host.
+ *
+ * An upload is a row in state `pending` from before its first byte is sent to
+ * a node until `commit`; only `committed` rows are visible to readers. A row
+ * that can no longer commit becomes `aborted` until its blobs are known gone.
+ */
+
+export type FileState = 'pending' | 'committed' | 'aborted';
+export type ReplicaState = 'ok' | 'missing' | 'corrupt';
+
+export interface FileRecord {
+  id: string;
+  name: string;
+  size: number;
+  contentType: string;
+  sha256: string;
+  state: FileState;
+  maxDownloads: number;
+  downloadsUsed: number;
+  createdAt: number;
+  expiresAt: number;
+  deleteTokenHash: string;
+  /** Gateway that wrote the row; lets a restarted gateway find its own interrupted uploads. */
+  owner: string;
+}
+
+export interface ReplicaRecord {
+  key: string;
+  node: string;
+  state: ReplicaState;
+  updatedAt: number;
+}
+
+export type NewUpload = Pick<
+  FileRecord,
+  | 'id'
+  | 'name'
+  | 'contentType'
+  | 'maxDownloads'
+  | 'createdAt'
+  | 'expiresAt'
+  | 'deleteTokenHash'
+  | 'owner'
+>;
+
+export interface CommitFile {
+  id: string;
+  size: number;
+  sha256: string;
+  /** Final options (multipart fields may arrive after the file). */
+  maxDownloads: number;
+  expiresAt: number;
+  replicas: { key: string; node: string; state: ReplicaState }[];
+}
+
+export interface MetadataStore {
+  /** Records an upload about to stream to the nodes. */
+  beginUpload(upload: NewUpload): Promise<void>;
+  /** Makes uploads visible, all or none (one transaction). */
+  commitUploads(files: CommitFile[]): Promise<void>;
+  /** Marks an upload that will never commit; its blobs still need removing. */
+  abortUpload(id: string): Promise<void>;
+  /** Forgets a pending or aborted upload whose blobs are gone. */
+  forgetUpload(id: string): Promise<void>;
+  /** Uploads to clean up: aborted ones, pending ones of `owner` from before `ownerSince`, and all pending older than `staleBefore`. */
+  abandonedUploads(q: {
+    owner: string;
+    ownerSince: number;
+    staleBefore: number;
+    limit: number;
+  }): Promise<FileRecord[]>;
+  /** A file in any state, or undefined. */
+  getFile(id: string): Promise<FileRecord | undefined>;
+  replicasOf(fileId: string): Promise<ReplicaRecord[]>;
+  setReplicaState(key: string, node: string, state: ReplicaState): Promise<void>;
+  /** Committed files, and those of them with fewer than `copies` healthy replicas. */
+  counts(copies: number): Promise<{ objects: number; underReplicated: number }>;
+  /** True when the store answers (for /ready). */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,255 @@
+/**
+ * MetadataStore on SQLite (better-sqlite3) in WAL mode, so several gateway
+ * processes on one host can share the file. The schema is versioned with
+ * `PRAGMA user_version`; each migration runs once, in a transaction.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type {
+  CommitFile,
+  FileRecord,
+  MetadataStore,
+  NewUpload,
+  ReplicaRecord,
+  ReplicaState,
+} from './metadata-store.js';
+
+/** Append only: a shipped migration is never edited, the next change is a new entry. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE files (
+     id                TEXT PRIMARY KEY,
+     name              TEXT NOT NULL,
+     size              INTEGER NOT NULL DEFAULT 0,
+     content_type      TEXT NOT NULL,
+     sha256            TEXT NOT NULL DEFAULT '',
+     state             TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'aborted')),
+     max_downloads     INTEGER NOT NULL,
+     downloads_used    INTEGER NOT NULL DEFAULT 0,
+     created_at        INTEGER NOT NULL,
+     expires_at        INTEGER NOT NULL,
+     delete_token_hash TEXT NOT NULL,
+     owner             TEXT NOT NULL
+   ) STRICT;
+   CREATE INDEX files_by_state ON files (state, created_at);
+   CREATE TABLE replicas (
+     key        TEXT NOT NULL,
+     file_id    TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+     node       TEXT NOT NULL,
+     state      TEXT NOT NULL CHECK (state IN ('ok', 'missing', 'corrupt')),
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (key, node)
+   ) STRICT;
+   CREATE INDEX replicas_by_file ON replicas (file_id);`,
+];
+
+interface FileRow {
+  id: string;
+  name: string;
+  size: number;
+  content_type: string;
+  sha256: string;
+  state: FileRecord['state'];
+  max_downloads: number;
+  downloads_used: number;
+  created_at: number;
+  expires_at: number;
+  delete_token_hash: string;
+  owner: string;
+}
+
+function toFile(r: FileRow): FileRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    size: r.size,
+    contentType: r.content_type,
+    sha256: r.sha256,
+    state: r.state,
+    maxDownloads: r.max_downloads,
+    downloadsUsed: r.downloads_used,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    deleteTokenHash: r.delete_token_hash,
+    owner: r.owner,
+  };
+}
+
+export function openDatabase(path: string): Database.Database {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  // NORMAL by default: bookkeeping (pending rows, replica states) survives a process crash, and
+  // what a power cut loses of it is rebuilt or swept; commits that a 201 promises use FULL (durably()).
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+export function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+interface PendingCommit {
+  files: CommitFile[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class SqliteMetadataStore implements MetadataStore {
+  private readonly stmts;
+  private readonly commitTx;
+  private commitQueue: PendingCommit[] = [];
+
+  constructor(private readonly db: Database.Database) {
+    this.stmts = {
+      insert: db.prepare(
+        `INSERT INTO files (id, name, content_type, state, max_downloads, created_at, expires_at, delete_token_hash, owner)
+         VALUES (@id, @name, @contentType, 'pending', @maxDownloads, @createdAt, @expiresAt, @deleteTokenHash, @owner)`,
+      ),
+      commit: db.prepare(
+        `UPDATE files SET state = 'committed', size = @size, sha256 = @sha256, max_downloads = @maxDownloads, expires_at = @expiresAt
+         WHERE id = @id AND state = 'pending'`,
+      ),
+      upsertReplica: db.prepare(
+        `INSERT INTO replicas (key, file_id, node, state, updated_at) VALUES (@key, @fileId, @node, @state, @now)
+         ON CONFLICT (key, node) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
+      ),
+      setReplica: db.prepare(
+        `UPDATE replicas SET state = ?, updated_at = ? WHERE key = ? AND node = ?`,
+      ),
+      abort: db.prepare(`UPDATE files SET state = 'aborted' WHERE id = ? AND state = 'pending'`),
+      forget: db.prepare(`DELETE FROM files WHERE id = ? AND state IN ('pending', 'aborted')`),
+      abandoned: db.prepare(
+        `SELECT * FROM files WHERE state = 'aborted'
+            OR (state = 'pending' AND ((owner = @owner AND created_at < @ownerSince) OR created_at < @staleBefore))
+         ORDER BY created_at LIMIT @limit`,
+      ),
+      get: db.prepare(`SELECT * FROM files WHERE id = ?`),
+      replicas: db.prepare(
+        `SELECT key, node, state, updated_at FROM replicas WHERE file_id = ? ORDER BY key, node`,
+      ),
+      objects: db.prepare(`SELECT count(*) AS n FROM files WHERE state = 'committed'`),
+      under: db.prepare(
+        `SELECT count(*) AS n FROM files f WHERE f.state = 'committed' AND
+           (SELECT count(*) FROM replicas r WHERE r.file_id = f.id AND r.key = f.id AND r.state = 'ok') < ?`,
+      ),
+    };
+    this.commitTx = db.transaction((files: CommitFile[]) => {
+      const now = Date.now();
+      for (const f of files) {
+        const changed = this.stmts.commit.run(f).changes;
+        if (changed !== 1) throw new Error(`upload ${f.id} is no longer pending`);
+        for (const r of f.replicas) this.stmts.upsertReplica.run({ ...r, fileId: f.id, now });
+      }
+    });
+  }
+
+  async beginUpload(u: NewUpload): Promise<void> {
+    this.stmts.insert.run(u);
+  }
+
+  /**
+   * Group commit: requests that commit in the same turn of the event loop
+   * share one transaction and one fsync (better-sqlite3 blocks the loop for
+   * it). Each request keeps its own all-or-none savepoint inside.
+   */
+  commitUploads(files: CommitFile[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.commitQueue.push({ files, resolve, reject });
+      if (this.commitQueue.length === 1) setImmediate(() => this.flushCommits());
+    });
+  }
+
+  private flushCommits(): void {
+    const batch = this.commitQueue;
+    this.commitQueue = [];
+    const outcomes = new Map<PendingCommit, unknown>();
+    try {
+      this.durably(() => {
+        for (const item of batch) {
+          try {
+            this.commitTx(item.files); // nested: a savepoint, rolled back alone if it throws
+          } catch (err) {
+            outcomes.set(item, err);
+          }
+        }
+      });
+    } catch (err) {
+      for (const item of batch) item.reject(err);
+      return;
+    }
+    for (const item of batch) {
+      if (outcomes.has(item)) item.reject(outcomes.get(item));
+      else item.resolve();
+    }
+  }
+
+  /** Runs `fn` in a transaction whose commit is fsynced (synchronous = FULL). */
+  private durably(fn: () => void): void {
+    this.db.pragma('synchronous = FULL');
+    try {
+      this.db.transaction(fn)();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  async abortUpload(id: string): Promise<void> {
+    this.stmts.abort.run(id);
+  }
+
+  async forgetUpload(id: string): Promise<void> {
+    this.stmts.forget.run(id);
+  }
+
+  async abandonedUploads(q: {
+    owner: string;
+    ownerSince: number;
+    staleBefore: number;
+    limit: number;
+  }) {
+    return (this.stmts.abandoned.all(q) as FileRow[]).map(toFile);
+  }
+
+  async getFile(id: string): Promise<FileRecord | undefined> {
+    const row = this.stmts.get.get(id) as FileRow | undefined;
+    return row && toFile(row);
+  }
+
+  async replicasOf(fileId: string): Promise<ReplicaRecord[]> {
+    const rows = this.stmts.replicas.all(fileId) as {
+      key: string;
+      node: string;
+      state: ReplicaState;
+      updated_at: number;
+    }[];
+    return rows.map((r) => ({ key: r.key, node: r.node, state: r.state, updatedAt: r.updated_at }));
+  }
+
+  async setReplicaState(key: string, node: string, state: ReplicaState): Promise<void> {
+    this.stmts.setReplica.run(state, Date.now(), key, node);
+  }
+
+  async counts(copies: number) {
+    const objects = (this.stmts.objects.get() as { n: number }).n;
+    const underReplicated = (this.stmts.under.get(copies) as { n: number }).n;
+    return { objects, underReplicated };
+  }
+
+  async ping(): Promise<boolean> {
+    return this.db.prepare('SELECT 1 AS ok').get() !== undefined;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

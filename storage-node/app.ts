@@ -1,0 +1,165 @@
+/**
+ * The storage node's internal HTTP API (see docs/storage-node.md):
+ *   PUT/GET/HEAD/DELETE /blobs/:key, GET /blobs (paged listing), GET /health.
+ * Everything but /health needs the cluster secret.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { isAuthorized } from '../shared/cluster-secret.js';
+import {
+  BadRequestError,
+  CorruptBlobError,
+  NotFoundError,
+  UnauthorizedError,
+} from '../shared/errors.js';
+import { errorHandler, notFoundHandler } from '../shared/http.js';
+import { SHA256_HEX, isValidKey } from '../shared/keys.js';
+import type { Logger } from '../shared/logger.js';
+import { H, parseChain, type NodeClient } from '../shared/node-client.js';
+import { contentRange, parseRange } from '../shared/range.js';
+import { pipeChain } from '../shared/streams.js';
+import type { BlobInfo, BlobStore } from './blob-store.js';
+import { replicateWrite } from './chain.js';
+
+export interface NodeAppDeps {
+  id: string;
+  secret: string;
+  store: BlobStore;
+  client: NodeClient;
+  log: Logger;
+}
+
+const MAX_HOPS = 16;
+
+export function createApp(deps: NodeAppDeps) {
+  const chainDeps = { selfId: deps.id, store: deps.store, client: deps.client, log: deps.log };
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.onError(errorHandler(deps.log));
+  app.notFound(notFoundHandler);
+
+  app.get('/health', async (c) => {
+    const u = await deps.store.usage();
+    return c.json({
+      id: deps.id,
+      status: 'ok',
+      objects: u.objects,
+      bytes: u.bytes,
+      free_bytes: u.freeBytes,
+      total_bytes: u.totalBytes,
+      uptime_s: Math.round(process.uptime()),
+    });
+  });
+
+  const requireSecret: MiddlewareHandler = async (c, next) => {
+    if (!isAuthorized(c.req.header('authorization'), deps.secret)) throw new UnauthorizedError();
+    await next();
+  };
+  app.use('/blobs', requireSecret);
+  app.use('/blobs/*', requireSecret);
+
+  app.get('/blobs', async (c) => {
+    const limit = Number(c.req.query('limit') ?? 1000);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
+      throw new BadRequestError('limit must be an integer from 1 to 10000');
+    }
+    const after = c.req.query('after');
+    if (after !== undefined && !/^[0-9a-f]{2}\/[A-Za-z0-9._@-]+$/.test(after)) {
+      throw new BadRequestError('after must be a cursor returned by a previous page');
+    }
+    return c.json(await deps.store.list(after, limit));
+  });
+
+  app.put('/blobs/:key', async (c) => {
+    const key = keyParam(c);
+    const chain = parseChain(c.req.header(H.chain));
+    if (!chain) throw new BadRequestError(`${H.chain} must be a list of id=http://host:port`);
+    if (chain.some((n) => n.id === deps.id))
+      throw new BadRequestError(`${H.chain} must not include this node`);
+    const hop = Number(c.req.header(H.hop) ?? 0);
+    if (!Number.isInteger(hop) || hop < 0 || hop > MAX_HOPS)
+      throw new BadRequestError(`${H.hop} must be 0-${MAX_HOPS}`);
+    const expectedSha256 = c.req.header(H.sha256);
+    if (expectedSha256 !== undefined && !SHA256_HEX.test(expectedSha256)) {
+      throw new BadRequestError(`${H.sha256} must be 64 lowercase hex digits`);
+    }
+    const length = c.req.header('content-length');
+    const report = await replicateWrite(chainDeps, {
+      key,
+      body: c.env.incoming,
+      chain,
+      expectedSha256,
+      contentLength: length === undefined ? undefined : Number(length),
+      hop,
+    });
+    const self = report.replicas[0]!;
+    const status = self.ok
+      ? 201
+      : self.code === 'CHECKSUM_MISMATCH'
+        ? 422
+        : self.code === 'INSUFFICIENT_STORAGE'
+          ? 507
+          : 500;
+    if (!self.ok) deps.log.warn({ key, error: self.error }, 'blob not stored');
+    return c.json(report, status);
+  });
+
+  app.on('HEAD', '/blobs/:key', async (c) => {
+    const info = await deps.store.stat(keyParam(c));
+    if (!info) return c.body(null, 404);
+    return c.body(null, 200, blobHeaders(info, info.size));
+  });
+
+  app.get('/blobs/:key', async (c) => {
+    const key = keyParam(c);
+    const read = await deps.store
+      .get(key, (size) => parseRange(c.req.header('range'), size))
+      .catch((err) => {
+        if (err instanceof CorruptBlobError)
+          deps.log.error({ key, err: err.message }, 'corrupt blob quarantined');
+        throw err;
+      });
+    if (!read) throw new NotFoundError(`no blob ${key}`, 'NO_SUCH_BLOB');
+    const { info, range } = read;
+    const length = range ? range.end - range.start + 1 : info.size;
+    const headers = blobHeaders(info, length);
+    if (range) headers['content-range'] = contentRange(range, info.size);
+    const out = c.env.outgoing;
+    out.writeHead(range ? 206 : 200, headers);
+    if (read.data) {
+      out.end(read.data); // small blob, already verified: headers and body in one write
+      return RESPONSE_ALREADY_SENT;
+    }
+    pipeChain(read.stream, out).catch((err: Error) => {
+      // The response is already under way: the only honest signal left is a truncated body.
+      if ((err as { code?: string }).code === 'CHECKSUM_MISMATCH') {
+        deps.log.error({ key, err: err.message }, 'corrupt blob quarantined');
+      }
+    });
+    return RESPONSE_ALREADY_SENT;
+  });
+
+  app.delete('/blobs/:key', async (c) => {
+    const existed = await deps.store.delete(keyParam(c));
+    return c.body(null, existed ? 204 : 404);
+  });
+
+  return app;
+}
+
+function keyParam(c: Context): string {
+  const key = c.req.param('key') ?? '';
+  if (!isValidKey(key))
+    throw new BadRequestError('a key is 1-160 characters of [A-Za-z0-9._-]', 'INVALID_KEY');
+  return key;
+}
+
+function blobHeaders(info: BlobInfo, length: number): Record<string, string> {
+  return {
+    'content-type': 'application/octet-stream',
+    'content-length': String(length),
+    'accept-ranges': 'bytes',
+    etag: `"${info.sha256}"`,
+    [H.sha256]: info.sha256,
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * Chain replication of a write.
+ *
+ * The node stores the incoming stream and, at the same time, forwards the same
+ * bytes to the next node of the chain, which does likewise. It answers after
+ * its own commit and the chain's answer, with one outcome per node.
+ *
+ * A successor that cannot be reached, or dies mid-stream, is not fatal: once
+ * our own copy is committed we replay it from disk to the rest of the chain,
+ * skipping the failed node. Our disk is the replay buffer, so no bytes are
+ * held in memory for it.
+ */
+import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { NodeAddress } from '../shared/config.js';
+import type { Logger } from '../shared/logger.js';
+import type { NodeClient, PutReport, ReplicaOutcome } from '../shared/node-client.js';
+import { pipeChain } from '../shared/streams.js';
+import type { BlobStore } from './blob-store.js';
+
+export interface ChainDeps {
+  selfId: string;
+  store: BlobStore;
+  client: NodeClient;
+  log: Logger;
+}
+
+export interface ChainWrite {
+  key: string;
+  body: Readable;
+  /** Nodes after this one. */
+  chain: NodeAddress[];
+  expectedSha256: string | undefined;
+  contentLength: number | undefined;
+  hop: number;
+}
+
+/** Stores `w.body` here and on every node of `w.chain`; never throws for a successor's failure. */
+export async function replicateWrite(deps: ChainDeps, w: ChainWrite): Promise<PutReport> {
+  const [next, ...rest] = w.chain;
+  if (!next) {
+    return { key: w.key, replicas: [await storeLocally(deps, w.key, w.body, w.expectedSha256)] };
+  }
+
+  const forwardBody = new PassThrough({ highWaterMark: 256 * 1024 });
+  const forwarded = deps.client
+    .putBlob(next, w.key, forwardBody, {
+      chain: rest,
+      expectedSha256: w.expectedSha256,
+      contentLength: w.contentLength,
+      hop: w.hop + 1,
+    })
+    .then(
+      (report) => ({ report, error: undefined }),
+      (error: Error) => ({ report: undefined, error }),
+    );
+
+  const tap = new ForwardTap(forwardBody);
+  // A successor that answers before reading everything (an error) must not stall the local write.
+  void forwarded.then(() => forwardBody.destroy());
+  pipeChain(w.body, tap).catch(() => {}); // a failure surfaces through the local write below
+  const local = storeLocally(deps, w.key, tap, w.expectedSha256);
+  const [self, forward] = await Promise.all([local, forwarded]);
+
+  if (forward.report) return { key: w.key, replicas: [self, ...forward.report.replicas] };
+
+  deps.log.warn(
+    { key: w.key, node: next.id, err: forward.error?.message },
+    'chain successor failed',
+  );
+  const replicas: ReplicaOutcome[] = [
+    self,
+    { node: next.id, ok: false, error: describe(forward.error) },
+  ];
+  if (self.ok && rest.length > 0)
+    replicas.push(...(await replayFromDisk(deps, w.key, self.sha256, rest, w.hop)));
+  else
+    replicas.push(...rest.map((n) => ({ node: n.id, ok: false as const, error: 'not reached' })));
+  return { key: w.key, replicas };
+}
+
+async function storeLocally(
+  deps: ChainDeps,
+  key: string,
+  body: Readable,
+  expectedSha256: string | undefined,
+): Promise<ReplicaOutcome> {
+  try {
+    const info = await deps.store.put(key, body, { expectedSha256 });
+    return { node: deps.selfId, ok: true, sha256: info.sha256, size: info.size };
+  } catch (err) {
+    return {
+      node: deps.selfId,
+      ok: false,
+      code: (err as { code?: string }).code,
+      error: describe(err),
+    };
+  }
+}
+
+/** Sends our committed copy to the first reachable node of `chain`, which forwards it on. */
+async function replayFromDisk(
+  deps: ChainDeps,
+  key: string,
+  sha256: string,
+  chain: NodeAddress[],
+  hop: number,
+): Promise<ReplicaOutcome[]> {
+  const failed: ReplicaOutcome[] = [];
+  for (let i = 0; i < chain.length; i++) {
+    const target = chain[i]!;
+    const read = await deps.store.get(key);
+    if (!read) break;
+    try {
+      const report = await deps.client.putBlob(target, key, read.stream, {
+        chain: chain.slice(i + 1),
+        expectedSha256: sha256,
+        contentLength: read.info.size,
+        hop: hop + 1,
+      });
+      return [...failed, ...report.replicas];
+    } catch (err) {
+      read.stream.destroy();
+      deps.log.warn({ key, node: target.id, err: describe(err) }, 'chain replay failed');
+      failed.push({ node: target.id, ok: false, error: describe(err) });
+    }
+  }
+  const reached = new Set(failed.map((f) => f.node));
+  return [
+    ...failed,
+    ...chain
+      .filter((n) => !reached.has(n.id))
+      .map((n) => ({ node: n.id, ok: false as const, error: 'not reached' })),
+  ];
+}
+
+/**
+ * Passes every chunk on unchanged and copies it into `forward`, waiting for
+ * the forward stream's drain so the slower side sets the pace. If the forward
+ * stream fails, it is dropped and the local write goes on.
+ */
+class ForwardTap extends Transform {
+  private forwardAlive = true;
+
+  constructor(private readonly forward: PassThrough) {
+    super({ highWaterMark: 256 * 1024 });
+    forward.once('close', () => (this.forwardAlive = false));
+    forward.on('error', () => (this.forwardAlive = false));
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    if (!this.forwardAlive || this.forward.write(chunk)) return done(null, chunk);
+    const resume = () => {
+      this.forward.off('drain', resume);
+      this.forward.off('close', resume);
+      done(null, chunk);
+    };
+    this.forward.on('drain', resume);
+    this.forward.on('close', resume);
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.forwardAlive) this.forward.end();
+    done();
+  }
+
+  override _destroy(err: Error | null, done: (error?: Error | null) => void): void {
+    // The write failed on our side or our sender's: abort the forward too, so successors discard their temp files.
+    if (err) this.forward.destroy(err);
+    done(err);
+  }
+}
+
+function describe(err: unknown): string {
+  if (!err) return 'unknown error';
+  const e = err as { code?: string; message?: string };
+  return e.code && e.message ? `${e.code}: ${e.message}` : (e.message ?? String(err));
+}

@@ -1,0 +1,45 @@
+/** Storage node entry point: `npm run storage-node -- --id node2`. */
+import { loadClusterSecret } from '../shared/cluster-secret.js';
+import { ConfigError, loadDotEnv, loadNodeConfig } from '../shared/config.js';
+import { close, listen } from '../shared/http.js';
+import { createLogger } from '../shared/logger.js';
+import { NodeClient } from '../shared/node-client.js';
+import { writePidFile } from '../shared/pid-file.js';
+import { createApp } from './app.js';
+import { FsBlobStore } from './blob-store.js';
+
+loadDotEnv();
+let config;
+try {
+  config = loadNodeConfig(process.env, process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`storage-node: ${err.message}`);
+  process.exit(1);
+}
+
+const log = createLogger(config.id, config.logLevel);
+const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
+const store = await FsBlobStore.open(config.dataDir);
+const client = new NodeClient({ secret, timeoutMs: config.timeoutMs });
+const server = await listen(
+  createApp({ id: config.id, secret, store, client, log }),
+  config.host,
+  config.port,
+);
+writePidFile(config.storageDir, config.id);
+const usage = await store.usage();
+log.info(
+  { url: `http://${config.host}:${config.port}`, dataDir: config.dataDir, objects: usage.objects },
+  'storage node listening',
+);
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    log.info({ signal }, 'shutting down');
+    await close(server);
+    await client.close();
+    await store.close();
+    process.exit(0);
+  });
+}

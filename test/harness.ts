@@ -1,0 +1,282 @@
+/**
+ * Test cluster: the real entry points (storage-node/main.ts, gateway/main.ts)
+ * as child processes on free ports, in a temp directory, one log file per
+ * process. Tests talk HTTP to it as a user would and kill processes with real
+ * signals.
+ */
+import Database from 'better-sqlite3';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+
+export interface Proc {
+  name: string;
+  proc: ChildProcess;
+  logFile: string;
+  exited: Promise<void>;
+}
+
+export interface TestNode {
+  id: string;
+  url: string;
+  port: number;
+  dataDir: string;
+  proc: Proc | undefined;
+}
+
+export interface Cluster {
+  dir: string;
+  secret: string;
+  nodes: TestNode[];
+  gatewayUrl: string;
+  gateway: Proc | undefined;
+  dbPath: string;
+  startNode(id: string): Promise<void>;
+  startGateway(): Promise<void>;
+  kill(name: string, signal?: NodeJS.Signals): Promise<void>;
+  logTail(lines?: number): string;
+  /** Log lines at level error or above (pino levels 50, 60) a process has written. */
+  errorLines(name: string): string[];
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+function spawnService(
+  name: string,
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  logDir: string,
+): Proc {
+  const logFile = join(logDir, `${name}.log`);
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const proc = spawn(process.execPath, [join(ROOT, 'dist', script), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout!.pipe(log, { end: false });
+  proc.stderr!.pipe(log, { end: false });
+  const exited = new Promise<void>((done) => proc.once('exit', () => done()));
+  return { name, proc, logFile, exited };
+}
+
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+async function waitHealthy(url: string, proc: Proc): Promise<void> {
+  await waitFor(`${proc.name} /health`, async () => {
+    if (proc.proc.exitCode !== null)
+      throw new Error(`${proc.name} exited: ${readFileSync(proc.logFile, 'utf8').slice(-2000)}`);
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+    return res.ok;
+  });
+}
+
+export interface ClusterOptions {
+  nodes?: number;
+  /** Extra environment for every process. */
+  env?: Record<string, string>;
+  /** Start without the gateway. */
+  noGateway?: boolean;
+}
+
+export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const dir = await mkdtemp(join(tmpdir(), 'trove-test-'));
+  const logDir = join(dir, 'logs');
+  await mkdir(logDir);
+  const secret = randomBytes(24).toString('hex');
+  const nodes: TestNode[] = [];
+  for (let i = 1; i <= (opts.nodes ?? 3); i++) {
+    const port = await freePort();
+    nodes.push({
+      id: `node${i}`,
+      port,
+      url: `http://127.0.0.1:${port}`,
+      dataDir: join(dir, `node${i}`),
+      proc: undefined,
+    });
+  }
+  const gatewayPort = await freePort();
+  const env: Record<string, string> = {
+    STORAGE_DIR: dir,
+    CLUSTER_SECRET: secret,
+    NODES: nodes.map((n) => `${n.id}=${n.url}`).join(','),
+    LOG_LEVEL: 'info',
+    HOST: '127.0.0.1',
+    PORT: String(gatewayPort),
+    PROBE_INTERVAL_MS: '500',
+    ...opts.env,
+  };
+  const procs = new Map<string, Proc>();
+
+  const cluster: Cluster = {
+    dir,
+    secret,
+    nodes,
+    gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+    gateway: undefined,
+    dbPath: join(dir, 'trove.db'),
+    async startNode(id) {
+      const node = nodes.find((n) => n.id === id)!;
+      const proc = spawnService(id, 'storage-node/main.js', ['--id', id], env, logDir);
+      procs.set(id, proc);
+      node.proc = proc;
+      await waitHealthy(node.url, proc);
+    },
+    async startGateway() {
+      const proc = spawnService('gateway', 'gateway/main.js', [], env, logDir);
+      procs.set('gateway', proc);
+      cluster.gateway = proc;
+      await waitHealthy(cluster.gatewayUrl, proc);
+    },
+    async kill(name, signal = 'SIGKILL') {
+      const proc = procs.get(name);
+      if (!proc || proc.proc.exitCode !== null || proc.proc.signalCode !== null) return;
+      proc.proc.kill(signal);
+      // A graceful stop may wait for requests in flight; tests do not wait long for it.
+      const force = setTimeout(() => proc.proc.kill('SIGKILL'), 3000);
+      await proc.exited;
+      clearTimeout(force);
+    },
+    logTail(lines = 40) {
+      return [...procs.values()]
+        .map((p) => {
+          const text = readFileSync(p.logFile, 'utf8')
+            .trimEnd()
+            .split('\n')
+            .slice(-lines)
+            .join('\n');
+          return `── ${p.name} (${p.logFile}) ──\n${text}`;
+        })
+        .join('\n');
+    },
+    errorLines(name) {
+      const proc = procs.get(name);
+      if (!proc) return [];
+      return readFileSync(proc.logFile, 'utf8')
+        .split('\n')
+        .filter((line) => /"level":(50|60)/.test(line));
+    },
+    async stop() {
+      await Promise.all([...procs.keys()].map((name) => cluster.kill(name, 'SIGTERM')));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+
+  try {
+    await Promise.all(nodes.map((n) => cluster.startNode(n.id)));
+    if (!opts.noGateway) await cluster.startGateway();
+  } catch (err) {
+    const tail = cluster.logTail();
+    await cluster.stop();
+    throw new Error(`${(err as Error).message}\n${tail}`);
+  }
+  return cluster;
+}
+
+/** Resident set size of a process, in bytes, and its peak (VmHWM). */
+export function memoryOf(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** Runs a read-only query on the gateway's SQLite file (WAL lets it read while the gateway writes). */
+export function queryDb<T>(cluster: Cluster, sql: string): T[] {
+  const db = new Database(cluster.dbPath, { readonly: true });
+  try {
+    return db.prepare(sql).all() as T[];
+  } finally {
+    db.close();
+  }
+}
+
+/** Every file under `dir`, as paths relative to it. */
+export async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1));
+}
+
+export function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * A JPEG-looking stream of `size` random bytes (JPEG magic, then noise),
+ * generated chunk by chunk, never held whole. `digest()` is valid once it ended.
+ */
+export function jpegStream(
+  size: number,
+  chunk = 1024 * 1024,
+): { stream: Readable; digest: () => string } {
+  const hash = createHash('sha256');
+  let sent = 0;
+  let hex: string | undefined;
+  const stream = new Readable({
+    read() {
+      if (sent >= size) {
+        hex = hash.digest('hex');
+        this.push(null);
+        return;
+      }
+      const buf = randomBytes(Math.min(chunk, size - sent));
+      if (sent === 0) buf.set([0xff, 0xd8, 0xff, 0xe0], 0);
+      sent += buf.length;
+      hash.update(buf);
+      this.push(buf);
+    },
+  });
+  return { stream, digest: () => hex ?? '' };
+}
+
+/** Hashes a response body as it streams; resolves with its sha256 and length. */
+export async function hashBody(
+  body: AsyncIterable<Uint8Array>,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of body) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+export const fixture = (name: string) => readFileSync(join(ROOT, 'test', 'fixtures', name));
