@@ -18,7 +18,8 @@ import {
   type Cluster,
 } from './harness.js';
 
-const LIMIT = 50 * 1024 * 1024;
+// Large enough that buffering the accepted part would dwarf the GC noise in RSS.
+const LIMIT = 160 * 1024 * 1024;
 let cluster: Cluster;
 
 beforeAll(async () => {
@@ -113,7 +114,8 @@ describe('uploads that fail leave nothing behind', () => {
     } finally {
       clearInterval(sampler);
     }
-    expect(peak - before).toBeLessThan(40 * 1024 * 1024);
+    // Holding the accepted 160 MB would show here; streaming stays at GC-noise level.
+    expect(peak - before).toBeLessThan(LIMIT / 2);
     await waitFor('cleanup', async () => rows().length === 0);
     await expectNodesEmpty();
   });
