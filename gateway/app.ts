@@ -9,6 +9,10 @@ import { errorHandler, notFoundHandler } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import type { NodeClient } from '../shared/node-client.js';
+import type { AmqpClient } from '../shared/amqp.js';
+import type { Redis } from 'ioredis';
+import { handleDelete } from './deletion.js';
+import type { DownloadCounter } from './download-counter.js';
 import { findFile, handleDownload } from './download.js';
 import { fileJson } from './file-view.js';
 import type { NodeRegistry } from './node-registry.js';
@@ -22,6 +26,9 @@ export interface GatewayDeps {
   client: NodeClient;
   registry: NodeRegistry;
   replicator: Replicator;
+  counter: DownloadCounter;
+  redis: Redis;
+  amqp: AmqpClient;
   log: Logger;
   nodes: NodeAddress[];
   gatewayId: string;
@@ -43,10 +50,18 @@ export function createApp(deps: GatewayDeps) {
 
   app.get('/ready', async (c) => {
     const online = deps.registry.onlineCount();
-    const metadata = await deps.store.ping().catch(() => false);
-    const ready = metadata && online >= deps.quorum;
+    const [metadata, redis] = await Promise.all([
+      deps.store.ping().catch(() => false),
+      deps.redis.ping().then(
+        (r) => r === 'PONG',
+        () => false,
+      ),
+    ]);
+    const queue = deps.amqp.connected;
+    // The queue is not required: uploads and downloads work without it (the sweep catches up).
+    const ready = metadata && redis && online >= deps.quorum;
     return c.json(
-      { ready, metadata, nodes_online: online, write_quorum: deps.quorum },
+      { ready, metadata, redis, queue, nodes_online: online, write_quorum: deps.quorum },
       ready ? 200 : 503,
     );
   });
@@ -58,6 +73,7 @@ export function createApp(deps: GatewayDeps) {
   app.on('HEAD', '/download/:id', (c) => handleDownload(deps, c, true));
   app.get('/download/:id', (c) => handleDownload(deps, c, false));
 
+  app.delete('/files/:id', (c) => handleDelete(deps, c));
   app.get('/files/:id', async (c) => {
     const file = await findFile(deps.store, c.req.param('id'));
     const replicas = await deps.store.replicasOf(file.id);

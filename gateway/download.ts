@@ -19,6 +19,7 @@ import type { FileRecord, MetadataStore } from '../shared/metadata-store.js';
 import { isUnreachable, type NodeClient } from '../shared/node-client.js';
 import { contentRange, parseRange, type ByteRange } from '../shared/range.js';
 import { firstChunk, pipeChain } from '../shared/streams.js';
+import type { DownloadCounter, Grant } from './download-counter.js';
 import { downloadsLeft, fileStatus } from './file-view.js';
 import { contentDisposition } from './http-names.js';
 import type { NodeRegistry } from './node-registry.js';
@@ -29,6 +30,7 @@ export interface DownloadDeps {
   store: MetadataStore;
   client: NodeClient;
   registry: NodeRegistry;
+  counter: DownloadCounter;
   nodes: NodeAddress[];
   log: Logger;
 }
@@ -43,12 +45,35 @@ export async function findFile(store: MetadataStore, id: string | undefined): Pr
   return file;
 }
 
+/** 410 for a file that can no longer be downloaded, naming why. */
+export function assertDownloadable(file: FileRecord): void {
+  switch (fileStatus(file)) {
+    case 'deleted':
+      if (file.deleteReason === 'deleted')
+        throw new GoneError('FILE_DELETED', 'this file was deleted by its owner');
+      throw new GoneError('FILE_EXPIRED', 'this link has expired');
+    case 'expired':
+      throw new GoneError('FILE_EXPIRED', 'this link has expired');
+    case 'exhausted':
+      throw limitReached();
+    case 'active':
+  }
+}
+
+function limitReached(): GoneError {
+  return new GoneError('DOWNLOAD_LIMIT_REACHED', 'this link has no downloads left');
+}
+
+/**
+ * Counting: a GET that will send bytes takes a download before it contacts a
+ * node (HEAD, 304 and errors take none). If no replica sends a first byte,
+ * or the client leaves before one, the download is given back. Once bytes
+ * flow it counts, even if the client aborts mid-stream (docs/api.md).
+ */
 export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boolean) {
   const file = await findFile(deps.store, c.req.param('id'));
-  const status = fileStatus(file);
-  if (status === 'expired') throw new GoneError('FILE_EXPIRED', 'this link has expired');
-  if (status === 'exhausted')
-    throw new GoneError('DOWNLOAD_LIMIT_REACHED', 'this link has no downloads left');
+  if (fileStatus(file) === 'exhausted') c.header('x-downloads-left', '0');
+  assertDownloadable(file);
 
   const etag = `"${file.sha256}"`;
   const headers: Record<string, string> = {
@@ -63,7 +88,7 @@ export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boole
     'x-content-type-options': 'nosniff',
   };
   const left = downloadsLeft(file);
-  if (left !== null) headers['x-downloads-left'] = String(left);
+  headers['x-downloads-left'] = left === null ? 'unlimited' : String(left);
 
   if (
     c.req
@@ -82,16 +107,39 @@ export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boole
   const statusCode = range ? 206 : 200;
   if (headOnly) return c.body(null, statusCode, headers);
 
+  let grant: Grant | undefined;
+  if (file.maxDownloads > 0) {
+    grant = await deps.counter.take(file);
+    if (!grant.granted) {
+      c.header('x-downloads-left', '0');
+      throw limitReached();
+    }
+    headers['x-downloads-left'] = String(grant.left);
+  }
+
   const signal = disconnectSignal(c.env.outgoing);
   for (const node of await readOrder(deps, file.id)) {
     const served = await tryServe(deps, c, node, file.id, { range, statusCode, headers, signal });
     if (served) return RESPONSE_ALREADY_SENT;
-    if (signal.aborted) return RESPONSE_ALREADY_SENT;
+    if (signal.aborted) break;
   }
+  if (grant) await giveBack(deps, file);
+  if (signal.aborted) return RESPONSE_ALREADY_SENT;
   throw new UnavailableError(
     'no storage node holding this file is reachable; try again shortly',
     'NO_REPLICA_AVAILABLE',
   );
+}
+
+async function giveBack(deps: DownloadDeps, file: FileRecord): Promise<void> {
+  try {
+    await deps.counter.giveBack(file);
+  } catch (err) {
+    deps.log.error(
+      { id: file.id, err: (err as Error).message },
+      'could not give back a download that served nothing',
+    );
+  }
 }
 
 /** Nodes holding a healthy replica: online ones first, each group in placement order. */

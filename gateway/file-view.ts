@@ -1,7 +1,7 @@
 /** The public JSON shape of a file (DESIGN "upload answer"), built in one place. */
 import type { FileRecord, ReplicaRecord } from '../shared/metadata-store.js';
 
-export type FileStatus = 'active' | 'expired' | 'exhausted';
+export type FileStatus = 'active' | 'expired' | 'exhausted' | 'deleted';
 
 /** What the public view needs of a file. */
 export type FileView = Pick<
@@ -15,9 +15,12 @@ export type FileView = Pick<
   | 'downloadsUsed'
   | 'createdAt'
   | 'expiresAt'
+  | 'deletedAt'
 >;
 
+/** `deleted` once the file is a tombstone (its blobs are going or gone), whatever the reason. */
 export function fileStatus(f: FileView, now = Date.now()): FileStatus {
+  if (f.deletedAt !== null) return 'deleted';
   if (now >= f.expiresAt) return 'expired';
   if (f.maxDownloads > 0 && f.downloadsUsed >= f.maxDownloads) return 'exhausted';
   return 'active';
@@ -41,9 +44,11 @@ export function fileJson(
     sha256: f.sha256,
     status: fileStatus(f),
     max_downloads: f.maxDownloads,
+    downloads_used: f.downloadsUsed,
     downloads_left: downloadsLeft(f),
     created_at: new Date(f.createdAt).toISOString(),
     expires_at: new Date(f.expiresAt).toISOString(),
+    deleted_at: f.deletedAt === null ? null : new Date(f.deletedAt).toISOString(),
     url: `${base}/download/${f.id}`,
     replicas: replicas.filter((r) => r.key === f.id).map((r) => ({ node: r.node, state: r.state })),
   };

@@ -1,13 +1,16 @@
 /** Gateway entry point: `npm run gateway`. */
+import { AmqpClient } from '../shared/amqp.js';
 import { loadClusterSecret } from '../shared/cluster-secret.js';
 import { ConfigError, loadDotEnv, loadGatewayConfig } from '../shared/config.js';
 import { close, listen } from '../shared/http.js';
 import { lanUrls } from '../shared/lan.js';
 import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
+import { createRedis, createRedlock } from '../shared/redis.js';
 import { writePidFile } from '../shared/pid-file.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
 import { createApp } from './app.js';
+import { DownloadCounter } from './download-counter.js';
 import { NodeRegistry } from './node-registry.js';
 import { Replicator } from './replicator.js';
 import { UploadSweeper } from './upload-sweeper.js';
@@ -38,6 +41,15 @@ const replicator = new Replicator({
   copies: config.replicationFactor,
   quorum: config.writeQuorum,
 });
+const redis = createRedis(config.redisUrl, log);
+const counter = new DownloadCounter({ redis, redlock: createRedlock(redis), store, log });
+const amqp = new AmqpClient({
+  url: config.amqpUrl,
+  prefix: config.queuePrefix,
+  connectionName: config.gatewayId,
+  log,
+});
+void amqp.start(); // uploads do not wait for RabbitMQ; deletions are scheduled once it is up
 const sweeper = new UploadSweeper({
   store,
   replicator,
@@ -52,6 +64,9 @@ const app = createApp({
   client,
   registry,
   replicator,
+  counter,
+  redis,
+  amqp,
   log,
   nodes: config.nodes,
   gatewayId: config.gatewayId,
@@ -80,6 +95,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     registry.stop();
     sweeper.stop();
     await close(server);
+    await amqp.close();
+    redis.disconnect();
     await client.close();
     await store.close();
     process.exit(0);

@@ -11,6 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { BadRequestError, PayloadTooLargeError } from '../shared/errors.js';
 import { fileJson } from './file-view.js';
+import { scheduleDeletion, type DeletionDeps } from './deletion.js';
 import { cleanFileName } from './http-names.js';
 import { discardUpload, ingestFile, type IngestDeps, type IngestedFile } from './ingest.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
@@ -24,7 +25,7 @@ import {
   type UploadLimits,
 } from './upload-options.js';
 
-export interface UploadDeps extends IngestDeps {
+export interface UploadDeps extends IngestDeps, DeletionDeps {
   limits: UploadLimits;
   maxFilesPerUpload: number;
   urls: PublicUrlConfig;
@@ -209,10 +210,15 @@ async function respondCommitted(
     await Promise.all(files.map((f) => discardUpload(deps, f.id)));
     throw err;
   }
+  await Promise.all(files.map((f) => scheduleDeletion(deps, f.id, expiresAt)));
   const base = baseUrl((n) => c.req.header(n), c.req.url, deps.urls);
   // Answered from what was just committed: no need to read it back.
   const bodies = files.map((f, i) => ({
-    ...fileJson({ ...f, ...commits[i]!, downloadsUsed: 0 }, commits[i]!.replicas, base),
+    ...fileJson(
+      { ...f, ...commits[i]!, downloadsUsed: 0, deletedAt: null },
+      commits[i]!.replicas,
+      base,
+    ),
     delete_token: f.deleteToken,
   }));
   if (!many) c.header('location', `${base}/files/${files[0]!.id}`);

@@ -1,6 +1,6 @@
 /**
  * `npm start`: the whole cluster on one machine. Checks Redis and RabbitMQ,
- * starts the storage nodes of NODES and then the gateway as child processes
+ * starts the storage nodes of NODES, then the gateway and a worker as child processes
  * with prefixed logs, prints the LAN URLs, and stops everything on Ctrl-C.
  *
  * A child that dies (say, `kill -9 $(cat storage/run/node1.pid)`) is reported
@@ -40,7 +40,7 @@ function say(text: string): void {
  * The entry point of a service beside this script: `dist/<service>/main.js`
  * when we run built (npm start), `<service>/main.ts` under tsx in development.
  */
-function entryPoint(service: 'gateway' | 'storage-node'): string[] {
+function entryPoint(service: 'gateway' | 'storage-node' | 'worker'): string[] {
   const self = fileURLToPath(import.meta.url);
   const file = join(dirname(self), '..', service, `main${extname(self)}`);
   return extname(self) === '.ts' ? ['--import', 'tsx', file] : [file];
@@ -72,7 +72,8 @@ function launch(name: string, entry: string[], args: string[], color: number): C
 }
 
 function restartHint(name: string): string {
-  return name === 'gateway' ? 'npm run gateway' : `npm run storage-node -- --id ${name}`;
+  if (name === 'gateway' || name === 'worker') return `npm run ${name}`;
+  return `npm run storage-node -- --id ${name}`;
 }
 
 async function waitHealthy(
@@ -143,6 +144,7 @@ async function main(): Promise<void> {
     await Promise.all(nodes.map(({ n, child }) => waitHealthy(n.id, n.url, child)));
     const gateway = launch('gateway', entryPoint('gateway'), [], 37);
     await waitHealthy('gateway', `http://127.0.0.1:${config.port}`, gateway);
+    launch('worker', entryPoint('worker'), [], 90);
   } catch (err) {
     say(`start-up failed: ${(err as Error).message}`);
     await stopAll('SIGTERM');

@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import cron from 'node-cron';
 import { z } from 'zod';
 
 export class ConfigError extends Error {
@@ -126,6 +127,13 @@ const common = {
       message: 'expected amqp://user:pass@host:port',
     })
     .default('amqp://guest:guest@127.0.0.1:5672'),
+  /** Prefix of every RabbitMQ queue the cluster declares (several clusters can share a server). */
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,40}$/, 'use 1-40 of [A-Za-z0-9_-]')
+    .default('trove'),
+  /** SQLite metadata file (gateways and workers share it); defaults to STORAGE_DIR/trove.db. */
+  DB_PATH: z.string().min(1).optional(),
 };
 
 const nodeSchema = z.object({
@@ -148,8 +156,6 @@ const gatewaySchema = z.object({
   PORT: port.default(8080),
   /** Stable name of this gateway; pending uploads are tagged with it for crash cleanup. */
   GATEWAY_ID: nodeId.optional(),
-  /** SQLite metadata file; defaults to STORAGE_DIR/trove.db. */
-  DB_PATH: z.string().min(1).optional(),
   /** Copies kept of every object. */
   REPLICATION_FACTOR: int(1, 16).default(3),
   /** Copies that must be fsynced, with the right sha256, before an upload is answered 201. */
@@ -199,6 +205,27 @@ const gatewaySchema = z.object({
   PENDING_UPLOAD_TIMEOUT_SECONDS: int(60).default(6 * 3600),
 });
 
+const workerSchema = z.object({
+  ...common,
+  /** Name of this worker in logs and in its RabbitMQ connection. */
+  WORKER_ID: nodeId.optional(),
+  /** Jobs a worker holds unacknowledged at once (RabbitMQ prefetch). */
+  WORKER_PREFETCH: int(1, 1000).default(8),
+  /** Tries of a failing job (with backoff) before it goes to the dead-letter queue. */
+  JOB_ATTEMPTS: int(1, 20).default(4),
+  /** Time downloads already under way get to finish before a deleted file's blobs go, in s. */
+  DELETE_GRACE_SECONDS: int(0, 3600).default(10),
+  /** How long a tombstone keeps answering 410 (instead of 404) before it is purged, in s. */
+  TOMBSTONE_RETENTION_SECONDS: int(1).default(7 * 24 * 3600),
+  /** node-cron schedule (with seconds) of the expiry sweep, the safety net behind delayed messages. */
+  SWEEP_SCHEDULE: z
+    .string()
+    .default('*/30 * * * * *')
+    .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. */30 * * * * *' }),
+  /** Time a node gets to answer a delete, in ms. */
+  NODE_TIMEOUT_MS: int(100).default(5000),
+});
+
 function parse<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
   // Empty strings mean "unset", as in most .env conventions.
   const cleaned = Object.fromEntries(
@@ -226,16 +253,21 @@ export interface CommonConfig {
   nodes: NodeAddress[];
   redisUrl: string;
   amqpUrl: string;
+  queuePrefix: string;
+  dbPath: string;
 }
 
 function commonOf(c: z.output<z.ZodObject<typeof common>>): CommonConfig {
+  const storageDir = resolve(c.STORAGE_DIR);
   return {
-    storageDir: resolve(c.STORAGE_DIR),
+    storageDir,
     clusterSecret: c.CLUSTER_SECRET,
     logLevel: c.LOG_LEVEL,
     nodes: c.NODES,
     redisUrl: c.REDIS_URL,
     amqpUrl: c.AMQP_URL,
+    queuePrefix: c.QUEUE_PREFIX,
+    dbPath: resolve(c.DB_PATH ?? `${storageDir}/trove.db`),
   };
 }
 
@@ -274,7 +306,6 @@ export interface GatewayConfig extends CommonConfig {
   gatewayId: string;
   host: string;
   port: number;
-  dbPath: string;
   replicationFactor: number;
   writeQuorum: number;
   maxUploadBytes: number;
@@ -322,7 +353,6 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
       c.GATEWAY_ID ?? `gw-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${c.PORT}`.slice(0, 64),
     host: c.HOST,
     port: c.PORT,
-    dbPath: resolve(c.DB_PATH ?? `${base.storageDir}/trove.db`),
     replicationFactor: c.REPLICATION_FACTOR,
     writeQuorum: c.WRITE_QUORUM,
     maxUploadBytes: c.MAX_UPLOAD_BYTES,
@@ -337,6 +367,32 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     nodeTimeoutMs: c.NODE_TIMEOUT_MS,
     probeIntervalMs: c.PROBE_INTERVAL_MS,
     pendingUploadTimeoutSeconds: c.PENDING_UPLOAD_TIMEOUT_SECONDS,
+  };
+}
+
+export interface WorkerConfig extends CommonConfig {
+  workerId: string;
+  prefetch: number;
+  jobAttempts: number;
+  deleteGraceMs: number;
+  tombstoneRetentionMs: number;
+  sweepSchedule: string;
+  nodeTimeoutMs: number;
+}
+
+export function loadWorkerConfig(env: Env): WorkerConfig {
+  const c = parse(workerSchema, env);
+  return {
+    ...commonOf(c),
+    workerId:
+      c.WORKER_ID ??
+      `worker-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${process.pid}`.slice(0, 64),
+    prefetch: c.WORKER_PREFETCH,
+    jobAttempts: c.JOB_ATTEMPTS,
+    deleteGraceMs: c.DELETE_GRACE_SECONDS * 1000,
+    tombstoneRetentionMs: c.TOMBSTONE_RETENTION_SECONDS * 1000,
+    sweepSchedule: c.SWEEP_SCHEDULE,
+    nodeTimeoutMs: c.NODE_TIMEOUT_MS,
   };
 }
 

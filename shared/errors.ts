@@ -27,6 +27,12 @@ export class UnauthorizedError extends TroveError {
   }
 }
 
+export class ForbiddenError extends TroveError {
+  constructor(message: string, code = 'FORBIDDEN') {
+    super(code, 403, message);
+  }
+}
+
 export class NotFoundError extends TroveError {
   constructor(message = 'not found', code = 'NOT_FOUND') {
     super(code, 404, message);

@@ -1,15 +1,19 @@
 /**
  * The metadata store: files, their replicas, and the state machine of an
- * upload. Gateways (and, later, workers) use only this interface, so the
+ * upload. Gateways and workers use only this interface, so the
  * SQLite implementation can be swapped for PostgreSQL when they outgrow one host.
  *
  * An upload is a row in state `pending` from before its first byte is sent to
  * a node until `commit`; only `committed` rows are visible to readers. A row
  * that can no longer commit becomes `aborted` until its blobs are known gone.
+ * A committed file ends as a tombstone (`deletedAt` set): its downloads answer
+ * 410, its blobs are removed from every node, and the row is purged later.
  */
 
 export type FileState = 'pending' | 'committed' | 'aborted';
 export type ReplicaState = 'ok' | 'missing' | 'corrupt';
+/** Why a committed file became a tombstone. */
+export type DeleteReason = 'expired' | 'deleted';
 
 export interface FileRecord {
   id: string;
@@ -25,6 +29,13 @@ export interface FileRecord {
   deleteTokenHash: string;
   /** Gateway that wrote the row; lets a restarted gateway find its own interrupted uploads. */
   owner: string;
+  /**
+   * Set when the file became a tombstone (expired and picked up for deletion,
+   * or deleted by its owner). Its replica rows that remain are deletes still
+   * owed to those nodes; the row itself is purged after the retention period.
+   */
+  deletedAt: number | null;
+  deleteReason: DeleteReason | null;
 }
 
 export interface ReplicaRecord {
@@ -76,7 +87,21 @@ export interface MetadataStore {
   getFile(id: string): Promise<FileRecord | undefined>;
   replicasOf(fileId: string): Promise<ReplicaRecord[]>;
   setReplicaState(key: string, node: string, state: ReplicaState): Promise<void>;
-  /** Committed files, and those of them with fewer than `copies` healthy replicas. */
+  /** Drops a replica row once its blob is known gone from that node. */
+  forgetReplica(key: string, node: string): Promise<void>;
+
+  /** Writes the durable download count (inside the counter's critical section). */
+  setDownloadsUsed(id: string, used: number): Promise<void>;
+
+  /** Turns a live committed file into a tombstone; false if it already was one (or is unknown). */
+  markDeleted(id: string, reason: DeleteReason, at: number): Promise<boolean>;
+  /** Live committed files whose expiry has passed (the sweep's work list). */
+  expiredLiveFiles(now: number, limit: number): Promise<FileRecord[]>;
+  /** Tombstones from before `deletedBefore` that still have replica rows (deletes owed). */
+  tombstonesWithBlobs(deletedBefore: number, limit: number): Promise<FileRecord[]>;
+  /** Removes tombstones deleted before `deletedBefore`, with any rows left; returns how many. */
+  purgeTombstones(deletedBefore: number): Promise<number>;
+  /** Live committed files, and those of them with fewer than `copies` healthy replicas. */
   counts(copies: number): Promise<{ objects: number; underReplicated: number }>;
   /** True when the store answers (for /ready). */
   ping(): Promise<boolean>;

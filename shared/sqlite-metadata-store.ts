@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type {
   CommitFile,
+  DeleteReason,
   FileRecord,
   MetadataStore,
   NewUpload,
@@ -41,6 +42,12 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (key, node)
    ) STRICT;
    CREATE INDEX replicas_by_file ON replicas (file_id);`,
+  // 2: tombstones (expiry and owner deletion).
+  `ALTER TABLE files ADD COLUMN deleted_at INTEGER;
+   ALTER TABLE files ADD COLUMN delete_reason TEXT CHECK (delete_reason IN ('expired', 'deleted'));
+   CREATE INDEX files_live_by_expiry ON files (expires_at)
+     WHERE state = 'committed' AND deleted_at IS NULL;
+   CREATE INDEX files_tombstones ON files (deleted_at) WHERE deleted_at IS NOT NULL;`,
 ];
 
 interface FileRow {
@@ -56,6 +63,8 @@ interface FileRow {
   expires_at: number;
   delete_token_hash: string;
   owner: string;
+  deleted_at: number | null;
+  delete_reason: FileRecord['deleteReason'];
 }
 
 function toFile(r: FileRow): FileRecord {
@@ -72,6 +81,8 @@ function toFile(r: FileRow): FileRecord {
     expiresAt: r.expires_at,
     deleteTokenHash: r.delete_token_hash,
     owner: r.owner,
+    deletedAt: r.deleted_at,
+    deleteReason: r.delete_reason,
   };
 }
 
@@ -137,9 +148,29 @@ export class SqliteMetadataStore implements MetadataStore {
       replicas: db.prepare(
         `SELECT key, node, state, updated_at FROM replicas WHERE file_id = ? ORDER BY key, node`,
       ),
-      objects: db.prepare(`SELECT count(*) AS n FROM files WHERE state = 'committed'`),
+      forgetReplica: db.prepare(`DELETE FROM replicas WHERE key = ? AND node = ?`),
+      setUsed: db.prepare(`UPDATE files SET downloads_used = ? WHERE id = ?`),
+      markDeleted: db.prepare(
+        `UPDATE files SET deleted_at = ?, delete_reason = ?
+         WHERE id = ? AND state = 'committed' AND deleted_at IS NULL`,
+      ),
+      expiredLive: db.prepare(
+        `SELECT * FROM files WHERE state = 'committed' AND deleted_at IS NULL AND expires_at <= ?
+         ORDER BY expires_at LIMIT ?`,
+      ),
+      tombstonesWithBlobs: db.prepare(
+        `SELECT * FROM files f WHERE deleted_at IS NOT NULL AND deleted_at <= ?
+           AND EXISTS (SELECT 1 FROM replicas r WHERE r.file_id = f.id)
+         ORDER BY deleted_at LIMIT ?`,
+      ),
+      purgeTombstones: db.prepare(
+        `DELETE FROM files WHERE deleted_at IS NOT NULL AND deleted_at < ?`,
+      ),
+      objects: db.prepare(
+        `SELECT count(*) AS n FROM files WHERE state = 'committed' AND deleted_at IS NULL`,
+      ),
       under: db.prepare(
-        `SELECT count(*) AS n FROM files f WHERE f.state = 'committed' AND
+        `SELECT count(*) AS n FROM files f WHERE f.state = 'committed' AND f.deleted_at IS NULL AND
            (SELECT count(*) FROM replicas r WHERE r.file_id = f.id AND r.key = f.id AND r.state = 'ok') < ?`,
       ),
     };
@@ -237,6 +268,32 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async setReplicaState(key: string, node: string, state: ReplicaState): Promise<void> {
     this.stmts.setReplica.run(state, Date.now(), key, node);
+  }
+
+  async forgetReplica(key: string, node: string): Promise<void> {
+    this.stmts.forgetReplica.run(key, node);
+  }
+
+  async setDownloadsUsed(id: string, used: number): Promise<void> {
+    this.stmts.setUsed.run(used, id);
+  }
+
+  async markDeleted(id: string, reason: DeleteReason, at: number): Promise<boolean> {
+    let changed = 0;
+    this.durably(() => (changed = this.stmts.markDeleted.run(at, reason, id).changes));
+    return changed === 1;
+  }
+
+  async expiredLiveFiles(now: number, limit: number): Promise<FileRecord[]> {
+    return (this.stmts.expiredLive.all(now, limit) as FileRow[]).map(toFile);
+  }
+
+  async tombstonesWithBlobs(deletedBefore: number, limit: number): Promise<FileRecord[]> {
+    return (this.stmts.tombstonesWithBlobs.all(deletedBefore, limit) as FileRow[]).map(toFile);
+  }
+
+  async purgeTombstones(deletedBefore: number): Promise<number> {
+    return this.stmts.purgeTombstones.run(deletedBefore).changes;
   }
 
   async counts(copies: number) {

@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
+import { deleteTopology } from '../shared/amqp.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -38,8 +39,13 @@ export interface Cluster {
   gatewayUrl: string;
   gateway: Proc | undefined;
   dbPath: string;
+  /** RabbitMQ queue prefix of this cluster (its queues are deleted at stop). */
+  queuePrefix: string;
   startNode(id: string): Promise<void>;
-  startGateway(): Promise<void>;
+  /** Starts the main gateway, or with a name other than "gateway", another one on its own port (its URL is returned). */
+  startGateway(name?: string): Promise<string>;
+  startWorker(name?: string): Promise<Proc>;
+  proc(name: string): Proc | undefined;
   kill(name: string, signal?: NodeJS.Signals): Promise<void>;
   logTail(lines?: number): string;
   /** Log lines at level error or above (pino levels 50, 60) a process has written. */
@@ -112,7 +118,11 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Start without the gateway. */
   noGateway?: boolean;
+  /** Also start a worker. */
+  worker?: boolean;
 }
+
+const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const dir = await mkdtemp(join(tmpdir(), 'trove-test-'));
@@ -139,6 +149,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     HOST: '127.0.0.1',
     PORT: String(gatewayPort),
     PROBE_INTERVAL_MS: '500',
+    QUEUE_PREFIX: `trove-test-${randomBytes(4).toString('hex')}`,
+    DELETE_GRACE_SECONDS: '1',
+    SWEEP_SCHEDULE: '*/2 * * * * *',
     ...opts.env,
   };
   const procs = new Map<string, Proc>();
@@ -150,6 +163,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
     gateway: undefined,
     dbPath: join(dir, 'trove.db'),
+    queuePrefix: env.QUEUE_PREFIX!,
     async startNode(id) {
       const node = nodes.find((n) => n.id === id)!;
       const proc = spawnService(id, 'storage-node/main.js', ['--id', id], env, logDir);
@@ -157,11 +171,34 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       node.proc = proc;
       await waitHealthy(node.url, proc);
     },
-    async startGateway() {
-      const proc = spawnService('gateway', 'gateway/main.js', [], env, logDir);
-      procs.set('gateway', proc);
-      cluster.gateway = proc;
-      await waitHealthy(cluster.gatewayUrl, proc);
+    async startGateway(name = 'gateway') {
+      const main = name === 'gateway';
+      const port = main ? gatewayPort : await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      const proc = spawnService(
+        name,
+        'gateway/main.js',
+        [],
+        { ...env, PORT: String(port), GATEWAY_ID: name },
+        logDir,
+      );
+      procs.set(name, proc);
+      if (main) cluster.gateway = proc;
+      await waitHealthy(url, proc);
+      return url;
+    },
+    async startWorker(name = 'worker') {
+      const proc = spawnService(name, 'worker/main.js', [], { ...env, WORKER_ID: name }, logDir);
+      procs.set(name, proc);
+      await waitFor(`${name} consuming`, async () => {
+        if (proc.proc.exitCode !== null)
+          throw new Error(`${name} exited: ${readFileSync(proc.logFile, 'utf8').slice(-2000)}`);
+        return readFileSync(proc.logFile, 'utf8').includes('consuming jobs');
+      });
+      return proc;
+    },
+    proc(name) {
+      return procs.get(name);
     },
     async kill(name, signal = 'SIGKILL') {
       const proc = procs.get(name);
@@ -193,6 +230,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     async stop() {
       await Promise.all([...procs.keys()].map((name) => cluster.kill(name, 'SIGTERM')));
+      await deleteTopology(AMQP_URL, cluster.queuePrefix).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -200,6 +238,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   try {
     await Promise.all(nodes.map((n) => cluster.startNode(n.id)));
     if (!opts.noGateway) await cluster.startGateway();
+    if (opts.worker) await cluster.startWorker();
   } catch (err) {
     const tail = cluster.logTail();
     await cluster.stop();

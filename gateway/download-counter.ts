@@ -1,0 +1,178 @@
+/**
+ * Download counters, exact across any number of gateways.
+ *
+ * Redis holds each limited file's live count (`trove:downloads:<id>`); every
+ * change happens inside a per-file Redlock critical section that also writes
+ * the durable value to the metadata store. When Redis has lost the key
+ * (restart, FLUSHALL) the count is restored from the store, never reset.
+ *
+ * Within one gateway, requests for the same file queue up behind a single
+ * lock holder, which settles the whole queue in one critical section (grants
+ * up to what is left, refuses the rest). So a hot file costs one lock round
+ * per batch, not per request, and unrelated files never wait for each other.
+ *
+ * The Redis write is a compare-and-set on the value read under the lock: if
+ * the lock ever expired mid-section (a stalled process), the write fails and
+ * the batch is redone, rather than two holders both granting the last slot.
+ */
+import type { Redis } from 'ioredis';
+import type Redlock from 'redlock';
+import { UnavailableError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import type { FileRecord, MetadataStore } from '../shared/metadata-store.js';
+
+/** What the counter needs to know about a file. */
+export type CountedFile = Pick<FileRecord, 'id' | 'maxDownloads' | 'expiresAt'>;
+
+export type Grant = { granted: true; left: number } | { granted: false; left: 0 };
+
+interface Op {
+  kind: 'take' | 'return';
+  resolve: (grant: Grant) => void;
+  reject: (err: unknown) => void;
+}
+
+interface FileQueue {
+  file: CountedFile;
+  ops: Op[];
+}
+
+const LOCK_TTL_MS = 5000;
+const CAS_ATTEMPTS = 3;
+/** Redis keeps a count for a day past the file's expiry, then lets it go. */
+const KEY_LINGER_MS = 24 * 3600 * 1000;
+
+/** SET key new PXAT t, only if key still holds `expected` ('' = absent). */
+const CAS_SCRIPT = `
+local cur = redis.call('GET', KEYS[1])
+if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+  return 1
+end
+return 0`;
+
+export const counterKey = (id: string) => `trove:downloads:${id}`;
+export const lockKey = (id: string) => `trove:lock:downloads:${id}`;
+
+export interface CounterDeps {
+  redis: Redis;
+  redlock: Redlock;
+  store: MetadataStore;
+  log: Logger;
+}
+
+export class DownloadCounter {
+  private readonly queues = new Map<string, FileQueue>();
+
+  constructor(private readonly deps: CounterDeps) {
+    deps.redis.defineCommand('troveCas', { numberOfKeys: 1, lua: CAS_SCRIPT });
+  }
+
+  /** Consumes one download of a limited file, if one is left. */
+  take(file: CountedFile): Promise<Grant> {
+    return this.enqueue(file, 'take');
+  }
+
+  /** Returns a download that served no byte. */
+  async giveBack(file: CountedFile): Promise<void> {
+    await this.enqueue(file, 'return');
+  }
+
+  private enqueue(file: CountedFile, kind: Op['kind']): Promise<Grant> {
+    return new Promise((resolve, reject) => {
+      const queue = this.queues.get(file.id);
+      if (queue) {
+        queue.ops.push({ kind, resolve, reject });
+        return;
+      }
+      const fresh: FileQueue = { file, ops: [{ kind, resolve, reject }] };
+      this.queues.set(file.id, fresh);
+      void this.drain(fresh);
+    });
+  }
+
+  /** Settles the file's queue batch by batch until it is empty, then forgets it. */
+  private async drain(queue: FileQueue): Promise<void> {
+    while (queue.ops.length > 0) {
+      const batch = queue.ops.splice(0);
+      try {
+        const grants = await this.settle(queue.file, batch);
+        batch.forEach((op, i) => op.resolve(grants[i]!));
+      } catch (err) {
+        this.deps.log.warn({ id: queue.file.id, err: (err as Error).message }, 'counter failed');
+        const unavailable = new UnavailableError(
+          'the download counter is unavailable; try again shortly',
+          'COUNTER_UNAVAILABLE',
+          { cause: err },
+        );
+        for (const op of batch) op.reject(unavailable);
+      }
+    }
+    this.queues.delete(queue.file.id);
+  }
+
+  /** One critical section: apply the batch to the count, write it to Redis and the store. */
+  private async settle(file: CountedFile, batch: Op[]): Promise<Grant[]> {
+    const lock = await this.deps.redlock.acquire([lockKey(file.id)], LOCK_TTL_MS);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const cached = await this.deps.redis.get(counterKey(file.id));
+        const before = cached !== null ? Number(cached) : await this.durableCount(file.id);
+        const { used, grants } = applyBatch(before, file.maxDownloads, batch);
+        if (used === before && cached !== null) return grants;
+        const set = await (this.deps.redis as RedisWithCas).troveCas(
+          counterKey(file.id),
+          cached ?? '',
+          String(used),
+          String(file.expiresAt + KEY_LINGER_MS),
+        );
+        if (set !== 1) {
+          if (attempt >= CAS_ATTEMPTS) throw new Error('counter kept changing under the lock');
+          continue;
+        }
+        try {
+          await this.deps.store.setDownloadsUsed(file.id, used);
+        } catch (err) {
+          // Keep Redis and the store equal: undo the Redis step (only if still ours).
+          await (this.deps.redis as RedisWithCas)
+            .troveCas(counterKey(file.id), String(used), String(before), String(file.expiresAt))
+            .catch(() => undefined);
+          throw err;
+        }
+        return grants;
+      }
+    } finally {
+      await lock.release().catch(() => undefined); // it expires on its own
+    }
+  }
+
+  private async durableCount(id: string): Promise<number> {
+    const file = await this.deps.store.getFile(id);
+    if (file) this.deps.log.info({ id, used: file.downloadsUsed }, 'counter restored from store');
+    return file?.downloadsUsed ?? 0;
+  }
+}
+
+type RedisWithCas = Redis & {
+  troveCas(key: string, expected: string, next: string, pxat: string): Promise<number>;
+};
+
+/**
+ * The pure part: returns first (a slot handed back can serve a request in the
+ * same batch), then grants in arrival order while downloads are left.
+ */
+export function applyBatch(
+  usedBefore: number,
+  max: number,
+  batch: Pick<Op, 'kind'>[],
+): { used: number; grants: Grant[] } {
+  let used = usedBefore;
+  for (const op of batch) if (op.kind === 'return') used = Math.max(0, used - 1);
+  const grants = batch.map((op): Grant => {
+    if (op.kind === 'return') return { granted: true, left: Math.max(0, max - used) };
+    if (used >= max) return { granted: false, left: 0 };
+    used++;
+    return { granted: true, left: max - used };
+  });
+  return { used, grants };
+}

@@ -1,0 +1,204 @@
+/**
+ * One RabbitMQ connection per process, kept alive: it connects with backoff
+ * (p-retry), declares the topology, and reconnects whenever RabbitMQ closes
+ * it (restart, `rabbitmqctl close_connection`, network). Publishing uses a
+ * confirm channel, so a publish resolves only once the broker has taken
+ * responsibility for the (persistent) message.
+ *
+ * Consumers register with `onChannel`; they are called again with the new
+ * channel after every reconnect, so a restarted broker loses no consumer.
+ */
+import amqp, { type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
+import pRetry from 'p-retry';
+import { ladderStep, ladderSteps, topologyNames, type TopologyNames } from './jobs.js';
+import type { Logger } from './logger.js';
+import { UnavailableError } from './errors.js';
+
+export interface AmqpOptions {
+  url: string;
+  prefix: string;
+  /** Shown in the RabbitMQ management UI and `rabbitmqctl list_connections`. */
+  connectionName: string;
+  log: Logger;
+}
+
+type ChannelListener = (channel: ConfirmChannel) => void | Promise<void>;
+
+export class AmqpClient {
+  readonly names: TopologyNames;
+  private conn: ChannelModel | undefined;
+  private channel: ConfirmChannel | undefined;
+  private connecting: Promise<void> | undefined;
+  private stopped = false;
+  private readonly listeners: ChannelListener[] = [];
+  private waiters: (() => void)[] = [];
+
+  constructor(private readonly opts: AmqpOptions) {
+    this.names = topologyNames(opts.prefix);
+  }
+
+  /** Connects (retrying forever, with backoff); resolves when connected, or when closed first. */
+  start(): Promise<void> {
+    this.connecting ??= this.connectWithRetry()
+      .catch((err) => {
+        if (!this.stopped) throw err;
+      })
+      .finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  get connected(): boolean {
+    return this.channel !== undefined;
+  }
+
+  /** `fn` runs with the channel now (if connected) and after every reconnect. */
+  async onChannel(fn: ChannelListener): Promise<void> {
+    this.listeners.push(fn);
+    if (this.channel) await fn(this.channel);
+  }
+
+  private async connectWithRetry(): Promise<void> {
+    await pRetry(() => this.connectOnce(), {
+      retries: Infinity,
+      minTimeout: 200,
+      maxTimeout: 5000,
+      shouldRetry: () => !this.stopped,
+      onFailedAttempt: ({ error, attemptNumber }) => {
+        if (attemptNumber === 1 || attemptNumber % 10 === 0)
+          this.opts.log.warn(
+            { err: error.message, attempt: attemptNumber },
+            'RabbitMQ not reachable, retrying',
+          );
+      },
+    });
+  }
+
+  private async connectOnce(): Promise<void> {
+    if (this.stopped) return;
+    const conn = await amqp.connect(this.opts.url, {
+      clientProperties: { connection_name: this.opts.connectionName },
+    });
+    try {
+      const channel = await conn.createConfirmChannel();
+      await this.assertTopology(channel);
+      conn.on('error', (err: Error) => this.opts.log.warn({ err: err.message }, 'RabbitMQ error'));
+      conn.once('close', () => this.lost());
+      channel.on('error', (err: Error) =>
+        this.opts.log.warn({ err: err.message }, 'RabbitMQ channel error'),
+      );
+      channel.once('close', () => {
+        // A channel closed by the broker (not by us) with the connection still up: start over.
+        if (this.channel === channel) void conn.close().catch(() => undefined);
+      });
+      this.conn = conn;
+      this.channel = channel;
+      for (const fn of this.listeners) await fn(channel);
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+    this.opts.log.info({ connection: this.opts.connectionName }, 'RabbitMQ connected');
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  private lost(): void {
+    this.channel = undefined;
+    this.conn = undefined;
+    if (this.stopped) return;
+    this.opts.log.warn('RabbitMQ connection lost, reconnecting');
+    void this.start();
+  }
+
+  /** Declares every exchange and queue (idempotent; same arguments every time). */
+  private async assertTopology(ch: ConfirmChannel): Promise<void> {
+    const n = this.names;
+    await ch.assertExchange(n.jobs, 'direct', { durable: true });
+    await ch.assertExchange(n.delay, 'headers', { durable: true });
+    await ch.assertQueue(n.deadLetters, { durable: true });
+    for (const queue of [n.fileDelete]) {
+      await ch.assertQueue(queue, {
+        durable: true,
+        deadLetterExchange: '',
+        deadLetterRoutingKey: n.deadLetters,
+      });
+      await ch.bindQueue(queue, n.jobs, queue);
+    }
+    for (const step of ladderSteps) {
+      const q = n.delayQueue(step);
+      // No consumers: messages wait out the queue-wide TTL, then return to the jobs exchange
+      // under their original routing key, which is their work queue's name.
+      await ch.assertQueue(q, { durable: true, messageTtl: step, deadLetterExchange: n.jobs });
+      await ch.bindQueue(q, n.delay, '', { 'x-match': 'all', 'delay-step': String(step) });
+    }
+  }
+
+  /** The channel, waiting up to `timeoutMs` for a reconnect in progress. */
+  private async ready(timeoutMs: number): Promise<ConfirmChannel> {
+    if (this.channel) return this.channel;
+    if (this.stopped) throw new UnavailableError('the job queue is closed', 'QUEUE_UNAVAILABLE');
+    void this.start();
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== wake);
+        reject(new UnavailableError('RabbitMQ is not reachable', 'QUEUE_UNAVAILABLE'));
+      }, timeoutMs);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.push(wake);
+    });
+    return this.channel!;
+  }
+
+  /**
+   * Publishes a persistent job to work queue `queue`, through the delay
+   * ladder when `due` is in the future; resolves once the broker confirmed it.
+   */
+  async publish(
+    queue: string,
+    body: object,
+    opts: { due?: number; timeoutMs?: number } = {},
+  ): Promise<void> {
+    const channel = await this.ready(opts.timeoutMs ?? 5000);
+    const step = ladderStep((opts.due ?? 0) - Date.now());
+    const content = Buffer.from(JSON.stringify(body));
+    const props: Options.Publish = {
+      persistent: true,
+      contentType: 'application/json',
+      timestamp: Math.floor(Date.now() / 1000),
+      ...(step === null ? {} : { headers: { 'delay-step': String(step) } }),
+    };
+    const exchange = step === null ? this.names.jobs : this.names.delay;
+    await new Promise<void>((resolve, reject) => {
+      channel.publish(exchange, queue, content, props, (err) =>
+        err
+          ? reject(new UnavailableError('RabbitMQ refused the job', 'QUEUE_UNAVAILABLE'))
+          : resolve(),
+      );
+    });
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    const conn = this.conn;
+    this.channel = undefined;
+    this.conn = undefined;
+    await conn?.close().catch(() => undefined);
+  }
+}
+
+/** Removes every queue and exchange of `prefix` (tests clean up after themselves). */
+export async function deleteTopology(url: string, prefix: string): Promise<void> {
+  const n = topologyNames(prefix);
+  const conn = await amqp.connect(url);
+  try {
+    const ch = await conn.createChannel();
+    for (const q of [n.fileDelete, n.deadLetters, ...ladderSteps.map(n.delayQueue)])
+      await ch.deleteQueue(q);
+    for (const x of [n.jobs, n.delay]) await ch.deleteExchange(x);
+    await ch.close();
+  } finally {
+    await conn.close();
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * Background jobs: the queues the cluster declares, the messages they carry,
+ * and the delay ladder that holds a job until it is due.
+ *
+ * RabbitMQ expires per-message TTLs only at the head of a queue, so one queue
+ * with mixed TTLs lets a long TTL hold back a short one. Instead every delay
+ * queue has a single queue-wide TTL (so its messages expire in the order they
+ * arrived): 250 ms, 500 ms, 1 s, … doubling up to ~12 days. A job due in `d`
+ * ms goes to the largest step ≤ d; when that step dead-letters it back to its
+ * work queue, the consumer sees it is still early and sends it down the
+ * ladder again. Each hop at least halves what is left, so a job is never
+ * early and arrives at most one smallest step (250 ms) late, in ≤ 23 hops.
+ * See docs/jobs.md.
+ */
+import { z } from 'zod';
+
+export const LADDER_BASE_MS = 250;
+export const LADDER_STEPS = 23; // 250 ms · 2^22 ≈ 12.1 days, more than MAX_TTL_SECONDS allows
+
+/** Every step of the ladder, in ms, shortest first. */
+export const ladderSteps: readonly number[] = Array.from(
+  { length: LADDER_STEPS },
+  (_, k) => LADDER_BASE_MS * 2 ** k,
+);
+
+/** The ladder step for a job due in `remainingMs`, or null when it is due now. */
+export function ladderStep(remainingMs: number): number | null {
+  if (remainingMs <= 0) return null;
+  let step = ladderSteps[0]!;
+  for (const s of ladderSteps) if (s <= remainingMs) step = s;
+  return step;
+}
+
+/** Names of the exchanges and queues of one cluster (QUEUE_PREFIX keeps clusters apart). */
+export function topologyNames(prefix: string) {
+  return {
+    /** Direct exchange: each work queue is bound under its own name. */
+    jobs: `${prefix}.jobs`,
+    /** Headers exchange: routes a delayed job to the ladder step named in its `delay-step` header. */
+    delay: `${prefix}.delay`,
+    delayQueue: (stepMs: number) => `${prefix}.delay.${stepMs}`,
+    /** Where jobs go after their last failed try, or when they cannot be parsed. */
+    deadLetters: `${prefix}.dead-letters`,
+    /** Work queues. */
+    fileDelete: `${prefix}.files.delete`,
+  };
+}
+
+export type TopologyNames = ReturnType<typeof topologyNames>;
+
+/**
+ * `files.delete`: make file `fileId` a tombstone and, after the grace period,
+ * remove its blobs. Published at upload with `due` = expiry, and by
+ * `DELETE /files/:id` with `due` = now. Safe to run any number of times.
+ */
+export const fileDeleteJob = z.object({
+  fileId: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
+  due: z.number().int().nonnegative(),
+});
+export type FileDeleteJob = z.infer<typeof fileDeleteJob>;

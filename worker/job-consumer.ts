@@ -1,0 +1,161 @@
+/**
+ * Runs jobs from RabbitMQ work queues with at-least-once semantics:
+ * manual acks after the handler finished, bounded prefetch, retries with
+ * backoff (p-retry) inside the worker, then the dead-letter queue. A message
+ * that does not parse goes straight to the dead-letter queue; nothing a
+ * message contains can crash the process.
+ *
+ * Stopping cancels the consumers (no new deliveries), lets the jobs in hand
+ * finish for a while, and leaves the rest unacknowledged: closing the
+ * connection hands them back to RabbitMQ, which redelivers them.
+ */
+import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
+import pRetry from 'p-retry';
+import type { z } from 'zod';
+import type { AmqpClient } from '../shared/amqp.js';
+import type { Logger } from '../shared/logger.js';
+
+export interface JobHandler<S extends z.ZodType = z.ZodType> {
+  queue: string;
+  schema: S;
+  handle(job: z.output<S>): Promise<void>;
+}
+
+/** Types `handle` from `schema` (the consumer itself holds handlers of any schema). */
+export function jobHandler<S extends z.ZodType>(handler: JobHandler<S>): JobHandler {
+  return handler as unknown as JobHandler;
+}
+
+export interface ConsumerOptions {
+  prefetch: number;
+  /** Tries per delivery, the first included. */
+  attempts: number;
+  /** First backoff between tries, in ms (doubling). */
+  retryDelayMs?: number;
+  log: Logger;
+}
+
+export class JobConsumer {
+  private readonly inFlight = new Set<Promise<void>>();
+  private consumers: { channel: ConfirmChannel; tag: string }[] = [];
+  private stopping = false;
+
+  constructor(
+    private readonly amqp: AmqpClient,
+    private readonly handlers: JobHandler[],
+    private readonly opts: ConsumerOptions,
+  ) {}
+
+  /** Subscribes now and after every reconnect. */
+  async start(): Promise<void> {
+    await this.amqp.onChannel((channel) => this.subscribe(channel));
+  }
+
+  private async subscribe(channel: ConfirmChannel): Promise<void> {
+    if (this.stopping) return;
+    this.consumers = [];
+    await channel.prefetch(this.opts.prefetch);
+    for (const handler of this.handlers) {
+      const { consumerTag } = await channel.consume(
+        handler.queue,
+        (msg) => {
+          if (msg) this.track(this.run(channel, handler, msg));
+        },
+        { noAck: false },
+      );
+      this.consumers.push({ channel, tag: consumerTag });
+    }
+    this.opts.log.info({ queues: this.handlers.map((h) => h.queue) }, 'consuming jobs');
+  }
+
+  private track(job: Promise<void>): void {
+    this.inFlight.add(job);
+    void job.finally(() => this.inFlight.delete(job));
+  }
+
+  private async run(channel: ConfirmChannel, handler: JobHandler, msg: ConsumeMessage) {
+    const log = this.opts.log.child({ queue: handler.queue, redelivered: msg.fields.redelivered });
+    const job = parseJob(handler, msg.content);
+    if (!job.success) {
+      log.error(
+        { problem: job.error, body: msg.content.toString('utf8', 0, 200) },
+        'malformed job, dead-lettered',
+      );
+      return settle(channel, msg, 'dead-letter', log);
+    }
+    try {
+      await pRetry(() => handler.handle(job.data), {
+        retries: this.opts.attempts - 1,
+        minTimeout: this.opts.retryDelayMs ?? 250,
+        factor: 2,
+        shouldRetry: () => !this.stopping,
+        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) =>
+          log.warn(
+            { job: job.data, err: error.message, attempt: attemptNumber, retriesLeft },
+            'job failed',
+          ),
+      });
+    } catch (err) {
+      if (this.stopping) return; // left unacknowledged: RabbitMQ redelivers it after we close
+      log.error(
+        { job: job.data, err: (err as Error).message },
+        'job failed for good, dead-lettered',
+      );
+      return settle(channel, msg, 'dead-letter', log);
+    }
+    settle(channel, msg, 'ack', log);
+  }
+
+  /** Stops taking jobs and waits up to `graceMs` for the ones in hand. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      this.consumers.map(({ channel, tag }) => channel.cancel(tag).catch(() => undefined)),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (this.inFlight.size > 0)
+      this.opts.log.warn(
+        { jobs: this.inFlight.size },
+        'jobs unfinished at shutdown; RabbitMQ will redeliver them',
+      );
+  }
+}
+
+function parseJob(
+  handler: JobHandler,
+  content: Buffer,
+): { success: true; data: unknown } | { success: false; error: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(content.toString('utf8'));
+  } catch {
+    return { success: false, error: 'not JSON' };
+  }
+  const parsed = handler.schema.safeParse(value);
+  return parsed.success
+    ? { success: true, data: parsed.data }
+    : {
+        success: false,
+        error: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+      };
+}
+
+/** Acks or dead-letters; on a channel that closed meanwhile this is a no-op (the broker redelivers). */
+function settle(
+  channel: ConfirmChannel,
+  msg: ConsumeMessage,
+  how: 'ack' | 'dead-letter',
+  log: Logger,
+) {
+  try {
+    if (how === 'ack') channel.ack(msg);
+    else channel.nack(msg, false, false);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not settle the job; it will be redelivered');
+  }
+}
