@@ -70,8 +70,8 @@ export function createApp(deps: GatewayDeps) {
   app.put('/upload/:filename', (c) => handleRawUpload(deps, c));
   app.put('/upload', (c) => handleRawUpload(deps, c));
 
-  app.on('HEAD', '/download/:id', (c) => handleDownload(deps, c, true));
-  app.get('/download/:id', (c) => handleDownload(deps, c, false));
+  // Hono dispatches HEAD to the GET route; the handler tells them apart (HEAD consumes nothing).
+  app.get('/download/:id', (c) => handleDownload(deps, c, c.req.method === 'HEAD'));
 
   app.delete('/files/:id', (c) => handleDelete(deps, c));
   app.get('/files/:id', async (c) => {

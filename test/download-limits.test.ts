@@ -1,0 +1,135 @@
+/**
+ * Download limits against real processes, real Redis and real Redlock:
+ * exactly `max_downloads` GETs are served across two gateways under heavy
+ * concurrency; counts survive FLUSHALL and a gateway restart; a GET no
+ * replica can serve gives its download back; HEAD and metadata never count.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { fixture, queryDb, sha256, startCluster, type Cluster } from './harness.js';
+
+let cluster: Cluster;
+let second: string;
+const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+
+beforeAll(async () => {
+  cluster = await startCluster();
+  second = await cluster.startGateway('gateway2');
+});
+afterAll(async () => {
+  redis.disconnect();
+  await cluster?.stop();
+});
+
+function showLogsOnFailure() {
+  onTestFailed(() => console.log(cluster.logTail()));
+}
+
+let seq = 0;
+async function upload(query: string): Promise<{ id: string; sha256: string }> {
+  const data = Buffer.concat([fixture('photo.jpg'), Buffer.from(`limits-${seq++}-${Date.now()}`)]);
+  const res = await fetch(`${cluster.gatewayUrl}/upload/p.jpg?${query}`, {
+    method: 'PUT',
+    body: data,
+  });
+  expect(res.status).toBe(201);
+  const body = (await res.json()) as { id: string };
+  return { id: body.id, sha256: sha256(data) };
+}
+
+async function get(base: string, id: string) {
+  const res = await fetch(`${base}/download/${id}`);
+  const data = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, left: res.headers.get('x-downloads-left'), data };
+}
+
+const usedInDb = (id: string) =>
+  queryDb<{ n: number }>(cluster, `SELECT downloads_used AS n FROM files WHERE id = '${id}'`)[0]!.n;
+
+describe('download limits', () => {
+  it('serves exactly max_downloads of 200 concurrent GETs across two gateways', async () => {
+    showLogsOnFailure();
+    const file = await upload('max_downloads=5');
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => get(i % 2 ? second : cluster.gatewayUrl, file.id)),
+    );
+    const served = results.filter((r) => r.status === 200);
+    const refused = results.filter((r) => r.status === 410);
+    expect(served).toHaveLength(5);
+    expect(refused).toHaveLength(195);
+    for (const r of served) expect(sha256(r.data)).toBe(file.sha256);
+    // Each served GET saw a different count: no slot was handed out twice.
+    expect(served.map((r) => r.left).sort()).toEqual(['0', '1', '2', '3', '4']);
+    expect(JSON.parse(refused[0]!.data.toString()).error.code).toBe('DOWNLOAD_LIMIT_REACHED');
+    expect(refused[0]!.left).toBe('0');
+    expect(usedInDb(file.id)).toBe(5);
+
+    const meta = (await (await fetch(`${second}/files/${file.id}`)).json()) as any;
+    expect(meta).toMatchObject({ status: 'exhausted', downloads_used: 5, downloads_left: 0 });
+  });
+
+  it('keeps counting where it was after Redis loses everything, and after a gateway restart', async () => {
+    showLogsOnFailure();
+    const file = await upload('max_downloads=4');
+    expect((await get(cluster.gatewayUrl, file.id)).left).toBe('3');
+    expect((await get(second, file.id)).left).toBe('2');
+
+    await redis.flushall();
+    expect(await get(cluster.gatewayUrl, file.id)).toMatchObject({ status: 200, left: '1' });
+
+    await cluster.kill('gateway', 'SIGKILL');
+    await redis.flushall();
+    await cluster.startGateway();
+    expect(await get(cluster.gatewayUrl, file.id)).toMatchObject({ status: 200, left: '0' });
+    expect((await get(second, file.id)).status).toBe(410);
+    expect(usedInDb(file.id)).toBe(4);
+  });
+
+  it('never counts HEAD, metadata reads or 304s', async () => {
+    const file = await upload('max_downloads=1');
+    const head = await fetch(`${cluster.gatewayUrl}/download/${file.id}`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('x-downloads-left')).toBe('1');
+    await fetch(`${cluster.gatewayUrl}/files/${file.id}`);
+    const notModified = await fetch(`${cluster.gatewayUrl}/download/${file.id}`, {
+      headers: { 'if-none-match': `"${file.sha256}"` },
+    });
+    expect(notModified.status).toBe(304);
+    expect(usedInDb(file.id)).toBe(0);
+    expect(await get(cluster.gatewayUrl, file.id)).toMatchObject({ status: 200, left: '0' });
+  });
+
+  it('gives the download back when no replica can serve it', async () => {
+    showLogsOnFailure();
+    const file = await upload('max_downloads=2');
+    for (const node of cluster.nodes) await cluster.kill(node.id, 'SIGKILL');
+    try {
+      const failed = await get(cluster.gatewayUrl, file.id);
+      expect(failed.status).toBe(503);
+      expect(JSON.parse(failed.data.toString()).error.code).toBe('NO_REPLICA_AVAILABLE');
+      expect(usedInDb(file.id)).toBe(0);
+    } finally {
+      for (const node of cluster.nodes) await cluster.startNode(node.id);
+    }
+    expect(await get(cluster.gatewayUrl, file.id)).toMatchObject({ status: 200, left: '1' });
+  });
+
+  it('marks unlimited files as such and never locks them', async () => {
+    const file = await upload('max_downloads=0');
+    for (let i = 0; i < 5; i++) {
+      expect(await get(second, file.id)).toMatchObject({ status: 200, left: 'unlimited' });
+    }
+    expect(usedInDb(file.id)).toBe(0);
+  });
+
+  it('refuses nonsense limits with 400 naming the option', async () => {
+    for (const bad of ['-1', 'abc', '1.5', '99999999999999999999']) {
+      const res = await fetch(`${cluster.gatewayUrl}/upload/p.jpg?max_downloads=${bad}`, {
+        method: 'PUT',
+        body: fixture('photo.jpg'),
+      });
+      expect(res.status, bad).toBe(400);
+      expect(((await res.json()) as any).error.message).toContain('max_downloads');
+    }
+  });
+});
