@@ -21,6 +21,7 @@ import {
   type ClusterView,
 } from './bench/cluster.js';
 import { findExecutable, progress, type BenchContext } from './bench/context.js';
+import { runCounterSuite, type CounterResults } from './bench/counter-suite.js';
 import { runLargeSuite, type LargeResults } from './bench/large-suite.js';
 import { startNginx, type Nginx } from './bench/nginx.js';
 import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/options.js';
@@ -151,10 +152,15 @@ async function main(): Promise<number> {
 
     sampler.start();
     let small: SmallRun[] = [];
+    let counter: CounterResults | undefined;
     let large: LargeResults | undefined;
     if (opts.runSmall) {
       sampler.setPhase('small');
       small = await runSmallSuite(ctx);
+    }
+    if (opts.runCounter) {
+      sampler.setPhase('counter');
+      counter = await runCounterSuite(ctx);
     }
     if (opts.runLarge) {
       sampler.setPhase('large');
@@ -167,6 +173,7 @@ async function main(): Promise<number> {
 
     const rows = buildRows({
       small,
+      counter,
       large,
       rss: sampler.peaksOf('large'),
       rssBefore: sampler.startOf('large'),
@@ -187,6 +194,7 @@ async function main(): Promise<number> {
         : { skipped: nginxMissing },
       rows,
       small,
+      counter,
       large,
       rssBytes: sampler.phases(),
       benchMaxRssBytes: process.resourceUsage().maxRSS * 1024,

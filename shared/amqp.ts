@@ -17,7 +17,7 @@ import { UnavailableError } from './errors.js';
 export interface AmqpOptions {
   url: string;
   prefix: string;
-  /** Shown in the RabbitMQ management UI and `rabbitmqctl list_connections`. */
+  /** Shown as `<prefix>:<name>` in the RabbitMQ management UI and `rabbitmqctl list_connections`. */
   connectionName: string;
   log: Logger;
 }
@@ -76,7 +76,7 @@ export class AmqpClient {
   private async connectOnce(): Promise<void> {
     if (this.stopped) return;
     const conn = await amqp.connect(this.opts.url, {
-      clientProperties: { connection_name: this.opts.connectionName },
+      clientProperties: { connection_name: `${this.opts.prefix}:${this.opts.connectionName}` },
     });
     try {
       const channel = await conn.createConfirmChannel();

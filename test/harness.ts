@@ -5,7 +5,7 @@
  * signals.
  */
 import Database from 'better-sqlite3';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -245,6 +245,26 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     throw new Error(`${(err as Error).message}\n${tail}`);
   }
   return cluster;
+}
+
+/**
+ * Closes, from the broker's side, the RabbitMQ connections a process of the
+ * cluster opened (as a broker restart or a network cut would); returns how many.
+ */
+export function closeAmqpConnections(cluster: Cluster, processName: string): number {
+  const wanted = `{"connection_name","${cluster.queuePrefix}:${processName}"}`;
+  const list = execFileSync('rabbitmqctl', ['list_connections', '-q', 'pid', 'client_properties'], {
+    encoding: 'utf8',
+  });
+  const pids = list
+    .split('\n')
+    .filter((line) => line.includes(wanted))
+    .map((line) => line.split('\t')[0]!);
+  for (const pid of pids)
+    execFileSync('rabbitmqctl', ['close_connection', pid, 'closed by a Trove test'], {
+      stdio: 'ignore',
+    });
+  return pids.length;
 }
 
 /** Resident set size of a process, in bytes, and its peak (VmHWM). */

@@ -27,6 +27,10 @@ declare module 'autocannon' {
       connections?: number;
       /** Seconds. */
       duration?: number;
+      /** Requests to send in all, spread over the connections; when set, duration is ignored. */
+      amount?: number;
+      /** ms between samples; autocannon notices the end of a run only at a sample. */
+      sampleInt?: number;
       /** Seconds a response may take before it counts as a timeout. */
       timeout?: number;
       pipelining?: number;

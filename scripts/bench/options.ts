@@ -17,16 +17,18 @@ export interface BenchOptions {
   /** Concurrency levels of the small-object runs. */
   connections: number[];
   runSmall: boolean;
+  runCounter: boolean;
   runLarge: boolean;
   quick: boolean;
 }
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|large]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|counter|large]
 
   --gateway <url>   Trove gateway to measure (default http://127.0.0.1:8080)
-  --duration <s>    seconds per small-object run (default 10; 3 with --quick)
+  --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
   --quick           3 s runs and a 64 MiB large file instead of 256 MiB
-  --only <what>     small (64 KiB requests/s) or large (256 MiB MB/s and peak RSS)
+  --only <what>     small (64 KiB requests/s), counter (what download counting costs)
+                    or large (256 MiB MB/s and peak RSS)
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
 
@@ -65,9 +67,11 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       `--duration: "${values.duration}" is not a number of seconds from 1 to 3600`,
     );
   }
-  if (values.only !== undefined && values.only !== 'small' && values.only !== 'large') {
-    throw new UsageError(`--only: expected small or large, got "${values.only}"`);
+  const suites = ['small', 'counter', 'large'];
+  if (values.only !== undefined && !suites.includes(values.only)) {
+    throw new UsageError(`--only: expected ${suites.join(', ')}, got "${values.only}"`);
   }
+  const run = (suite: string) => values.only === undefined || values.only === suite;
   return {
     gateway,
     durationS,
@@ -77,8 +81,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     largeRounds: values.quick ? 3 : 5,
     downloadSet: 200,
     connections: [16, 64],
-    runSmall: values.only !== 'large',
-    runLarge: values.only !== 'small',
+    runSmall: run('small'),
+    runCounter: run('counter'),
+    runLarge: run('large'),
     quick: values.quick,
   };
 }

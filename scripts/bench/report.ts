@@ -6,6 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, relative } from 'node:path';
+import type { CounterResults, CounterRun } from './counter-suite.js';
 import type { BenchOptions } from './options.js';
 import type { LargeKind, LargeResults } from './large-suite.js';
 import type { SmallRun } from './small.js';
@@ -48,6 +49,7 @@ function verdictOf(ratio: number | undefined, min: number | undefined): Row['ver
 
 export interface RowInput {
   small: SmallRun[];
+  counter: CounterResults | undefined;
   large: LargeResults | undefined;
   /** Peak RSS during the large transfers, bytes, by process name. */
   rss: Record<string, number>;
@@ -85,6 +87,8 @@ export function buildRows(input: RowInput): Row[] {
       });
     }
   }
+
+  if (input.counter) rows.push(...counterRows(input.counter));
 
   const large = input.large;
   if (large) {
@@ -153,6 +157,62 @@ export function buildRows(input: RowInput): Row[] {
       });
     }
   }
+  return rows;
+}
+
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** A row with no target and no Swift context. */
+function contextRow(
+  figure: string,
+  trove: string,
+  reference: string,
+  ratio: number | undefined,
+): Row {
+  return { figure, trove, reference, ratio, target: '—', verdict: '—', swift: '—' };
+}
+
+/** Counted GETs beside unlimited ones (max_downloads=0 skips the counter): ratio = counted / unlimited. */
+function counterRows(counter: CounterResults): Row[] {
+  const rows: Row[] = [];
+  for (const { connections, unlimited, counted } of counter.latency) {
+    for (const p of ['p50', 'p99'] as const) {
+      const [c, u] = [counted.latencyMs[p], unlimited.latencyMs[p]];
+      const added = c - u;
+      rows.push(
+        contextRow(
+          `64 KiB GET ${p}, counted, ${plural(connections, 'connection')}`,
+          `${fmt(c)} ms (${added < 0 ? '-' : '+'}${fmt(Math.abs(added))} ms)`,
+          `unlimited ${fmt(u)} ms`,
+          u > 0 ? c / u : undefined,
+        ),
+      );
+    }
+  }
+  const hot = counter.hot;
+  if (!hot) return rows;
+  const cell = (r: CounterRun) =>
+    `${fmt(r.rps)} downloads/s (p50 ${fmt(r.latencyMs.p50)}, p99 ${fmt(r.latencyMs.p99)} ms)`;
+  rows.push(
+    contextRow(
+      `64 KiB GET of one counted file, ${hot.connections} connections`,
+      cell(hot.counted),
+      `one unlimited file ${cell(hot.unlimited)}`,
+      hot.unlimited.rps > 0 ? hot.counted.rps / hot.unlimited.rps : undefined,
+    ),
+  );
+  const n = hot.count;
+  const rose = n && n.usedAfter - n.usedBefore;
+  rows.push({
+    ...contextRow(
+      'that file: downloads_used vs 200s',
+      n ? `downloads_used +${rose}` : 'not read',
+      n ? `${n.ok200} × 200 received` : '—',
+      undefined,
+    ),
+    target: 'equal',
+    verdict: !n ? 'n/a' : rose === n.ok200 ? 'ok' : 'MISS',
+  });
   return rows;
 }
 

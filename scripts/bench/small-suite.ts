@@ -134,13 +134,15 @@ async function prepareDownloads(ctx: BenchContext): Promise<string[]> {
   return ids;
 }
 
-async function uploadOne(
+/** PUTs one body (unlimited downloads unless told) and returns its id, once Trove's sha256 and size match. */
+export async function uploadOne(
   ctx: BenchContext,
   name: string,
   body: Buffer,
   hash: string,
+  maxDownloads = 0,
 ): Promise<string> {
-  const url = `${ctx.trove.origin}${ctx.trove.prefix}/upload/${name}?max_downloads=0`;
+  const url = `${ctx.trove.origin}${ctx.trove.prefix}/upload/${name}?max_downloads=${maxDownloads}`;
   const res = await request(url, {
     method: 'PUT',
     dispatcher: ctx.dispatcher,

@@ -97,7 +97,7 @@ function load(spec: SmallSpec, seconds: number): Promise<autocannon.Result> {
   );
 }
 
-function counts(r: autocannon.Result): LoadCounts {
+export function counts(r: autocannon.Result): LoadCounts {
   return {
     ok: r['2xx'],
     non2xx: r.non2xx,
@@ -143,7 +143,7 @@ export async function measureSmall(
 }
 
 /** Failed requests of a run, warm-up included, as readable lines (empty when all went well). */
-export function smallFailures(run: SmallRun, label: string): string[] {
+export function smallFailures(run: LoadCounts & { warmup: LoadCounts }, label: string): string[] {
   const lines: string[] = [];
   for (const [phase, c] of [
     ['measured', run],

@@ -1,0 +1,228 @@
+/**
+ * Expiry and deletion against real processes and a real RabbitMQ: 410 at
+ * once after expiry, blobs gone from every disk (also from a node that was
+ * down at the time), owner deletion with its token, and jobs that survive a
+ * worker `kill -9` and a broker-side connection close. The second cluster
+ * runs with the sweep effectively off, so what it checks is done by the
+ * delayed messages alone.
+ */
+import amqp from 'amqplib';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { topologyNames } from '../shared/jobs.js';
+import {
+  closeAmqpConnections,
+  filesUnder,
+  fixture,
+  queryDb,
+  startCluster,
+  waitFor,
+  type Cluster,
+} from './harness.js';
+
+const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+interface Uploaded {
+  id: string;
+  delete_token: string;
+  expires_at: string;
+}
+
+let seq = 0;
+async function upload(cluster: Cluster, query: string): Promise<Uploaded> {
+  const data = Buffer.concat([fixture('photo.jpg'), Buffer.from(`expiry-${seq++}-${Date.now()}`)]);
+  const res = await fetch(`${cluster.gatewayUrl}/upload/e.jpg?${query}`, {
+    method: 'PUT',
+    body: data,
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()) as Uploaded;
+}
+
+/** Nodes whose disk holds a blob of file `id` (original or variant). */
+async function nodesHolding(cluster: Cluster, id: string): Promise<string[]> {
+  const holders: string[] = [];
+  for (const node of cluster.nodes) {
+    const files = await filesUnder(join(node.dataDir, 'blobs'));
+    if (files.some((f) => f.includes(`${id}@`) || f.includes(`${id}.`))) holders.push(node.id);
+  }
+  return holders;
+}
+
+const replicaRows = (cluster: Cluster, id: string) =>
+  queryDb<{ node: string }>(cluster, `SELECT node FROM replicas WHERE file_id = '${id}'`).map(
+    (r) => r.node,
+  );
+
+async function errorOf(res: Response): Promise<string> {
+  return ((await res.json()) as any).error.code;
+}
+
+/** How many times a process of the cluster has logged `text`. */
+const logCount = (cluster: Cluster, name: string, text: string) =>
+  readFileSync(cluster.proc(name)!.logFile, 'utf8').split(text).length - 1;
+
+const sleepUntil = (t: number) => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
+
+describe('expiry and deletion', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster({ worker: true });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  const showLogs = () => onTestFailed(() => console.log(cluster.logTail()));
+
+  it('answers 410 right after expiry and removes the blobs from every node', async () => {
+    showLogs();
+    const file = await upload(cluster, 'ttl=2&max_downloads=0');
+    expect(await nodesHolding(cluster, file.id)).toHaveLength(3);
+    expect((await fetch(`${cluster.gatewayUrl}/download/${file.id}`)).status).toBe(200);
+
+    await sleepUntil(Date.parse(file.expires_at) + 20);
+    const res = await fetch(`${cluster.gatewayUrl}/download/${file.id}`);
+    expect(res.status).toBe(410);
+    expect(await errorOf(res)).toBe('FILE_EXPIRED');
+
+    await waitFor('blobs gone', async () => (await nodesHolding(cluster, file.id)).length === 0);
+    expect(replicaRows(cluster, file.id)).toEqual([]);
+    const meta = (await (await fetch(`${cluster.gatewayUrl}/files/${file.id}`)).json()) as any;
+    expect(meta.status).toBe('deleted');
+    // The tombstone keeps the answer a 410, not a 404.
+    expect((await fetch(`${cluster.gatewayUrl}/download/${file.id}`)).status).toBe(410);
+  });
+
+  it('deletes the blob of a node that was down at the time once it is back', async () => {
+    showLogs();
+    const file = await upload(cluster, 'ttl=2');
+    await cluster.kill('node3', 'SIGKILL');
+    try {
+      await sleepUntil(Date.parse(file.expires_at));
+      await waitFor(
+        'live nodes emptied',
+        async () => (await nodesHolding(cluster, file.id)).join() === 'node3',
+      );
+      expect(replicaRows(cluster, file.id)).toEqual(['node3']); // the delete still owed
+    } finally {
+      await cluster.startNode('node3');
+    }
+    await waitFor('node3 emptied', async () => (await nodesHolding(cluster, file.id)).length === 0);
+    await waitFor('debt settled', async () => replicaRows(cluster, file.id).length === 0);
+  });
+
+  it('deletes at once with the delete token, and refuses without it', async () => {
+    showLogs();
+    const file = await upload(cluster, 'ttl=3600');
+    const url = `${cluster.gatewayUrl}/files/${file.id}`;
+
+    const missing = await fetch(url, { method: 'DELETE' });
+    expect(missing.status).toBe(403);
+    expect(await errorOf(missing)).toBe('DELETE_TOKEN_REQUIRED');
+    const wrong = await fetch(url, { method: 'DELETE', headers: { 'x-delete-token': 'nope' } });
+    expect(wrong.status).toBe(403);
+    expect(await errorOf(wrong)).toBe('WRONG_DELETE_TOKEN');
+    expect((await fetch(`${cluster.gatewayUrl}/download/${file.id}`)).status).toBe(200);
+
+    const headers = { 'x-delete-token': file.delete_token };
+    expect((await fetch(url, { method: 'DELETE', headers })).status).toBe(204);
+    const gone = await fetch(`${cluster.gatewayUrl}/download/${file.id}`);
+    expect(gone.status).toBe(410);
+    expect(await errorOf(gone)).toBe('FILE_DELETED');
+    await waitFor('blobs gone', async () => (await nodesHolding(cluster, file.id)).length === 0);
+    expect((await fetch(url, { method: 'DELETE', headers })).status).toBe(204); // idempotent
+    expect((await fetch(`${cluster.gatewayUrl}/files/nope`, { method: 'DELETE' })).status).toBe(
+      404,
+    );
+  });
+
+  it('dead-letters a malformed job and drops one about an unknown file, and keeps running', async () => {
+    showLogs();
+    const names = topologyNames(cluster.queuePrefix);
+    const conn = await amqp.connect(AMQP_URL);
+    try {
+      const ch = await conn.createConfirmChannel();
+      const send = (body: string) =>
+        new Promise<void>((resolve, reject) =>
+          ch.sendToQueue(names.fileDelete, Buffer.from(body), { persistent: true }, (err) =>
+            err ? reject(err) : resolve(),
+          ),
+        );
+      await send('{not json');
+      await send(JSON.stringify({ fileId: '../../etc/passwd', due: 0 }));
+      await send(JSON.stringify({ fileId: 'A'.repeat(22), due: 0 }));
+      await waitFor(
+        'two dead letters',
+        async () => (await ch.checkQueue(names.deadLetters)).messageCount === 2,
+      );
+      await waitFor(
+        'work queue drained',
+        async () => (await ch.checkQueue(names.fileDelete)).messageCount === 0,
+      );
+    } finally {
+      await conn.close();
+    }
+    expect(cluster.proc('worker')!.proc.exitCode).toBeNull();
+    // Still working: a new deletion goes through.
+    const file = await upload(cluster, 'ttl=1');
+    await waitFor('blobs gone', async () => (await nodesHolding(cluster, file.id)).length === 0);
+  });
+});
+
+describe('delayed deletion messages (sweep off)', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    // Hourly at minute 59, second 59: never during a test run in practice.
+    cluster = await startCluster({ worker: true, env: { SWEEP_SCHEDULE: '59 59 * * * *' } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  const showLogs = () => onTestFailed(() => console.log(cluster.logTail()));
+
+  it('expires a short TTL uploaded after a long one on time', async () => {
+    showLogs();
+    const long = await upload(cluster, 'ttl=3600');
+    const short = await upload(cluster, 'ttl=2');
+    const expiry = Date.parse(short.expires_at);
+    await waitFor('short gone', async () => (await nodesHolding(cluster, short.id)).length === 0);
+    // Due at expiry + 1 s grace; the ladder adds at most 250 ms per stage. Generous slack for CI.
+    expect(Date.now() - expiry).toBeLessThan(8000);
+    expect(await nodesHolding(cluster, long.id)).toHaveLength(3);
+  });
+
+  it('redoes deletions a worker killed with -9 had in hand', async () => {
+    showLogs();
+    const keep = await upload(cluster, 'ttl=3600');
+    const doomed = await Promise.all(Array.from({ length: 8 }, () => upload(cluster, 'ttl=2')));
+    // Kill the worker as soon as it has started on them.
+    const before = logCount(cluster, 'worker', 'file expired');
+    await waitFor(
+      'first expiry handled',
+      async () => logCount(cluster, 'worker', 'file expired') > before,
+    );
+    await cluster.kill('worker', 'SIGKILL');
+    await cluster.startWorker();
+    for (const f of doomed)
+      await waitFor(`${f.id} gone`, async () => (await nodesHolding(cluster, f.id)).length === 0);
+    expect(await nodesHolding(cluster, keep.id)).toHaveLength(3);
+    expect((await fetch(`${cluster.gatewayUrl}/download/${keep.id}`)).status).toBe(200);
+    expect(cluster.errorLines('worker')).toEqual([]);
+  });
+
+  it('reconnects the gateway and the worker after RabbitMQ closes their connections', async () => {
+    showLogs();
+    const connected = (name: string) => logCount(cluster, name, 'RabbitMQ connected');
+    const gw = connected('gateway');
+    const wk = connected('worker');
+    expect(closeAmqpConnections(cluster, 'gateway')).toBe(1);
+    expect(closeAmqpConnections(cluster, 'worker')).toBe(1);
+    await waitFor(
+      'both reconnected',
+      async () => connected('gateway') > gw && connected('worker') > wk,
+    );
+    const file = await upload(cluster, 'ttl=1');
+    await waitFor('blobs gone', async () => (await nodesHolding(cluster, file.id)).length === 0);
+  });
+});
