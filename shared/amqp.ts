@@ -75,7 +75,7 @@ export class AmqpClient {
 
   private async connectOnce(): Promise<void> {
     if (this.stopped) return;
-    const conn = await amqp.connect(this.opts.url, {
+    const conn = await amqp.connect(withHeartbeat(this.opts.url), {
       clientProperties: { connection_name: `${this.opts.prefix}:${this.opts.connectionName}` },
     });
     try {
@@ -170,12 +170,19 @@ export class AmqpClient {
       ...(step === null ? {} : { headers: { 'delay-step': String(step) } }),
     };
     const exchange = step === null ? this.names.jobs : this.names.delay;
+    const timeoutMs = opts.timeoutMs ?? 5000;
     await new Promise<void>((resolve, reject) => {
-      channel.publish(exchange, queue, content, props, (err) =>
-        err
-          ? reject(new UnavailableError('RabbitMQ refused the job', 'QUEUE_UNAVAILABLE'))
-          : resolve(),
+      // A connection that died silently never confirms; give up rather than hang the caller.
+      // (If the broker did take it, the job runs twice, which every handler allows.)
+      const timer = setTimeout(
+        () => reject(new UnavailableError('RabbitMQ did not confirm the job', 'QUEUE_UNAVAILABLE')),
+        timeoutMs,
       );
+      channel.publish(exchange, queue, content, props, (err) => {
+        clearTimeout(timer);
+        if (err) reject(new UnavailableError('RabbitMQ refused the job', 'QUEUE_UNAVAILABLE'));
+        else resolve();
+      });
     });
   }
 
@@ -186,6 +193,13 @@ export class AmqpClient {
     this.conn = undefined;
     await conn?.close().catch(() => undefined);
   }
+}
+
+/** Heartbeats every 10 s unless the URL says otherwise, so a dead peer is noticed in seconds. */
+function withHeartbeat(url: string): string {
+  const u = new URL(url);
+  if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', '10');
+  return u.toString();
 }
 
 /** Removes every queue and exchange of `prefix` (tests clean up after themselves). */
