@@ -199,7 +199,7 @@ async function pair(
   const { connections } = spec;
   const { warmupS, durationS } = ctx.opts;
   const label = (side: CounterSide) =>
-    `${side} GET 64 KiB ${spec.what}, ${connections} connections`;
+    `${side} GET 64 KiB ${spec.what}, ${connections} connection${connections === 1 ? '' : 's'}`;
   const nextPath = {
     unlimited: rotate(ctx, spec.ids.unlimited),
     counted: rotate(ctx, spec.ids.counted),
