@@ -23,6 +23,8 @@ export function errorHandler(log: Logger) {
     if (isDisconnect(err)) return c.body(null, 499 as ContentfulStatusCode);
     if (err instanceof TroveError) {
       if (err.status >= 500) log.warn({ code: err.code, err: err.message }, 'request failed');
+      // Every 503 is a passing state (nodes, Redis or a limit coming back); a probe period is a fair wait.
+      if (err.status === 503) c.header('retry-after', '2');
       return c.json(errorBody(err.code, err.message), err.status as ContentfulStatusCode);
     }
     log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');

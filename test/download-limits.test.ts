@@ -40,7 +40,12 @@ async function upload(query: string): Promise<{ id: string; sha256: string }> {
 async function get(base: string, id: string) {
   const res = await fetch(`${base}/download/${id}`);
   const data = Buffer.from(await res.arrayBuffer());
-  return { status: res.status, left: res.headers.get('x-downloads-left'), data };
+  return {
+    status: res.status,
+    left: res.headers.get('x-downloads-left'),
+    retryAfter: res.headers.get('retry-after'),
+    data,
+  };
 }
 
 const usedInDb = (id: string) =>
@@ -106,6 +111,7 @@ describe('download limits', () => {
     try {
       const failed = await get(cluster.gatewayUrl, file.id);
       expect(failed.status).toBe(503);
+      expect(failed.retryAfter).toBe('2');
       expect(JSON.parse(failed.data.toString()).error.code).toBe('NO_REPLICA_AVAILABLE');
       expect(usedInDb(file.id)).toBe(0);
     } finally {

@@ -211,6 +211,19 @@ describe('delayed deletion messages (sweep off)', () => {
     expect(cluster.errorLines('worker')).toEqual([]);
   });
 
+  it('stops cleanly on SIGTERM mid-work, leaving nothing undone for the next worker', async () => {
+    showLogs();
+    const doomed = await Promise.all(Array.from({ length: 8 }, () => upload(cluster, 'ttl=2')));
+    const before = logCount(cluster, 'worker', 'file expired');
+    await waitFor('work started', async () => logCount(cluster, 'worker', 'file expired') > before);
+    const worker = cluster.proc('worker')!;
+    await cluster.kill('worker', 'SIGTERM');
+    expect(worker.proc.exitCode).toBe(0); // exited by itself, not killed after the harness's wait
+    await cluster.startWorker();
+    for (const f of doomed)
+      await waitFor(`${f.id} gone`, async () => (await nodesHolding(cluster, f.id)).length === 0);
+  });
+
   it('reconnects the gateway and the worker after RabbitMQ closes their connections', async () => {
     showLogs();
     const connected = (name: string) => logCount(cluster, name, 'RabbitMQ connected');
