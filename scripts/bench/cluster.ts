@@ -55,7 +55,8 @@ export async function inspectCluster(
       );
       continue;
     }
-    const script = name === 'gateway' ? 'gateway/main.ts' : 'storage-node/main.ts';
+    // dist/<service>/main.js when built (npm start), <service>/main.ts under tsx.
+    const script = name === 'gateway' ? 'gateway/main.' : 'storage-node/main.';
     const cmd = commandLine(pid);
     if (!cmd.includes(script))
       warnings.push(`${name}: pid ${pid} runs "${cmd.slice(0, 80)}", not ${script}`);
