@@ -11,6 +11,7 @@ import type { MetadataStore } from '../shared/metadata-store.js';
 import type { NodeClient } from '../shared/node-client.js';
 import type { AmqpClient } from '../shared/amqp.js';
 import type { Redis } from 'ioredis';
+import { repairStatsKey } from '../shared/jobs.js';
 import { handleDelete } from './deletion.js';
 import type { DownloadCounter } from './download-counter.js';
 import { findFile, handleDownload } from './download.js';
@@ -39,6 +40,8 @@ export interface GatewayDeps {
   allowedTypes: string[];
   limits: UploadLimits;
   urls: PublicUrlConfig;
+  /** The cluster's name: prefix of its shared Redis keys. */
+  clusterName: string;
 }
 
 export function createApp(deps: GatewayDeps) {
@@ -87,7 +90,13 @@ export function createApp(deps: GatewayDeps) {
   });
 
   app.get('/api/cluster', async (c) => {
-    const counts = await deps.store.counts(deps.copies);
+    const [counts, queued, stats] = await Promise.all([
+      deps.store.counts(deps.copies),
+      deps.amqp.depth(deps.amqp.names.replicaRepair),
+      deps.redis
+        .hgetall(repairStatsKey(deps.clusterName))
+        .catch(() => ({}) as Record<string, string>),
+    ]);
     return c.json({
       nodes: deps.registry.all().map((n) => ({
         id: n.id,
@@ -98,9 +107,15 @@ export function createApp(deps: GatewayDeps) {
         objects: n.objects,
         free_bytes: n.freeBytes,
         last_error: n.lastError,
+        scrub: n.scrub,
       })),
       objects: counts.objects,
       under_replicated: counts.underReplicated,
+      repairs: {
+        queued,
+        done: Number(stats.done ?? 0),
+        bytes: Number(stats.bytes ?? 0),
+      },
       replication_factor: deps.copies,
       write_quorum: deps.quorum,
     });

@@ -11,6 +11,7 @@ import { writePidFile } from '../shared/pid-file.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
 import { createApp } from './app.js';
 import { DownloadCounter } from './download-counter.js';
+import { requestNodeCheck } from './repair-requests.js';
 import { NodeRegistry } from './node-registry.js';
 import { Replicator } from './replicator.js';
 import { UploadSweeper } from './upload-sweeper.js';
@@ -29,9 +30,22 @@ const log = createLogger('gateway', config.logLevel);
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = new SqliteMetadataStore(openDatabase(config.dbPath));
 const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
-const registry = new NodeRegistry(config.nodes, client, {
-  probeIntervalMs: config.probeIntervalMs,
+const redis = createRedis(config.redisUrl, log);
+const counter = new DownloadCounter({ redis, redlock: createRedlock(redis), store, log });
+const amqp = new AmqpClient({
+  url: config.amqpUrl,
+  prefix: config.clusterName,
+  connectionName: config.gatewayId,
   log,
+});
+void amqp.start(); // uploads do not wait for RabbitMQ; deletions are scheduled once it is up
+const registry = new NodeRegistry(config.nodes, client, {
+  redis,
+  prefix: config.clusterName,
+  schedule: config.probeSchedule,
+  offlineAfter: config.offlineAfterFailures,
+  log,
+  onReturn: (node) => void requestNodeCheck({ amqp, log }, node),
 });
 await registry.start();
 const replicator = new Replicator({
@@ -41,15 +55,6 @@ const replicator = new Replicator({
   copies: config.replicationFactor,
   quorum: config.writeQuorum,
 });
-const redis = createRedis(config.redisUrl, log);
-const counter = new DownloadCounter({ redis, redlock: createRedlock(redis), store, log });
-const amqp = new AmqpClient({
-  url: config.amqpUrl,
-  prefix: config.queuePrefix,
-  connectionName: config.gatewayId,
-  log,
-});
-void amqp.start(); // uploads do not wait for RabbitMQ; deletions are scheduled once it is up
 const sweeper = new UploadSweeper({
   store,
   replicator,
@@ -77,6 +82,7 @@ const app = createApp({
   allowedTypes: config.allowedTypes,
   limits: config,
   urls: config,
+  clusterName: config.clusterName,
 });
 const server = await listen(app, config.host, config.port);
 writePidFile(config.storageDir, 'gateway');
@@ -92,7 +98,7 @@ log.info(
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {
     log.info({ signal }, 'shutting down');
-    registry.stop();
+    await registry.stop();
     sweeper.stop();
     await close(server);
     await amqp.close();

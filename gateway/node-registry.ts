@@ -1,16 +1,29 @@
 /**
- * The gateway's view of which storage nodes are up.
+ * Which storage nodes are up, as every gateway of the cluster sees it.
  *
- * A node is `offline` from the moment a request to it fails to connect (or a
- * probe fails), so the next request routes around it at once instead of
- * waiting for its own timeout; a successful probe brings it back `online`.
- * Probes run every PROBE_INTERVAL_MS.
+ * States: `online` → `suspect` after one failed probe or request → `offline`
+ * after OFFLINE_AFTER_FAILURES consecutive failures (from any gateway) → back
+ * to `online` at the first successful probe. Writes use online nodes only and
+ * reads try online nodes first, so one failed connection is enough to route
+ * around a node at once, without a timeout per request.
+ *
+ * Probes run on a node-cron schedule (every 2 s). Each outcome goes through
+ * one atomic Redis script on the node's shared record, and each gateway
+ * re-reads every record after its probe round, so all gateways (and
+ * GET /api/cluster) agree within one probe interval. If Redis is down, each
+ * gateway carries on with its own observations.
+ *
+ * A node that comes back (offline → online, first seen, or restarted: its
+ * uptime went backwards) is announced once, by the gateway whose probe saw
+ * it, through `onReturn` (which queues anti-entropy for it).
  */
+import type { Redis } from 'ioredis';
+import cron, { type ScheduledTask } from 'node-cron';
 import type { NodeAddress } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
-import type { NodeClient } from '../shared/node-client.js';
+import type { NodeClient, NodeHealth } from '../shared/node-client.js';
 
-export type NodeStatus = 'online' | 'offline';
+export type NodeStatus = 'online' | 'suspect' | 'offline';
 
 export interface NodeView extends NodeAddress {
   status: NodeStatus;
@@ -20,17 +33,60 @@ export interface NodeView extends NodeAddress {
   latencyMs: number | null;
   objects: number | null;
   freeBytes: number | null;
+  failures: number;
+  /** The node's last scrub report, as its /health gives it. */
+  scrub: unknown;
 }
+
+export interface RegistryOptions {
+  redis: Redis;
+  /** Key prefix of the shared records (the cluster's name). */
+  prefix: string;
+  schedule: string;
+  offlineAfter: number;
+  log: Logger;
+  onReturn?: (node: string) => void;
+}
+
+/**
+ * The state machine, applied atomically to a node's Redis hash.
+ * ARGV: ok (1/0), now, offlineAfter, latency, objects, free, startedAt, error, scrub.
+ * Returns {previous status, new status, restarted (1/0)}.
+ */
+const OUTCOME_SCRIPT = `
+local prev = redis.call('HGET', KEYS[1], 'status') or 'unknown'
+local prevStarted = tonumber(redis.call('HGET', KEYS[1], 'started_at') or '0')
+local status
+local restarted = 0
+if ARGV[1] == '1' then
+  status = 'online'
+  if prevStarted > 0 and tonumber(ARGV[7]) > prevStarted + 5000 then restarted = 1 end
+  redis.call('HSET', KEYS[1], 'status', status, 'failures', 0, 'last_seen', ARGV[2],
+    'latency_ms', ARGV[4], 'objects', ARGV[5], 'free_bytes', ARGV[6], 'started_at', ARGV[7],
+    'last_error', '', 'scrub', ARGV[9])
+else
+  local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  if failures >= tonumber(ARGV[3]) then status = 'offline' else status = 'suspect' end
+  redis.call('HSET', KEYS[1], 'status', status, 'last_error', ARGV[8])
+end
+return {prev, status, restarted}`;
+
+type RedisWithOutcome = Redis & {
+  troveNodeOutcome(key: string, ...args: string[]): Promise<[string, NodeStatus, number]>;
+};
+
+const PROBE_TIMEOUT_MS = 1000;
 
 export class NodeRegistry {
   private readonly views: Map<string, NodeView>;
-  private timer: NodeJS.Timeout | undefined;
+  private task: ScheduledTask | undefined;
 
   constructor(
     nodes: NodeAddress[],
     private readonly client: NodeClient,
-    private readonly opts: { probeIntervalMs: number; log: Logger },
+    private readonly opts: RegistryOptions,
   ) {
+    opts.redis.defineCommand('troveNodeOutcome', { numberOfKeys: 1, lua: OUTCOME_SCRIPT });
     this.views = new Map(
       nodes.map((n) => [
         n.id,
@@ -42,6 +98,8 @@ export class NodeRegistry {
           latencyMs: null,
           objects: null,
           freeBytes: null,
+          failures: 0,
+          scrub: null,
         },
       ]),
     );
@@ -55,66 +113,161 @@ export class NodeRegistry {
     return this.views.get(id);
   }
 
+  status(id: string): NodeStatus {
+    return this.views.get(id)?.status ?? 'offline';
+  }
+
   isOnline(id: string): boolean {
-    return this.views.get(id)?.status === 'online';
+    return this.status(id) === 'online';
   }
 
   onlineCount(): number {
     return this.all().filter((n) => n.status === 'online').length;
   }
 
-  /** A request to the node could not connect or timed out. */
+  /** A request to the node could not connect or timed out: suspect at once. */
   reportFailure(id: string, err: unknown): void {
-    const view = this.views.get(id);
-    if (!view) return;
-    view.lastError = (err as Error)?.message ?? String(err);
-    if (view.status !== 'offline') {
-      view.status = 'offline';
-      this.opts.log.warn({ node: id, err: view.lastError }, 'storage node offline');
-    }
+    void this.record(id, { ok: false, error: (err as Error)?.message ?? String(err) });
   }
 
+  /** A request succeeded; only a node not yet online needs the news (probes keep the rest fresh). */
   reportSuccess(id: string): void {
     const view = this.views.get(id);
-    if (!view) return;
-    view.lastSeen = Date.now();
-    if (view.status !== 'online') {
-      view.status = 'online';
-      view.lastError = null;
-      this.opts.log.info({ node: id }, 'storage node online');
-    }
+    if (view && view.status !== 'online') void this.record(id, { ok: true });
+  }
+
+  /** Probes now, then on the schedule until `stop`. */
+  async start(): Promise<void> {
+    await this.probeAll();
+    this.task = cron.schedule(this.opts.schedule, () => this.probeAll(), {
+      name: 'node-probe',
+      noOverlap: true,
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.task?.stop();
   }
 
   async probeAll(): Promise<void> {
     await Promise.all(this.all().map((n) => this.probe(n)));
-  }
-
-  /** Probes now, then every interval until `stop`. */
-  async start(): Promise<void> {
-    await this.probeAll();
-    this.timer = setInterval(() => void this.probeAll(), this.opts.probeIntervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
+    await this.refresh();
   }
 
   private async probe(view: NodeView): Promise<void> {
     const started = performance.now();
+    let health: NodeHealth & { uptime_s?: number; scrub?: unknown };
     try {
-      // Shorter than the interval, so probes never pile up behind a hung node.
-      const health = await this.client.health(
-        view,
-        Math.max(100, Math.min(1000, this.opts.probeIntervalMs - 50)),
-      );
+      health = await this.client.health(view, PROBE_TIMEOUT_MS);
       if (health.id !== view.id) throw new Error(`answers as ${health.id}, expected ${view.id}`);
-      view.latencyMs = Math.round((performance.now() - started) * 10) / 10;
-      view.objects = health.objects;
-      view.freeBytes = health.free_bytes;
-      this.reportSuccess(view.id);
     } catch (err) {
-      this.reportFailure(view.id, err);
+      await this.record(view.id, { ok: false, error: (err as Error).message });
+      return;
     }
+    await this.record(view.id, {
+      ok: true,
+      latencyMs: Math.round((performance.now() - started) * 10) / 10,
+      objects: health.objects,
+      freeBytes: health.free_bytes,
+      startedAt: Date.now() - (health.uptime_s ?? 0) * 1000,
+      scrub: health.scrub ?? null,
+    });
   }
+
+  /** Applies one observation, shared through Redis when it answers, locally otherwise. */
+  private async record(
+    id: string,
+    o: {
+      ok: boolean;
+      error?: string;
+      latencyMs?: number;
+      objects?: number;
+      freeBytes?: number;
+      startedAt?: number;
+      scrub?: unknown;
+    },
+  ): Promise<void> {
+    const view = this.views.get(id);
+    if (!view) return;
+    const now = Date.now();
+    let prev: string = view.status;
+    let restarted = false;
+    try {
+      const [p, status, r] = await (this.opts.redis as RedisWithOutcome).troveNodeOutcome(
+        this.key(id),
+        o.ok ? '1' : '0',
+        String(now),
+        String(this.opts.offlineAfter),
+        String(o.latencyMs ?? ''),
+        String(o.objects ?? ''),
+        String(o.freeBytes ?? ''),
+        String(o.startedAt ?? 0),
+        o.error ?? '',
+        JSON.stringify(o.scrub ?? null),
+      );
+      prev = p;
+      restarted = r === 1;
+      view.status = status;
+      view.failures = o.ok ? 0 : view.failures + 1;
+    } catch {
+      // Redis down: the same state machine on this gateway's own observations.
+      view.failures = o.ok ? 0 : view.failures + 1;
+      view.status = o.ok
+        ? 'online'
+        : view.failures >= this.opts.offlineAfter
+          ? 'offline'
+          : 'suspect';
+    }
+    if (o.ok) {
+      view.lastSeen = now;
+      view.lastError = null;
+      if (o.latencyMs !== undefined) view.latencyMs = o.latencyMs;
+      if (o.objects !== undefined) view.objects = o.objects;
+      if (o.freeBytes !== undefined) view.freeBytes = o.freeBytes;
+      if (o.scrub !== undefined) view.scrub = o.scrub;
+    } else {
+      view.lastError = o.error ?? null;
+    }
+    if (prev !== view.status) {
+      const level = view.status === 'online' ? 'info' : 'warn';
+      this.opts.log[level](
+        { node: id, from: prev, err: view.lastError ?? undefined },
+        `storage node ${view.status}`,
+      );
+    }
+    const returned = view.status === 'online' && (prev === 'offline' || prev === 'unknown');
+    if (returned || restarted) this.opts.onReturn?.(id);
+  }
+
+  /** Adopts every node's shared record, so this gateway agrees with the others. */
+  private async refresh(): Promise<void> {
+    const pipeline = this.opts.redis.pipeline();
+    for (const view of this.views.values()) pipeline.hgetall(this.key(view.id));
+    let results;
+    try {
+      results = await pipeline.exec();
+    } catch {
+      return;
+    }
+    [...this.views.values()].forEach((view, i) => {
+      const record = results?.[i]?.[1] as Record<string, string> | undefined;
+      if (!record?.status) return;
+      view.status = record.status as NodeStatus;
+      view.failures = Number(record.failures ?? 0);
+      view.lastSeen = record.last_seen ? Number(record.last_seen) : view.lastSeen;
+      view.lastError = record.last_error || null;
+      view.latencyMs = numberOr(record.latency_ms, view.latencyMs);
+      view.objects = numberOr(record.objects, view.objects);
+      view.freeBytes = numberOr(record.free_bytes, view.freeBytes);
+      if (record.scrub) view.scrub = JSON.parse(record.scrub) as unknown;
+    });
+  }
+
+  private key(id: string): string {
+    return `${this.opts.prefix}:node:${id}`;
+  }
+}
+
+function numberOr(text: string | undefined, fallback: number | null): number | null {
+  return text ? Number(text) : fallback;
 }

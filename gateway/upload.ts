@@ -13,6 +13,7 @@ import { BadRequestError, PayloadTooLargeError } from '../shared/errors.js';
 import { fileJson } from './file-view.js';
 import { scheduleDeletion, type DeletionDeps } from './deletion.js';
 import { cleanFileName } from './http-names.js';
+import { requestRepair } from './repair-requests.js';
 import { discardUpload, ingestFile, type IngestDeps, type IngestedFile } from './ingest.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import { disconnectSignal } from './request-signal.js';
@@ -211,6 +212,9 @@ async function respondCommitted(
     throw err;
   }
   await Promise.all(files.map((f) => scheduleDeletion(deps, f.id, expiresAt)));
+  // Fewer copies than wanted (a node was down): the workers make the rest.
+  for (const f of files)
+    if (f.replicas.some((r) => r.state !== 'ok')) void requestRepair(deps, f.id);
   const base = baseUrl((n) => c.req.header(n), c.req.url, deps.urls);
   // Answered from what was just committed: no need to read it back.
   const bodies = files.map((f, i) => ({

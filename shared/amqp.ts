@@ -10,7 +10,7 @@
  */
 import amqp, { type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import pRetry from 'p-retry';
-import { ladderStep, ladderSteps, topologyNames, type TopologyNames } from './jobs.js';
+import { ladderStep, ladderSteps, topologyNames, workQueues, type TopologyNames } from './jobs.js';
 import type { Logger } from './logger.js';
 import { UnavailableError } from './errors.js';
 
@@ -115,7 +115,7 @@ export class AmqpClient {
     await ch.assertExchange(n.jobs, 'direct', { durable: true });
     await ch.assertExchange(n.delay, 'headers', { durable: true });
     await ch.assertQueue(n.deadLetters, { durable: true });
-    for (const queue of [n.fileDelete]) {
+    for (const queue of workQueues(n)) {
       await ch.assertQueue(queue, {
         durable: true,
         deadLetterExchange: '',
@@ -186,6 +186,16 @@ export class AmqpClient {
     });
   }
 
+  /** Messages waiting in `queue`, or null when RabbitMQ is not reachable. */
+  async depth(queue: string): Promise<number | null> {
+    if (!this.channel) return null;
+    try {
+      return (await this.channel.checkQueue(queue)).messageCount;
+    } catch {
+      return null;
+    }
+  }
+
   async close(): Promise<void> {
     this.stopped = true;
     const conn = this.conn;
@@ -208,7 +218,7 @@ export async function deleteTopology(url: string, prefix: string): Promise<void>
   const conn = await amqp.connect(url);
   try {
     const ch = await conn.createChannel();
-    for (const q of [n.fileDelete, n.deadLetters, ...ladderSteps.map(n.delayQueue)])
+    for (const q of [...workQueues(n), n.deadLetters, ...ladderSteps.map(n.delayQueue)])
       await ch.deleteQueue(q);
     for (const x of [n.jobs, n.delay]) await ch.deleteExchange(x);
     await ch.close();

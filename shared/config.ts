@@ -127,8 +127,8 @@ const common = {
       message: 'expected amqp://user:pass@host:port',
     })
     .default('amqp://guest:guest@127.0.0.1:5672'),
-  /** Prefix of every RabbitMQ queue the cluster declares (several clusters can share a server). */
-  QUEUE_PREFIX: z
+  /** Names this cluster's RabbitMQ queues and shared Redis state, so several clusters can share both servers. */
+  CLUSTER_NAME: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,40}$/, 'use 1-40 of [A-Za-z0-9_-]')
     .default('trove'),
@@ -148,6 +148,10 @@ const nodeSchema = z.object({
   NODE_DATA_DIR: z.string().min(1).optional(),
   /** How long to wait for a chain successor to connect or answer a read, in ms. */
   NODE_TIMEOUT_MS: int(100).default(5000),
+  /** Time between the starts of two scrub passes (re-read and verify every blob), in s; 0 disables. */
+  SCRUB_INTERVAL_SECONDS: int(0).default(86400),
+  /** Read rate of the scrubber, so it never starves requests. */
+  SCRUB_BYTES_PER_SECOND: bytes.default(50e6),
 });
 
 const gatewaySchema = z.object({
@@ -199,8 +203,13 @@ const gatewaySchema = z.object({
   TRUST_PROXY: bool.default(false),
   /** Time a node gets to connect and send the first byte of a read, in ms. */
   NODE_TIMEOUT_MS: int(100).default(5000),
-  /** Interval of the gateway's node health probe, in ms. */
-  PROBE_INTERVAL_MS: int(100).default(2000),
+  /** node-cron schedule (with seconds) of the gateway's node health probes. */
+  PROBE_SCHEDULE: z
+    .string()
+    .default('*/2 * * * * *')
+    .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. */2 * * * * *' }),
+  /** Consecutive failed probes or requests (from any gateway) that make a suspect node offline. */
+  OFFLINE_AFTER_FAILURES: int(1, 100).default(3),
   /** Uploads still pending after this many seconds are treated as abandoned and cleaned up. */
   PENDING_UPLOAD_TIMEOUT_SECONDS: int(60).default(6 * 3600),
 });
@@ -224,6 +233,15 @@ const workerSchema = z.object({
     .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. */30 * * * * *' }),
   /** Time a node gets to answer a delete, in ms. */
   NODE_TIMEOUT_MS: int(100).default(5000),
+  /** node-cron schedule of the repair sweep (anti-entropy of every node, retry of every unhealthy replica). */
+  REPAIR_SCHEDULE: z
+    .string()
+    .default('0 */5 * * * *')
+    .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. 0 */5 * * * *' }),
+  /** Bandwidth all repairs of one worker may use together (0 = unlimited). */
+  REPAIR_BYTES_PER_SECOND: bytes.or(z.literal('0').transform(() => 0)).default(50 * 1024 ** 2),
+  /** A blob no live file owns is removed by anti-entropy once it is this old, in s. */
+  ORPHAN_GRACE_SECONDS: int(0).default(3600),
 });
 
 function parse<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
@@ -253,7 +271,7 @@ export interface CommonConfig {
   nodes: NodeAddress[];
   redisUrl: string;
   amqpUrl: string;
-  queuePrefix: string;
+  clusterName: string;
   dbPath: string;
 }
 
@@ -266,7 +284,7 @@ function commonOf(c: z.output<z.ZodObject<typeof common>>): CommonConfig {
     nodes: c.NODES,
     redisUrl: c.REDIS_URL,
     amqpUrl: c.AMQP_URL,
-    queuePrefix: c.QUEUE_PREFIX,
+    clusterName: c.CLUSTER_NAME,
     dbPath: resolve(c.DB_PATH ?? `${storageDir}/trove.db`),
   };
 }
@@ -277,6 +295,8 @@ export interface NodeConfig extends CommonConfig {
   port: number;
   dataDir: string;
   timeoutMs: number;
+  scrubIntervalSeconds: number;
+  scrubBytesPerSecond: number;
 }
 
 /** Reads the storage node's configuration; `--id <id>` in argv wins over NODE_ID. */
@@ -299,6 +319,8 @@ export function loadNodeConfig(env: Env, argv: string[] = []): NodeConfig {
     port,
     dataDir: resolve(c.NODE_DATA_DIR ?? `${base.storageDir}/${c.NODE_ID}`),
     timeoutMs: c.NODE_TIMEOUT_MS,
+    scrubIntervalSeconds: c.SCRUB_INTERVAL_SECONDS,
+    scrubBytesPerSecond: c.SCRUB_BYTES_PER_SECOND,
   };
 }
 
@@ -318,7 +340,8 @@ export interface GatewayConfig extends CommonConfig {
   publicUrl: string | undefined;
   trustProxy: boolean;
   nodeTimeoutMs: number;
-  probeIntervalMs: number;
+  probeSchedule: string;
+  offlineAfterFailures: number;
   pendingUploadTimeoutSeconds: number;
 }
 
@@ -365,7 +388,8 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     publicUrl: c.PUBLIC_URL,
     trustProxy: c.TRUST_PROXY,
     nodeTimeoutMs: c.NODE_TIMEOUT_MS,
-    probeIntervalMs: c.PROBE_INTERVAL_MS,
+    probeSchedule: c.PROBE_SCHEDULE,
+    offlineAfterFailures: c.OFFLINE_AFTER_FAILURES,
     pendingUploadTimeoutSeconds: c.PENDING_UPLOAD_TIMEOUT_SECONDS,
   };
 }
@@ -378,6 +402,9 @@ export interface WorkerConfig extends CommonConfig {
   tombstoneRetentionMs: number;
   sweepSchedule: string;
   nodeTimeoutMs: number;
+  repairSchedule: string;
+  repairBytesPerSecond: number;
+  orphanGraceMs: number;
 }
 
 export function loadWorkerConfig(env: Env): WorkerConfig {
@@ -393,6 +420,9 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     tombstoneRetentionMs: c.TOMBSTONE_RETENTION_SECONDS * 1000,
     sweepSchedule: c.SWEEP_SCHEDULE,
     nodeTimeoutMs: c.NODE_TIMEOUT_MS,
+    repairSchedule: c.REPAIR_SCHEDULE,
+    repairBytesPerSecond: c.REPAIR_BYTES_PER_SECOND,
+    orphanGraceMs: c.ORPHAN_GRACE_SECONDS * 1000,
   };
 }
 

@@ -31,7 +31,7 @@ export function ladderStep(remainingMs: number): number | null {
   return step;
 }
 
-/** Names of the exchanges and queues of one cluster (QUEUE_PREFIX keeps clusters apart). */
+/** Names of the exchanges and queues of one cluster (CLUSTER_NAME keeps clusters apart). */
 export function topologyNames(prefix: string) {
   return {
     /** Direct exchange: each work queue is bound under its own name. */
@@ -43,7 +43,14 @@ export function topologyNames(prefix: string) {
     deadLetters: `${prefix}.dead-letters`,
     /** Work queues. */
     fileDelete: `${prefix}.files.delete`,
+    replicaRepair: `${prefix}.replicas.repair`,
+    nodeCheck: `${prefix}.nodes.check`,
   };
+}
+
+/** Every work queue of a topology. */
+export function workQueues(n: TopologyNames): string[] {
+  return [n.fileDelete, n.replicaRepair, n.nodeCheck];
 }
 
 export type TopologyNames = ReturnType<typeof topologyNames>;
@@ -58,3 +65,28 @@ export const fileDeleteJob = z.object({
   due: z.number().int().nonnegative(),
 });
 export type FileDeleteJob = z.infer<typeof fileDeleteJob>;
+
+/**
+ * `replicas.repair`: give every replica row of blob `key` (of file `fileId`)
+ * that is not `ok` a verified copy from a healthy replica. Published when a
+ * write placed fewer copies than wanted, when a read finds a replica missing
+ * or corrupt, by anti-entropy, and by the periodic repair sweep.
+ */
+export const replicaRepairJob = z.object({
+  fileId: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
+  key: z.string().regex(/^[A-Za-z0-9._-]{1,160}$/),
+});
+export type ReplicaRepairJob = z.infer<typeof replicaRepairJob>;
+
+/**
+ * `nodes.check`: anti-entropy for one node: compare its blob listing with the
+ * metadata, queue repairs for what it lacks, remove old orphans. Published
+ * when a node comes back (online again, or restarted) and by the sweep.
+ */
+export const nodeCheckJob = z.object({
+  node: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+});
+export type NodeCheckJob = z.infer<typeof nodeCheckJob>;
+
+/** The Redis hash of repair counters (`done`, `bytes`) the workers keep and GET /api/cluster reports. */
+export const repairStatsKey = (clusterName: string) => `${clusterName}:stats:repairs`;

@@ -40,9 +40,18 @@ export interface FileRecord {
 
 export interface ReplicaRecord {
   key: string;
+  /** The file the blob belongs to (the key is the id, or `<id>.<variant>`). */
+  fileId: string;
   node: string;
   state: ReplicaState;
   updatedAt: number;
+}
+
+export interface NodeReplica extends ReplicaRecord {
+  /** The file's sha256 (the blob's, for the original; variants are checked by their source). */
+  fileSha256: string;
+  /** True while the file is committed and not a tombstone. */
+  live: boolean;
 }
 
 export type NewUpload = Pick<
@@ -87,6 +96,10 @@ export interface MetadataStore {
   getFile(id: string): Promise<FileRecord | undefined>;
   replicasOf(fileId: string): Promise<ReplicaRecord[]>;
   setReplicaState(key: string, node: string, state: ReplicaState): Promise<void>;
+  /** Live committed files' replica rows that are not `ok` (repair's work list). */
+  unhealthyReplicas(limit: number): Promise<ReplicaRecord[]>;
+  /** Every replica row placed on `node`, with its file's state (anti-entropy compares them with the node's listing). */
+  replicasOnNode(node: string): Promise<NodeReplica[]>;
   /** Drops a replica row once its blob is known gone from that node. */
   forgetReplica(key: string, node: string): Promise<void>;
 

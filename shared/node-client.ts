@@ -34,6 +34,14 @@ export interface NodeHealth {
   total_bytes: number;
 }
 
+/** A blob as a node lists it. */
+export interface ListedBlob {
+  key: string;
+  size: number;
+  sha256: string;
+  mtimeMs: number;
+}
+
 /** A node answered with an HTTP error we cannot interpret as a report. */
 export class NodeHttpError extends TroveError {
   constructor(
@@ -169,6 +177,27 @@ export class NodeClient {
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
     });
+  }
+
+  /** One page of a node's blobs (key order); `next` is the cursor of the following page. */
+  async listBlobs(
+    target: NodeAddress,
+    after: string | undefined,
+    limit = 1000,
+  ): Promise<{ blobs: ListedBlob[]; next: string | null }> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (after) query.set('after', after);
+    const res = await this.pool(target.url).request({
+      method: 'GET',
+      path: `/blobs?${query}`,
+      headers: this.auth(),
+      headersTimeout: this.opts.timeoutMs,
+      bodyTimeout: this.opts.timeoutMs,
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200)
+      throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    return JSON.parse(text) as { blobs: ListedBlob[]; next: string | null };
   }
 
   async deleteBlob(target: NodeAddress, key: string, signal?: AbortSignal): Promise<boolean> {

@@ -12,6 +12,7 @@ import type {
   FileRecord,
   MetadataStore,
   NewUpload,
+  NodeReplica,
   ReplicaRecord,
   ReplicaState,
 } from './metadata-store.js';
@@ -86,6 +87,18 @@ function toFile(r: FileRow): FileRecord {
   };
 }
 
+interface ReplicaRow {
+  key: string;
+  file_id: string;
+  node: string;
+  state: ReplicaState;
+  updated_at: number;
+}
+
+function toReplica(r: ReplicaRow): ReplicaRecord {
+  return { key: r.key, fileId: r.file_id, node: r.node, state: r.state, updatedAt: r.updated_at };
+}
+
 export function openDatabase(path: string): Database.Database {
   mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
@@ -146,7 +159,17 @@ export class SqliteMetadataStore implements MetadataStore {
       ),
       get: db.prepare(`SELECT * FROM files WHERE id = ?`),
       replicas: db.prepare(
-        `SELECT key, node, state, updated_at FROM replicas WHERE file_id = ? ORDER BY key, node`,
+        `SELECT key, file_id, node, state, updated_at FROM replicas WHERE file_id = ? ORDER BY key, node`,
+      ),
+      unhealthy: db.prepare(
+        `SELECT r.key, r.file_id, r.node, r.state, r.updated_at FROM replicas r JOIN files f ON f.id = r.file_id
+         WHERE r.state != 'ok' AND f.state = 'committed' AND f.deleted_at IS NULL
+         ORDER BY r.updated_at LIMIT ?`,
+      ),
+      onNode: db.prepare(
+        `SELECT r.key, r.file_id, r.node, r.state, r.updated_at, f.sha256 AS file_sha256,
+                (f.state = 'committed' AND f.deleted_at IS NULL) AS live
+         FROM replicas r JOIN files f ON f.id = r.file_id WHERE r.node = ?`,
       ),
       forgetReplica: db.prepare(`DELETE FROM replicas WHERE key = ? AND node = ?`),
       setUsed: db.prepare(`UPDATE files SET downloads_used = ? WHERE id = ?`),
@@ -257,13 +280,19 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async replicasOf(fileId: string): Promise<ReplicaRecord[]> {
-    const rows = this.stmts.replicas.all(fileId) as {
-      key: string;
-      node: string;
-      state: ReplicaState;
-      updated_at: number;
-    }[];
-    return rows.map((r) => ({ key: r.key, node: r.node, state: r.state, updatedAt: r.updated_at }));
+    return (this.stmts.replicas.all(fileId) as ReplicaRow[]).map(toReplica);
+  }
+
+  async unhealthyReplicas(limit: number): Promise<ReplicaRecord[]> {
+    return (this.stmts.unhealthy.all(limit) as ReplicaRow[]).map(toReplica);
+  }
+
+  async replicasOnNode(node: string): Promise<NodeReplica[]> {
+    const rows = this.stmts.onNode.all(node) as (ReplicaRow & {
+      file_sha256: string;
+      live: number;
+    })[];
+    return rows.map((r) => ({ ...toReplica(r), fileSha256: r.file_sha256, live: r.live === 1 }));
   }
 
   async setReplicaState(key: string, node: string, state: ReplicaState): Promise<void> {

@@ -139,7 +139,7 @@ describe('expiry and deletion', () => {
 
   it('dead-letters a malformed job and drops one about an unknown file, and keeps running', async () => {
     showLogs();
-    const names = topologyNames(cluster.queuePrefix);
+    const names = topologyNames(cluster.clusterName);
     const conn = await amqp.connect(AMQP_URL);
     try {
       const ch = await conn.createConfirmChannel();

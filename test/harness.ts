@@ -40,7 +40,7 @@ export interface Cluster {
   gateway: Proc | undefined;
   dbPath: string;
   /** RabbitMQ queue prefix of this cluster (its queues are deleted at stop). */
-  queuePrefix: string;
+  clusterName: string;
   startNode(id: string): Promise<void>;
   /** Starts the main gateway, or with a name other than "gateway", another one on its own port (its URL is returned). */
   startGateway(name?: string): Promise<string>;
@@ -148,8 +148,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     LOG_LEVEL: 'info',
     HOST: '127.0.0.1',
     PORT: String(gatewayPort),
-    PROBE_INTERVAL_MS: '500',
-    QUEUE_PREFIX: `trove-test-${randomBytes(4).toString('hex')}`,
+    PROBE_SCHEDULE: '* * * * * *',
+    CLUSTER_NAME: `trove-test-${randomBytes(4).toString('hex')}`,
     DELETE_GRACE_SECONDS: '1',
     SWEEP_SCHEDULE: '*/2 * * * * *',
     ...opts.env,
@@ -163,7 +163,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
     gateway: undefined,
     dbPath: join(dir, 'trove.db'),
-    queuePrefix: env.QUEUE_PREFIX!,
+    clusterName: env.CLUSTER_NAME!,
     async startNode(id) {
       const node = nodes.find((n) => n.id === id)!;
       const proc = spawnService(id, 'storage-node/main.js', ['--id', id], env, logDir);
@@ -230,7 +230,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     async stop() {
       await Promise.all([...procs.keys()].map((name) => cluster.kill(name, 'SIGTERM')));
-      await deleteTopology(AMQP_URL, cluster.queuePrefix).catch(() => undefined);
+      await deleteTopology(AMQP_URL, cluster.clusterName).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -252,7 +252,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
  * cluster opened (as a broker restart or a network cut would); returns how many.
  */
 export function closeAmqpConnections(cluster: Cluster, processName: string): number {
-  const wanted = `{"connection_name","${cluster.queuePrefix}:${processName}"}`;
+  const wanted = `{"connection_name","${cluster.clusterName}:${processName}"}`;
   const list = execFileSync('rabbitmqctl', ['list_connections', '-q', 'pid', 'client_properties'], {
     encoding: 'utf8',
   });

@@ -2,14 +2,19 @@
 import { AmqpClient } from '../shared/amqp.js';
 import { loadClusterSecret } from '../shared/cluster-secret.js';
 import { ConfigError, loadDotEnv, loadWorkerConfig } from '../shared/config.js';
-import { fileDeleteJob } from '../shared/jobs.js';
+import { fileDeleteJob, nodeCheckJob, replicaRepairJob } from '../shared/jobs.js';
 import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
 import { writePidFile } from '../shared/pid-file.js';
+import { createRedis, createRedlock } from '../shared/redis.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
+import { AntiEntropy } from './anti-entropy.js';
+import { ByteRate } from './byte-rate.js';
 import { ExpirySweep } from './expiry-sweep.js';
 import { FileDeleter } from './file-deleter.js';
 import { JobConsumer, jobHandler } from './job-consumer.js';
+import { RepairSweep } from './repair-sweep.js';
+import { ReplicaRepairer } from './replica-repairer.js';
 
 loadDotEnv();
 let config;
@@ -27,7 +32,7 @@ const store = new SqliteMetadataStore(openDatabase(config.dbPath));
 const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
 const amqp = new AmqpClient({
   url: config.amqpUrl,
-  prefix: config.queuePrefix,
+  prefix: config.clusterName,
   connectionName: config.workerId,
   log,
 });
@@ -40,6 +45,25 @@ const deleter = new FileDeleter({
   log,
   graceMs: config.deleteGraceMs,
 });
+const redis = createRedis(config.redisUrl, log);
+const repairer = new ReplicaRepairer({
+  store,
+  client,
+  nodes: config.nodes,
+  redis,
+  redlock: createRedlock(redis),
+  rate: new ByteRate(config.repairBytesPerSecond),
+  log,
+  prefix: config.clusterName,
+});
+const antiEntropy = new AntiEntropy({
+  store,
+  client,
+  nodes: config.nodes,
+  log,
+  orphanGraceMs: config.orphanGraceMs,
+  repair: (fileId, key) => amqp.publish(amqp.names.replicaRepair, { fileId, key }),
+});
 const consumer = new JobConsumer(
   amqp,
   [
@@ -47,6 +71,16 @@ const consumer = new JobConsumer(
       queue: amqp.names.fileDelete,
       schema: fileDeleteJob,
       handle: (job) => deleter.handle(job),
+    }),
+    jobHandler({
+      queue: amqp.names.replicaRepair,
+      schema: replicaRepairJob,
+      handle: (job) => repairer.handle(job),
+    }),
+    jobHandler({
+      queue: amqp.names.nodeCheck,
+      schema: nodeCheckJob,
+      handle: (job) => antiEntropy.handle(job),
     }),
   ],
   { prefetch: config.prefetch, attempts: config.jobAttempts, log },
@@ -60,8 +94,17 @@ const sweep = new ExpirySweep({
   schedule: config.sweepSchedule,
 });
 
+const repairSweep = new RepairSweep({
+  store,
+  amqp,
+  nodes: config.nodes,
+  log,
+  schedule: config.repairSchedule,
+});
+
 await consumer.start();
-sweep.start(); // runs from the database alone, so it works even while RabbitMQ is down
+sweep.start();
+repairSweep.start(); // runs from the database alone, so it works even while RabbitMQ is down
 void amqp.start();
 writePidFile(config.storageDir, 'worker');
 log.info(
@@ -73,8 +116,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {
     log.info({ signal }, 'shutting down');
     await sweep.stop();
+    await repairSweep.stop();
     await consumer.stop(15_000);
     await amqp.close();
+    redis.disconnect();
     await client.close();
     await store.close();
     process.exit(0);

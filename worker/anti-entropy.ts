@@ -1,0 +1,102 @@
+/**
+ * Anti-entropy for one node (`nodes.check`): its blob listing against the
+ * metadata's replica rows for it.
+ *
+ * - a row `ok` whose blob is absent (a wiped disk, a quarantined corrupt
+ *   blob) or has another sha256 → the row becomes `missing`/`corrupt`, and a
+ *   repair is queued;
+ * - a row not `ok` whose blob is present and right (a node that came back
+ *   with its disk) → `ok` again, no copy needed;
+ * - a blob no live file owns (no row, an aborted upload, a tombstone) and
+ *   older than ORPHAN_GRACE_SECONDS → deleted. The grace keeps uploads in
+ *   flight (their rows are written at commit) out of harm's way.
+ */
+import type { NodeAddress } from '../shared/config.js';
+import type { NodeCheckJob } from '../shared/jobs.js';
+import type { Logger } from '../shared/logger.js';
+import type { MetadataStore } from '../shared/metadata-store.js';
+import { isUnreachable, type ListedBlob, type NodeClient } from '../shared/node-client.js';
+
+export interface AntiEntropyDeps {
+  store: MetadataStore;
+  client: NodeClient;
+  nodes: NodeAddress[];
+  log: Logger;
+  orphanGraceMs: number;
+  /** Queues a repair of blob `key` of file `fileId`. */
+  repair(fileId: string, key: string): Promise<void>;
+}
+
+export interface CheckReport {
+  listed: number;
+  missing: number;
+  corrupt: number;
+  recovered: number;
+  orphansRemoved: number;
+}
+
+export class AntiEntropy {
+  constructor(private readonly deps: AntiEntropyDeps) {}
+
+  async handle(job: NodeCheckJob): Promise<void> {
+    const node = this.deps.nodes.find((n) => n.id === job.node);
+    if (!node) return;
+    try {
+      const report = await this.check(node);
+      this.deps.log.info({ node: node.id, ...report }, 'anti-entropy');
+    } catch (err) {
+      if (isUnreachable(err)) return; // down again; its next return brings a new check
+      throw err;
+    }
+  }
+
+  async check(node: NodeAddress, now = Date.now()): Promise<CheckReport> {
+    const listing = await this.listAll(node);
+    const report: CheckReport = {
+      listed: listing.size,
+      missing: 0,
+      corrupt: 0,
+      recovered: 0,
+      orphansRemoved: 0,
+    };
+    const owned = new Set<string>();
+    for (const row of await this.deps.store.replicasOnNode(node.id)) {
+      if (!row.live) continue; // deletion owns tombstones' rows
+      owned.add(row.key);
+      const blob = listing.get(row.key);
+      // Only an original's sha256 is in the metadata; a variant's presence is what we can check.
+      const right = blob && (row.key !== row.fileId || blob.sha256 === row.fileSha256);
+      if (row.state === 'ok' && !right) {
+        const state = blob ? 'corrupt' : 'missing';
+        report[state]++;
+        await this.deps.store.setReplicaState(row.key, node.id, state);
+        await this.deps.repair(row.fileId, row.key);
+      } else if (row.state !== 'ok' && right) {
+        report.recovered++;
+        await this.deps.store.setReplicaState(row.key, node.id, 'ok');
+      } else if (row.state !== 'ok') {
+        await this.deps.repair(row.fileId, row.key);
+      }
+    }
+    for (const blob of listing.values()) {
+      if (owned.has(blob.key) || now - blob.mtimeMs < this.deps.orphanGraceMs) continue;
+      const file = await this.deps.store.getFile(blob.key.split('.')[0]!);
+      const live = file && file.state !== 'aborted' && file.deletedAt === null;
+      if (live) continue; // pending upload, or an extra copy of a live file: harmless
+      await this.deps.client.deleteBlob(node, blob.key);
+      report.orphansRemoved++;
+    }
+    return report;
+  }
+
+  private async listAll(node: NodeAddress): Promise<Map<string, ListedBlob>> {
+    const blobs = new Map<string, ListedBlob>();
+    let after: string | undefined;
+    do {
+      const page = await this.deps.client.listBlobs(node, after, 5000);
+      for (const b of page.blobs) blobs.set(b.key, b);
+      after = page.next ?? undefined;
+    } while (after);
+    return blobs;
+  }
+}
