@@ -239,7 +239,7 @@ const workerSchema = z.object({
     .default('0 */5 * * * *')
     .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. 0 */5 * * * *' }),
   /** Bandwidth all repairs of one worker may use together (0 = unlimited). */
-  REPAIR_BYTES_PER_SECOND: bytes.or(z.literal('0').transform(() => 0)).default(50 * 1024 ** 2),
+  REPAIR_BYTES_PER_SECOND: bytes.or(z.literal('0').transform(() => 0)).default(50e6),
   /** A blob no live file owns is removed by anti-entropy once it is this old, in s. */
   ORPHAN_GRACE_SECONDS: int(0).default(3600),
 });

@@ -21,6 +21,7 @@ import { contentRange, parseRange } from '../shared/range.js';
 import { pipeChain } from '../shared/streams.js';
 import type { BlobInfo, BlobStore } from './blob-store.js';
 import { replicateWrite } from './chain.js';
+import type { ScrubStatus } from './scrubber.js';
 
 export interface NodeAppDeps {
   id: string;
@@ -28,6 +29,8 @@ export interface NodeAppDeps {
   store: BlobStore;
   client: NodeClient;
   log: Logger;
+  /** The scrubber's state, reported under `scrub` in /health. */
+  scrubStatus?: () => ScrubStatus;
 }
 
 const MAX_HOPS = 16;
@@ -48,6 +51,7 @@ export function createApp(deps: NodeAppDeps) {
       free_bytes: u.freeBytes,
       total_bytes: u.totalBytes,
       uptime_s: Math.round(process.uptime()),
+      ...(deps.scrubStatus && { scrub: deps.scrubStatus() }),
     });
   });
 

@@ -298,14 +298,19 @@ export class FsBlobStore implements BlobStore {
     await this.dirs.close();
   }
 
-  /** Moves a blob that failed its checksum aside, so it is never served again. */
-  private async quarantine(info: BlobInfo): Promise<void> {
-    if (this.index.get(info.key)?.sha256 !== info.sha256) return; // replaced meanwhile
+  /**
+   * Moves a blob that failed its checksum aside, so it is never served again
+   * (a failed read, or the scrubber). False when that version is no longer the
+   * current one (deleted, replaced or already quarantined meanwhile).
+   */
+  async quarantine(info: BlobInfo): Promise<boolean> {
+    if (this.index.get(info.key)?.sha256 !== info.sha256) return false; // replaced meanwhile
     this.forget(info.key);
     await rename(
       this.pathOf(info),
       join(this.quarantineDir, `${info.key}@${info.sha256}.${Date.now()}`),
     ).catch(() => undefined);
+    return true;
   }
 
   /** Records a committed blob; returns the entry it replaces. */
@@ -327,7 +332,8 @@ export class FsBlobStore implements BlobStore {
     return join(this.blobsDir, name);
   }
 
-  private pathOf(info: BlobInfo): string {
+  /** The committed file of this version of a blob (the scrubber reads it directly). */
+  pathOf(info: BlobInfo): string {
     return join(this.leaf(leafName(info.key)), `${info.key}@${info.sha256}`);
   }
 

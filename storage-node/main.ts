@@ -7,6 +7,7 @@ import { NodeClient } from '../shared/node-client.js';
 import { writePidFile } from '../shared/pid-file.js';
 import { createApp } from './app.js';
 import { FsBlobStore } from './blob-store.js';
+import { Scrubber } from './scrubber.js';
 
 loadDotEnv();
 let config;
@@ -22,8 +23,14 @@ const log = createLogger(config.id, config.logLevel);
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = await FsBlobStore.open(config.dataDir);
 const client = new NodeClient({ secret, timeoutMs: config.timeoutMs });
+const scrubber = new Scrubber({
+  store,
+  log,
+  intervalSeconds: config.scrubIntervalSeconds,
+  bytesPerSecond: config.scrubBytesPerSecond,
+});
 const server = await listen(
-  createApp({ id: config.id, secret, store, client, log }),
+  createApp({ id: config.id, secret, store, client, log, scrubStatus: () => scrubber.status() }),
   config.host,
   config.port,
 );
@@ -33,10 +40,12 @@ log.info(
   { url: `http://${config.host}:${config.port}`, dataDir: config.dataDir, objects: usage.objects },
   'storage node listening',
 );
+scrubber.start();
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {
     log.info({ signal }, 'shutting down');
+    await scrubber.stop();
     await close(server);
     await client.close();
     await store.close();
