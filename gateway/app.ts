@@ -42,6 +42,7 @@ export interface GatewayDeps {
   urls: PublicUrlConfig;
   /** The cluster's name: prefix of its shared Redis keys. */
   clusterName: string;
+  spoolDir: string;
 }
 
 export function createApp(deps: GatewayDeps) {

@@ -13,8 +13,10 @@ import type { Logger } from '../shared/logger.js';
 import { ClientGoneError, PayloadTooLargeError, UnavailableError } from '../shared/errors.js';
 import { blobKey, newFileId } from '../shared/keys.js';
 import type { MetadataStore, ReplicaState } from '../shared/metadata-store.js';
-import type { ReplicaOutcome } from '../shared/node-client.js';
+import { isTransportFailure, type ReplicaOutcome } from '../shared/node-client.js';
 import { ByteLimit, HashCounter, pipeChain } from '../shared/streams.js';
+import { PassThrough } from 'node:stream';
+import { UploadSpool } from './upload-spool.js';
 import { TypeSniffer } from './content-type.js';
 import type { Replicator } from './replicator.js';
 
@@ -23,6 +25,8 @@ export interface IngestDeps {
   replicator: Replicator;
   log: Logger;
   gatewayId: string;
+  /** This gateway's spool directory (see upload-spool.ts). */
+  spoolDir: string;
   maxUploadBytes: number;
   allowedTypes: readonly string[];
   quorum: number;
@@ -60,14 +64,16 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
     throw PayloadTooLargeError.forBytes(deps.maxUploadBytes);
   }
   const id = newFileId();
-  const chain = deps.replicator.chainFor(id);
+  let chain = deps.replicator.chainFor(id);
   const limit = new ByteLimit(deps.maxUploadBytes);
   const sniffer = new TypeSniffer(deps.allowedTypes, req.name);
   const hasher = new HashCounter();
+  const spool = new UploadSpool(deps.spoolDir, id);
   let streamError: Error | undefined;
-  for (const stage of [limit, sniffer, hasher]) stage.once('error', (err) => (streamError ??= err));
-  // Settles once every byte has passed the hasher, or a stage failed (recorded above, synchronously).
-  const streamed = pipeChain(limit, sniffer, hasher).catch(() => {});
+  for (const stage of [limit, sniffer, hasher, spool])
+    stage.once('error', (err) => (streamError ??= err));
+  // Settles once every byte is spooled, or a stage failed (recorded above, synchronously).
+  const streamed = pipeChain(limit, sniffer, hasher, spool).catch(() => {});
   const unpipe = () => req.source.unpipe(limit);
   req.source.once('error', (err) => limit.destroy(err));
   req.source.pipe(limit);
@@ -81,6 +87,7 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
     contentType = await sniffer.type;
   } catch (err) {
     unpipe();
+    await spool.discard();
     throw streamError ?? err;
   }
 
@@ -98,19 +105,49 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
   });
 
   let outcomes: ReplicaOutcome[];
+  const tried = new Set(chain);
   try {
-    outcomes = await deps.replicator.write(blobKey(id), chain, hasher, {
-      contentLength: req.declaredLength,
-      signal: req.signal,
-    });
+    try {
+      // The replicator may destroy what it is given; the spool must outlive a failed head.
+      const forward = new PassThrough();
+      spool.pipe(forward);
+      // pipe() does not pass failures on: a stage that fails (413, a client gone) must end the write.
+      spool.once('error', (err) => forward.destroy(err));
+      spool.once('close', () => {
+        if (!spool.readableEnded) forward.destroy(streamError ?? new ClientGoneError());
+      });
+      outcomes = await deps.replicator.write(blobKey(id), chain, forward, {
+        contentLength: req.declaredLength,
+        signal: req.signal,
+      });
+    } catch (err) {
+      if (!isTransportFailure(err) || streamError || req.signal.aborted) throw err;
+      deps.log.warn(
+        { id, err: (err as Error).message },
+        'chain head failed mid-upload; replaying from the spool to the nodes still up',
+      );
+      spool.unpipe();
+      spool.resume(); // keep taking the client's bytes, into the spool only
+      await streamed;
+      if (streamError) throw streamError;
+      chain = deps.replicator.chainFor(id); // the failed head is suspect now: not in it
+      for (const n of chain) tried.add(n);
+      outcomes = await deps.replicator.write(blobKey(id), chain, spool.replay(), {
+        contentLength: hasher.bytes,
+        expectedSha256: hasher.digest(),
+        signal: req.signal,
+      });
+    }
     await streamed;
     if (streamError) throw streamError;
   } catch (err) {
     unpipe();
     hasher.destroy();
-    await discardUpload(deps, id, chain);
+    await spool.discard();
+    await discardUpload(deps, id, [...tried]);
     throw streamError ?? err;
   }
+  await spool.discard();
 
   const sha256 = hasher.digest();
   const size = hasher.bytes;
@@ -126,7 +163,7 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
   }
   if (good.length < deps.quorum) {
     deps.log.warn({ id, outcomes }, 'upload below write quorum');
-    await discardUpload(deps, id, chain);
+    await discardUpload(deps, id, [...tried]);
     throw new UnavailableError(
       `only ${good.length} of ${chain.length} storage nodes stored the file; ${deps.quorum} are needed`,
       'WRITE_QUORUM_FAILED',

@@ -9,7 +9,9 @@ import { NodeClient } from '../shared/node-client.js';
 import { createRedis, createRedlock } from '../shared/redis.js';
 import { writePidFile } from '../shared/pid-file.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
+import { join } from 'node:path';
 import { createApp } from './app.js';
+import { UploadSpool } from './upload-spool.js';
 import { DownloadCounter } from './download-counter.js';
 import { requestNodeCheck } from './repair-requests.js';
 import { NodeRegistry } from './node-registry.js';
@@ -55,6 +57,8 @@ const replicator = new Replicator({
   copies: config.replicationFactor,
   quorum: config.writeQuorum,
 });
+const spoolDir = join(config.storageDir, 'spool', config.gatewayId);
+await UploadSpool.reset(spoolDir);
 const sweeper = new UploadSweeper({
   store,
   replicator,
@@ -83,6 +87,7 @@ const app = createApp({
   limits: config,
   urls: config,
   clusterName: config.clusterName,
+  spoolDir,
 });
 const server = await listen(app, config.host, config.port);
 writePidFile(config.storageDir, 'gateway');

@@ -73,8 +73,14 @@ export class Replicator {
         this.deps.registry.reportSuccess(head.id);
         return [...refused, ...report.replicas];
       } catch (err) {
+        // A head that fails mid-stream is suspect too (unless it was our client who left).
+        if (
+          isTransportFailure(err) &&
+          !o.signal?.aborted &&
+          (attempt.started() || isUnreachable(err))
+        )
+          this.deps.registry.reportFailure(head.id, err);
         if (attempt.started() || !isTransportFailure(err)) throw err;
-        if (isUnreachable(err)) this.deps.registry.reportFailure(head.id, err);
         refused.push({ node: head.id, ok: false, error: (err as Error).message });
       }
     }

@@ -88,6 +88,7 @@ export function createApp(deps: NodeAppDeps) {
       throw new BadRequestError(`${H.sha256} must be 64 lowercase hex digits`);
     }
     const length = c.req.header('content-length');
+    deps.log.debug({ key, hop, chain: chain.map((n) => n.id) }, 'blob write started');
     const report = await replicateWrite(chainDeps, {
       key,
       body: c.env.incoming,
