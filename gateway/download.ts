@@ -6,31 +6,39 @@
  * waits for a node's first body byte before sending its own status line, so a
  * node that refuses, times out, or fails before that byte (a small corrupt
  * blob fails its checksum before any byte) costs the client nothing: the
- * next replica serves.
+ * next replica serves. A node that fails after it is handed on to the next
+ * replicas in read order, from the first byte not yet sent (resumable-read.ts);
+ * a whole-file read is checked against the file's sha256 before its last chunk
+ * goes out.
  */
+import type { Readable } from 'node:stream';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { NodeAddress } from '../shared/config.js';
 import { GoneError, NotFoundError, UnavailableError } from '../shared/errors.js';
-import { isValidFileId } from '../shared/keys.js';
+import { fileIdOf, isValidFileId } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../shared/metadata-store.js';
-import { isUnreachable, type NodeClient } from '../shared/node-client.js';
+import { isUnreachable, NodeHttpError, type NodeClient } from '../shared/node-client.js';
 import { contentRange, parseRange, type ByteRange } from '../shared/range.js';
 import { firstChunk, pipeChain } from '../shared/streams.js';
+import type { AmqpClient } from '../shared/amqp.js';
 import type { DownloadCounter, Grant } from './download-counter.js';
+import { requestRepair } from './repair-requests.js';
 import { downloadsLeft, fileStatus } from './file-view.js';
 import { contentDisposition } from './http-names.js';
 import type { NodeRegistry } from './node-registry.js';
 import { rankNodes } from './placement.js';
 import { disconnectSignal } from './request-signal.js';
+import { resumableRead, type Source } from './resumable-read.js';
 
 export interface DownloadDeps {
   store: MetadataStore;
   client: NodeClient;
   registry: NodeRegistry;
   counter: DownloadCounter;
+  amqp: AmqpClient;
   nodes: NodeAddress[];
   log: Logger;
 }
@@ -118,8 +126,15 @@ export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boole
   }
 
   const signal = disconnectSignal(c.env.outgoing);
-  for (const node of await readOrder(deps, file.id)) {
-    const served = await tryServe(deps, c, node, file.id, { range, statusCode, headers, signal });
+  const order = await readOrder(deps, file.id);
+  for (const [i, node] of order.entries()) {
+    const rest = order.slice(i + 1);
+    const served = await tryServe(deps, c, node, file, rest, {
+      range,
+      statusCode,
+      headers,
+      signal,
+    });
     if (served) return RESPONSE_ALREADY_SENT;
     if (signal.aborted) break;
   }
@@ -156,36 +171,37 @@ async function readOrder(deps: DownloadDeps, id: string): Promise<NodeAddress[]>
   ];
 }
 
-/** Streams the blob from `node`; false if the node failed before its first byte. */
+interface ServeOptions {
+  range?: ByteRange;
+  statusCode: number;
+  headers: Record<string, string>;
+  signal: AbortSignal;
+}
+
+/**
+ * Streams the file from `node`, or from the nodes of `rest` (the rest of the
+ * read order) if `node` fails mid-stream: see resumable-read.ts. False if
+ * `node` failed before its first byte.
+ */
 async function tryServe(
   deps: DownloadDeps,
   c: Ctx,
   node: NodeAddress,
-  key: string,
-  o: {
-    range?: ByteRange;
-    statusCode: number;
-    headers: Record<string, string>;
-    signal: AbortSignal;
-  },
+  file: FileRecord,
+  rest: NodeAddress[],
+  o: ServeOptions,
 ): Promise<boolean> {
-  let body;
-  let first: Buffer | null;
+  const key = file.id;
+  let body: Readable | undefined;
+  let head: Buffer | null;
   try {
-    const res = await deps.client.getBlob(node, key, {
+    body = await openBlob(deps, node, key, {
       range: o.range && `bytes=${o.range.start}-${o.range.end}`,
+      status: o.range ? 206 : 200,
       signal: o.signal,
     });
-    body = res.body;
-    if (res.statusCode !== (o.range ? 206 : 200)) {
-      await body.dump();
-      if (res.statusCode === 404) {
-        deps.log.warn({ key, node: node.id }, 'replica missing on node');
-        await deps.store.setReplicaState(key, node.id, 'missing');
-      }
-      return false;
-    }
-    first = await firstChunk(body);
+    if (!body) return false;
+    head = await firstChunk(body);
   } catch (err) {
     body?.destroy();
     if (isUnreachable(err)) deps.registry.reportFailure(node.id, err);
@@ -197,13 +213,155 @@ async function tryServe(
     return false;
   }
   deps.registry.reportSuccess(node.id);
+
+  const span = o.range ?? { start: 0, end: file.size - 1 };
+  // Only a read of the whole file can be checked against its sha256.
+  const verified = span.start === 0 && span.end === file.size - 1;
+  const stream = resumableRead({
+    range: span,
+    sha256: verified ? file.sha256 : undefined,
+    first: { node, body },
+    head,
+    next: (from, failed, err) =>
+      resume(deps, file, rest, { from, end: span.end, failed, err, verified, signal: o.signal }),
+  });
   const out = c.env.outgoing;
   out.writeHead(o.statusCode, o.headers);
-  if (first) out.write(first);
-  pipeChain(body, out).catch((err: Error) => {
+  pipeChain(stream, out).catch((err: Error) => {
     // Headers are gone: a truncated body (short of Content-Length) is the only signal left.
-    if (!o.signal.aborted)
-      deps.log.warn({ key, node: node.id, err: err.message }, 'download broke mid-stream');
+    if (o.signal.aborted) return;
+    const corrupt = (err as { code?: string }).code === 'CHECKSUM_MISMATCH';
+    deps.log[corrupt ? 'error' : 'warn'](
+      { key, err: err.message },
+      corrupt ? 'download failed its checksum, cut short' : 'download cut short',
+    );
   });
   return true;
+}
+
+/**
+ * GETs `key` from `node`: the body if the node answered `status` (and
+ * `contentRange`, when given), else undefined, marking a replica the node
+ * does not have as missing. Throws what the request throws.
+ */
+async function openBlob(
+  deps: DownloadDeps,
+  node: NodeAddress,
+  key: string,
+  o: { range?: string; status: number; contentRange?: string; signal: AbortSignal },
+): Promise<Readable | undefined> {
+  const res = await deps.client.getBlob(node, key, { range: o.range, signal: o.signal });
+  // Whoever reads the body next also hears of its errors, though maybe a tick late: no crash meanwhile.
+  res.body.on('error', () => undefined);
+  if (
+    res.statusCode === o.status &&
+    (o.contentRange === undefined || res.headers['content-range'] === o.contentRange)
+  )
+    return res.body;
+  await res.body.dump();
+  if (res.statusCode === 404) await replicaLost(deps, fileIdOf(key), key, node);
+  return undefined;
+}
+
+/** A replica the metadata counts on is gone (missing, or quarantined as corrupt): record it and queue its repair. */
+async function replicaLost(deps: DownloadDeps, fileId: string, key: string, node: NodeAddress) {
+  deps.log.warn({ key, node: node.id }, 'replica missing on node; queueing its repair');
+  await deps.store.setReplicaState(key, node.id, 'missing');
+  void requestRepair(deps, fileId, key);
+}
+
+/**
+ * `r.failed` broke off after the bytes before `r.from` reached the client: the
+ * next node of `rest` that serves [from..end], or undefined to end the
+ * download short.
+ *
+ * A node still up that cut its stream most likely failed its own checksum, so
+ * the bytes it already sent may be wrong. A whole-file read carries on anyway
+ * (its sha256 is checked before the last chunk goes out); a range cannot be
+ * checked here, so it ends short, as the node meant it to.
+ */
+async function resume(
+  deps: DownloadDeps,
+  file: FileRecord,
+  rest: NodeAddress[],
+  r: {
+    from: number;
+    end: number;
+    failed: Source;
+    err: Error;
+    verified: boolean;
+    signal: AbortSignal;
+  },
+): Promise<Source | undefined> {
+  if (r.signal.aborted) return undefined; // the client left
+  const key = file.id;
+  deps.log.warn(
+    { key, node: r.failed.node.id, at: r.from, err: r.err.message },
+    'replica failed mid-stream',
+  );
+  const nodeUp = !isTimeout(r.err) && !(await isDown(deps, r.failed.node, r.err));
+  // A node that is up and cut its stream has quarantined its copy (failed checksum): replace it.
+  if (nodeUp) await replicaLost(deps, file.id, key, r.failed.node);
+  if (!r.verified && nodeUp) {
+    deps.log.warn(
+      { key, node: r.failed.node.id },
+      'node is up but cut its stream (failed checksum?): not resuming a range that cannot be verified',
+    );
+    return undefined;
+  }
+  const wanted = { start: r.from, end: r.end };
+  while (rest.length > 0 && !r.signal.aborted) {
+    const node = rest.shift()!;
+    try {
+      const body = await openBlob(deps, node, key, {
+        range: `bytes=${wanted.start}-${wanted.end}`,
+        status: 206,
+        contentRange: contentRange(wanted, file.size),
+        signal: r.signal,
+      });
+      if (body) {
+        deps.registry.reportSuccess(node.id);
+        deps.log.info({ key, node: node.id, from: r.from }, 'download resumed');
+        return { node, body };
+      }
+    } catch (err) {
+      if (isUnreachable(err)) deps.registry.reportFailure(node.id, err);
+      if (!r.signal.aborted)
+        deps.log.warn(
+          { key, node: node.id, err: (err as Error).message },
+          'replica read failed, trying the next',
+        );
+    }
+  }
+  return undefined;
+}
+
+/** How long a node that broke off a read has to answer a health request to count as up. */
+const HEALTH_CHECK_MS = 1000;
+
+/**
+ * Whether `node`, which broke off a read with `err`, is down; if it is, the
+ * registry hears of it. A dropped connection alone does not tell (a node
+ * also cuts a read whose blob fails its checksum), so one health request
+ * decides.
+ */
+async function isDown(deps: DownloadDeps, node: NodeAddress, err: Error): Promise<boolean> {
+  if (isUnreachable(err)) {
+    deps.registry.reportFailure(node.id, err);
+    return true;
+  }
+  try {
+    await deps.client.health(node, HEALTH_CHECK_MS);
+    return false;
+  } catch (probeErr) {
+    // An HTTP error answer means the node is up, if unwell; anything else
+    // (refused, reset, timed out) that it is not.
+    if (probeErr instanceof NodeHttpError) return false;
+    deps.registry.reportFailure(node.id, probeErr);
+    return true;
+  }
+}
+
+function isTimeout(err: Error): boolean {
+  return (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
 }

@@ -28,3 +28,8 @@ export function blobKey(fileId: string, variant?: string): string {
 }
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** The file a blob key belongs to (`<id>` or `<id>.<variant>`). */
+export function fileIdOf(key: string): string {
+  return key.split('.')[0]!;
+}

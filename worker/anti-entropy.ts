@@ -13,6 +13,7 @@
  */
 import type { NodeAddress } from '../shared/config.js';
 import type { NodeCheckJob } from '../shared/jobs.js';
+import { fileIdOf } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import { isUnreachable, type ListedBlob, type NodeClient } from '../shared/node-client.js';
@@ -80,7 +81,7 @@ export class AntiEntropy {
     }
     for (const blob of listing.values()) {
       if (owned.has(blob.key) || now - blob.mtimeMs < this.deps.orphanGraceMs) continue;
-      const file = await this.deps.store.getFile(blob.key.split('.')[0]!);
+      const file = await this.deps.store.getFile(fileIdOf(blob.key));
       const live = file && file.state !== 'aborted' && file.deletedAt === null;
       if (live) continue; // pending upload, or an extra copy of a live file: harmless
       await this.deps.client.deleteBlob(node, blob.key);
