@@ -170,6 +170,16 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       procs.set(id, proc);
       node.proc = proc;
       await waitHealthy(node.url, proc);
+      // A restarted node takes writes once the gateway has probed it: wait for that too.
+      const gw = cluster.gateway?.proc;
+      if (gw && gw.exitCode === null && gw.signalCode === null) {
+        await waitFor(`gateway sees ${id} online`, async () => {
+          const view = (await (await fetch(`${cluster.gatewayUrl}/api/cluster`)).json()) as {
+            nodes: { id: string; status: string }[];
+          };
+          return view.nodes.find((n) => n.id === id)?.status === 'online';
+        });
+      }
     },
     async startGateway(name = 'gateway') {
       const main = name === 'gateway';
