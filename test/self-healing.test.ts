@@ -3,11 +3,13 @@
  * blob back, a replica with a flipped byte is never served and gets replaced,
  * and gateways share one view of node health through Redis.
  */
+import amqp from 'amqplib';
 import { createHash } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { rankNodes } from '../gateway/placement.js';
+import { topologyNames } from '../shared/jobs.js';
 import { filesUnder, fixture, sha256, startCluster, waitFor, type Cluster } from './harness.js';
 
 let cluster: Cluster;
@@ -15,7 +17,10 @@ let second: string;
 
 beforeAll(async () => {
   // The repair sweep is left at its 5-minute default: what heals here is the triggers.
-  cluster = await startCluster({ worker: true, env: { OFFLINE_AFTER_FAILURES: '2' } });
+  cluster = await startCluster({
+    worker: true,
+    env: { OFFLINE_AFTER_FAILURES: '2', ORPHAN_GRACE_SECONDS: '0' },
+  });
   second = await cluster.startGateway('gateway2');
 });
 afterAll(async () => {
@@ -128,5 +133,33 @@ describe('self-healing', () => {
       );
       return states.every((s) => s === 'online');
     });
+  });
+
+  it('removes orphan blobs that no file owns, and nothing else', async () => {
+    showLogs();
+    const kept = await upload();
+    const orphan = 'OrphanOrphanOrphan0001';
+    const node = cluster.nodes[0]!;
+    const put = await fetch(`${node.url}/blobs/${orphan}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${cluster.secret}` },
+      body: Buffer.from('left behind by a crash'),
+    });
+    expect(put.status).toBe(201);
+    const conn = await amqp.connect(process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672');
+    try {
+      const ch = await conn.createChannel();
+      ch.sendToQueue(
+        topologyNames(cluster.clusterName).nodeCheck,
+        Buffer.from(JSON.stringify({ node: node.id })),
+        { persistent: true },
+      );
+      await ch.close();
+    } finally {
+      await conn.close();
+    }
+    await waitFor('orphan removed', async () => !(await verifiedBlobs(node.id)).has(orphan));
+    for (const n of cluster.nodes)
+      expect((await verifiedBlobs(n.id)).get(kept.id)).toBe(kept.sha256);
   });
 });
