@@ -47,7 +47,7 @@ const registry = new NodeRegistry(config.nodes, client, {
   schedule: config.probeSchedule,
   offlineAfter: config.offlineAfterFailures,
   log,
-  onReturn: (node) => void requestNodeCheck({ amqp, log }, node),
+  onCheckNeeded: (node, why) => void requestNodeCheck({ amqp, log }, node, why),
 });
 await registry.start();
 const replicator = new Replicator({

@@ -15,7 +15,8 @@
  *
  * A node that comes back (offline → online, first seen, or restarted: its
  * uptime went backwards) is announced once, by the gateway whose probe saw
- * it, through `onReturn` (which queues anti-entropy for it).
+ * it, through `onCheckNeeded` (which queues anti-entropy for it); so is a
+ * node whose scrub count of corrupt blobs went up, so they are repaired.
  */
 import type { Redis } from 'ioredis';
 import cron, { type ScheduledTask } from 'node-cron';
@@ -45,7 +46,8 @@ export interface RegistryOptions {
   schedule: string;
   offlineAfter: number;
   log: Logger;
-  onReturn?: (node: string) => void;
+  /** A node needs anti-entropy: it came back, or its scrub quarantined blobs. */
+  onCheckNeeded?: (node: string, why: string) => void;
 }
 
 /**
@@ -224,7 +226,11 @@ export class NodeRegistry {
       if (o.latencyMs !== undefined) view.latencyMs = o.latencyMs;
       if (o.objects !== undefined) view.objects = o.objects;
       if (o.freeBytes !== undefined) view.freeBytes = o.freeBytes;
-      if (o.scrub !== undefined) view.scrub = o.scrub;
+      if (o.scrub !== undefined) {
+        if (corruptFound(o.scrub) > corruptFound(view.scrub) && view.scrub !== null)
+          this.opts.onCheckNeeded?.(id, 'scrub found corrupt blobs');
+        view.scrub = o.scrub;
+      }
     } else {
       view.lastError = o.error ?? null;
     }
@@ -236,7 +242,8 @@ export class NodeRegistry {
       );
     }
     const returned = view.status === 'online' && (prev === 'offline' || prev === 'unknown');
-    if (returned || restarted) this.opts.onReturn?.(id);
+    if (returned || restarted)
+      this.opts.onCheckNeeded?.(id, restarted ? 'restarted' : 'back online');
   }
 
   /** Adopts every node's shared record, so this gateway agrees with the others. */
@@ -266,6 +273,10 @@ export class NodeRegistry {
   private key(id: string): string {
     return `${this.opts.prefix}:node:${id}`;
   }
+}
+
+function corruptFound(scrub: unknown): number {
+  return (scrub as { corrupt_found?: number } | null)?.corrupt_found ?? 0;
 }
 
 function numberOr(text: string | undefined, fallback: number | null): number | null {

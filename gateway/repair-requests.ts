@@ -1,7 +1,8 @@
 /**
  * What the gateway tells the workers about replicas: a blob to repair (a
  * write that placed fewer copies than wanted, a read that found a replica
- * missing or corrupt) and a node to check (it came back). Best effort: if
+ * missing or corrupt) and a node to check (it came back, or its scrub found
+ * corrupt blobs). Best effort: if
  * RabbitMQ is down the worker's repair sweep finds the same work later.
  */
 import type { AmqpClient } from '../shared/amqp.js';
@@ -16,8 +17,8 @@ export async function requestRepair(deps: RepairRequestDeps, fileId: string, key
   await publish(deps, deps.amqp.names.replicaRepair, { fileId, key });
 }
 
-export async function requestNodeCheck(deps: RepairRequestDeps, node: string) {
-  deps.log.info({ node }, 'storage node is back; queueing anti-entropy');
+export async function requestNodeCheck(deps: RepairRequestDeps, node: string, why: string) {
+  deps.log.info({ node, why }, 'queueing anti-entropy');
   await publish(deps, deps.amqp.names.nodeCheck, { node });
 }
 

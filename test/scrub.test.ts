@@ -3,7 +3,7 @@
  * that node's background scrub (no read needed), the blob is quarantined and
  * reported in /health, and the file still downloads intact from the others.
  */
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { rankNodes } from '../gateway/placement.js';
@@ -78,5 +78,45 @@ describe('scrub', () => {
       });
       expect((await health(other.url)).scrub.corrupt_found).toBe(0);
     }
+  });
+});
+
+describe('scrub and repair', () => {
+  let healing: Cluster;
+  beforeAll(async () => {
+    healing = await startCluster({ worker: true, env: { SCRUB_INTERVAL_SECONDS: '1' } });
+  });
+  afterAll(async () => {
+    await healing?.stop();
+  });
+
+  it('replaces a replica its node quarantined, without any read', async () => {
+    onTestFailed(() => console.log(healing.logTail()));
+    const jpeg = fixture('photo.jpg');
+    const up = await fetch(`${healing.gatewayUrl}/upload/y.jpg?max_downloads=0`, {
+      method: 'PUT',
+      body: jpeg,
+    });
+    const { id } = (await up.json()) as { id: string };
+    const node = healing.nodes[2]!;
+    const blobsDir = join(node.dataDir, 'blobs');
+    const onDisk = async () =>
+      (await filesUnder(blobsDir)).find((f) => f.split('/').pop()!.startsWith(`${id}@`));
+    const file = (await onDisk())!;
+    const handle = await open(join(blobsDir, file), 'r+');
+    await handle.write(Buffer.from([0x00, 0x11, 0x22]), 0, 3, 100);
+    await handle.close();
+
+    await waitFor('quarantined', async () => (await health(node.url)).scrub.corrupt_found === 1);
+    // The gateway's probe sees the find, queues anti-entropy, and the worker copies it back.
+    await waitFor(
+      'restored',
+      async () => {
+        const path = await onDisk();
+        if (!path) return false;
+        return sha256(await readFile(join(blobsDir, path))) === sha256(jpeg);
+      },
+      30_000,
+    );
   });
 });
