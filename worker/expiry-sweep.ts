@@ -1,11 +1,10 @@
 /**
- * The safety net behind delayed messages (node-cron, every 30 s by default):
+ * The safety net behind delayed messages (run every 30 s by default):
  * expired files nobody deleted (a lost message, a dead worker), tombstones
  * whose grace has passed and that still owe deletes (a node that was down),
  * and tombstones past their retention. Everything it does is idempotent, so
  * several workers may sweep at once.
  */
-import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import type { FileDeleter } from './file-deleter.js';
@@ -16,35 +15,12 @@ export interface SweepDeps {
   log: Logger;
   graceMs: number;
   retentionMs: number;
-  schedule: string;
 }
 
 const BATCH = 200;
 
 export class ExpirySweep {
-  private task: ScheduledTask | undefined;
-
   constructor(private readonly deps: SweepDeps) {}
-
-  start(): void {
-    this.task = cron.schedule(this.deps.schedule, () => this.runSafely(), {
-      name: 'expiry-sweep',
-      noOverlap: true,
-    });
-  }
-
-  async stop(): Promise<void> {
-    await this.task?.stop();
-  }
-
-  private async runSafely(): Promise<void> {
-    try {
-      const done = await this.run();
-      if (done.expired + done.cleaned + done.purged > 0) this.deps.log.info(done, 'sweep');
-    } catch (err) {
-      this.deps.log.error({ err: (err as Error).message }, 'sweep failed; next run retries');
-    }
-  }
 
   /** One pass; returns what it did. */
   async run(now = Date.now()) {

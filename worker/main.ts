@@ -13,6 +13,7 @@ import { ByteRate } from './byte-rate.js';
 import { ExpirySweep } from './expiry-sweep.js';
 import { FileDeleter } from './file-deleter.js';
 import { JobConsumer, jobHandler } from './job-consumer.js';
+import { every } from './periodic.js';
 import { RepairSweep } from './repair-sweep.js';
 import { ReplicaRepairer } from './replica-repairer.js';
 
@@ -91,7 +92,6 @@ const sweep = new ExpirySweep({
   log,
   graceMs: config.deleteGraceMs,
   retentionMs: config.tombstoneRetentionMs,
-  schedule: config.sweepSchedule,
 });
 
 const repairSweep = new RepairSweep({
@@ -99,12 +99,17 @@ const repairSweep = new RepairSweep({
   amqp,
   nodes: config.nodes,
   log,
-  schedule: config.repairSchedule,
 });
 
 await consumer.start();
-sweep.start();
-repairSweep.start(); // runs from the database alone, so it works even while RabbitMQ is down
+const tasks = [
+  // Runs from the database alone, so it works even while RabbitMQ is down.
+  every(config.sweepSchedule, 'expiry sweep', log, async () => {
+    const done = await sweep.run();
+    if (done.expired + done.cleaned + done.purged > 0) log.info(done, 'expiry sweep');
+  }),
+  every(config.repairSchedule, 'repair sweep', log, () => repairSweep.run()),
+];
 void amqp.start();
 writePidFile(config.storageDir, 'worker');
 log.info(
@@ -115,8 +120,7 @@ log.info(
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {
     log.info({ signal }, 'shutting down');
-    await sweep.stop();
-    await repairSweep.stop();
+    for (const task of tasks) await task.stop();
     await consumer.stop(15_000);
     await amqp.close();
     redis.disconnect();
