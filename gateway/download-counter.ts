@@ -148,7 +148,8 @@ export class DownloadCounter {
 
   private async durableCount(id: string): Promise<number> {
     const file = await this.deps.store.getFile(id);
-    if (file) this.deps.log.info({ id, used: file.downloadsUsed }, 'counter restored from store');
+    // The first download of a file, or Redis lost the key (restart, FLUSHALL): the store has the truth.
+    if (file) this.deps.log.debug({ id, used: file.downloadsUsed }, 'counter loaded from store');
     return file?.downloadsUsed ?? 0;
   }
 }
