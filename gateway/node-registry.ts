@@ -62,10 +62,14 @@ local status
 local restarted = 0
 if ARGV[1] == '1' then
   status = 'online'
-  if prevStarted > 0 and tonumber(ARGV[7]) > prevStarted + 5000 then restarted = 1 end
-  redis.call('HSET', KEYS[1], 'status', status, 'failures', 0, 'last_seen', ARGV[2],
-    'latency_ms', ARGV[4], 'objects', ARGV[5], 'free_bytes', ARGV[6], 'started_at', ARGV[7],
-    'last_error', '', 'scrub', ARGV[9])
+  redis.call('HSET', KEYS[1], 'status', status, 'failures', 0, 'last_seen', ARGV[2], 'last_error', '')
+  -- Only a probe knows the node's start time and figures; a request's success leaves them be.
+  local started = tonumber(ARGV[7])
+  if started > 0 then
+    if prevStarted > 0 and started > prevStarted + 5000 then restarted = 1 end
+    redis.call('HSET', KEYS[1], 'latency_ms', ARGV[4], 'objects', ARGV[5], 'free_bytes', ARGV[6],
+      'started_at', ARGV[7], 'scrub', ARGV[9])
+  end
 else
   local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
   if failures >= tonumber(ARGV[3]) then status = 'offline' else status = 'suspect' end

@@ -26,6 +26,7 @@ import { runLargeSuite, type LargeResults } from './bench/large-suite.js';
 import { startNginx, type Nginx } from './bench/nginx.js';
 import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/options.js';
 import { RssSampler, isAlive } from './bench/procfs.js';
+import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
 import { buildRows, machineInfo, printReport, writeResults } from './bench/report.js';
 import type { SmallRun } from './bench/small.js';
 import { runSmallSuite } from './bench/small-suite.js';
@@ -127,6 +128,22 @@ async function prepare(
   return { ctx, nginxMissing };
 }
 
+/**
+ * The repair suite killed a node and started a new one: watch the new pid
+ * (RSS, the liveness check at the end), and tell the user it now runs on its
+ * own, outside `npm start`.
+ */
+function adoptRestarted(cluster: ClusterView, repair: RepairResults, notes: string[]): void {
+  const restarted = repair.restarted;
+  if (!restarted) return;
+  const watched = cluster.processes.find((p) => p.name === repair.node);
+  if (watched) watched.pid = restarted.pid;
+  notes.push(
+    `repair: ${repair.node} was killed, wiped and restarted on its own (pid ${restarted.pid}, log ${restarted.log}); ` +
+      `npm start no longer stops it: kill $(cat ${cluster.storageDir}/run/${repair.node}.pid)`,
+  );
+}
+
 async function main(): Promise<number> {
   const opts = parseFlags();
   if (typeof opts === 'number') return opts;
@@ -154,6 +171,7 @@ async function main(): Promise<number> {
     let small: SmallRun[] = [];
     let counter: CounterResults | undefined;
     let large: LargeResults | undefined;
+    let repair: RepairResults | undefined;
     if (opts.runSmall) {
       sampler.setPhase('small');
       small = await runSmallSuite(ctx);
@@ -166,6 +184,11 @@ async function main(): Promise<number> {
       sampler.setPhase('large');
       large = await runLargeSuite(ctx);
     }
+    if (opts.runRepair) {
+      sampler.setPhase('repair');
+      repair = await runRepairSuite(ctx, storageDir);
+      adoptRestarted(cluster, repair, ctx.notes);
+    }
     sampler.stop();
     for (const p of cluster.processes) {
       if (!isAlive(p.pid)) ctx.failures.push(`${p.name} (pid ${p.pid}) died during the bench`);
@@ -175,6 +198,7 @@ async function main(): Promise<number> {
       small,
       counter,
       large,
+      repair,
       rss: sampler.peaksOf('large'),
       rssBefore: sampler.startOf('large'),
       watched: cluster.processes.map((p) => p.name),
@@ -196,6 +220,7 @@ async function main(): Promise<number> {
       small,
       counter,
       large,
+      repair,
       rssBytes: sampler.phases(),
       benchMaxRssBytes: process.resourceUsage().maxRSS * 1024,
       failures: ctx.failures,

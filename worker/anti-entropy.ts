@@ -61,6 +61,7 @@ export class AntiEntropy {
       orphansRemoved: 0,
     };
     const owned = new Set<string>();
+    const repairs: { fileId: string; key: string }[] = [];
     for (const row of await this.deps.store.replicasOnNode(node.id)) {
       if (!row.live) continue; // deletion owns tombstones' rows
       owned.add(row.key);
@@ -71,14 +72,15 @@ export class AntiEntropy {
         const state = blob ? 'corrupt' : 'missing';
         report[state]++;
         await this.deps.store.setReplicaState(row.key, node.id, state);
-        await this.deps.repair(row.fileId, row.key);
+        repairs.push(row);
       } else if (row.state !== 'ok' && right) {
         report.recovered++;
         await this.deps.store.setReplicaState(row.key, node.id, 'ok');
       } else if (row.state !== 'ok') {
-        await this.deps.repair(row.fileId, row.key);
+        repairs.push(row);
       }
     }
+    await this.queueRepairs(repairs);
     for (const blob of listing.values()) {
       if (owned.has(blob.key) || now - blob.mtimeMs < this.deps.orphanGraceMs) continue;
       const file = await this.deps.store.getFile(fileIdOf(blob.key));
@@ -88,6 +90,13 @@ export class AntiEntropy {
       report.orphansRemoved++;
     }
     return report;
+  }
+
+  /** Publishes in batches: one confirm round trip per batch, not per blob (a wiped node has thousands). */
+  private async queueRepairs(rows: { fileId: string; key: string }[]): Promise<void> {
+    for (let i = 0; i < rows.length; i += 256) {
+      await Promise.all(rows.slice(i, i + 256).map((r) => this.deps.repair(r.fileId, r.key)));
+    }
   }
 
   private async listAll(node: NodeAddress): Promise<Map<string, ListedBlob>> {

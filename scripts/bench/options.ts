@@ -19,16 +19,22 @@ export interface BenchOptions {
   runSmall: boolean;
   runCounter: boolean;
   runLarge: boolean;
+  /** The repair suite: destructive (kills and wipes a node), so only on request. */
+  runRepair: boolean;
+  /** Storage node the repair suite kills, wipes and restarts. */
+  repairNode: string;
   quick: boolean;
 }
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|counter|large]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|counter|large|repair] [--node <id>]
 
   --gateway <url>   Trove gateway to measure (default http://127.0.0.1:8080)
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
   --quick           3 s runs and a 64 MiB large file instead of 256 MiB
-  --only <what>     small (64 KiB requests/s), counter (what download counting costs)
-                    or large (256 MiB MB/s and peak RSS)
+  --only <what>     small (64 KiB requests/s), counter (what download counting costs),
+                    large (256 MiB MB/s and peak RSS), or repair (restoring a wiped node:
+                    kills, wipes and restarts a storage node; never part of the default run)
+  --node <id>       the node --only repair kills and wipes (default node3)
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
 
@@ -46,6 +52,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
         duration: { type: 'string' },
         quick: { type: 'boolean', default: false },
         only: { type: 'string' },
+        node: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -67,11 +74,14 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       `--duration: "${values.duration}" is not a number of seconds from 1 to 3600`,
     );
   }
-  const suites = ['small', 'counter', 'large'];
+  const suites = ['small', 'counter', 'large', 'repair'];
   if (values.only !== undefined && !suites.includes(values.only)) {
     throw new UsageError(`--only: expected ${suites.join(', ')}, got "${values.only}"`);
   }
   const run = (suite: string) => values.only === undefined || values.only === suite;
+  if (values.node !== undefined && values.only !== 'repair') {
+    throw new UsageError('--node only applies to --only repair');
+  }
   return {
     gateway,
     durationS,
@@ -84,6 +94,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     runSmall: run('small'),
     runCounter: run('counter'),
     runLarge: run('large'),
+    // Destructive and slow: it kills a node, so never without being asked by name.
+    runRepair: values.only === 'repair',
+    repairNode: values.node ?? 'node3',
     quick: values.quick,
   };
 }

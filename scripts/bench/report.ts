@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import type { CounterResults, CounterRun } from './counter-suite.js';
 import type { BenchOptions } from './options.js';
 import type { LargeKind, LargeResults } from './large-suite.js';
+import type { RepairRate, RepairResults } from './repair-suite.js';
 import type { SmallRun } from './small.js';
 
 export interface Row {
@@ -51,6 +52,7 @@ export interface RowInput {
   small: SmallRun[];
   counter: CounterResults | undefined;
   large: LargeResults | undefined;
+  repair: RepairResults | undefined;
   /** Peak RSS during the large transfers, bytes, by process name. */
   rss: Record<string, number>;
   /** RSS when the large transfers began, bytes, by process name. */
@@ -89,6 +91,7 @@ export function buildRows(input: RowInput): Row[] {
   }
 
   if (input.counter) rows.push(...counterRows(input.counter));
+  if (input.repair) rows.push(...repairRows(input.repair));
 
   const large = input.large;
   if (large) {
@@ -216,6 +219,63 @@ function counterRows(counter: CounterResults): Row[] {
   return rows;
 }
 
+/**
+ * Restoring a wiped node: how long, then the worker's rate beside a plain
+ * GET → PUT of the same objects (ratio = repair / plain copy), and its MB/s
+ * beside REPAIR_BYTES_PER_SECOND, the cap it is meant to stay under.
+ */
+function repairRows(r: RepairResults): Row[] {
+  const what = `${r.objects.small} × 64 KiB + ${r.objects.large} × 50 MB`;
+  const limit = r.limitBytesPerS === 0 ? 'unlimited' : `${fmt(r.limitBytesPerS / 1e6)} MB/s`;
+  const at = (v: number | undefined) => (v === undefined ? '?' : `${fmt(v)} s`);
+  const restore =
+    r.restoreS === undefined
+      ? 'not restored'
+      : `${at(r.restoreS)} from restart (first copy ${at(r.firstCopyS)}, ` +
+        `64 KiB all back ${at(r.smallBackS)}, 50 MB ${at(r.largeBackS)})`;
+  const t = r.trove;
+  const ref = r.reference;
+  const plain = (cell: (x: RepairRate) => string) =>
+    ref ? `plain GET→PUT ${cell(ref)}` : 'plain GET→PUT: no result';
+  const objects = (x: RepairRate) => `${fmt(x.objectsPerS)} objects/s`;
+  const mb = (x: RepairRate) => `${fmt(x.mbPerS)} MB/s`;
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a !== undefined && b ? a / b : undefined;
+  const rows = [
+    contextRow(
+      `restore of wiped ${r.node}, ${what}`,
+      restore,
+      ref
+        ? `plain GET→PUT of the same objects ${at(ref.seconds)}, ${r.concurrency} at a time`
+        : `${r.concurrency} repairs at a time`,
+      undefined,
+    ),
+    contextRow(
+      `repair of wiped ${r.node}, objects/s`,
+      t ? `${objects(t)} (${t.objects} copies)` : 'no result',
+      plain(objects),
+      ratio(t?.objectsPerS, ref?.objectsPerS),
+    ),
+    contextRow(
+      `repair of wiped ${r.node}, MB/s`,
+      t ? `${mb(t)} (limit ${limit})` : 'no result',
+      plain(mb),
+      ratio(t?.mbPerS, ref?.mbPerS),
+    ),
+  ];
+  if (r.limitBytesPerS > 0) {
+    rows.push(
+      contextRow(
+        'repair MB/s vs its limit',
+        t ? mb(t) : 'no result',
+        `REPAIR_BYTES_PER_SECOND ${limit}`,
+        ratio(t?.mbPerS, r.limitBytesPerS / 1e6),
+      ),
+    );
+  }
+  return rows;
+}
+
 /** The rows as an aligned Markdown table, readable as is and pasteable into docs. */
 export function renderTable(rows: Row[]): string {
   const header = ['figure', 'Trove', 'reference', 'ratio', 'target', 'ok?', 'Swift (context)'];
@@ -290,10 +350,11 @@ export function printReport(r: Report): void {
   const large = opts.runLarge
     ? `, ${opts.largeBytes / 2 ** 20} MiB large file (median of ${opts.largeRounds})`
     : '';
+  const repair = opts.runRepair ? `, repair of a wiped ${opts.repairNode}` : '';
   const out: string[] = [
     '',
     `Trove bench, ${r.startedAt.toISOString()}: ${m.cpus} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}`,
-    `${opts.durationS} s runs after ${opts.warmupS} s warm-up${large}; ratio = Trove / reference`,
+    `${opts.durationS} s runs after ${opts.warmupS} s warm-up${large}${repair}; ratio = Trove / reference`,
     '',
     renderTable(r.rows),
   ];
