@@ -14,12 +14,14 @@ import type { Redis } from 'ioredis';
 import { repairStatsKey } from '../shared/jobs.js';
 import { handleDelete } from './deletion.js';
 import type { DownloadCounter } from './download-counter.js';
-import { findFile, handleDownload } from './download.js';
+import { findFile, handleDownload, handleThumbnail } from './download.js';
 import { fileJson } from './file-view.js';
 import type { NodeRegistry } from './node-registry.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import type { Replicator } from './replicator.js';
 import { handleMultipartUpload, handleRawUpload } from './upload.js';
+import { handleBatch } from './batch.js';
+import { handleProcess, type ProcessingDeps } from './process.js';
 import type { UploadLimits } from './upload-options.js';
 
 export interface GatewayDeps {
@@ -43,6 +45,8 @@ export interface GatewayDeps {
   /** The cluster's name: prefix of its shared Redis keys. */
   clusterName: string;
   spoolDir: string;
+  /** Image processing (/process, /batch): slots and limits. */
+  processing: ProcessingDeps;
 }
 
 export function createApp(deps: GatewayDeps) {
@@ -74,21 +78,31 @@ export function createApp(deps: GatewayDeps) {
   app.put('/upload/:filename', (c) => handleRawUpload(deps, c));
   app.put('/upload', (c) => handleRawUpload(deps, c));
 
+  // Processed images answered directly, nothing stored.
+  app.post('/process', (c) => handleProcess(deps, c));
+  app.post('/batch', (c) => handleBatch(deps, c));
+
   // Hono dispatches HEAD to the GET route; the handler tells them apart (HEAD consumes nothing).
   app.get('/download/:id', (c) => handleDownload(deps, c, c.req.method === 'HEAD'));
 
   app.delete('/files/:id', (c) => handleDelete(deps, c));
   app.get('/files/:id', async (c) => {
     const file = await findFile(deps.store, c.req.param('id'));
-    const replicas = await deps.store.replicasOf(file.id);
+    const [replicas, variants] = await Promise.all([
+      deps.store.replicasOf(file.id),
+      deps.store.variantsOf(file.id),
+    ]);
     return c.json(
       fileJson(
         file,
         replicas,
         baseUrl((n) => c.req.header(n), c.req.url, deps.urls),
+        variants,
       ),
     );
   });
+  // Like /download, HEAD comes here too; a thumbnail never counts as a download.
+  app.get('/files/:id/thumbnail', (c) => handleThumbnail(deps, c, c.req.method === 'HEAD'));
 
   app.get('/api/cluster', async (c) => {
     const [counts, queued, stats] = await Promise.all([

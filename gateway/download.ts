@@ -1,6 +1,7 @@
 /**
- * GET/HEAD /download/:id: metadata from SQLite, bytes streamed from the first
- * replica that can serve them.
+ * GET/HEAD /download/:id (the original, or `?variant=compressed`) and
+ * GET/HEAD /files/:id/thumbnail: metadata from SQLite, bytes streamed from
+ * the first replica of the blob that can serve them.
  *
  * Replicas are tried in placement order, online nodes first. The gateway
  * waits for a node's first body byte before sending its own status line, so a
@@ -32,6 +33,7 @@ import type { NodeRegistry } from './node-registry.js';
 import { rankNodes } from './placement.js';
 import { disconnectSignal } from './request-signal.js';
 import { resumableRead, type Source } from './resumable-read.js';
+import { originalBlob, parseVariant, variantBlob, type ServedBlob } from './variants.js';
 
 export interface DownloadDeps {
   store: MetadataStore;
@@ -55,6 +57,12 @@ export async function findFile(store: MetadataStore, id: string | undefined): Pr
 
 /** 410 for a file that can no longer be downloaded, naming why. */
 export function assertDownloadable(file: FileRecord): void {
+  assertNotGone(file);
+  if (fileStatus(file) === 'exhausted') throw limitReached();
+}
+
+/** 410 for a file that expired or was deleted (its downloads may be used up: that is not gone). */
+export function assertNotGone(file: FileRecord): void {
   switch (fileStatus(file)) {
     case 'deleted':
       if (file.deleteReason === 'deleted')
@@ -63,7 +71,6 @@ export function assertDownloadable(file: FileRecord): void {
     case 'expired':
       throw new GoneError('FILE_EXPIRED', 'this link has expired');
     case 'exhausted':
-      throw limitReached();
     case 'active':
   }
 }
@@ -79,24 +86,50 @@ function limitReached(): GoneError {
  * flow it counts, even if the client aborts mid-stream (docs/api.md).
  */
 export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boolean) {
+  const variant = parseVariant(c.req.query('variant'));
   const file = await findFile(deps.store, c.req.param('id'));
   if (fileStatus(file) === 'exhausted') c.header('x-downloads-left', '0');
   assertDownloadable(file);
+  const blob = variant ? await variantBlob(deps.store, file, variant) : originalBlob(file);
+  return serveBlob(deps, c, file, blob, { headOnly, counted: true });
+}
 
-  const etag = `"${file.sha256}"`;
+/** GET/HEAD /files/:id/thumbnail: never counts; 404 NOT_READY until the worker made it. */
+export async function handleThumbnail(deps: DownloadDeps, c: Ctx, headOnly: boolean) {
+  const file = await findFile(deps.store, c.req.param('id'));
+  assertNotGone(file);
+  const blob = await variantBlob(deps.store, file, 'thumb');
+  return serveBlob(deps, c, file, blob, { headOnly, counted: false });
+}
+
+/**
+ * Answers a GET or HEAD of `blob` (of `file`): conditional and range
+ * requests, then the bytes from its replicas. A `counted` GET takes one of
+ * the file's downloads first.
+ */
+async function serveBlob(
+  deps: DownloadDeps,
+  c: Ctx,
+  file: FileRecord,
+  blob: ServedBlob,
+  o: { headOnly: boolean; counted: boolean },
+) {
+  const etag = `"${blob.sha256}"`;
   const headers: Record<string, string> = {
-    'content-type': file.contentType,
+    'content-type': blob.contentType,
     'content-disposition': contentDisposition(
-      file.contentType.startsWith('image/') ? 'inline' : 'attachment',
-      file.name,
+      blob.contentType.startsWith('image/') ? 'inline' : 'attachment',
+      blob.name,
     ),
     etag,
     'accept-ranges': 'bytes',
     'cache-control': 'private, no-store',
     'x-content-type-options': 'nosniff',
   };
-  const left = downloadsLeft(file);
-  headers['x-downloads-left'] = left === null ? 'unlimited' : String(left);
+  if (o.counted) {
+    const left = downloadsLeft(file);
+    headers['x-downloads-left'] = left === null ? 'unlimited' : String(left);
+  }
 
   if (
     c.req
@@ -107,16 +140,16 @@ export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boole
     return c.body(null, 304, headers);
   }
   // A 416 tells the client the size (RFC 9110 §15.5.17); the error handler keeps headers set here.
-  c.header('content-range', `bytes */${file.size}`);
-  const range = parseRange(c.req.header('range'), file.size);
+  c.header('content-range', `bytes */${blob.size}`);
+  const range = parseRange(c.req.header('range'), blob.size);
   c.header('content-range', undefined);
-  headers['content-length'] = String(range ? range.end - range.start + 1 : file.size);
-  if (range) headers['content-range'] = contentRange(range, file.size);
+  headers['content-length'] = String(range ? range.end - range.start + 1 : blob.size);
+  if (range) headers['content-range'] = contentRange(range, blob.size);
   const statusCode = range ? 206 : 200;
-  if (headOnly) return c.body(null, statusCode, headers);
+  if (o.headOnly) return c.body(null, statusCode, headers);
 
   let grant: Grant | undefined;
-  if (file.maxDownloads > 0) {
+  if (o.counted && file.maxDownloads > 0) {
     grant = await deps.counter.take(file);
     if (!grant.granted) {
       c.header('x-downloads-left', '0');
@@ -126,10 +159,10 @@ export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boole
   }
 
   const signal = disconnectSignal(c.env.outgoing);
-  const order = await readOrder(deps, file.id);
+  const order = await readOrder(deps, file.id, blob.key);
   for (const [i, node] of order.entries()) {
     const rest = order.slice(i + 1);
-    const served = await tryServe(deps, c, node, file, rest, {
+    const served = await tryServe(deps, c, node, blob, rest, {
       range,
       statusCode,
       headers,
@@ -157,14 +190,14 @@ async function giveBack(deps: DownloadDeps, file: FileRecord): Promise<void> {
   }
 }
 
-/** Nodes holding a healthy replica: online ones first, each group in placement order. */
-async function readOrder(deps: DownloadDeps, id: string): Promise<NodeAddress[]> {
+/** Nodes holding a healthy replica of blob `key` (of file `id`): online ones first, each group in placement order. */
+async function readOrder(deps: DownloadDeps, id: string, key: string): Promise<NodeAddress[]> {
   const holders = new Set(
     (await deps.store.replicasOf(id))
-      .filter((r) => r.key === id && r.state === 'ok')
+      .filter((r) => r.key === key && r.state === 'ok')
       .map((r) => r.node),
   );
-  const ranked = rankNodes(id, deps.nodes).filter((n) => holders.has(n.id));
+  const ranked = rankNodes(key, deps.nodes).filter((n) => holders.has(n.id));
   return [
     ...ranked.filter((n) => deps.registry.isOnline(n.id)),
     ...ranked.filter((n) => !deps.registry.isOnline(n.id)),
@@ -179,7 +212,7 @@ interface ServeOptions {
 }
 
 /**
- * Streams the file from `node`, or from the nodes of `rest` (the rest of the
+ * Streams the blob from `node`, or from the nodes of `rest` (the rest of the
  * read order) if `node` fails mid-stream: see resumable-read.ts. False if
  * `node` failed before its first byte.
  */
@@ -187,11 +220,11 @@ async function tryServe(
   deps: DownloadDeps,
   c: Ctx,
   node: NodeAddress,
-  file: FileRecord,
+  blob: ServedBlob,
   rest: NodeAddress[],
   o: ServeOptions,
 ): Promise<boolean> {
-  const key = file.id;
+  const key = blob.key;
   let body: Readable | undefined;
   let head: Buffer | null;
   try {
@@ -214,16 +247,16 @@ async function tryServe(
   }
   deps.registry.reportSuccess(node.id);
 
-  const span = o.range ?? { start: 0, end: file.size - 1 };
-  // Only a read of the whole file can be checked against its sha256.
-  const verified = span.start === 0 && span.end === file.size - 1;
+  const span = o.range ?? { start: 0, end: blob.size - 1 };
+  // Only a read of the whole blob can be checked against its sha256.
+  const verified = span.start === 0 && span.end === blob.size - 1;
   const stream = resumableRead({
     range: span,
-    sha256: verified ? file.sha256 : undefined,
+    sha256: verified ? blob.sha256 : undefined,
     first: { node, body },
     head,
     next: (from, failed, err) =>
-      resume(deps, file, rest, { from, end: span.end, failed, err, verified, signal: o.signal }),
+      resume(deps, blob, rest, { from, end: span.end, failed, err, verified, signal: o.signal }),
   });
   const out = c.env.outgoing;
   out.writeHead(o.statusCode, o.headers);
@@ -282,7 +315,7 @@ async function replicaLost(deps: DownloadDeps, fileId: string, key: string, node
  */
 async function resume(
   deps: DownloadDeps,
-  file: FileRecord,
+  blob: ServedBlob,
   rest: NodeAddress[],
   r: {
     from: number;
@@ -294,14 +327,14 @@ async function resume(
   },
 ): Promise<Source | undefined> {
   if (r.signal.aborted) return undefined; // the client left
-  const key = file.id;
+  const key = blob.key;
   deps.log.warn(
     { key, node: r.failed.node.id, at: r.from, err: r.err.message },
     'replica failed mid-stream',
   );
   const nodeUp = !isTimeout(r.err) && !(await isDown(deps, r.failed.node, r.err));
   // A node that is up and cut its stream has quarantined its copy (failed checksum): replace it.
-  if (nodeUp) await replicaLost(deps, file.id, key, r.failed.node);
+  if (nodeUp) await replicaLost(deps, fileIdOf(key), key, r.failed.node);
   if (!r.verified && nodeUp) {
     deps.log.warn(
       { key, node: r.failed.node.id },
@@ -316,7 +349,7 @@ async function resume(
       const body = await openBlob(deps, node, key, {
         range: `bytes=${wanted.start}-${wanted.end}`,
         status: 206,
-        contentRange: contentRange(wanted, file.size),
+        contentRange: contentRange(wanted, blob.size),
         signal: r.signal,
       });
       if (body) {

@@ -1,5 +1,10 @@
 /** The public JSON shape of a file (DESIGN "upload answer"), built in one place. */
-import type { FileRecord, ReplicaRecord } from '../shared/metadata-store.js';
+import type {
+  FileRecord,
+  ReplicaRecord,
+  VariantName,
+  VariantRecord,
+} from '../shared/metadata-store.js';
 
 export type FileStatus = 'active' | 'expired' | 'exhausted' | 'deleted';
 
@@ -16,6 +21,8 @@ export type FileView = Pick<
   | 'createdAt'
   | 'expiresAt'
   | 'deletedAt'
+  | 'processing'
+  | 'processingError'
 >;
 
 /** `deleted` once the file is a tombstone (its blobs are going or gone), whatever the reason. */
@@ -31,10 +38,51 @@ export function downloadsLeft(f: FileView): number | null {
   return f.maxDownloads === 0 ? null : Math.max(0, f.maxDownloads - f.downloadsUsed);
 }
 
+/** Where each variant is served (the thumbnail never counts; the compressed copy does). */
+export function variantUrl(base: string, id: string, variant: VariantName): string {
+  return variant === 'thumb'
+    ? `${base}/files/${id}/thumbnail`
+    : `${base}/download/${id}?variant=${variant}`;
+}
+
+/** The public name of a variant in JSON. */
+const VARIANT_LABELS: Record<VariantName, string> = {
+  thumb: 'thumbnail',
+  compressed: 'compressed',
+};
+
+/** `processing` of the file object: the state, the reason of a failure, the variants once made. */
+export function processingJson(f: FileView, variants: VariantRecord[], base: string) {
+  switch (f.processing) {
+    case 'failed':
+      return { state: f.processing, reason: f.processingError ?? 'unknown' };
+    case 'done':
+      return {
+        state: f.processing,
+        variants: Object.fromEntries(
+          variants.map((v) => [
+            VARIANT_LABELS[v.variant],
+            {
+              url: variantUrl(base, f.id, v.variant),
+              size: v.size,
+              width: v.width,
+              height: v.height,
+              content_type: v.contentType,
+              sha256: v.sha256,
+            },
+          ]),
+        ),
+      };
+    default:
+      return { state: f.processing };
+  }
+}
+
 export function fileJson(
   f: FileView,
   replicas: Pick<ReplicaRecord, 'key' | 'node' | 'state'>[],
   base: string,
+  variants: VariantRecord[] = [],
 ) {
   return {
     id: f.id,
@@ -51,5 +99,6 @@ export function fileJson(
     deleted_at: f.deletedAt === null ? null : new Date(f.deletedAt).toISOString(),
     url: `${base}/download/${f.id}`,
     replicas: replicas.filter((r) => r.key === f.id).map((r) => ({ node: r.node, state: r.state })),
+    processing: processingJson(f, variants, base),
   };
 }

@@ -15,6 +15,7 @@ import { UploadSpool } from './upload-spool.js';
 import { DownloadCounter } from './download-counter.js';
 import { requestNodeCheck } from './repair-requests.js';
 import { NodeRegistry } from './node-registry.js';
+import { createProcessing } from './process.js';
 import { Replicator } from './replicator.js';
 import { UploadSweeper } from './upload-sweeper.js';
 
@@ -88,6 +89,7 @@ const app = createApp({
   urls: config,
   clusterName: config.clusterName,
   spoolDir,
+  processing: createProcessing(config),
 });
 const server = await listen(app, config.host, config.port);
 writePidFile(config.storageDir, 'gateway');

@@ -10,10 +10,12 @@ import type { Context } from 'hono';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { BadRequestError, PayloadTooLargeError } from '../shared/errors.js';
+import { initialProcessing } from '../shared/metadata-store.js';
 import { fileJson } from './file-view.js';
 import { scheduleDeletion, type DeletionDeps } from './deletion.js';
 import { cleanFileName } from './http-names.js';
 import { requestRepair } from './repair-requests.js';
+import { requestProcessing } from './variants.js';
 import { discardUpload, ingestFile, type IngestDeps, type IngestedFile } from './ingest.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import { disconnectSignal } from './request-signal.js';
@@ -211,7 +213,13 @@ async function respondCommitted(
     await Promise.all(files.map((f) => discardUpload(deps, f.id)));
     throw err;
   }
-  await Promise.all(files.map((f) => scheduleDeletion(deps, f.id, expiresAt)));
+  // Both jobs are confirmed by RabbitMQ before the answer (or given up after 2 s: the sweeps cover them).
+  await Promise.all([
+    ...files.map((f) => scheduleDeletion(deps, f.id, expiresAt)),
+    ...files
+      .filter((f) => initialProcessing(f.contentType) === 'pending')
+      .map((f) => requestProcessing(deps, f.id)),
+  ]);
   // Fewer copies than wanted (a node was down): the workers make the rest.
   for (const f of files)
     if (f.replicas.some((r) => r.state !== 'ok')) void requestRepair(deps, f.id);
@@ -219,7 +227,14 @@ async function respondCommitted(
   // Answered from what was just committed: no need to read it back.
   const bodies = files.map((f, i) => ({
     ...fileJson(
-      { ...f, ...commits[i]!, downloadsUsed: 0, deletedAt: null },
+      {
+        ...f,
+        ...commits[i]!,
+        downloadsUsed: 0,
+        deletedAt: null,
+        processing: initialProcessing(f.contentType),
+        processingError: null,
+      },
       commits[i]!.replicas,
       base,
     ),

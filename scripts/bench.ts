@@ -27,6 +27,7 @@ import { startNginx, type Nginx } from './bench/nginx.js';
 import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/options.js';
 import { RssSampler, isAlive } from './bench/procfs.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
+import { runProcessSuite, type ProcessResults } from './bench/process-suite.js';
 import { buildRows, machineInfo, printReport, writeResults } from './bench/report.js';
 import type { SmallRun } from './bench/small.js';
 import { runSmallSuite } from './bench/small-suite.js';
@@ -172,6 +173,7 @@ async function main(): Promise<number> {
     let counter: CounterResults | undefined;
     let large: LargeResults | undefined;
     let repair: RepairResults | undefined;
+    let processing: ProcessResults | undefined;
     if (opts.runSmall) {
       sampler.setPhase('small');
       small = await runSmallSuite(ctx);
@@ -183,6 +185,10 @@ async function main(): Promise<number> {
     if (opts.runLarge) {
       sampler.setPhase('large');
       large = await runLargeSuite(ctx);
+    }
+    if (opts.runProcess) {
+      sampler.setPhase('process');
+      processing = await runProcessSuite(ctx);
     }
     if (opts.runRepair) {
       sampler.setPhase('repair');
@@ -199,6 +205,7 @@ async function main(): Promise<number> {
       counter,
       large,
       repair,
+      processing,
       rss: sampler.peaksOf('large'),
       rssBefore: sampler.startOf('large'),
       watched: cluster.processes.map((p) => p.name),
@@ -221,6 +228,7 @@ async function main(): Promise<number> {
       counter,
       large,
       repair,
+      processing,
       rssBytes: sampler.phases(),
       benchMaxRssBytes: process.resourceUsage().maxRSS * 1024,
       failures: ctx.failures,

@@ -1,6 +1,14 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadGatewayConfig, loadNodeConfig, parseBytes, type Env } from './config.js';
+import {
+  ConfigError,
+  loadGatewayConfig,
+  loadNodeConfig,
+  loadWorkerConfig,
+  parseBytes,
+  type Env,
+} from './config.js';
 
 function configError(load: () => unknown): ConfigError {
   try {
@@ -68,6 +76,10 @@ describe('loadGatewayConfig', () => {
     [{ ALLOWED_TYPES: 'jpeg' }, 'ALLOWED_TYPES'],
     [{ REPLICATION_FACTOR: '4' }, 'REPLICATION_FACTOR'],
     [{ PUBLIC_URL: 'example.com' }, 'PUBLIC_URL'],
+    [{ MAX_INPUT_PIXELS: '0' }, 'MAX_INPUT_PIXELS'],
+    [{ PROCESS_CONCURRENCY: 'many' }, 'PROCESS_CONCURRENCY'],
+    [{ MAX_BATCH_FILES: '0' }, 'MAX_BATCH_FILES'],
+    [{ MAX_BATCH_BYTES: 'lots' }, 'MAX_BATCH_BYTES'],
   ];
   for (const [env, variable] of bad) {
     it(`names ${variable} when it is ${JSON.stringify(Object.values(env)[0])}`, () => {
@@ -77,6 +89,17 @@ describe('loadGatewayConfig', () => {
       expect(err.message).toContain(variable);
     });
   }
+
+  it('has image processing settings: a slot per core by default', () => {
+    expect(loadGatewayConfig({})).toMatchObject({
+      maxInputPixels: 50_000_000,
+      processConcurrency: availableParallelism(),
+      maxBatchFiles: 20,
+      maxBatchBytes: 256 * 1024 ** 2,
+    });
+    const c = loadGatewayConfig({ PROCESS_CONCURRENCY: '3', MAX_BATCH_BYTES: '10MB' });
+    expect([c.processConcurrency, c.maxBatchBytes]).toEqual([3, 10_000_000]);
+  });
 
   it('lists every bad variable in one error', () => {
     const err = configError(() =>
@@ -113,6 +136,29 @@ describe('loadNodeConfig', () => {
     expect(configError(() => loadNodeConfig({}, ['--id', 'node9'])).message).toContain('NODE_PORT');
     expect(configError(() => loadNodeConfig({}, ['--id', '../etc'])).message).toContain('NODE_ID');
     expect(loadNodeConfig({ NODE_PORT: '9100' }, ['--id', 'node9']).port).toBe(9100);
+  });
+});
+
+describe('loadWorkerConfig', () => {
+  it('has image processing defaults: 50 MP, a 60 s time limit, 2 jobs at once, 3 copies', () => {
+    const c = loadWorkerConfig({});
+    expect(c).toMatchObject({
+      maxInputPixels: 50_000_000,
+      imageJobTimeoutMs: 60_000,
+      imageConcurrency: 2,
+      replicationFactor: 3,
+      writeQuorum: 2,
+    });
+  });
+
+  it('reads the image settings and refuses bad ones', () => {
+    const c = loadWorkerConfig({ MAX_INPUT_PIXELS: '1000', IMAGE_JOB_TIMEOUT_SECONDS: '5' });
+    expect([c.maxInputPixels, c.imageJobTimeoutMs]).toEqual([1000, 5000]);
+    expect(() => loadWorkerConfig({ MAX_INPUT_PIXELS: '0' })).toThrow(/MAX_INPUT_PIXELS/);
+    expect(() => loadWorkerConfig({ IMAGE_JOB_TIMEOUT_SECONDS: 'soon' })).toThrow(
+      /IMAGE_JOB_TIMEOUT_SECONDS/,
+    );
+    expect(() => loadWorkerConfig({ REPLICATION_FACTOR: '4' })).toThrow(ConfigError);
   });
 });
 

@@ -4,7 +4,7 @@
  * the typed result down. A bad value throws a ConfigError that names every
  * offending variable, and the process stops before listening.
  */
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
@@ -185,6 +185,14 @@ const gatewaySchema = z.object({
         message: 'expected MIME patterns such as image/*,application/pdf',
       },
     ),
+  /** Largest image (width × height) /process and /batch decode; bounds the memory of one decode. */
+  MAX_INPUT_PIXELS: int(1).default(50_000_000),
+  /** Images processed at once (/process requests, /batch requests); beyond that, 503 instead of a queue. */
+  PROCESS_CONCURRENCY: int(1, 256).default(availableParallelism()),
+  /** Most images in one /batch request. */
+  MAX_BATCH_FILES: int(1, 1000).default(20),
+  /** Largest /batch request body (every image together); each image is also held to MAX_UPLOAD_BYTES. */
+  MAX_BATCH_BYTES: bytes.default(256 * 1024 ** 2),
   /** Downloads a share link allows when the upload does not say. */
   DEFAULT_MAX_DOWNLOADS: int(0, 1_000_000).default(3),
   /** Highest max_downloads an upload may ask for. */
@@ -242,6 +250,16 @@ const workerSchema = z.object({
   REPAIR_BYTES_PER_SECOND: bytes.or(z.literal('0').transform(() => 0)).default(50e6),
   /** A blob no live file owns is removed by anti-entropy once it is this old, in s. */
   ORPHAN_GRACE_SECONDS: int(0).default(3600),
+  /** Copies written of every variant (as the gateway's REPLICATION_FACTOR for originals). */
+  REPLICATION_FACTOR: int(1, 16).default(3),
+  /** Copies of a variant that must be stored before it is recorded; fewer is retried later. */
+  WRITE_QUORUM: int(1, 16).default(2),
+  /** Largest image (width × height, every frame of an animation) the worker decodes. */
+  MAX_INPUT_PIXELS: int(1).default(50_000_000),
+  /** Time one image job may take (read, decode, encode, store) before it fails for good, in s. */
+  IMAGE_JOB_TIMEOUT_SECONDS: int(1, 3600).default(60),
+  /** Image jobs a worker runs at once; each holds at most one decoded image. */
+  IMAGE_CONCURRENCY: int(1, 64).default(2),
 });
 
 function parse<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
@@ -333,6 +351,10 @@ export interface GatewayConfig extends CommonConfig {
   maxUploadBytes: number;
   maxFilesPerUpload: number;
   allowedTypes: string[];
+  maxInputPixels: number;
+  processConcurrency: number;
+  maxBatchFiles: number;
+  maxBatchBytes: number;
   defaultMaxDownloads: number;
   maxDownloadsLimit: number;
   defaultTtlSeconds: number;
@@ -345,8 +367,12 @@ export interface GatewayConfig extends CommonConfig {
   pendingUploadTimeoutSeconds: number;
 }
 
-export function loadGatewayConfig(env: Env): GatewayConfig {
-  const c = parse(gatewaySchema, env);
+/** Copies and quorum that the NODES can hold (the gateway and the worker both write). */
+function replicationProblems(c: {
+  NODES: NodeAddress[];
+  REPLICATION_FACTOR: number;
+  WRITE_QUORUM: number;
+}): string[] {
   const problems: string[] = [];
   if (c.REPLICATION_FACTOR > c.NODES.length) {
     problems.push(
@@ -358,6 +384,12 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
       `WRITE_QUORUM: ${c.WRITE_QUORUM} is more than REPLICATION_FACTOR ${c.REPLICATION_FACTOR}`,
     );
   }
+  return problems;
+}
+
+export function loadGatewayConfig(env: Env): GatewayConfig {
+  const c = parse(gatewaySchema, env);
+  const problems = replicationProblems(c);
   if (c.DEFAULT_TTL_SECONDS > c.MAX_TTL_SECONDS) {
     problems.push(
       `DEFAULT_TTL_SECONDS: ${c.DEFAULT_TTL_SECONDS} is more than MAX_TTL_SECONDS ${c.MAX_TTL_SECONDS}`,
@@ -381,6 +413,10 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     maxUploadBytes: c.MAX_UPLOAD_BYTES,
     maxFilesPerUpload: c.MAX_FILES_PER_UPLOAD,
     allowedTypes: c.ALLOWED_TYPES,
+    maxInputPixels: c.MAX_INPUT_PIXELS,
+    processConcurrency: c.PROCESS_CONCURRENCY,
+    maxBatchFiles: c.MAX_BATCH_FILES,
+    maxBatchBytes: c.MAX_BATCH_BYTES,
     defaultMaxDownloads: c.DEFAULT_MAX_DOWNLOADS,
     maxDownloadsLimit: c.MAX_DOWNLOADS_LIMIT,
     defaultTtlSeconds: c.DEFAULT_TTL_SECONDS,
@@ -405,10 +441,17 @@ export interface WorkerConfig extends CommonConfig {
   repairSchedule: string;
   repairBytesPerSecond: number;
   orphanGraceMs: number;
+  replicationFactor: number;
+  writeQuorum: number;
+  maxInputPixels: number;
+  imageJobTimeoutMs: number;
+  imageConcurrency: number;
 }
 
 export function loadWorkerConfig(env: Env): WorkerConfig {
   const c = parse(workerSchema, env);
+  const problems = replicationProblems(c);
+  if (problems.length > 0) throw new ConfigError(problems);
   return {
     ...commonOf(c),
     workerId:
@@ -423,6 +466,11 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     repairSchedule: c.REPAIR_SCHEDULE,
     repairBytesPerSecond: c.REPAIR_BYTES_PER_SECOND,
     orphanGraceMs: c.ORPHAN_GRACE_SECONDS * 1000,
+    replicationFactor: c.REPLICATION_FACTOR,
+    writeQuorum: c.WRITE_QUORUM,
+    maxInputPixels: c.MAX_INPUT_PIXELS,
+    imageJobTimeoutMs: c.IMAGE_JOB_TIMEOUT_SECONDS * 1000,
+    imageConcurrency: c.IMAGE_CONCURRENCY,
   };
 }
 

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { fileDeleteJob, LADDER_BASE_MS, ladderStep, ladderSteps } from './jobs.js';
+import {
+  fileDeleteJob,
+  imageProcessJob,
+  LADDER_BASE_MS,
+  ladderStep,
+  ladderSteps,
+  topologyNames,
+  workQueues,
+} from './jobs.js';
 
 describe('ladderStep', () => {
   it('is null for a job due now or in the past', () => {
@@ -40,5 +48,19 @@ describe('fileDeleteJob', () => {
     expect(fileDeleteJob.safeParse({ fileId: '../etc/passwd', due: 1 }).success).toBe(false);
     expect(fileDeleteJob.safeParse({ fileId: 'a'.repeat(22) }).success).toBe(false);
     expect(fileDeleteJob.safeParse('nonsense').success).toBe(false);
+  });
+});
+
+describe('imageProcessJob', () => {
+  it('accepts a file id and nothing else', () => {
+    expect(imageProcessJob.safeParse({ fileId: 'a'.repeat(22) }).success).toBe(true);
+    expect(imageProcessJob.safeParse({ fileId: 'a'.repeat(21) }).success).toBe(false);
+    expect(imageProcessJob.safeParse({}).success).toBe(false);
+  });
+
+  it('has a work queue of its own, declared with the others', () => {
+    const names = topologyNames('trove');
+    expect(names.imageProcess).toBe('trove.images.process');
+    expect(workQueues(names)).toContain('trove.images.process');
   });
 });

@@ -45,12 +45,13 @@ export function topologyNames(prefix: string) {
     fileDelete: `${prefix}.files.delete`,
     replicaRepair: `${prefix}.replicas.repair`,
     nodeCheck: `${prefix}.nodes.check`,
+    imageProcess: `${prefix}.images.process`,
   };
 }
 
 /** Every work queue of a topology. */
 export function workQueues(n: TopologyNames): string[] {
-  return [n.fileDelete, n.replicaRepair, n.nodeCheck];
+  return [n.fileDelete, n.replicaRepair, n.nodeCheck, n.imageProcess];
 }
 
 export type TopologyNames = ReturnType<typeof topologyNames>;
@@ -87,6 +88,18 @@ export const nodeCheckJob = z.object({
   node: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
 });
 export type NodeCheckJob = z.infer<typeof nodeCheckJob>;
+
+/**
+ * `images.process`: make the variants of image `fileId` (a thumbnail and a
+ * compressed copy) and record them. Published by the gateway once an upload
+ * of an image is committed, and by the worker's sweep for images still
+ * pending. Safe to run any number of times: it does nothing once the file is
+ * processed, and a re-run rewrites the same bytes under the same keys.
+ */
+export const imageProcessJob = z.object({
+  fileId: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
+});
+export type ImageProcessJob = z.infer<typeof imageProcessJob>;
 
 /** The Redis hash of repair counters (`done`, `bytes`) the workers keep and GET /api/cluster reports. */
 export const repairStatsKey = (clusterName: string) => `${clusterName}:stats:repairs`;

@@ -14,6 +14,20 @@ export type FileState = 'pending' | 'committed' | 'aborted';
 export type ReplicaState = 'ok' | 'missing' | 'corrupt';
 /** Why a committed file became a tombstone. */
 export type DeleteReason = 'expired' | 'deleted';
+/**
+ * Where an upload stands with its variants: `pending` until the worker made
+ * them (`done`) or gave up (`failed`, with a reason); `skipped` for files that
+ * are not images.
+ */
+export type ProcessingState = 'pending' | 'done' | 'failed' | 'skipped';
+/** The variants the worker makes of an image; each is stored under `blobKey(id, variant)`. */
+export const VARIANT_NAMES = ['thumb', 'compressed'] as const;
+export type VariantName = (typeof VARIANT_NAMES)[number];
+
+/** Images get variants; anything else an upload allows (ALLOWED_TYPES) is stored as it is. */
+export function initialProcessing(contentType: string): ProcessingState {
+  return contentType.startsWith('image/') ? 'pending' : 'skipped';
+}
 
 export interface FileRecord {
   id: string;
@@ -36,6 +50,27 @@ export interface FileRecord {
    */
   deletedAt: number | null;
   deleteReason: DeleteReason | null;
+  processing: ProcessingState;
+  /** Why processing failed (or was skipped); null otherwise. */
+  processingError: string | null;
+  /**
+   * Processing attempts that started and never finished: the worker died in
+   * them. Counted before decoding, so an image that kills the worker is given
+   * up after a few tries instead of crashing every worker that picks it up.
+   */
+  processingAttempts: number;
+}
+
+/** A variant of a file, stored as blob `<id>.<variant>` with its own replica rows. */
+export interface VariantRecord {
+  fileId: string;
+  variant: VariantName;
+  size: number;
+  width: number;
+  height: number;
+  contentType: string;
+  sha256: string;
+  createdAt: number;
 }
 
 export interface ReplicaRecord {
@@ -102,6 +137,32 @@ export interface MetadataStore {
   replicasOnNode(node: string): Promise<NodeReplica[]>;
   /** Drops a replica row once its blob is known gone from that node. */
   forgetReplica(key: string, node: string): Promise<void>;
+
+  /** A file's variants (none until it is processed). */
+  variantsOf(fileId: string): Promise<VariantRecord[]>;
+  /**
+   * Counts a processing attempt of a file still `pending` and returns the
+   * attempts now unfinished (this one included), or null when the file is not
+   * pending (processed, failed, skipped, or unknown).
+   */
+  beginProcessing(fileId: string): Promise<number | null>;
+  /** Uncounts an attempt that ended without finishing the work (it will be retried). */
+  abandonProcessing(fileId: string): Promise<void>;
+  /**
+   * Records the variants and their replica rows and marks the file `done`,
+   * in one transaction. Idempotent: a variant recorded again replaces itself.
+   * Rows are recorded even for a file that became a tombstone meanwhile, so
+   * its deletion removes these blobs too; false if the file row is gone.
+   */
+  completeProcessing(
+    fileId: string,
+    variants: Omit<VariantRecord, 'fileId'>[],
+    replicas: { key: string; node: string; state: ReplicaState }[],
+  ): Promise<boolean>;
+  /** Marks a file's processing failed for good, with the reason shown to clients. */
+  failProcessing(fileId: string, reason: string): Promise<void>;
+  /** Live committed files still `pending` processing, created before `createdBefore` (the sweep's work list). */
+  pendingProcessing(createdBefore: number, limit: number): Promise<FileRecord[]>;
 
   /** Writes the durable download count (inside the counter's critical section). */
   setDownloadsUsed(id: string, used: number): Promise<void>;

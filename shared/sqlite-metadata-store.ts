@@ -6,15 +6,19 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type {
-  CommitFile,
-  DeleteReason,
-  FileRecord,
-  MetadataStore,
-  NewUpload,
-  NodeReplica,
-  ReplicaRecord,
-  ReplicaState,
+import {
+  initialProcessing,
+  type CommitFile,
+  type DeleteReason,
+  type FileRecord,
+  type MetadataStore,
+  type NewUpload,
+  type NodeReplica,
+  type ProcessingState,
+  type ReplicaRecord,
+  type ReplicaState,
+  type VariantName,
+  type VariantRecord,
 } from './metadata-store.js';
 
 /** Append only: a shipped migration is never edited, the next change is a new entry. */
@@ -49,6 +53,26 @@ const MIGRATIONS: string[] = [
    CREATE INDEX files_live_by_expiry ON files (expires_at)
      WHERE state = 'committed' AND deleted_at IS NULL;
    CREATE INDEX files_tombstones ON files (deleted_at) WHERE deleted_at IS NOT NULL;`,
+  // 3: image processing: its state per file, and the variants it made. Files from before
+  // become pending (images) or skipped, so the worker's sweep processes them too.
+  `ALTER TABLE files ADD COLUMN processing TEXT NOT NULL DEFAULT 'skipped'
+     CHECK (processing IN ('pending', 'done', 'failed', 'skipped'));
+   ALTER TABLE files ADD COLUMN processing_error TEXT;
+   ALTER TABLE files ADD COLUMN processing_attempts INTEGER NOT NULL DEFAULT 0;
+   UPDATE files SET processing = 'pending' WHERE content_type LIKE 'image/%';
+   CREATE INDEX files_processing_pending ON files (created_at)
+     WHERE processing = 'pending' AND state = 'committed' AND deleted_at IS NULL;
+   CREATE TABLE variants (
+     file_id      TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+     variant      TEXT NOT NULL,
+     size         INTEGER NOT NULL,
+     width        INTEGER NOT NULL,
+     height       INTEGER NOT NULL,
+     content_type TEXT NOT NULL,
+     sha256       TEXT NOT NULL,
+     created_at   INTEGER NOT NULL,
+     PRIMARY KEY (file_id, variant)
+   ) STRICT;`,
 ];
 
 interface FileRow {
@@ -66,6 +90,9 @@ interface FileRow {
   owner: string;
   deleted_at: number | null;
   delete_reason: FileRecord['deleteReason'];
+  processing: ProcessingState;
+  processing_error: string | null;
+  processing_attempts: number;
 }
 
 function toFile(r: FileRow): FileRecord {
@@ -84,6 +111,9 @@ function toFile(r: FileRow): FileRecord {
     owner: r.owner,
     deletedAt: r.deleted_at,
     deleteReason: r.delete_reason,
+    processing: r.processing,
+    processingError: r.processing_error,
+    processingAttempts: r.processing_attempts,
   };
 }
 
@@ -97,6 +127,30 @@ interface ReplicaRow {
 
 function toReplica(r: ReplicaRow): ReplicaRecord {
   return { key: r.key, fileId: r.file_id, node: r.node, state: r.state, updatedAt: r.updated_at };
+}
+
+interface VariantRow {
+  file_id: string;
+  variant: VariantName;
+  size: number;
+  width: number;
+  height: number;
+  content_type: string;
+  sha256: string;
+  created_at: number;
+}
+
+function toVariant(r: VariantRow): VariantRecord {
+  return {
+    fileId: r.file_id,
+    variant: r.variant,
+    size: r.size,
+    width: r.width,
+    height: r.height,
+    contentType: r.content_type,
+    sha256: r.sha256,
+    createdAt: r.created_at,
+  };
 }
 
 export function openDatabase(path: string): Database.Database {
@@ -131,13 +185,15 @@ interface PendingCommit {
 export class SqliteMetadataStore implements MetadataStore {
   private readonly stmts;
   private readonly commitTx;
+  private readonly processing;
+  private readonly completeTx;
   private commitQueue: PendingCommit[] = [];
 
   constructor(private readonly db: Database.Database) {
     this.stmts = {
       insert: db.prepare(
-        `INSERT INTO files (id, name, content_type, state, max_downloads, created_at, expires_at, delete_token_hash, owner)
-         VALUES (@id, @name, @contentType, 'pending', @maxDownloads, @createdAt, @expiresAt, @deleteTokenHash, @owner)`,
+        `INSERT INTO files (id, name, content_type, state, max_downloads, created_at, expires_at, delete_token_hash, owner, processing)
+         VALUES (@id, @name, @contentType, 'pending', @maxDownloads, @createdAt, @expiresAt, @deleteTokenHash, @owner, @processing)`,
       ),
       commit: db.prepare(
         `UPDATE files SET state = 'committed', size = @size, sha256 = @sha256, max_downloads = @maxDownloads, expires_at = @expiresAt
@@ -197,6 +253,49 @@ export class SqliteMetadataStore implements MetadataStore {
            (SELECT count(*) FROM replicas r WHERE r.file_id = f.id AND r.key = f.id AND r.state = 'ok') < ?`,
       ),
     };
+    this.processing = {
+      variants: db.prepare(`SELECT * FROM variants WHERE file_id = ? ORDER BY variant`),
+      begin: db.prepare(
+        `UPDATE files SET processing_attempts = processing_attempts + 1
+         WHERE id = ? AND processing = 'pending' RETURNING processing_attempts`,
+      ),
+      abandon: db.prepare(
+        `UPDATE files SET processing_attempts = max(0, processing_attempts - 1) WHERE id = ?`,
+      ),
+      upsertVariant: db.prepare(
+        `INSERT INTO variants (file_id, variant, size, width, height, content_type, sha256, created_at)
+         VALUES (@fileId, @variant, @size, @width, @height, @contentType, @sha256, @createdAt)
+         ON CONFLICT (file_id, variant) DO UPDATE SET size = excluded.size, width = excluded.width,
+           height = excluded.height, content_type = excluded.content_type, sha256 = excluded.sha256,
+           created_at = excluded.created_at`,
+      ),
+      done: db.prepare(
+        `UPDATE files SET processing = 'done', processing_error = NULL, processing_attempts = 0
+         WHERE id = ?`,
+      ),
+      fail: db.prepare(
+        `UPDATE files SET processing = 'failed', processing_error = ?, processing_attempts = 0
+         WHERE id = ? AND processing = 'pending'`,
+      ),
+      pending: db.prepare(
+        `SELECT * FROM files WHERE processing = 'pending' AND state = 'committed' AND deleted_at IS NULL
+           AND created_at < ? ORDER BY created_at LIMIT ?`,
+      ),
+    };
+    this.completeTx = db.transaction(
+      (
+        fileId: string,
+        variants: Omit<VariantRecord, 'fileId'>[],
+        replicas: { key: string; node: string; state: ReplicaState }[],
+      ): boolean => {
+        if (!this.stmts.get.get(fileId)) return false;
+        const now = Date.now();
+        for (const v of variants) this.processing.upsertVariant.run({ ...v, fileId });
+        for (const r of replicas) this.stmts.upsertReplica.run({ ...r, fileId, now });
+        this.processing.done.run(fileId);
+        return true;
+      },
+    );
     this.commitTx = db.transaction((files: CommitFile[]) => {
       const now = Date.now();
       for (const f of files) {
@@ -208,7 +307,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async beginUpload(u: NewUpload): Promise<void> {
-    this.stmts.insert.run(u);
+    this.stmts.insert.run({ ...u, processing: initialProcessing(u.contentType) });
   }
 
   /**
@@ -301,6 +400,37 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async forgetReplica(key: string, node: string): Promise<void> {
     this.stmts.forgetReplica.run(key, node);
+  }
+
+  async variantsOf(fileId: string): Promise<VariantRecord[]> {
+    return (this.processing.variants.all(fileId) as VariantRow[]).map(toVariant);
+  }
+
+  async beginProcessing(fileId: string): Promise<number | null> {
+    const row = this.processing.begin.get(fileId) as { processing_attempts: number } | undefined;
+    return row?.processing_attempts ?? null;
+  }
+
+  async abandonProcessing(fileId: string): Promise<void> {
+    this.processing.abandon.run(fileId);
+  }
+
+  async completeProcessing(
+    fileId: string,
+    variants: Omit<VariantRecord, 'fileId'>[],
+    replicas: { key: string; node: string; state: ReplicaState }[],
+  ): Promise<boolean> {
+    let recorded = false;
+    this.durably(() => (recorded = this.completeTx(fileId, variants, replicas)));
+    return recorded;
+  }
+
+  async failProcessing(fileId: string, reason: string): Promise<void> {
+    this.processing.fail.run(reason, fileId);
+  }
+
+  async pendingProcessing(createdBefore: number, limit: number): Promise<FileRecord[]> {
+    return (this.processing.pending.all(createdBefore, limit) as FileRow[]).map(toFile);
   }
 
   async setDownloadsUsed(id: string, used: number): Promise<void> {

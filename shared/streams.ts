@@ -6,15 +6,22 @@ import { createHash, type Hash } from 'node:crypto';
 import { Readable, Transform, type Stream, type TransformCallback } from 'node:stream';
 import { PayloadTooLargeError } from './errors.js';
 
-/** Fails the pipeline as soon as more than `limit` bytes have passed, before passing them on. */
+/**
+ * Fails the pipeline as soon as more than `limit` bytes have passed, before
+ * passing them on; `tooLarge` words the error when the default (one file over
+ * the upload limit) does not fit.
+ */
 export class ByteLimit extends Transform {
   private seen = 0;
-  constructor(private readonly limit: number) {
+  constructor(
+    private readonly limit: number,
+    private readonly tooLarge: () => Error = () => PayloadTooLargeError.forBytes(limit),
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.seen += chunk.length;
-    if (this.seen > this.limit) return done(PayloadTooLargeError.forBytes(this.limit));
+    if (this.seen > this.limit) return done(this.tooLarge());
     done(null, chunk);
   }
 }

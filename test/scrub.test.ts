@@ -37,7 +37,10 @@ describe('scrub', () => {
     // Corrupt the copy the gateway reads first, so the download has to go around it.
     const node = rankNodes(id, cluster.nodes)[0]!;
     const blobsDir = join(node.dataDir, 'blobs');
-    const [file] = (await filesUnder(blobsDir)).filter((f) => f.split('/').pop()!.startsWith(id));
+    // `${id}@`: the original only, not the variants the worker makes (`<id>.thumb@…`).
+    const [file] = (await filesUnder(blobsDir)).filter((f) =>
+      f.split('/').pop()!.startsWith(`${id}@`),
+    );
     expect(file, `${id} on ${node.id}`).toBeDefined();
     const before = (await health(node.url)).scrub;
     expect(before).toMatchObject({ corrupt_found: 0 });
@@ -51,7 +54,9 @@ describe('scrub', () => {
 
     const scrub = await waitFor(`${node.id} scrub to find the corrupt blob`, async () => {
       const { scrub } = await health(node.url);
-      const onDisk = (await filesUnder(blobsDir)).some((f) => f.split('/').pop()!.startsWith(id));
+      const onDisk = (await filesUnder(blobsDir)).some((f) =>
+        f.split('/').pop()!.startsWith(`${id}@`),
+      );
       return scrub.corrupt_found === 1 && !onDisk && scrub;
     });
     expect(scrub).toMatchObject({

@@ -1,8 +1,9 @@
-/** Worker entry point: `npm run worker`. Consumes jobs and runs the expiry sweep. */
+/** Worker entry point: `npm run worker`. Consumes jobs and runs the expiry, repair and processing sweeps. */
 import { AmqpClient } from '../shared/amqp.js';
 import { loadClusterSecret } from '../shared/cluster-secret.js';
 import { ConfigError, loadDotEnv, loadWorkerConfig } from '../shared/config.js';
-import { fileDeleteJob, nodeCheckJob, replicaRepairJob } from '../shared/jobs.js';
+import { join } from 'node:path';
+import { fileDeleteJob, imageProcessJob, nodeCheckJob, replicaRepairJob } from '../shared/jobs.js';
 import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
 import { writePidFile } from '../shared/pid-file.js';
@@ -12,10 +13,15 @@ import { AntiEntropy } from './anti-entropy.js';
 import { ByteRate } from './byte-rate.js';
 import { ExpirySweep } from './expiry-sweep.js';
 import { FileDeleter } from './file-deleter.js';
+import { ImageProcessor } from './image-processor.js';
+import { configureSharp } from './image-variants.js';
 import { JobConsumer, jobHandler } from './job-consumer.js';
 import { every } from './periodic.js';
+import { ProcessingSweep } from './processing-sweep.js';
 import { RepairSweep } from './repair-sweep.js';
 import { ReplicaRepairer } from './replica-repairer.js';
+import { Slots } from './slots.js';
+import { VariantWriter } from './variant-writer.js';
 
 loadDotEnv();
 let config;
@@ -57,13 +63,37 @@ const repairer = new ReplicaRepairer({
   log,
   prefix: config.clusterName,
 });
+const repair = (fileId: string, key: string) =>
+  amqp.publish(amqp.names.replicaRepair, { fileId, key });
 const antiEntropy = new AntiEntropy({
   store,
   client,
   nodes: config.nodes,
   log,
   orphanGraceMs: config.orphanGraceMs,
-  repair: (fileId, key) => amqp.publish(amqp.names.replicaRepair, { fileId, key }),
+  repair,
+});
+configureSharp();
+const imageTmpDir = join(config.storageDir, 'tmp', 'images');
+// Twice the time limit: older entries cannot belong to a job still running on this host.
+await ImageProcessor.prepare(imageTmpDir, 2 * config.imageJobTimeoutMs);
+const images = new ImageProcessor({
+  store,
+  client,
+  nodes: config.nodes,
+  writer: new VariantWriter({
+    client,
+    nodes: config.nodes,
+    copies: config.replicationFactor,
+    quorum: config.writeQuorum,
+    log,
+  }),
+  slots: new Slots(config.imageConcurrency),
+  log,
+  maxInputPixels: config.maxInputPixels,
+  timeoutMs: config.imageJobTimeoutMs,
+  tmpDir: imageTmpDir,
+  repair,
 });
 const consumer = new JobConsumer(
   amqp,
@@ -83,6 +113,11 @@ const consumer = new JobConsumer(
       schema: nodeCheckJob,
       handle: (job) => antiEntropy.handle(job),
     }),
+    jobHandler({
+      queue: amqp.names.imageProcess,
+      schema: imageProcessJob,
+      handle: (job) => images.handle(job),
+    }),
   ],
   { prefetch: config.prefetch, attempts: config.jobAttempts, log },
 );
@@ -100,6 +135,13 @@ const repairSweep = new RepairSweep({
   nodes: config.nodes,
   log,
 });
+const processingSweep = new ProcessingSweep({
+  store,
+  amqp,
+  log,
+  // Well past a job's time limit, so a job still at work is rarely queued twice.
+  staleMs: Math.max(5 * 60_000, 2 * config.imageJobTimeoutMs),
+});
 
 await consumer.start();
 const tasks = [
@@ -109,6 +151,9 @@ const tasks = [
     if (done.expired + done.cleaned + done.purged > 0) log.info(done, 'expiry sweep');
   }),
   every(config.repairSchedule, 'repair sweep', log, () => repairSweep.run()),
+  every(config.repairSchedule, 'processing sweep', log, async () => {
+    await processingSweep.run();
+  }),
 ];
 void amqp.start();
 writePidFile(config.storageDir, 'worker');

@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import type { CounterResults, CounterRun } from './counter-suite.js';
 import type { BenchOptions } from './options.js';
 import type { LargeKind, LargeResults } from './large-suite.js';
+import { processRows, type ProcessResults } from './process-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
 import type { SmallRun } from './small.js';
 
@@ -53,6 +54,7 @@ export interface RowInput {
   counter: CounterResults | undefined;
   large: LargeResults | undefined;
   repair: RepairResults | undefined;
+  processing: ProcessResults | undefined;
   /** Peak RSS during the large transfers, bytes, by process name. */
   rss: Record<string, number>;
   /** RSS when the large transfers began, bytes, by process name. */
@@ -92,6 +94,7 @@ export function buildRows(input: RowInput): Row[] {
 
   if (input.counter) rows.push(...counterRows(input.counter));
   if (input.repair) rows.push(...repairRows(input.repair));
+  if (input.processing) rows.push(...processRows(input.processing));
 
   const large = input.large;
   if (large) {

@@ -1,0 +1,325 @@
+/**
+ * Image processing for POST /process and /batch: the options (`op`, `width`,
+ * `height`, `fit`, `format`, `quality`) and the sharp pipeline they build.
+ *
+ * Parsing is pure and strict, so a bad option is a 400 that names it before
+ * a byte of the image is read. The pipeline runs on an input sharp holds or
+ * reads itself (a finished stream, or a file), checks the decoded size
+ * against MAX_INPUT_PIXELS, and answers one encoded image.
+ */
+import sharp, { type Metadata, type Sharp } from 'sharp';
+import { BadRequestError, PayloadTooLargeError, TroveError } from './errors.js';
+
+export const IMAGE_OPS = ['grayscale', 'resize', 'thumbnail'] as const;
+export const OUTPUT_FORMATS = ['jpeg', 'webp', 'png', 'avif'] as const;
+export const FITS = ['cover', 'contain', 'fill', 'inside', 'outside'] as const;
+export const IMAGE_OPTION_NAMES = ['op', 'width', 'height', 'fit', 'format', 'quality'] as const;
+
+export type ImageOp = (typeof IMAGE_OPS)[number];
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+export type Fit = (typeof FITS)[number];
+export type ImageOptionName = (typeof IMAGE_OPTION_NAMES)[number];
+
+/** Largest width or height a request may ask for: past this, a typo, not a picture. */
+export const MAX_DIMENSION = 8192;
+/** Longest edge of a thumbnail when the request gives no size. */
+export const THUMBNAIL_SIZE = 256;
+
+/** Types sharp's prebuilt libvips decodes, by magic bytes; other images (BMP, HEIC, ICO…) are a 415. */
+export const PROCESSABLE_TYPES = [
+  'image/jpeg',
+  'image/png',
+  'image/webp',
+  'image/gif',
+  'image/avif',
+  'image/tiff',
+] as const;
+
+export const FORMAT_TYPES: Record<OutputFormat, string> = {
+  jpeg: 'image/jpeg',
+  webp: 'image/webp',
+  png: 'image/png',
+  avif: 'image/avif',
+};
+
+export const FORMAT_EXTENSIONS: Record<OutputFormat, string> = {
+  jpeg: 'jpg',
+  webp: 'webp',
+  png: 'png',
+  avif: 'avif',
+};
+
+/** Options as the request gave them, each already valid on its own. */
+export interface GivenImageOptions {
+  op?: ImageOp;
+  width?: number;
+  height?: number;
+  fit?: Fit;
+  format?: OutputFormat;
+  quality?: number;
+}
+
+/** Everything the pipeline needs, defaults applied. */
+export interface ImageOptions {
+  op: ImageOp;
+  width: number | undefined;
+  height: number | undefined;
+  fit: Fit;
+  /** undefined: the input's own format when it is one of OUTPUT_FORMATS, else PNG. */
+  format: OutputFormat | undefined;
+  /** 1-100 for JPEG, WebP and AVIF; PNG is lossless and ignores it. */
+  quality: number | undefined;
+  /** False for thumbnails: a small image stays as it is rather than being blown up. */
+  enlarge: boolean;
+}
+
+export interface ImageLimits {
+  /** MAX_INPUT_PIXELS: largest width × height decoded, and largest result. */
+  maxInputPixels: number;
+}
+
+export interface Size {
+  width: number;
+  height: number;
+}
+
+export interface ProcessedImage extends Size {
+  data: Buffer;
+  format: OutputFormat;
+}
+
+/** An image sharp could not decode or encode (truncated, corrupt, too large for its format). */
+export class InvalidImageError extends TroveError {
+  constructor(message: string) {
+    super('INVALID_IMAGE', 422, message);
+  }
+}
+
+export function isImageOptionName(name: string): name is ImageOptionName {
+  return (IMAGE_OPTION_NAMES as readonly string[]).includes(name);
+}
+
+function invalid(name: string, expected: string, raw: string): BadRequestError {
+  return new BadRequestError(
+    `${name} must be ${expected}, got "${raw.slice(0, 40)}"`,
+    'INVALID_OPTION',
+  );
+}
+
+function integerIn(name: string, raw: string, min: number, max: number): number {
+  const text = raw.trim();
+  const n = /^\d{1,9}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) throw invalid(name, `an integer from ${min} to ${max}`, raw);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, raw: string, values: readonly T[]): T {
+  const text = raw.trim().toLowerCase();
+  const value = name === 'format' && text === 'jpg' ? 'jpeg' : text;
+  if (!(values as readonly string[]).includes(value))
+    throw invalid(name, `one of ${values.join(', ')}`, raw);
+  return value as T;
+}
+
+/**
+ * Validates one option (from the query string or a form field) into `given`;
+ * throws 400 naming it, or naming an option that does not exist (a typo such
+ * as `widht` must not be silently ignored).
+ */
+export function setImageOption(given: GivenImageOptions, name: string, raw: string): void {
+  switch (name) {
+    case 'op':
+      given.op = oneOf(name, raw, IMAGE_OPS);
+      return;
+    case 'width':
+    case 'height':
+      given[name] = integerIn(name, raw, 1, MAX_DIMENSION);
+      return;
+    case 'fit':
+      given.fit = oneOf(name, raw, FITS);
+      return;
+    case 'format':
+      given.format = oneOf(name, raw, OUTPUT_FORMATS);
+      return;
+    case 'quality':
+      given.quality = integerIn(name, raw, 1, 100);
+      return;
+    default:
+      throw new BadRequestError(
+        `unknown option "${name.slice(0, 40)}"; options are ${IMAGE_OPTION_NAMES.join(', ')}`,
+        'UNKNOWN_OPTION',
+      );
+  }
+}
+
+/** Every parameter of a query string, validated. */
+export function imageOptionsFromQuery(query: Record<string, string>): GivenImageOptions {
+  const given: GivenImageOptions = {};
+  for (const [name, raw] of Object.entries(query)) setImageOption(given, name, raw);
+  return given;
+}
+
+/** Checks how the options go together and applies the defaults; throws 400 naming the culprit. */
+export function resolveImageOptions(given: GivenImageOptions): ImageOptions {
+  const { op } = given;
+  if (op === undefined) {
+    throw new BadRequestError(`op is required: one of ${IMAGE_OPS.join(', ')}`, 'INVALID_OPTION');
+  }
+  if (op === 'thumbnail') {
+    // One edge given: a square box of that size, so it is still the longest edge.
+    const width = given.width ?? given.height ?? THUMBNAIL_SIZE;
+    const height = given.height ?? given.width ?? THUMBNAIL_SIZE;
+    return {
+      op,
+      width,
+      height,
+      fit: given.fit ?? 'inside',
+      format: given.format ?? 'webp',
+      quality: given.quality,
+      enlarge: false,
+    };
+  }
+  const sized = given.width !== undefined || given.height !== undefined;
+  if (op === 'resize' && !sized) {
+    throw new BadRequestError('op=resize needs width, height or both', 'INVALID_OPTION');
+  }
+  if (given.fit !== undefined && !sized) {
+    throw new BadRequestError('fit applies only with width or height', 'INVALID_OPTION');
+  }
+  return {
+    op,
+    width: given.width,
+    height: given.height,
+    fit: given.fit ?? 'cover',
+    format: given.format,
+    quality: given.quality,
+    enlarge: true,
+  };
+}
+
+/** The format to write: the one asked for, else the input's own when sharp can write it, else PNG. */
+export function outputFormat(options: ImageOptions, inputType: string): OutputFormat {
+  if (options.format) return options.format;
+  const same = OUTPUT_FORMATS.find((f) => FORMAT_TYPES[f] === inputType);
+  return same ?? 'png';
+}
+
+/**
+ * The size of the result (an upper bound where sharp rounds), from the
+ * upright input size: what the pixel budget is checked against before any
+ * pixel is decoded.
+ */
+export function outputSize(options: ImageOptions, input: Size): Size {
+  const { width: w, height: h } = options;
+  if (w === undefined && h === undefined) return input;
+  const cap = (s: number) => (options.enlarge ? s : Math.min(s, 1));
+  const scaled = (s: number): Size => ({
+    width: Math.max(1, Math.round(input.width * cap(s))),
+    height: Math.max(1, Math.round(input.height * cap(s))),
+  });
+  if (w === undefined) return scaled(h! / input.height);
+  if (h === undefined) return scaled(w / input.width);
+  const sx = w / input.width;
+  const sy = h / input.height;
+  if (options.fit === 'inside') return scaled(Math.min(sx, sy));
+  if (options.fit === 'outside') return scaled(Math.max(sx, sy));
+  // cover, contain and fill answer the box itself (at most, without enlargement).
+  return options.enlarge
+    ? { width: w, height: h }
+    : { width: Math.min(w, input.width), height: Math.min(h, input.height) };
+}
+
+/** Global sharp settings for a long-running server: no operation cache (it keeps deleted files open and memory held). */
+export function configureSharp(): void {
+  sharp.cache(false);
+}
+
+/** A sharp instance reading `file`, or, without one, a Writable to pipe the image into. */
+export function openImage(limits: ImageLimits, file?: string): Sharp {
+  // failOn 'warning' (the default) refuses truncated data rather than answering half an image.
+  const options = { limitInputPixels: limits.maxInputPixels, failOn: 'warning' as const };
+  return file === undefined ? sharp(options) : sharp(file, options);
+}
+
+/**
+ * Applies `options` to `image` (whose input is complete: a finished stream
+ * or a file) and encodes the result. `name` is how errors call the image.
+ */
+export async function processImage(
+  image: Sharp,
+  options: ImageOptions,
+  inputType: string,
+  limits: ImageLimits,
+  name: string,
+): Promise<ProcessedImage> {
+  const meta = await image.metadata().catch((err: Error) => {
+    throw imageError(err, name, limits);
+  });
+  checkResult(options, meta, limits);
+  const format = outputFormat(options, inputType);
+  applyOps(image, options, format, meta.hasAlpha);
+  const { data, info } = await image.toBuffer({ resolveWithObject: true }).catch((err: Error) => {
+    throw imageError(err, name, limits);
+  });
+  return { data, format, width: info.width, height: info.height };
+}
+
+/**
+ * Refuses a result over the pixel budget before a pixel is decoded (a 10×1000
+ * image resized to width=8000 is 8000×800000). The input's own size is
+ * sharp's limitInputPixels, checked when it reads the header.
+ */
+function checkResult(options: ImageOptions, meta: Metadata, limits: ImageLimits): void {
+  const out = outputSize(options, meta.autoOrient);
+  if (out.width * out.height > limits.maxInputPixels) {
+    const which = options.width !== undefined ? 'width' : 'height';
+    throw new BadRequestError(
+      `${which}: the result would be ${out.width}×${out.height} pixels, more than MAX_INPUT_PIXELS (${limits.maxInputPixels})`,
+      'INVALID_OPTION',
+    );
+  }
+}
+
+/** The pipeline itself: upright, resized, grey if asked, then encoded. sharp orders the steps itself. */
+export function applyOps(
+  image: Sharp,
+  options: ImageOptions,
+  format: OutputFormat,
+  hasAlpha: boolean,
+): Sharp {
+  // Upright from the EXIF orientation; the output carries no metadata (no GPS leaves with it).
+  image.autoOrient();
+  if (options.width !== undefined || options.height !== undefined) {
+    image.resize({
+      width: options.width,
+      height: options.height,
+      fit: options.fit,
+      withoutEnlargement: !options.enlarge,
+      // What `contain` pads with: transparent where the format has alpha, white for JPEG.
+      background: format === 'jpeg' ? '#ffffff' : { r: 0, g: 0, b: 0, alpha: 0 },
+    });
+  }
+  // grayscale() alone still writes three equal channels; b-w makes JPEG and PNG one channel (WebP and AVIF stay RGB).
+  if (options.op === 'grayscale') image.grayscale().toColourspace('b-w');
+  // JPEG has no alpha: transparent areas go white rather than sharp's default black.
+  if (format === 'jpeg' && hasAlpha) image.flatten({ background: '#ffffff' });
+  const quality = format === 'png' ? {} : options.quality ? { quality: options.quality } : {};
+  return image.toFormat(format, quality);
+}
+
+/** A sharp failure as the client should see it: too many pixels is a 413, anything else 422. */
+export function imageError(err: Error, name: string, limits: ImageLimits): TroveError {
+  if (err instanceof TroveError) return err;
+  if (/pixel limit/i.test(err.message)) {
+    return new PayloadTooLargeError(
+      `"${name}" has more pixels than MAX_INPUT_PIXELS (${limits.maxInputPixels})`,
+    );
+  }
+  return new InvalidImageError(`"${name}" could not be processed: ${err.message}`);
+}
+
+/** `photo.jpg` → `photo.webp`; `processed.webp` when the input had no name. */
+export function outputName(inputName: string | undefined, format: OutputFormat): string {
+  const base = inputName?.replace(/\.[^.]*$/, '') || 'processed';
+  return `${base}.${FORMAT_EXTENSIONS[format]}`;
+}
