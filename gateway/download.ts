@@ -30,7 +30,7 @@ import { requestRepair } from './repair-requests.js';
 import { downloadsLeft, fileStatus } from './file-view.js';
 import { contentDisposition } from './http-names.js';
 import type { NodeRegistry } from './node-registry.js';
-import { rankNodes } from './placement.js';
+import { rankNodes } from '../shared/placement.js';
 import { disconnectSignal } from './request-signal.js';
 import { resumableRead, type Source } from './resumable-read.js';
 import { originalBlob, parseVariant, variantBlob, type ServedBlob } from './variants.js';

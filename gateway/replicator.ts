@@ -18,7 +18,7 @@ import {
 } from '../shared/node-client.js';
 import { lazyBody } from '../shared/streams.js';
 import type { NodeRegistry } from './node-registry.js';
-import { writeChain } from './placement.js';
+import { writeChain } from '../shared/placement.js';
 
 export interface ReplicatorDeps {
   client: NodeClient;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { rankNodes } from '../gateway/placement.js';
+import { rankNodes } from '../shared/placement.js';
 import { filesUnder, jpegStream, startCluster, waitFor, type Cluster } from './harness.js';
 
 let cluster: Cluster;

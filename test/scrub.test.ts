@@ -6,7 +6,7 @@
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { rankNodes } from '../gateway/placement.js';
+import { rankNodes } from '../shared/placement.js';
 import { filesUnder, fixture, sha256, startCluster, waitFor, type Cluster } from './harness.js';
 
 let cluster: Cluster;

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { rankNodes } from '../gateway/placement.js';
+import { rankNodes } from '../shared/placement.js';
 import { topologyNames } from '../shared/jobs.js';
 import { filesUnder, fixture, sha256, startCluster, waitFor, type Cluster } from './harness.js';
 

@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { rankNodes } from '../gateway/placement.js';
+import { rankNodes } from '../shared/placement.js';
 import {
   filesUnder,
   fixture,

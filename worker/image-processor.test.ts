@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { writeChain } from '../gateway/placement.js';
+import { writeChain } from '../shared/placement.js';
 import type { NodeAddress } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import type { NodeClient, PutOptions } from '../shared/node-client.js';

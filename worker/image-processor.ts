@@ -25,7 +25,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { rankNodes } from '../gateway/placement.js';
+import { rankNodes } from '../shared/placement.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { ImageProcessJob } from '../shared/jobs.js';
 import { blobKey } from '../shared/keys.js';

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { writeChain } from '../gateway/placement.js';
+import { writeChain } from '../shared/placement.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { ReplicaState } from '../shared/metadata-store.js';

@@ -6,7 +6,7 @@
  * so the first node tried is the one most likely to hold the object in its
  * page cache.
  */
-import type { NodeAddress } from '../shared/config.js';
+import type { NodeAddress } from './config.js';
 
 /**
  * A 32-bit score for (key, node): FNV-1a over both, then murmur3's finalizer
