@@ -23,6 +23,10 @@ import { handleMultipartUpload, handleRawUpload } from './upload.js';
 import { handleBatch } from './batch.js';
 import { handleProcess, type ProcessingDeps } from './process.js';
 import type { UploadLimits } from './upload-options.js';
+import { requireUploadToken } from './upload-auth.js';
+import { handleSharePage } from './share-page.js';
+import { loadAssets, serveAsset } from './static-files.js';
+import { handleQr } from './qr.js';
 
 export interface GatewayDeps {
   store: MetadataStore;
@@ -47,6 +51,8 @@ export interface GatewayDeps {
   spoolDir: string;
   /** Image processing (/process, /batch): slots and limits. */
   processing: ProcessingDeps;
+  /** UPLOAD_TOKEN: when set, uploads, /process and /batch need it as a Bearer token. */
+  uploadToken: string | undefined;
 }
 
 export function createApp(deps: GatewayDeps) {
@@ -73,6 +79,11 @@ export function createApp(deps: GatewayDeps) {
       ready ? 200 : 503,
     );
   });
+
+  // Before the body is read: without the token, not a byte reaches the spool or sharp.
+  const auth = requireUploadToken(deps.uploadToken);
+  for (const path of ['/upload', '/upload/*', '/process', '/batch'])
+    app.on(['POST', 'PUT'], path, auth);
 
   app.post('/upload', (c) => handleMultipartUpload(deps, c));
   app.put('/upload/:filename', (c) => handleRawUpload(deps, c));
@@ -136,5 +147,26 @@ export function createApp(deps: GatewayDeps) {
     });
   });
 
+  addPages(app, deps);
   return app;
+}
+
+/** The browser page (/), its static files, the share page (/s/:id), QR codes and what the page needs to know. */
+function addPages(app: Hono<{ Bindings: HttpBindings }>, deps: GatewayDeps): void {
+  const assets = loadAssets();
+  app.get('/', (c) => serveAsset(c, assets, 'index.html'));
+  app.get('/static/:name', (c) => serveAsset(c, assets, c.req.param('name')));
+  app.get('/s/:id', (c) => handleSharePage(deps, c));
+  app.get('/qr', (c) => handleQr(c));
+  app.get('/api/config', (c) =>
+    c.json({
+      upload_token_required: deps.uploadToken !== undefined,
+      max_upload_bytes: deps.maxUploadBytes,
+      max_files_per_upload: deps.maxFilesPerUpload,
+      default_max_downloads: deps.limits.defaultMaxDownloads,
+      max_downloads_limit: deps.limits.maxDownloadsLimit,
+      default_ttl_seconds: deps.limits.defaultTtlSeconds,
+      max_ttl_seconds: deps.limits.maxTtlSeconds,
+    }),
+  );
 }

@@ -98,6 +98,8 @@ export function fileJson(
     expires_at: new Date(f.expiresAt).toISOString(),
     deleted_at: f.deletedAt === null ? null : new Date(f.deletedAt).toISOString(),
     url: `${base}/download/${f.id}`,
+    // The page to hand people (never counts); `url` is the download itself.
+    share_url: `${base}/s/${f.id}`,
     replicas: replicas.filter((r) => r.key === f.id).map((r) => ({ node: r.node, state: r.state })),
     processing: processingJson(f, variants, base),
   };

@@ -90,9 +90,10 @@ const app = createApp({
   clusterName: config.clusterName,
   spoolDir,
   processing: createProcessing(config),
+  uploadToken: config.uploadToken,
 });
 const server = await listen(app, config.host, config.port);
-writePidFile(config.storageDir, 'gateway');
+writePidFile(config.storageDir, config.pidName);
 log.info(
   {
     urls: lanUrls(config.host, config.port),

@@ -3,7 +3,7 @@
 // no loader thread, about 45 MB less memory per process than `--import tsx`.
 // Type checking is `npm run typecheck`; this only strips types.
 import { build } from 'esbuild';
-import { readdirSync } from 'node:fs';
+import { cpSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = join(import.meta.dirname, '..');
@@ -31,4 +31,9 @@ await build({
   platform: 'node',
   target: 'node20',
   logLevel: 'warning',
+});
+
+// The browser page's static files, beside the built gateway (gateway/static-files.ts reads them from there).
+cpSync(join(root, 'gateway', 'public'), join(root, 'dist', 'gateway', 'public'), {
+  recursive: true,
 });

@@ -6,6 +6,10 @@
  * A child that dies (say, `kill -9 $(cat storage/run/node1.pid)`) is reported
  * and not restarted: failover drills must be real. Each service writes its own
  * pid file under storage/run/, so the pid is that of the serving process.
+ *
+ * `--lb` (`npm run start:lb`): two gateways on PORT+1 and PORT+2, sharing the
+ * SQLite file and Redis, behind a local nginx on PORT (nginx.conf rendered by
+ * scripts/nginx-lb.ts into STORAGE_DIR/run/nginx/).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, extname, join } from 'node:path';
@@ -19,6 +23,8 @@ import {
 } from '../shared/config.js';
 import { lanUrls } from '../shared/lan.js';
 import { HOW_TO_START, checkRabbitMq, checkRedis } from '../shared/service-check.js';
+import { phoneQr } from './terminal-qr.js';
+import { findNginx, startNginx } from './nginx-lb.js';
 
 const COLORS = [36, 33, 35, 32, 34, 31];
 const tty = process.stdout.isTTY;
@@ -46,11 +52,22 @@ function entryPoint(service: 'gateway' | 'storage-node' | 'worker'): string[] {
   return extname(self) === '.ts' ? ['--import', 'tsx', file] : [file];
 }
 
-function launch(name: string, entry: string[], args: string[], color: number): Child {
+function launch(
+  name: string,
+  entry: string[],
+  args: string[],
+  color: number,
+  env: Record<string, string> = {},
+): Child {
   const proc = spawn(process.execPath, [...entry, ...args], {
-    env: process.env,
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return track(name, proc, color);
+}
+
+/** Prefixes a child's output, reports its death and stops it with the rest. */
+function track(name: string, proc: ChildProcess, color: number): Child {
   const prefix = tty ? `\x1b[${color}m${name.padEnd(8)}│\x1b[0m ` : `${name.padEnd(8)}| `;
   for (const stream of [proc.stdout!, proc.stderr!]) {
     createInterface({ input: stream }).on('line', (line) =>
@@ -73,6 +90,9 @@ function launch(name: string, entry: string[], args: string[], color: number): C
 
 function restartHint(name: string): string {
   if (name === 'gateway' || name === 'worker') return `npm run ${name}`;
+  if (name === 'nginx') return 'Ctrl-C and `npm run start:lb` again';
+  if (name.startsWith('gateway'))
+    return `GATEWAY_ID=${name} PORT=<its port> TRUST_PROXY=true npm run gateway`;
   return `npm run storage-node -- --id ${name}`;
 }
 
@@ -142,8 +162,12 @@ async function main(): Promise<void> {
       child: launch(n.id, entryPoint('storage-node'), ['--id', n.id], COLORS[i % COLORS.length]!),
     }));
     await Promise.all(nodes.map(({ n, child }) => waitHealthy(n.id, n.url, child)));
-    const gateway = launch('gateway', entryPoint('gateway'), [], 37);
-    await waitHealthy('gateway', `http://127.0.0.1:${config.port}`, gateway);
+    if (lb) {
+      await startBalanced(config);
+    } else {
+      const gateway = launch('gateway', entryPoint('gateway'), [], 37);
+      await waitHealthy('gateway', `http://127.0.0.1:${config.port}`, gateway);
+    }
     launch('worker', entryPoint('worker'), [], 90);
   } catch (err) {
     say(`start-up failed: ${(err as Error).message}`);
@@ -152,17 +176,68 @@ async function main(): Promise<void> {
   }
 
   const urls = lanUrls(config.host, config.port);
-  say('Trove is up. Open or share:');
+  if (lb && !nginxUp) {
+    say('Trove is up without nginx (not installed: apt-get install nginx-light). Gateways:');
+    for (const port of [config.port + 1, config.port + 2])
+      for (const url of lanUrls(config.host, port)) say(`    ${url}`);
+    say('Ctrl-C stops everything.');
+    await waitForExits();
+    return;
+  }
+  say(
+    lb ? 'Trove is up behind nginx (two gateways). Open or share:' : 'Trove is up. Open or share:',
+  );
   for (const url of urls) say(`    ${url}`);
+  process.stdout.write(await phoneQr(urls, config.publicUrl));
   say(`upload:  curl -F file=@photo.jpg ${urls.at(-1)}/upload`);
   say(`pids:    ${config.storageDir}/run/*.pid   (kill -9 one node to see failover)`);
   say('Ctrl-C stops everything.');
+  await waitForExits();
+}
 
+async function waitForExits(): Promise<void> {
   await Promise.all(children.map((c) => c.exited));
   if (!stopping) {
     say('every service has exited.');
     process.exit(1);
   }
+}
+
+const lb = process.argv.includes('--lb');
+let nginxUp = false;
+
+/**
+ * Two gateways on PORT+1 and PORT+2 (same SQLite file, same Redis), and nginx
+ * on PORT in front of them when it is installed.
+ */
+async function startBalanced(config: GatewayConfig): Promise<void> {
+  const nginxBinary = findNginx();
+  const ports = [config.port + 1, config.port + 2];
+  await Promise.all(
+    ports.map((port, i) => {
+      const name = `gateway${i + 1}`;
+      const env = { PORT: String(port), GATEWAY_ID: name, TRUST_PROXY: String(!!nginxBinary) };
+      const child = launch(name, entryPoint('gateway'), [], i ? 97 : 37, env);
+      return waitHealthy(name, `http://127.0.0.1:${port}`, child);
+    }),
+  );
+  if (!nginxBinary) return;
+  const listen = config.host === '0.0.0.0' ? String(config.port) : `${config.host}:${config.port}`;
+  const nginx = await startNginx(nginxBinary, join(config.storageDir, 'run', 'nginx'), {
+    listen,
+    gateways: ports.map((p) => `127.0.0.1:${p}`),
+  });
+  track('nginx', nginx.proc, 92);
+  nginxUp = true;
+  say(
+    `nginx ${nginxBinary} on ${listen} → 127.0.0.1:${ports.join(', 127.0.0.1:')} (${nginx.confFile})`,
+  );
+  say(
+    `gateway pids: ${children
+      .filter((c) => c.name.startsWith('gateway'))
+      .map((c) => `${c.name} ${c.proc.pid}`)
+      .join(', ')}`,
+  );
 }
 
 await main();

@@ -209,6 +209,8 @@ const gatewaySchema = z.object({
     .optional(),
   /** Honour X-Forwarded-Proto/Host (behind ngrok or nginx). */
   TRUST_PROXY: bool.default(false),
+  /** When set, uploads and processing need `Authorization: Bearer <token>` (set it before going public). */
+  UPLOAD_TOKEN: z.string().min(8, 'use at least 8 characters').optional(),
   /** Time a node gets to connect and send the first byte of a read, in ms. */
   NODE_TIMEOUT_MS: int(100).default(5000),
   /** node-cron schedule (with seconds) of the gateway's node health probes. */
@@ -344,6 +346,8 @@ export function loadNodeConfig(env: Env, argv: string[] = []): NodeConfig {
 
 export interface GatewayConfig extends CommonConfig {
   gatewayId: string;
+  /** storage/run/<pidName>.pid: `gateway`, or the GATEWAY_ID when one is set (several gateways on a host). */
+  pidName: string;
   host: string;
   port: number;
   replicationFactor: number;
@@ -361,6 +365,7 @@ export interface GatewayConfig extends CommonConfig {
   maxTtlSeconds: number;
   publicUrl: string | undefined;
   trustProxy: boolean;
+  uploadToken: string | undefined;
   nodeTimeoutMs: number;
   probeSchedule: string;
   offlineAfterFailures: number;
@@ -404,6 +409,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
   const base = commonOf(c);
   return {
     ...base,
+    pidName: c.GATEWAY_ID ?? 'gateway',
     gatewayId:
       c.GATEWAY_ID ?? `gw-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${c.PORT}`.slice(0, 64),
     host: c.HOST,
@@ -423,6 +429,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     maxTtlSeconds: c.MAX_TTL_SECONDS,
     publicUrl: c.PUBLIC_URL,
     trustProxy: c.TRUST_PROXY,
+    uploadToken: c.UPLOAD_TOKEN,
     nodeTimeoutMs: c.NODE_TIMEOUT_MS,
     probeSchedule: c.PROBE_SCHEDULE,
     offlineAfterFailures: c.OFFLINE_AFTER_FAILURES,

@@ -42,8 +42,8 @@ export interface Cluster {
   /** RabbitMQ queue prefix of this cluster (its queues are deleted at stop). */
   clusterName: string;
   startNode(id: string): Promise<void>;
-  /** Starts the main gateway, or with a name other than "gateway", another one on its own port (its URL is returned). */
-  startGateway(name?: string): Promise<string>;
+  /** Starts the main gateway, or with a name other than "gateway", another one on its own port (its URL is returned); `extraEnv` is for it alone. */
+  startGateway(name?: string, extraEnv?: Record<string, string>): Promise<string>;
   startWorker(name?: string): Promise<Proc>;
   proc(name: string): Proc | undefined;
   kill(name: string, signal?: NodeJS.Signals): Promise<void>;
@@ -181,7 +181,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         });
       }
     },
-    async startGateway(name = 'gateway') {
+    async startGateway(name = 'gateway', extraEnv = {}) {
       const main = name === 'gateway';
       const port = main ? gatewayPort : await freePort();
       const url = `http://127.0.0.1:${port}`;
@@ -189,7 +189,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         name,
         'gateway/main.js',
         [],
-        { ...env, PORT: String(port), GATEWAY_ID: name },
+        { ...env, ...extraEnv, PORT: String(port), GATEWAY_ID: name },
         logDir,
       );
       procs.set(name, proc);
