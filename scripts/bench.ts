@@ -28,6 +28,7 @@ import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/opti
 import { RssSampler, isAlive } from './bench/procfs.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
 import { runProcessSuite, type ProcessResults } from './bench/process-suite.js';
+import { runThumbnailSuite, type ThumbnailResults } from './bench/thumbnail-suite.js';
 import { buildRows, machineInfo, printReport, writeResults } from './bench/report.js';
 import type { SmallRun } from './bench/small.js';
 import { runSmallSuite } from './bench/small-suite.js';
@@ -174,6 +175,7 @@ async function main(): Promise<number> {
     let large: LargeResults | undefined;
     let repair: RepairResults | undefined;
     let processing: ProcessResults | undefined;
+    let thumbnails: ThumbnailResults | undefined;
     if (opts.runSmall) {
       sampler.setPhase('small');
       small = await runSmallSuite(ctx);
@@ -189,6 +191,10 @@ async function main(): Promise<number> {
     if (opts.runProcess) {
       sampler.setPhase('process');
       processing = await runProcessSuite(ctx);
+    }
+    if (opts.runThumbnails) {
+      sampler.setPhase('thumbnails');
+      thumbnails = await runThumbnailSuite(ctx, storageDir);
     }
     if (opts.runRepair) {
       sampler.setPhase('repair');
@@ -206,6 +212,7 @@ async function main(): Promise<number> {
       large,
       repair,
       processing,
+      thumbnails,
       rss: sampler.peaksOf('large'),
       rssBefore: sampler.startOf('large'),
       watched: cluster.processes.map((p) => p.name),
@@ -229,6 +236,7 @@ async function main(): Promise<number> {
       large,
       repair,
       processing,
+      thumbnails,
       rssBytes: sampler.phases(),
       benchMaxRssBytes: process.resourceUsage().maxRSS * 1024,
       failures: ctx.failures,

@@ -167,12 +167,17 @@ export function openDatabase(path: string): Database.Database {
 }
 
 export function migrate(db: Database.Database): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  for (let v = current; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
+  // One step per write transaction, the version read inside it: processes that start together
+  // (gateways and workers in docker compose) take turns instead of running a step twice.
+  const step = db.transaction((): boolean => {
+    const v = db.pragma('user_version', { simple: true }) as number;
+    if (v >= MIGRATIONS.length) return false;
+    db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${v + 1}`);
+    return true;
+  });
+  while (step.immediate()) {
+    // next step
   }
 }
 
@@ -350,7 +355,9 @@ export class SqliteMetadataStore implements MetadataStore {
   private durably(fn: () => void): void {
     this.db.pragma('synchronous = FULL');
     try {
-      this.db.transaction(fn)();
+      // IMMEDIATE: a read-then-write transaction that starts deferred fails at once with
+      // SQLITE_BUSY_SNAPSHOT when another process commits in between; this one waits its turn.
+      this.db.transaction(fn).immediate();
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }

@@ -21,6 +21,8 @@ export interface BenchOptions {
   runLarge: boolean;
   /** POST /process images/s beside the same sharp pipeline in-process. */
   runProcess: boolean;
+  /** Thumbnails/s of the worker path beside vipsthumbnail on the same photos. */
+  runThumbnails: boolean;
   /** The repair suite: destructive (kills and wipes a node), so only on request. */
   runRepair: boolean;
   /** Storage node the repair suite kills, wipes and restarts. */
@@ -28,15 +30,17 @@ export interface BenchOptions {
   quick: boolean;
 }
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|counter|large|process|repair] [--node <id>]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|counter|large|process|thumbnails|repair] [--node <id>]
 
   --gateway <url>   Trove gateway to measure (default http://127.0.0.1:8080)
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
   --quick           3 s runs and a 64 MiB large file instead of 256 MiB
   --only <what>     small (64 KiB requests/s), counter (what download counting costs),
                     large (256 MiB MB/s and peak RSS), process (/process thumbnails/s at 4
-                    and 16 connections, beside sharp in-process), or repair (restoring a wiped
-                    node: kills, wipes and restarts a storage node; never part of the default run)
+                    and 16 connections, beside sharp in-process), thumbnails (thumbnails/s of the
+                    worker on 20 photos of 2-4 MP, beside vipsthumbnail), or repair (restoring a
+                    wiped node: kills, wipes and restarts a storage node; never part of the
+                    default run)
   --node <id>       the node --only repair kills and wipes (default node3)
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
@@ -77,7 +81,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       `--duration: "${values.duration}" is not a number of seconds from 1 to 3600`,
     );
   }
-  const suites = ['small', 'counter', 'large', 'process', 'repair'];
+  const suites = ['small', 'counter', 'large', 'process', 'thumbnails', 'repair'];
   if (values.only !== undefined && !suites.includes(values.only)) {
     throw new UsageError(`--only: expected ${suites.join(', ')}, got "${values.only}"`);
   }
@@ -98,6 +102,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     runCounter: run('counter'),
     runLarge: run('large'),
     runProcess: run('process'),
+    runThumbnails: run('thumbnails'),
     // Destructive and slow: it kills a node, so never without being asked by name.
     runRepair: values.only === 'repair',
     repairNode: values.node ?? 'node3',

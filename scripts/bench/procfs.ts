@@ -53,6 +53,16 @@ export function cpuSeconds(pid: number): number {
   return f ? (Number(f[11]) + Number(f[12])) / clockTicks() : 0;
 }
 
+/**
+ * User + system CPU seconds of this process's children that have exited and
+ * been waited for (cutime + cstime): what a batch of short-lived commands cost.
+ */
+export function exitedChildrenCpuSeconds(): number {
+  const f = statFields(process.pid);
+  // cutime and cstime are fields 16 and 17 of the file, so indexes 13 and 14 here.
+  return f ? (Number(f[13]) + Number(f[14])) / clockTicks() : 0;
+}
+
 export function isAlive(pid: number): boolean {
   return statFields(pid) !== undefined;
 }

@@ -11,6 +11,7 @@ import type { BenchOptions } from './options.js';
 import type { LargeKind, LargeResults } from './large-suite.js';
 import { processRows, type ProcessResults } from './process-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
+import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
 import type { SmallRun } from './small.js';
 
 export interface Row {
@@ -55,6 +56,7 @@ export interface RowInput {
   large: LargeResults | undefined;
   repair: RepairResults | undefined;
   processing: ProcessResults | undefined;
+  thumbnails: ThumbnailResults | undefined;
   /** Peak RSS during the large transfers, bytes, by process name. */
   rss: Record<string, number>;
   /** RSS when the large transfers began, bytes, by process name. */
@@ -95,6 +97,7 @@ export function buildRows(input: RowInput): Row[] {
   if (input.counter) rows.push(...counterRows(input.counter));
   if (input.repair) rows.push(...repairRows(input.repair));
   if (input.processing) rows.push(...processRows(input.processing));
+  if (input.thumbnails) rows.push(...thumbnailRows(input.thumbnails));
 
   const large = input.large;
   if (large) {
