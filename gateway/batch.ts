@@ -215,17 +215,25 @@ async function respondZip(
   const archive = new ZipArchive({ store: true });
   const sent = pipeChain(archive, out);
   sent.catch(() => undefined); // awaited at the end; a failure before then surfaces through the archive
+  // A client that leaves stops reading: the archive would wait on backpressure for ever and the
+  // slot would never come back. Destroying it ends the entry being written (see appendEntry).
+  const abandon = () => archive.destroy();
+  if (clientGone.aborted) abandon();
+  clientGone.addEventListener('abort', abandon, { once: true });
   try {
     const next = async () => {
       if (clientGone.aborted) throw clientGone.reason;
       return make(deps, options, pending.shift()!, failures);
     };
     await writeEntries(archive, first, pending.length, next, failures);
+    if (archive.destroyed) throw new Error('the ZIP stream closed early');
     await archive.finalize();
     await sent;
   } catch (err) {
     if (clientGone.aborted) return RESPONSE_ALREADY_SENT;
     throw err; // headers are out: the error handler cuts the response short
+  } finally {
+    clientGone.removeEventListener('abort', abandon);
   }
   if (failures.length > 0) {
     const counts = { failed: failures.length, images: images.length };
@@ -300,6 +308,8 @@ function errorReport(failures: Failure[]): string {
 /** Appends one entry and waits until the ZIP has taken it in: one processed image in memory at a time. */
 function appendEntry(archive: ZipArchive, data: Buffer, name: string): Promise<void> {
   return new Promise((resolve, reject) => {
+    // Destroyed while the image was being made (the client left): its 'close' has been and gone.
+    if (archive.destroyed) return reject(new Error('the ZIP stream closed early'));
     const done = (err?: Error) => {
       archive.off('entry', onEntry);
       archive.off('error', onError);
