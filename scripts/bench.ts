@@ -27,6 +27,7 @@ import { startNginx, type Nginx } from './bench/nginx.js';
 import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/options.js';
 import { RssSampler, isAlive } from './bench/procfs.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
+import { runLbSuite, type LbResults } from './bench/lb-suite.js';
 import { runProcessSuite, type ProcessResults } from './bench/process-suite.js';
 import { runThumbnailSuite, type ThumbnailResults } from './bench/thumbnail-suite.js';
 import { buildRows, machineInfo, printReport, writeResults } from './bench/report.js';
@@ -176,6 +177,7 @@ async function main(): Promise<number> {
     let repair: RepairResults | undefined;
     let processing: ProcessResults | undefined;
     let thumbnails: ThumbnailResults | undefined;
+    let lb: LbResults | undefined;
     if (opts.runSmall) {
       sampler.setPhase('small');
       small = await runSmallSuite(ctx);
@@ -196,6 +198,10 @@ async function main(): Promise<number> {
       sampler.setPhase('thumbnails');
       thumbnails = await runThumbnailSuite(ctx, storageDir);
     }
+    if (opts.runLb) {
+      sampler.setPhase('lb');
+      lb = await runLbSuite(ctx);
+    }
     if (opts.runRepair) {
       sampler.setPhase('repair');
       repair = await runRepairSuite(ctx, storageDir);
@@ -213,6 +219,7 @@ async function main(): Promise<number> {
       repair,
       processing,
       thumbnails,
+      lb,
       rss: sampler.peaksOf('large'),
       rssBefore: sampler.startOf('large'),
       watched: cluster.processes.map((p) => p.name),
@@ -237,6 +244,7 @@ async function main(): Promise<number> {
       repair,
       processing,
       thumbnails,
+      lb,
       rssBytes: sampler.phases(),
       benchMaxRssBytes: process.resourceUsage().maxRSS * 1024,
       failures: ctx.failures,

@@ -33,6 +33,8 @@ declare module 'autocannon' {
       sampleInt?: number;
       /** Seconds a response may take before it counts as a timeout. */
       timeout?: number;
+      /** Requests per second offered across all connections (an open-loop rate). */
+      overallRate?: number;
       pipelining?: number;
       method?: string;
       headers?: Record<string, string>;

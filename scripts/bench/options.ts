@@ -23,6 +23,8 @@ export interface BenchOptions {
   runProcess: boolean;
   /** Thumbnails/s of the worker path beside vipsthumbnail on the same photos. */
   runThumbnails: boolean;
+  /** Two gateways behind nginx vs one direct (against npm run start:lb), only on request. */
+  runLb: boolean;
   /** The repair suite: destructive (kills and wipes a node), so only on request. */
   runRepair: boolean;
   /** Storage node the repair suite kills, wipes and restarts. */
@@ -30,7 +32,7 @@ export interface BenchOptions {
   quick: boolean;
 }
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|counter|large|process|thumbnails|repair] [--node <id>]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|counter|large|process|thumbnails|lb|repair] [--node <id>]
 
   --gateway <url>   Trove gateway to measure (default http://127.0.0.1:8080)
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
@@ -38,9 +40,10 @@ export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>]
   --only <what>     small (64 KiB requests/s), counter (what download counting costs),
                     large (256 MiB MB/s and peak RSS), process (/process thumbnails/s at 4
                     and 16 connections, beside sharp in-process), thumbnails (thumbnails/s of the
-                    worker on 20 photos of 2-4 MP, beside vipsthumbnail), or repair (restoring a
-                    wiped node: kills, wipes and restarts a storage node; never part of the
-                    default run)
+                    worker on 20 photos of 2-4 MP, beside vipsthumbnail), lb (nginx and two
+                    gateways vs one gateway direct, and a rate ladder; needs npm run start:lb;
+                    never part of the default run), or repair (restoring a wiped node: kills,
+                    wipes and restarts a storage node; never part of the default run)
   --node <id>       the node --only repair kills and wipes (default node3)
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
@@ -81,7 +84,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       `--duration: "${values.duration}" is not a number of seconds from 1 to 3600`,
     );
   }
-  const suites = ['small', 'counter', 'large', 'process', 'thumbnails', 'repair'];
+  const suites = ['small', 'counter', 'large', 'process', 'thumbnails', 'lb', 'repair'];
   if (values.only !== undefined && !suites.includes(values.only)) {
     throw new UsageError(`--only: expected ${suites.join(', ')}, got "${values.only}"`);
   }
@@ -103,6 +106,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     runLarge: run('large'),
     runProcess: run('process'),
     runThumbnails: run('thumbnails'),
+    // Needs npm run start:lb (nginx and two gateways), so only when asked by name.
+    runLb: values.only === 'lb',
     // Destructive and slow: it kills a node, so never without being asked by name.
     runRepair: values.only === 'repair',
     repairNode: values.node ?? 'node3',

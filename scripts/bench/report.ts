@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import type { CounterResults, CounterRun } from './counter-suite.js';
 import type { BenchOptions } from './options.js';
 import type { LargeKind, LargeResults } from './large-suite.js';
+import { lbRows, type LbResults } from './lb-suite.js';
 import { processRows, type ProcessResults } from './process-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
 import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
@@ -57,6 +58,7 @@ export interface RowInput {
   repair: RepairResults | undefined;
   processing: ProcessResults | undefined;
   thumbnails: ThumbnailResults | undefined;
+  lb: LbResults | undefined;
   /** Peak RSS during the large transfers, bytes, by process name. */
   rss: Record<string, number>;
   /** RSS when the large transfers began, bytes, by process name. */
@@ -97,6 +99,7 @@ export function buildRows(input: RowInput): Row[] {
   if (input.counter) rows.push(...counterRows(input.counter));
   if (input.repair) rows.push(...repairRows(input.repair));
   if (input.processing) rows.push(...processRows(input.processing));
+  if (input.lb) rows.push(...lbRows(input.lb));
   if (input.thumbnails) rows.push(...thumbnailRows(input.thumbnails));
 
   const large = input.large;
