@@ -4,9 +4,10 @@
  */
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import type { NodeAddress } from '../shared/config.js';
+import type { NodeAddress, RateLimitConfig } from '../shared/config.js';
 import { errorHandler, notFoundHandler } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
+import { requestLog } from '../shared/request-log.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import type { NodeClient } from '../shared/node-client.js';
 import type { AmqpClient } from '../shared/amqp.js';
@@ -23,10 +24,16 @@ import { handleMultipartUpload, handleRawUpload } from './upload.js';
 import { handleBatch } from './batch.js';
 import { handleProcess, type ProcessingDeps } from './process.js';
 import type { UploadLimits } from './upload-options.js';
-import { requireUploadToken } from './upload-auth.js';
+import { requireUploadAuth, requireUploadToken } from './upload-auth.js';
+import { mountAdmin } from './admin.js';
+import { UploadLinks, handleUploadLinkPage } from './upload-links.js';
 import { handleSharePage } from './share-page.js';
 import { loadAssets, serveAsset } from './static-files.js';
 import { handleQr } from './qr.js';
+import { addApiDocs } from './api-docs.js';
+import { RateLimits } from './rate-limit.js';
+import { GatewayMetrics, requireMetricsToken } from './metrics.js';
+import { httpMetricsMiddleware, metricsHandler } from '../shared/metrics.js';
 
 export interface GatewayDeps {
   store: MetadataStore;
@@ -53,14 +60,32 @@ export interface GatewayDeps {
   processing: ProcessingDeps;
   /** UPLOAD_TOKEN: when set, uploads, /process and /batch need it as a Bearer token. */
   uploadToken: string | undefined;
+  /** ADMIN_TOKEN: the admin API's Bearer token; undefined turns the admin API off (401). */
+  adminToken: string | undefined;
+  /** uploadLinkKey(cluster secret): signs and checks upload links, the same on every gateway. */
+  uploadLinkKey: Buffer;
+  /** RATE_LIMIT_*: per-client limits on uploads and download attempts; absent = none. */
+  rateLimits?: RateLimitConfig;
+  /** METRICS_TOKEN: when set, GET /metrics needs it as a Bearer token. */
+  metricsToken?: string;
+  /** Prometheus metrics; createApp makes them when not given. */
+  metrics?: GatewayMetrics;
 }
 
 export function createApp(deps: GatewayDeps) {
+  // The upload and download paths count bytes and outcomes through deps.metrics.
+  const metrics = deps.metrics ?? new GatewayMetrics(deps);
+  deps = { ...deps, metrics };
   const app = new Hono<{ Bindings: HttpBindings }>();
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
+  // First: everything after it runs under the request's id (X-Request-Id).
+  app.use('*', requestLog(deps.log, { quietPaths: ['/health', '/ready', '/metrics'] }));
+  app.use('*', httpMetricsMiddleware(metrics.http));
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
+  // Prometheus (docs/metrics.md); open unless METRICS_TOKEN is set.
+  app.get('/metrics', requireMetricsToken(deps.metricsToken), metricsHandler(metrics.registry));
 
   app.get('/ready', async (c) => {
     const online = deps.registry.onlineCount();
@@ -82,8 +107,28 @@ export function createApp(deps: GatewayDeps) {
 
   // Before the body is read: without the token, not a byte reaches the spool or sharp.
   const auth = requireUploadToken(deps.uploadToken);
-  for (const path of ['/upload', '/upload/*', '/process', '/batch'])
-    app.on(['POST', 'PUT'], path, auth);
+  const links = new UploadLinks({
+    key: deps.uploadLinkKey,
+    redis: deps.redis,
+    clusterName: deps.clusterName,
+    log: deps.log,
+  });
+  // Uploads also take a signed upload link (?link=) in the token's place; /process and /batch do not.
+  const uploadAuth = requireUploadAuth(deps.uploadToken, links);
+  // Rate limits first: a client guessing the token is held to them too.
+  const limits = new RateLimits({
+    redis: deps.redis,
+    log: deps.log,
+    clusterName: deps.clusterName,
+    trustProxy: deps.urls.trustProxy,
+    config: deps.rateLimits,
+  });
+  for (const path of ['/upload', '/upload/*'])
+    app.on(['POST', 'PUT'], path, limits.uploads, uploadAuth);
+  for (const path of ['/process', '/batch']) app.on(['POST', 'PUT'], path, limits.uploads, auth);
+  // GET routes take HEAD too.
+  for (const path of ['/download/:id', '/s/:id', '/files/:id/thumbnail'])
+    app.get(path, limits.downloads);
 
   app.post('/upload', (c) => handleMultipartUpload(deps, c));
   app.put('/upload/:filename', (c) => handleRawUpload(deps, c));
@@ -147,16 +192,28 @@ export function createApp(deps: GatewayDeps) {
     });
   });
 
-  addPages(app, deps);
+  // Every /admin route, behind ADMIN_TOKEN (admin.ts).
+  mountAdmin(app, { ...deps, links });
+  addPages(app, deps, links);
+  // GET /openapi.json and the /docs page that shows it (api-docs.ts).
+  addApiDocs(app, deps);
   return app;
 }
 
 /** The browser page (/), its static files, the share page (/s/:id), QR codes and what the page needs to know. */
-function addPages(app: Hono<{ Bindings: HttpBindings }>, deps: GatewayDeps): void {
+function addPages(
+  app: Hono<{ Bindings: HttpBindings }>,
+  deps: GatewayDeps,
+  links: UploadLinks,
+): void {
   const assets = loadAssets();
   app.get('/', (c) => serveAsset(c, assets, 'index.html'));
   app.get('/static/:name', (c) => serveAsset(c, assets, c.req.param('name')));
   app.get('/s/:id', (c) => handleSharePage(deps, c));
+  // The upload page in link mode: uploads go through the signed link in its URL.
+  app.get('/u/:token', (c) =>
+    handleUploadLinkPage(links, c, () => serveAsset(c, assets, 'index.html')),
+  );
   app.get('/qr', (c) => handleQr(c));
   app.get('/api/config', (c) =>
     c.json({

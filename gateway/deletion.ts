@@ -68,10 +68,18 @@ export async function handleDelete(deps: DeletionDeps, c: Context) {
       token ? 'WRONG_DELETE_TOKEN' : 'DELETE_TOKEN_REQUIRED',
     );
   }
-  const now = Date.now();
-  if (await deps.store.markDeleted(file.id, 'deleted', now)) {
-    deps.log.info({ id: file.id }, 'file deleted by its owner');
-  }
-  await scheduleDeletion(deps, file.id, now);
+  await deleteNow(deps, file.id, 'its owner');
   return c.body(null, 204);
+}
+
+/**
+ * Tombstones a committed file now and queues the removal of its blobs; `by`
+ * is for the log. Idempotent (the owner's DELETE and the admin API's use it).
+ */
+export async function deleteNow(deps: DeletionDeps, fileId: string, by: string): Promise<void> {
+  const now = Date.now();
+  if (await deps.store.markDeleted(fileId, 'deleted', now)) {
+    deps.log.info({ id: fileId, by }, `file deleted by ${by}`);
+  }
+  await scheduleDeletion(deps, fileId, now);
 }

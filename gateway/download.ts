@@ -34,6 +34,7 @@ import { rankNodes } from '../shared/placement.js';
 import { disconnectSignal } from './request-signal.js';
 import { resumableRead, type Source } from './resumable-read.js';
 import { originalBlob, parseVariant, variantBlob, type ServedBlob } from './variants.js';
+import type { GatewayMetrics } from './metrics.js';
 
 export interface DownloadDeps {
   store: MetadataStore;
@@ -43,6 +44,7 @@ export interface DownloadDeps {
   amqp: AmqpClient;
   nodes: NodeAddress[];
   log: Logger;
+  metrics?: Pick<GatewayMetrics, 'downloadStarted' | 'downloadSent' | 'downloadRefused'>;
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
@@ -86,6 +88,14 @@ function limitReached(): GoneError {
  * flow it counts, even if the client aborts mid-stream (docs/api.md).
  */
 export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boolean) {
+  // Refusals (404, 410: expired, deleted, used up) are counted by code for GET /metrics.
+  return download(deps, c, headOnly).catch((err: unknown) => {
+    deps.metrics?.downloadRefused(err);
+    throw err;
+  });
+}
+
+async function download(deps: DownloadDeps, c: Ctx, headOnly: boolean) {
   const variant = parseVariant(c.req.query('variant'));
   const file = await findFile(deps.store, c.req.param('id'));
   if (fileStatus(file) === 'exhausted') c.header('x-downloads-left', '0');
@@ -260,7 +270,14 @@ async function tryServe(
   });
   const out = c.env.outgoing;
   out.writeHead(o.statusCode, o.headers);
-  pipeChain(stream, out).catch((err: Error) => {
+  const sent = pipeChain(stream, out);
+  // Counted as they go out; added once piped, so this listener does not start the flow early.
+  const metrics = deps.metrics;
+  if (metrics) {
+    metrics.downloadStarted(key);
+    stream.on('data', (chunk: Buffer) => metrics.downloadSent(chunk.length));
+  }
+  sent.catch((err: Error) => {
     // Headers are gone: a truncated body (short of Content-Length) is the only signal left.
     if (o.signal.aborted) return;
     const corrupt = (err as { code?: string }).code === 'CHECKSUM_MISMATCH';

@@ -51,31 +51,47 @@ const VARIANT_LABELS: Record<VariantName, string> = {
   compressed: 'compressed',
 };
 
-/** `processing` of the file object: the state, the reason of a failure, the variants once made. */
+/**
+ * `processing` of the file object: the state, the reason of a failure, the
+ * variants once made. A `pending` image lists the thumbnail as soon as it is
+ * made, before the compressed copy.
+ */
 export function processingJson(f: FileView, variants: VariantRecord[], base: string) {
   switch (f.processing) {
     case 'failed':
-      return { state: f.processing, reason: f.processingError ?? 'unknown' };
+      // A copy that failed after its thumbnail was made keeps the thumbnail.
+      return variants.length === 0
+        ? { state: f.processing, reason: f.processingError ?? 'unknown' }
+        : {
+            state: f.processing,
+            reason: f.processingError ?? 'unknown',
+            variants: variantsJson(f, variants, base),
+          };
     case 'done':
-      return {
-        state: f.processing,
-        variants: Object.fromEntries(
-          variants.map((v) => [
-            VARIANT_LABELS[v.variant],
-            {
-              url: variantUrl(base, f.id, v.variant),
-              size: v.size,
-              width: v.width,
-              height: v.height,
-              content_type: v.contentType,
-              sha256: v.sha256,
-            },
-          ]),
-        ),
-      };
+      return { state: f.processing, variants: variantsJson(f, variants, base) };
+    case 'pending':
+      return variants.length === 0
+        ? { state: f.processing }
+        : { state: f.processing, variants: variantsJson(f, variants, base) };
     default:
       return { state: f.processing };
   }
+}
+
+function variantsJson(f: FileView, variants: VariantRecord[], base: string) {
+  return Object.fromEntries(
+    variants.map((v) => [
+      VARIANT_LABELS[v.variant],
+      {
+        url: variantUrl(base, f.id, v.variant),
+        size: v.size,
+        width: v.width,
+        height: v.height,
+        content_type: v.contentType,
+        sha256: v.sha256,
+      },
+    ]),
+  );
 }
 
 export function fileJson(

@@ -30,6 +30,8 @@ export interface IngestDeps {
   maxUploadBytes: number;
   allowedTypes: readonly string[];
   quorum: number;
+  /** Counts the bytes read (GET /metrics). */
+  metrics?: { uploadRead(bytes: number): void };
 }
 
 /** A file whose bytes are durable on a quorum of nodes, its row still `pending`. */
@@ -74,6 +76,9 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
     stage.once('error', (err) => (streamError ??= err));
   // Settles once every byte is spooled, or a stage failed (recorded above, synchronously).
   const streamed = pipeChain(limit, sniffer, hasher, spool).catch(() => {});
+  // Added once the stage is piped, so this listener does not start the flow early.
+  const metrics = deps.metrics;
+  if (metrics) limit.on('data', (chunk: Buffer) => metrics.uploadRead(chunk.length));
   const unpipe = () => req.source.unpipe(limit);
   req.source.once('error', (err) => limit.destroy(err));
   req.source.pipe(limit);

@@ -18,6 +18,7 @@ import { NodeRegistry } from './node-registry.js';
 import { createProcessing } from './process.js';
 import { Replicator } from './replicator.js';
 import { UploadSweeper } from './upload-sweeper.js';
+import { uploadLinkKey } from './upload-link-token.js';
 
 loadDotEnv();
 let config;
@@ -29,7 +30,7 @@ try {
   process.exit(1);
 }
 
-const log = createLogger('gateway', config.logLevel);
+const log = createLogger('gateway', config.logLevel, { format: config.logFormat });
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = new SqliteMetadataStore(openDatabase(config.dbPath));
 const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
@@ -91,6 +92,10 @@ const app = createApp({
   spoolDir,
   processing: createProcessing(config),
   uploadToken: config.uploadToken,
+  adminToken: config.adminToken,
+  uploadLinkKey: uploadLinkKey(secret),
+  rateLimits: config.rateLimits,
+  metricsToken: config.metricsToken,
 });
 const server = await listen(app, config.host, config.port);
 writePidFile(config.storageDir, config.pidName);

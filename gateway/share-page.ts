@@ -39,6 +39,8 @@ export async function handleSharePage(deps: SharePageDeps, c: Context) {
     return c.html(sharePageHtml(view), 200, PAGE_HEADERS);
   } catch (err) {
     if (!(err instanceof TroveError) || (err.status !== 404 && err.status !== 410)) throw err;
+    // Answered here as HTML, but middleware still needs to see why (rate-limit.ts counts misses).
+    c.error = err;
     return c.html(errorPageHtml(err), err.status as 404 | 410, PAGE_HEADERS);
   }
 }

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { BadRequestError } from '../shared/errors.js';
-import { optionsFromQuery, parseOption, resolveOptions } from './upload-options.js';
+import {
+  optionsFromQuery,
+  parseOption,
+  resolveOptions,
+  uploadOptionSchemas,
+} from './upload-options.js';
 
 const limits = {
   defaultMaxDownloads: 3,
@@ -40,5 +45,21 @@ describe('upload options', () => {
 
   it('reads the query string', () => {
     expect(optionsFromQuery({ ttl: '60', other: 'x' }, limits)).toEqual({ ttl: 60 });
+  });
+});
+
+describe('upload option schemas', () => {
+  it('are built once per limits object: handlers and /openapi.json share them', () => {
+    expect(uploadOptionSchemas(limits)).toBe(uploadOptionSchemas(limits));
+    expect(uploadOptionSchemas({ ...limits })).not.toBe(uploadOptionSchemas(limits));
+  });
+
+  it('keep the limits in the schema the document is made from', () => {
+    const { query } = uploadOptionSchemas(limits);
+    expect(query.parse({ max_downloads: '1000', ttl: ' 1D ' })).toEqual({
+      max_downloads: 1000,
+      ttl: 86400,
+    });
+    expect(query.safeParse({ max_downloads: '1001' }).success).toBe(false);
   });
 });

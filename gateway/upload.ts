@@ -6,6 +6,7 @@
  */
 import type { HttpBindings } from '@hono/node-server';
 import busboy from 'busboy';
+import { z } from 'zod';
 import type { Context } from 'hono';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -19,6 +20,7 @@ import { requestProcessing } from './variants.js';
 import { discardUpload, ingestFile, type IngestDeps, type IngestedFile } from './ingest.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import { disconnectSignal } from './request-signal.js';
+import type { GatewayMetrics } from './metrics.js';
 import {
   isOptionName,
   optionsFromQuery,
@@ -32,27 +34,55 @@ export interface UploadDeps extends IngestDeps, DeletionDeps {
   limits: UploadLimits;
   maxFilesPerUpload: number;
   urls: PublicUrlConfig;
+  metrics?: Pick<GatewayMetrics, 'uploadRead' | 'uploadStored' | 'uploadFailed'>;
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
+
+/** `:filename` of PUT /upload/:filename (cleaned up before it is stored: see http-names.ts). */
+export const UPLOAD_FILENAME = z.string().min(1).meta({
+  description: 'The file name to keep (curl -T appends it to a URL ending in /).',
+  example: 'photo.jpg',
+});
 type Given = Partial<Record<OptionName, number>>;
 
-export async function handleRawUpload(deps: UploadDeps, c: Ctx) {
-  const rawName = c.req.param('filename');
-  if (!rawName)
+export function handleRawUpload(deps: UploadDeps, c: Ctx) {
+  return counted(deps, rawUpload(deps, c));
+}
+
+export function handleMultipartUpload(deps: UploadDeps, c: Ctx) {
+  return counted(deps, multipartUpload(deps, c));
+}
+
+/** An upload request that failed, counted by outcome for GET /metrics (stored ones count in respondCommitted). */
+async function counted<T>(deps: UploadDeps, upload: Promise<T>): Promise<T> {
+  try {
+    return await upload;
+  } catch (err) {
+    deps.metrics?.uploadFailed(err);
+    throw err;
+  }
+}
+
+async function rawUpload(deps: UploadDeps, c: Ctx) {
+  const name = UPLOAD_FILENAME.safeParse(c.req.param('filename'));
+  if (!name.success)
     throw new BadRequestError(
       'name the file in the path: PUT /upload/<filename>',
       'MISSING_FILENAME',
     );
-  const given = optionsFromQuery(c.req.query(), deps.limits);
+  const link = c.get('uploadLink');
+  // Options a signed upload link fixes win over the uploader's.
+  const given = { ...optionsFromQuery(c.req.query(), deps.limits), ...link?.options };
   const length = c.req.header('content-length');
   if (length !== undefined && !/^\d+$/.test(length))
     throw new BadRequestError('invalid Content-Length');
   const incoming = c.env.incoming;
   const provisional = resolveOptions(given, deps.limits);
+  await link?.take(); // before any byte is stored; given back unless the answer is 201
   const file = await ingestFile(deps, {
     source: incoming,
-    name: cleanFileName(rawName),
+    name: cleanFileName(name.data),
     declaredLength: length === undefined ? undefined : Number(length),
     maxDownloads: provisional.maxDownloads,
     expiresAt: Date.now() + provisional.ttlSeconds * 1000,
@@ -61,7 +91,7 @@ export async function handleRawUpload(deps: UploadDeps, c: Ctx) {
   return respondCommitted(deps, c, [file], given, false);
 }
 
-export async function handleMultipartUpload(deps: UploadDeps, c: Ctx) {
+async function multipartUpload(deps: UploadDeps, c: Ctx) {
   const incoming = c.env.incoming;
   if (!/^multipart\/form-data/i.test(c.req.header('content-type') ?? '')) {
     throw new BadRequestError(
@@ -69,7 +99,10 @@ export async function handleMultipartUpload(deps: UploadDeps, c: Ctx) {
       'NOT_MULTIPART',
     );
   }
-  const given: Given = optionsFromQuery(c.req.query(), deps.limits);
+  const link = c.get('uploadLink');
+  const fixed: Given = link?.options ?? {};
+  // Options a signed upload link fixes win over the uploader's, from the query or the form.
+  const given: Given = { ...optionsFromQuery(c.req.query(), deps.limits), ...fixed };
   const controller = new AbortController();
   const clientGone = disconnectSignal(c.env.outgoing, incoming);
   clientGone.addEventListener('abort', () => controller.abort(clientGone.reason), { once: true });
@@ -79,17 +112,22 @@ export async function handleMultipartUpload(deps: UploadDeps, c: Ctx) {
   try {
     await readParts(incoming, deps, {
       onField(name, value) {
-        if (isOptionName(name)) given[name] = parseOption(name, value, deps.limits);
+        if (isOptionName(name) && !(name in fixed))
+          given[name] = parseOption(name, value, deps.limits);
       },
       onFile(stream, filename) {
         const provisional = resolveOptions(given, deps.limits);
-        const ingest = ingestFile(deps, {
-          source: stream,
-          name: cleanFileName(filename),
-          maxDownloads: provisional.maxDownloads,
-          expiresAt: Date.now() + provisional.ttlSeconds * 1000,
-          signal: controller.signal,
-        });
+        // Through a link, each file takes its slot before any of its bytes is stored.
+        const slot = link ? link.take() : Promise.resolve();
+        const ingest = slot.then(() =>
+          ingestFile(deps, {
+            source: stream,
+            name: cleanFileName(filename),
+            maxDownloads: provisional.maxDownloads,
+            expiresAt: Date.now() + provisional.ttlSeconds * 1000,
+            signal: controller.signal,
+          }),
+        );
         ingests.push(ingest);
         return ingest;
       },
@@ -223,6 +261,7 @@ async function respondCommitted(
   // Fewer copies than wanted (a node was down): the workers make the rest.
   for (const f of files)
     if (f.replicas.some((r) => r.state !== 'ok')) void requestRepair(deps, f.id);
+  deps.metrics?.uploadStored(files.length);
   const base = baseUrl((n) => c.req.header(n), c.req.url, deps.urls);
   // Answered from what was just committed: no need to read it back.
   const bodies = files.map((f, i) => ({

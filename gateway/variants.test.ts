@@ -102,6 +102,23 @@ describe('processingJson', () => {
     ).toEqual({ state: 'failed', reason: 'too large' });
   });
 
+  it('lists the thumbnail of an image still pending its compressed copy, and of one whose copy failed', () => {
+    const listed = {
+      thumbnail: {
+        url: 'http://gw/files/JrJ3b1Z0RkqY0cY3Gq5mNw/thumbnail',
+        size: 5120,
+        width: 256,
+        height: 171,
+        content_type: 'image/webp',
+        sha256: 'a'.repeat(64),
+      },
+    };
+    expect(processingJson(file(), [thumb], base)).toEqual({ state: 'pending', variants: listed });
+    expect(
+      processingJson(file({ processing: 'failed', processingError: 'x' }), [thumb], base),
+    ).toEqual({ state: 'failed', reason: 'x', variants: listed });
+  });
+
   it('lists each variant with its size, dimensions, type and URL once done', () => {
     const compressed = { ...thumb, variant: 'compressed' as const, width: 2048, height: 1365 };
     expect(processingJson(file({ processing: 'done' }), [compressed, thumb], base)).toEqual({

@@ -3,6 +3,7 @@
  * finding the blob a request wants (a file's original, or a variant once it
  * exists). Serving goes through download.ts, like any other read.
  */
+import { z } from 'zod';
 import type { AmqpClient } from '../shared/amqp.js';
 import { BadRequestError, NotFoundError } from '../shared/errors.js';
 import { blobKey } from '../shared/keys.js';
@@ -29,16 +30,23 @@ export function originalBlob(file: FileRecord): ServedBlob {
   };
 }
 
-/** Variants `?variant=` may name on /download; the thumbnail has its own route and counts nothing. */
-const DOWNLOADABLE: readonly VariantName[] = ['compressed'];
+/**
+ * `?variant=` of GET /download/:id: the original, or a variant that may be
+ * downloaded (the thumbnail has its own route and counts nothing).
+ */
+export const DOWNLOAD_VARIANT = z.enum(['original', 'compressed']).meta({
+  description: 'original (the default) or compressed: either counts as a download.',
+  example: 'compressed',
+});
 
 /**
  * `?variant=` of GET /download/:id: undefined for the original (no parameter,
  * or `original`), else the variant; 400 for any other name, before the file is looked up.
  */
 export function parseVariant(param: string | undefined): VariantName | undefined {
-  if (param === undefined || param === 'original') return undefined;
-  if ((DOWNLOADABLE as readonly string[]).includes(param)) return param as VariantName;
+  if (param === undefined) return undefined;
+  const parsed = DOWNLOAD_VARIANT.safeParse(param);
+  if (parsed.success) return parsed.data === 'original' ? undefined : parsed.data;
   const hint =
     param === 'thumb' || param === 'thumbnail' ? ' (the thumbnail: GET /files/:id/thumbnail)' : '';
   throw new BadRequestError(

@@ -45,15 +45,17 @@ const gateways = ['gateway1', 'gateway2'];
 const secret = { CLUSTER_SECRET: 'a-test-secret-of-enough-length' };
 
 describe('docker-compose.yml', () => {
-  it('has the servers, three nodes, two gateways, a worker and nginx', () => {
+  it('has the servers, three nodes, two gateways, a worker, nginx, Prometheus and Grafana', () => {
     expect(Object.keys(services).sort()).toEqual(
       [
         'gateway1',
         'gateway2',
+        'grafana',
         'nginx',
         'node1',
         'node2',
         'node3',
+        'prometheus',
         'rabbitmq',
         'redis',
         'worker',
@@ -74,11 +76,13 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('publishes only nginx, Redis and RabbitMQ (the latter two on loopback)', () => {
+  it('publishes only nginx, and Redis, RabbitMQ, Prometheus and Grafana on loopback', () => {
     expect(services.nginx!.ports).toEqual(['8080:8080']);
     expect(services.rabbitmq!.ports).toContain('127.0.0.1:15672:15672');
-    for (const p of [...services.redis!.ports!, ...services.rabbitmq!.ports!])
-      expect(p).toMatch(/^127\.0\.0\.1:/);
+    expect(services.prometheus!.ports).toEqual(['127.0.0.1:9090:9090']);
+    expect(services.grafana!.ports).toEqual(['127.0.0.1:3000:3000']);
+    for (const name of ['redis', 'rabbitmq', 'prometheus', 'grafana'])
+      for (const p of services[name]!.ports!) expect(p, name).toMatch(/^127\.0\.0\.1:/);
     for (const name of troveServices) expect(services[name]!.ports, name).toBeUndefined();
   });
 
@@ -160,5 +164,82 @@ describe('docker-compose.yml', () => {
     const upstreams = [...readFileSync(NGINX_CONF, 'utf8').matchAll(/^\s*server (\S+?):(\d+)/gm)];
     expect(upstreams.map((m) => m[1])).toEqual(gateways);
     for (const m of upstreams) expect(envOf(m[1]!).PORT).toBe(m[2]);
+  });
+
+  it('mounts files that exist for Prometheus and Grafana', () => {
+    for (const name of ['prometheus', 'grafana', 'nginx']) {
+      for (const volume of services[name]!.volumes!) {
+        const source = volume.split(':')[0]!;
+        if (source.startsWith('.'))
+          expect(existsSync(join(REPO_ROOT, source)), `${name}: ${source}`).toBe(true);
+      }
+    }
+    expect(services.prometheus!.volumes).toContain(
+      './deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro',
+    );
+    expect(services.prometheus!.healthcheck!.test.join(' ')).toContain('127.0.0.1:9090/-/ready');
+    expect(services.grafana!.depends_on).toEqual({ prometheus: { condition: 'service_healthy' } });
+  });
+
+  it('scrapes both gateways, the three nodes and every worker, each on its own port', () => {
+    const prometheus = parse(readFileSync(join(REPO_ROOT, 'deploy/prometheus.yml'), 'utf8')) as {
+      scrape_configs: {
+        job_name: string;
+        static_configs?: { targets: string[] }[];
+        dns_sd_configs?: { names: string[]; type: string; port: number }[];
+      }[];
+    };
+    const jobs = Object.fromEntries(prometheus.scrape_configs.map((j) => [j.job_name, j]));
+    const targets = (job: string) => jobs[job]!.static_configs!.flatMap((c) => c.targets);
+    expect(targets('trove-gateway')).toEqual(
+      gateways.map((g) => `${g}:${loadGatewayConfig(envOf(g, secret)).port}`),
+    );
+    expect(targets('trove-node')).toEqual(
+      nodes.map((n) => `${n}:${loadNodeConfig(envOf(n, secret), services[n]!.command).port}`),
+    );
+    // Workers scale, so they are found by the service's name; each listens beyond loopback.
+    const worker = loadWorkerConfig(envOf('worker', secret));
+    expect(jobs['trove-worker']!.dns_sd_configs).toEqual([
+      expect.objectContaining({ names: ['worker'], type: 'A', port: worker.metricsPort }),
+    ]);
+    expect(worker.metricsPort).toBeGreaterThan(0);
+    expect(worker.metricsHost).toBe('0.0.0.0');
+  });
+
+  it('provisions Grafana with Prometheus and a dashboard of the Trove metrics', () => {
+    const mounts = Object.fromEntries(
+      services.grafana!.volumes!.map((v) => v.split(':')).map(([from, to]) => [to!, from!]),
+    );
+    const provisioning = join(REPO_ROOT, mounts['/etc/grafana/provisioning']!);
+    const datasources = parse(
+      readFileSync(join(provisioning, 'datasources/prometheus.yml'), 'utf8'),
+    ) as { datasources: { uid: string; type: string; url: string }[] };
+    expect(datasources.datasources[0]).toMatchObject({
+      uid: 'prometheus',
+      type: 'prometheus',
+      url: `http://prometheus:${services.prometheus!.ports![0]!.split(':').at(-1)}`,
+    });
+    const providers = parse(readFileSync(join(provisioning, 'dashboards/trove.yml'), 'utf8')) as {
+      providers: { options: { path: string } }[];
+    };
+    const dashboardsDir = providers.providers[0]!.options.path;
+    expect(mounts[dashboardsDir], dashboardsDir).toBeDefined();
+    const dashboard = JSON.parse(
+      readFileSync(join(REPO_ROOT, mounts[dashboardsDir]!, 'trove.json'), 'utf8'),
+    ) as { panels: { datasource: { uid: string }; targets: { expr: string }[] }[] };
+    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr)).join('\n');
+    for (const metric of [
+      'trove_http_requests_total',
+      'trove_http_request_duration_seconds_bucket',
+      'trove_upload_bytes_total',
+      'trove_download_bytes_total',
+      'trove_node_state',
+      'trove_objects_under_replicated',
+      'trove_jobs_total',
+      'trove_queue_depth',
+      'trove_process_resident_memory_bytes',
+    ])
+      expect(exprs, metric).toContain(metric);
+    for (const panel of dashboard.panels) expect(panel.datasource.uid).toBe('prometheus');
   });
 });

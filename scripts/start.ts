@@ -37,6 +37,8 @@ interface Child {
 
 const children: Child[] = [];
 let stopping = false;
+/** Extra environment of every child: set once the configuration is read (see childLogEnv). */
+let childEnv: Record<string, string> = {};
 
 function say(text: string): void {
   process.stdout.write(`${tty ? '\x1b[1m' : ''}[trove]${tty ? '\x1b[0m' : ''} ${text}\n`);
@@ -60,7 +62,7 @@ function launch(
   env: Record<string, string> = {},
 ): Child {
   const proc = spawn(process.execPath, [...entry, ...args], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...childEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return track(name, proc, color);
@@ -86,6 +88,14 @@ function track(name: string, proc: ChildProcess, color: number): Child {
   const child = { name, proc, exited };
   children.push(child);
   return child;
+}
+
+/**
+ * A child writes to our pipe, not to the terminal, so LOG_FORMAT=auto would
+ * give JSON: when we are on a terminal, ask the children for pretty, coloured lines.
+ */
+function childLogEnv(config: GatewayConfig): Record<string, string> {
+  return tty && config.logFormat === 'auto' ? { LOG_FORMAT: 'pretty', FORCE_COLOR: '1' } : {};
 }
 
 function restartHint(name: string): string {
@@ -152,6 +162,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (!(await checkServices(config))) process.exit(1);
+  childEnv = childLogEnv(config);
 
   process.on('SIGINT', () => void stopAll('SIGINT'));
   process.on('SIGTERM', () => void stopAll('SIGTERM'));

@@ -13,6 +13,7 @@ import pRetry from 'p-retry';
 import { ladderStep, ladderSteps, topologyNames, workQueues, type TopologyNames } from './jobs.js';
 import type { Logger } from './logger.js';
 import { UnavailableError } from './errors.js';
+import { REQUEST_ID_HEADER, currentRequestId } from './request-context.js';
 
 export interface AmqpOptions {
   url: string;
@@ -154,6 +155,8 @@ export class AmqpClient {
   /**
    * Publishes a persistent job to work queue `queue`, through the delay
    * ladder when `due` is in the future; resolves once the broker confirmed it.
+   * The current request id travels in the `x-request-id` header (dead-lettering
+   * through the ladder keeps headers), so the worker logs the job under it.
    */
   async publish(
     queue: string,
@@ -163,11 +166,15 @@ export class AmqpClient {
     const channel = await this.ready(opts.timeoutMs ?? 5000);
     const step = ladderStep((opts.due ?? 0) - Date.now());
     const content = Buffer.from(JSON.stringify(body));
+    const headers: Record<string, string> = {};
+    if (step !== null) headers['delay-step'] = String(step);
+    const requestId = currentRequestId();
+    if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
     const props: Options.Publish = {
       persistent: true,
       contentType: 'application/json',
       timestamp: Math.floor(Date.now() / 1000),
-      ...(step === null ? {} : { headers: { 'delay-step': String(step) } }),
+      headers,
     };
     const exchange = step === null ? this.names.jobs : this.names.delay;
     const timeoutMs = opts.timeoutMs ?? 5000;

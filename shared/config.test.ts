@@ -117,6 +117,42 @@ describe('loadGatewayConfig', () => {
   });
 });
 
+describe('ADMIN_TOKEN', () => {
+  it('is off unless set, and must be 16+ characters', () => {
+    expect(loadGatewayConfig({}).adminToken).toBeUndefined();
+    expect(loadGatewayConfig({ ADMIN_TOKEN: '' }).adminToken).toBeUndefined();
+    expect(loadGatewayConfig({ ADMIN_TOKEN: '0123456789abcdef' }).adminToken).toBe(
+      '0123456789abcdef',
+    );
+    const err = configError(() => loadGatewayConfig({ ADMIN_TOKEN: 'short-token' }));
+    expect(err.problems).toEqual([expect.stringMatching(/^ADMIN_TOKEN: .*16/)]);
+  });
+});
+
+describe('RATE_LIMIT_*', () => {
+  it('is on by default, with per-minute budgets', () => {
+    expect(loadGatewayConfig({}).rateLimits).toEqual({
+      enabled: true,
+      windowSeconds: 60,
+      uploads: 120,
+      downloads: 600,
+      misses: 30,
+    });
+  });
+
+  it('turns off as a whole or one by one, and refuses nonsense', () => {
+    expect(loadGatewayConfig({ RATE_LIMITS: 'off' }).rateLimits.enabled).toBe(false);
+    expect(loadGatewayConfig({ RATE_LIMIT_MISSES: '0' }).rateLimits.misses).toBe(0);
+    const err = configError(() =>
+      loadGatewayConfig({ RATE_LIMIT_UPLOADS: '-1', RATE_LIMIT_WINDOW_SECONDS: '0' }),
+    );
+    expect(err.problems.map((p) => p.split(':')[0]).sort()).toEqual([
+      'RATE_LIMIT_UPLOADS',
+      'RATE_LIMIT_WINDOW_SECONDS',
+    ]);
+  });
+});
+
 describe('loadNodeConfig', () => {
   it('takes its id from --id and its port from NODES', () => {
     const c = loadNodeConfig({}, ['node', 'main.ts', '--id', 'node2']);
@@ -159,6 +195,28 @@ describe('loadWorkerConfig', () => {
       /IMAGE_JOB_TIMEOUT_SECONDS/,
     );
     expect(() => loadWorkerConfig({ REPLICATION_FACTOR: '4' })).toThrow(ConfigError);
+  });
+});
+
+describe('metrics settings', () => {
+  it('leaves the gateway /metrics open unless METRICS_TOKEN is set, 16+ characters', () => {
+    expect(loadGatewayConfig({}).metricsToken).toBeUndefined();
+    expect(loadGatewayConfig({ METRICS_TOKEN: 'a'.repeat(16) }).metricsToken).toBe('a'.repeat(16));
+    expect(configError(() => loadGatewayConfig({ METRICS_TOKEN: 'short' })).message).toMatch(
+      /METRICS_TOKEN/,
+    );
+  });
+
+  it('serves the worker metrics on loopback:9464 by default; port 0 turns them off', () => {
+    expect(loadWorkerConfig({})).toMatchObject({ metricsPort: 9464, metricsHost: '127.0.0.1' });
+    expect(loadWorkerConfig({ WORKER_METRICS_PORT: '0' }).metricsPort).toBe(0);
+    expect(
+      loadWorkerConfig({ WORKER_METRICS_PORT: '9500', WORKER_METRICS_HOST: '0.0.0.0' }),
+    ).toMatchObject({ metricsPort: 9500, metricsHost: '0.0.0.0' });
+    for (const bad of ['70000', '-1', 'http'])
+      expect(configError(() => loadWorkerConfig({ WORKER_METRICS_PORT: bad })).message).toMatch(
+        /WORKER_METRICS_PORT/,
+      );
   });
 });
 

@@ -111,6 +111,8 @@ const common = {
   CLUSTER_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   /** pino level: fatal, error, warn, info, debug, trace, silent. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `json` lines, `pretty` (human-readable) lines, or `auto`: pretty on a terminal, JSON otherwise. */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   /** Every storage node of the cluster, as id=url pairs. */
   NODES: nodeList.prefault(DEFAULT_NODES),
   /** Redis, for download counters, locks and shared node health. */
@@ -211,6 +213,10 @@ const gatewaySchema = z.object({
   TRUST_PROXY: bool.default(false),
   /** When set, uploads and processing need `Authorization: Bearer <token>` (set it before going public). */
   UPLOAD_TOKEN: z.string().min(8, 'use at least 8 characters').optional(),
+  /** When set, GET /metrics needs `Authorization: Bearer <token>`; open when unset (docs/metrics.md). */
+  METRICS_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+  /** When set, turns on the admin API (/admin/*), which needs `Authorization: Bearer <token>`; off when unset. */
+  ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
   /** Time a node gets to connect and send the first byte of a read, in ms. */
   NODE_TIMEOUT_MS: int(100).default(5000),
   /** node-cron schedule (with seconds) of the gateway's node health probes. */
@@ -222,6 +228,16 @@ const gatewaySchema = z.object({
   OFFLINE_AFTER_FAILURES: int(1, 100).default(3),
   /** Uploads still pending after this many seconds are treated as abandoned and cleaned up. */
   PENDING_UPLOAD_TIMEOUT_SECONDS: int(60).default(6 * 3600),
+  /** Per-client rate limits (gateway/rate-limit.ts), shared by every gateway through Redis; `off` disables them all. */
+  RATE_LIMITS: bool.default(true),
+  /** The window the RATE_LIMIT_* counts are per, in seconds. */
+  RATE_LIMIT_WINDOW_SECONDS: int(1, 86400).default(60),
+  /** Upload, /process and /batch requests per client per window; 0 = no limit. */
+  RATE_LIMIT_UPLOADS: int(0, 1_000_000).default(120),
+  /** Download attempts (/download/:id, /s/:id, thumbnails) per client per window; 0 = no limit. */
+  RATE_LIMIT_DOWNLOADS: int(0, 1_000_000).default(600),
+  /** Download attempts answered "no such file" (404, or 410 expired/deleted) per client per window, before its attempts are refused; 0 = no limit. */
+  RATE_LIMIT_MISSES: int(0, 1_000_000).default(30),
 });
 
 const workerSchema = z.object({
@@ -262,6 +278,10 @@ const workerSchema = z.object({
   IMAGE_JOB_TIMEOUT_SECONDS: int(1, 3600).default(60),
   /** Image jobs a worker runs at once; each holds at most one decoded image. */
   IMAGE_CONCURRENCY: int(1, 64).default(2),
+  /** Port of the worker's GET /metrics (Prometheus); 0 turns the metrics server off. */
+  WORKER_METRICS_PORT: port.default(9464),
+  /** Interface of the worker's metrics server; loopback by default (0.0.0.0 in a container). */
+  WORKER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
 });
 
 function parse<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
@@ -288,6 +308,7 @@ export interface CommonConfig {
   storageDir: string;
   clusterSecret: string | undefined;
   logLevel: string;
+  logFormat: 'auto' | 'json' | 'pretty';
   nodes: NodeAddress[];
   redisUrl: string;
   amqpUrl: string;
@@ -301,6 +322,7 @@ function commonOf(c: z.output<z.ZodObject<typeof common>>): CommonConfig {
     storageDir,
     clusterSecret: c.CLUSTER_SECRET,
     logLevel: c.LOG_LEVEL,
+    logFormat: c.LOG_FORMAT,
     nodes: c.NODES,
     redisUrl: c.REDIS_URL,
     amqpUrl: c.AMQP_URL,
@@ -366,10 +388,24 @@ export interface GatewayConfig extends CommonConfig {
   publicUrl: string | undefined;
   trustProxy: boolean;
   uploadToken: string | undefined;
+  /** METRICS_TOKEN: the Bearer token GET /metrics needs; undefined leaves it open. */
+  metricsToken: string | undefined;
+  /** ADMIN_TOKEN: the admin API's Bearer token; undefined turns the admin API off. */
+  adminToken: string | undefined;
   nodeTimeoutMs: number;
   probeSchedule: string;
   offlineAfterFailures: number;
   pendingUploadTimeoutSeconds: number;
+  rateLimits: RateLimitConfig;
+}
+
+/** Per-client request limits: each is a count per `windowSeconds`; 0 turns that one off. */
+export interface RateLimitConfig {
+  enabled: boolean;
+  windowSeconds: number;
+  uploads: number;
+  downloads: number;
+  misses: number;
 }
 
 /** Copies and quorum that the NODES can hold (the gateway and the worker both write). */
@@ -430,10 +466,19 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     publicUrl: c.PUBLIC_URL,
     trustProxy: c.TRUST_PROXY,
     uploadToken: c.UPLOAD_TOKEN,
+    metricsToken: c.METRICS_TOKEN,
+    adminToken: c.ADMIN_TOKEN,
     nodeTimeoutMs: c.NODE_TIMEOUT_MS,
     probeSchedule: c.PROBE_SCHEDULE,
     offlineAfterFailures: c.OFFLINE_AFTER_FAILURES,
     pendingUploadTimeoutSeconds: c.PENDING_UPLOAD_TIMEOUT_SECONDS,
+    rateLimits: {
+      enabled: c.RATE_LIMITS,
+      windowSeconds: c.RATE_LIMIT_WINDOW_SECONDS,
+      uploads: c.RATE_LIMIT_UPLOADS,
+      downloads: c.RATE_LIMIT_DOWNLOADS,
+      misses: c.RATE_LIMIT_MISSES,
+    },
   };
 }
 
@@ -453,6 +498,9 @@ export interface WorkerConfig extends CommonConfig {
   maxInputPixels: number;
   imageJobTimeoutMs: number;
   imageConcurrency: number;
+  /** The metrics server's port; 0 = off. */
+  metricsPort: number;
+  metricsHost: string;
 }
 
 export function loadWorkerConfig(env: Env): WorkerConfig {
@@ -478,6 +526,8 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     maxInputPixels: c.MAX_INPUT_PIXELS,
     imageJobTimeoutMs: c.IMAGE_JOB_TIMEOUT_SECONDS * 1000,
     imageConcurrency: c.IMAGE_CONCURRENCY,
+    metricsPort: c.WORKER_METRICS_PORT,
+    metricsHost: c.WORKER_METRICS_HOST,
   };
 }
 

@@ -22,8 +22,8 @@ export class BadRequestError extends TroveError {
 }
 
 export class UnauthorizedError extends TroveError {
-  constructor(message = 'missing or invalid credentials') {
-    super('UNAUTHORIZED', 401, message);
+  constructor(message = 'missing or invalid credentials', code = 'UNAUTHORIZED') {
+    super(code, 401, message);
   }
 }
 
@@ -90,6 +90,17 @@ export class CorruptBlobError extends TroveError {
       404,
       `blob ${key} failed its checksum (expected ${expected}, read ${actual}) and was quarantined`,
     );
+  }
+}
+
+/** A per-client rate limit refused the request; the error handler sends `Retry-After`. */
+export class TooManyRequestsError extends TroveError {
+  constructor(
+    message: string,
+    /** Whole seconds until a request from this client would be allowed (at least 1). */
+    readonly retryAfterSeconds: number,
+  ) {
+    super('RATE_LIMITED', 429, message);
   }
 }
 

@@ -7,7 +7,7 @@ import type { HttpBindings, ServerType } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context, Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { TroveError, errorBody, isDisconnect } from './errors.js';
+import { TooManyRequestsError, TroveError, errorBody, isDisconnect } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** Hono `onError`: TroveErrors keep their status and code; anything else is a logged 500. */
@@ -25,6 +25,8 @@ export function errorHandler(log: Logger) {
       if (err.status >= 500) log.warn({ code: err.code, err: err.message }, 'request failed');
       // Every 503 is a passing state (nodes, Redis or a limit coming back); a probe period is a fair wait.
       if (err.status === 503) c.header('retry-after', '2');
+      if (err instanceof TooManyRequestsError)
+        c.header('retry-after', String(err.retryAfterSeconds));
       return c.json(errorBody(err.code, err.message), err.status as ContentfulStatusCode);
     }
     log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');

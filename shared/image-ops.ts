@@ -8,7 +8,9 @@
  * against MAX_INPUT_PIXELS, and answers one encoded image.
  */
 import sharp, { type Metadata, type Sharp } from 'sharp';
+import { z } from 'zod';
 import { BadRequestError, PayloadTooLargeError, TroveError } from './errors.js';
+import { choiceParam, integerParam } from './string-params.js';
 
 export const IMAGE_OPS = ['grayscale', 'resize', 'thumbnail'] as const;
 export const OUTPUT_FORMATS = ['jpeg', 'webp', 'png', 'avif'] as const;
@@ -99,27 +101,60 @@ export function isImageOptionName(name: string): name is ImageOptionName {
   return (IMAGE_OPTION_NAMES as readonly string[]).includes(name);
 }
 
-function invalid(name: string, expected: string, raw: string): BadRequestError {
-  return new BadRequestError(
-    `${name} must be ${expected}, got "${raw.slice(0, 40)}"`,
-    'INVALID_OPTION',
-  );
-}
+/**
+ * The zod schema of each option, from its text (query parameter or form
+ * field) to its value: what requests are validated with, and what
+ * /openapi.json documents them from.
+ */
+export const IMAGE_OPTION_SCHEMAS = {
+  op: choiceParam(IMAGE_OPS).meta({
+    description: 'What to do. Required: here or as a form field before the file.',
+    example: 'resize',
+  }),
+  width: integerParam(1, MAX_DIMENSION).meta({
+    description: `Width in pixels. thumbnail: default ${THUMBNAIL_SIZE} (or height); otherwise unchanged.`,
+    example: 320,
+  }),
+  height: integerParam(1, MAX_DIMENSION).meta({
+    description: `Height in pixels. thumbnail: default ${THUMBNAIL_SIZE} (or width); otherwise unchanged.`,
+    example: 240,
+  }),
+  fit: choiceParam(FITS).meta({
+    description:
+      "How width and height are filled (sharp's meanings). Default cover; thumbnail: inside.",
+    example: 'inside',
+  }),
+  format: choiceParam(OUTPUT_FORMATS, { jpg: 'jpeg' }).meta({
+    description:
+      "Output format (jpg is jpeg). thumbnail: default webp; otherwise the input's, or png for GIF and TIFF.",
+    example: 'jpeg',
+  }),
+  quality: integerParam(1, 100).meta({
+    description:
+      "Encoder quality; default the encoder's (JPEG and WebP 80, AVIF 50). PNG ignores it.",
+    example: 70,
+  }),
+} satisfies Record<ImageOptionName, z.ZodType>;
 
-function integerIn(name: string, raw: string, min: number, max: number): number {
-  const text = raw.trim();
-  const n = /^\d{1,9}$/.test(text) ? Number(text) : NaN;
-  if (!(n >= min && n <= max)) throw invalid(name, `an integer from ${min} to ${max}`, raw);
-  return n;
-}
+/** The options as a query string (any of them may come as form fields instead; an unknown one is a 400). */
+export const IMAGE_OPTIONS_QUERY = z.strictObject({
+  op: IMAGE_OPTION_SCHEMAS.op.optional(),
+  width: IMAGE_OPTION_SCHEMAS.width.optional(),
+  height: IMAGE_OPTION_SCHEMAS.height.optional(),
+  fit: IMAGE_OPTION_SCHEMAS.fit.optional(),
+  format: IMAGE_OPTION_SCHEMAS.format.optional(),
+  quality: IMAGE_OPTION_SCHEMAS.quality.optional(),
+});
 
-function oneOf<T extends string>(name: string, raw: string, values: readonly T[]): T {
-  const text = raw.trim().toLowerCase();
-  const value = name === 'format' && text === 'jpg' ? 'jpeg' : text;
-  if (!(values as readonly string[]).includes(value))
-    throw invalid(name, `one of ${values.join(', ')}`, raw);
-  return value as T;
-}
+/** What a valid value looks like, as the 400 says it. */
+const EXPECTED: Record<ImageOptionName, string> = {
+  op: `one of ${IMAGE_OPS.join(', ')}`,
+  width: `an integer from 1 to ${MAX_DIMENSION}`,
+  height: `an integer from 1 to ${MAX_DIMENSION}`,
+  fit: `one of ${FITS.join(', ')}`,
+  format: `one of ${OUTPUT_FORMATS.join(', ')}`,
+  quality: 'an integer from 1 to 100',
+};
 
 /**
  * Validates one option (from the query string or a form field) into `given`;
@@ -127,29 +162,20 @@ function oneOf<T extends string>(name: string, raw: string, values: readonly T[]
  * as `widht` must not be silently ignored).
  */
 export function setImageOption(given: GivenImageOptions, name: string, raw: string): void {
-  switch (name) {
-    case 'op':
-      given.op = oneOf(name, raw, IMAGE_OPS);
-      return;
-    case 'width':
-    case 'height':
-      given[name] = integerIn(name, raw, 1, MAX_DIMENSION);
-      return;
-    case 'fit':
-      given.fit = oneOf(name, raw, FITS);
-      return;
-    case 'format':
-      given.format = oneOf(name, raw, OUTPUT_FORMATS);
-      return;
-    case 'quality':
-      given.quality = integerIn(name, raw, 1, 100);
-      return;
-    default:
-      throw new BadRequestError(
-        `unknown option "${name.slice(0, 40)}"; options are ${IMAGE_OPTION_NAMES.join(', ')}`,
-        'UNKNOWN_OPTION',
-      );
+  if (!isImageOptionName(name)) {
+    throw new BadRequestError(
+      `unknown option "${name.slice(0, 40)}"; options are ${IMAGE_OPTION_NAMES.join(', ')}`,
+      'UNKNOWN_OPTION',
+    );
   }
+  const parsed = IMAGE_OPTION_SCHEMAS[name].safeParse(raw);
+  if (!parsed.success) {
+    throw new BadRequestError(
+      `${name} must be ${EXPECTED[name]}, got "${raw.slice(0, 40)}"`,
+      'INVALID_OPTION',
+    );
+  }
+  (given as Record<ImageOptionName, unknown>)[name] = parsed.data;
 }
 
 /** Every parameter of a query string, validated. */

@@ -46,12 +46,13 @@ export function topologyNames(prefix: string) {
     replicaRepair: `${prefix}.replicas.repair`,
     nodeCheck: `${prefix}.nodes.check`,
     imageProcess: `${prefix}.images.process`,
+    imageCompress: `${prefix}.images.compress`,
   };
 }
 
 /** Every work queue of a topology. */
 export function workQueues(n: TopologyNames): string[] {
-  return [n.fileDelete, n.replicaRepair, n.nodeCheck, n.imageProcess];
+  return [n.fileDelete, n.replicaRepair, n.nodeCheck, n.imageProcess, n.imageCompress];
 }
 
 export type TopologyNames = ReturnType<typeof topologyNames>;
@@ -90,11 +91,13 @@ export const nodeCheckJob = z.object({
 export type NodeCheckJob = z.infer<typeof nodeCheckJob>;
 
 /**
- * `images.process`: make the variants of image `fileId` (a thumbnail and a
- * compressed copy) and record them. Published by the gateway once an upload
- * of an image is committed, and by the worker's sweep for images still
- * pending. Safe to run any number of times: it does nothing once the file is
- * processed, and a re-run rewrites the same bytes under the same keys.
+ * `images.process`: make the thumbnail of image `fileId`, record it, then
+ * publish `images.compress` for its compressed copy (the same message shape):
+ * thumbnails never wait behind other images' copies. Published by the gateway
+ * once an upload of an image is committed, and by the worker's sweep for
+ * images still pending. Safe to run any number of times: a variant already
+ * recorded is not made again, and a re-run rewrites the same bytes under the
+ * same keys.
  */
 export const imageProcessJob = z.object({
   fileId: z.string().regex(/^[A-Za-z0-9_-]{22}$/),

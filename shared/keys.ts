@@ -4,6 +4,7 @@
  * so the charset is closed and "." / ".." are refused outright.
  */
 import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
 
 const KEY = /^[A-Za-z0-9._-]{1,160}$/;
 
@@ -16,10 +17,17 @@ export function newFileId(): string {
   return randomBytes(16).toString('base64url');
 }
 
-const FILE_ID = /^[A-Za-z0-9_-]{22}$/;
+/** A public file id: what requests are checked with and what /openapi.json documents. */
+export const FILE_ID_SCHEMA = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{22}$/)
+  .meta({
+    description: 'A file id: 22 characters of base64url.',
+    example: 'JrJ3b1Z0RkqY0cY3Gq5mNw',
+  });
 
 export function isValidFileId(id: string): boolean {
-  return FILE_ID.test(id);
+  return FILE_ID_SCHEMA.safeParse(id).success;
 }
 
 /** The blob key of a file's original bytes, or of one of its variants (`<id>.thumb`). */

@@ -111,6 +111,32 @@ export interface CommitFile {
   replicas: { key: string; node: string; state: ReplicaState }[];
 }
 
+/**
+ * Where a file stands, as the admin API filters it: an upload that has not
+ * committed (`pending`, `aborted`), or a committed file's status as
+ * `GET /files/:id` reports it (`active`, `exhausted`, `expired`, `deleted`).
+ */
+export const FILE_LIST_STATUSES = [
+  'pending',
+  'aborted',
+  'active',
+  'exhausted',
+  'expired',
+  'deleted',
+] as const;
+export type FileListStatus = (typeof FILE_LIST_STATUSES)[number];
+
+export interface FileListQuery {
+  status?: FileListStatus;
+  /** Only live committed files that expire after `now` and no later than this (ms). */
+  expiringBefore?: number;
+  /** The time statuses and expiry are judged at (ms). */
+  now: number;
+  limit: number;
+  /** The last file of the previous page: this page starts after it (created_at, id descending). */
+  after?: { createdAt: number; id: string };
+}
+
 export interface MetadataStore {
   /** Records an upload about to stream to the nodes. */
   beginUpload(upload: NewUpload): Promise<void>;
@@ -159,6 +185,16 @@ export interface MetadataStore {
     variants: Omit<VariantRecord, 'fileId'>[],
     replicas: { key: string; node: string; state: ReplicaState }[],
   ): Promise<boolean>;
+  /**
+   * Records some of the variants (the thumbnail, before the compressed copy
+   * is made) with their replica rows and ends the attempt, in one
+   * transaction; the file stays `pending`. False if the file row is gone.
+   */
+  recordVariants(
+    fileId: string,
+    variants: Omit<VariantRecord, 'fileId'>[],
+    replicas: { key: string; node: string; state: ReplicaState }[],
+  ): Promise<boolean>;
   /** Marks a file's processing failed for good, with the reason shown to clients. */
   failProcessing(fileId: string, reason: string): Promise<void>;
   /** Live committed files still `pending` processing, created before `createdBefore` (the sweep's work list). */
@@ -177,6 +213,8 @@ export interface MetadataStore {
   purgeTombstones(deletedBefore: number): Promise<number>;
   /** Live committed files, and those of them with fewer than `copies` healthy replicas. */
   counts(copies: number): Promise<{ objects: number; underReplicated: number }>;
+  /** One page of files, newest first, for the admin API (keyset paging: never OFFSET). */
+  listFiles(q: FileListQuery): Promise<FileRecord[]>;
   /** True when the store answers (for /ready). */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -1,18 +1,22 @@
 /**
  * Client of the storage-node API, used by the gateway, by nodes forwarding
  * down the chain, and by workers. One keep-alive undici Pool per node; every
- * request carries the cluster secret.
+ * request carries the cluster secret, and the current request id when there
+ * is one (shared/request-context.ts).
  */
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { NodeAddress } from './config.js';
 import { TroveError } from './errors.js';
+import { REQUEST_ID_HEADER, currentRequestId } from './request-context.js';
 
 /** Headers of the internal protocol. */
 export const H = {
   chain: 'x-trove-chain',
   hop: 'x-trove-hop',
   sha256: 'x-trove-sha256',
+  /** The id of the request or job in hand, so the node logs under it too. */
+  requestId: REQUEST_ID_HEADER,
 } as const;
 
 /** What one node did with a replicated write. */
@@ -138,7 +142,7 @@ export class NodeClient {
     o: PutOptions,
   ): Promise<PutReport> {
     const headers: Record<string, string> = {
-      ...this.auth(),
+      ...this.headers(),
       'content-type': 'application/octet-stream',
       [H.chain]: formatChain(o.chain),
       [H.hop]: String(o.hop),
@@ -167,7 +171,7 @@ export class NodeClient {
     key: string,
     o: { range?: string; signal?: AbortSignal } = {},
   ): Promise<Dispatcher.ResponseData> {
-    const headers: Record<string, string> = this.auth();
+    const headers: Record<string, string> = this.headers();
     if (o.range) headers.range = o.range;
     return this.pool(target.url).request({
       method: 'GET',
@@ -190,7 +194,7 @@ export class NodeClient {
     const res = await this.pool(target.url).request({
       method: 'GET',
       path: `/blobs?${query}`,
-      headers: this.auth(),
+      headers: this.headers(),
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
     });
@@ -204,7 +208,7 @@ export class NodeClient {
     const res = await this.pool(target.url).request({
       method: 'DELETE',
       path: `/blobs/${encodeURIComponent(key)}`,
-      headers: this.auth(),
+      headers: this.headers(),
       signal,
       headersTimeout: this.opts.timeoutMs,
     });
@@ -229,13 +233,52 @@ export class NodeClient {
     return JSON.parse(text) as NodeHealth;
   }
 
+  /** HEAD a blob: its sha256 and size, or undefined when the node does not have it. */
+  async statBlob(
+    target: NodeAddress,
+    key: string,
+  ): Promise<{ sha256: string; size: number } | undefined> {
+    const res = await this.pool(target.url).request({
+      method: 'HEAD',
+      path: `/blobs/${encodeURIComponent(key)}`,
+      headers: this.headers(),
+      headersTimeout: this.opts.timeoutMs,
+    });
+    await res.body.dump();
+    if (res.statusCode === 404) return undefined;
+    if (res.statusCode !== 200) throw new NodeHttpError(target.id, res.statusCode, 'stat failed');
+    return {
+      sha256: String(res.headers[H.sha256] ?? ''),
+      size: Number(res.headers['content-length']),
+    };
+  }
+
+  /** Asks a node to start a scrub pass now (`POST /scrub`); answers the node's report. */
+  async startScrub(target: NodeAddress): Promise<{ started: boolean; scrub: unknown }> {
+    const res = await this.pool(target.url).request({
+      method: 'POST',
+      path: '/scrub',
+      headers: this.headers(),
+      headersTimeout: this.opts.timeoutMs,
+      bodyTimeout: this.opts.timeoutMs,
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 202)
+      throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    return JSON.parse(text) as { started: boolean; scrub: unknown };
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.pools.clear();
   }
 
-  private auth(): Record<string, string> {
-    return { authorization: `Bearer ${this.opts.secret}` };
+  /** The cluster secret, and the request id of the work in hand (if any). */
+  private headers(): Record<string, string> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.opts.secret}` };
+    const requestId = currentRequestId();
+    if (requestId !== undefined) headers[H.requestId] = requestId;
+    return headers;
   }
 
   private pool(url: string): Pool {

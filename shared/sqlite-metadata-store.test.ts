@@ -149,6 +149,18 @@ describe('SqliteMetadataStore image processing', () => {
     expect((await store.counts(3)).underReplicated).toBe(0);
   });
 
+  it('records a first variant without finishing: pending, the attempt ended, the rows kept', async () => {
+    const id = await committed(10_000);
+    expect(await store.beginProcessing(id)).toBe(1);
+    expect(await store.recordVariants(id, [variant('thumb')], rows(id, 'thumb'))).toBe(true);
+    expect(await store.getFile(id)).toMatchObject({ processing: 'pending', processingAttempts: 0 });
+    expect((await store.variantsOf(id)).map((v) => v.variant)).toEqual(['thumb']);
+    expect((await store.replicasOf(id)).filter((r) => r.key === `${id}.thumb`)).toHaveLength(
+      rows(id, 'thumb').length,
+    );
+    expect(await store.recordVariants('gone00000000000000000a', [], [])).toBe(false);
+  });
+
   it('fails only a pending file, with its reason', async () => {
     const id = await committed(10_000);
     await store.failProcessing(id, 'corrupt or truncated image: x');
@@ -208,5 +220,81 @@ describe('migration 3', () => {
       { id: 'b', processing: 'skipped', n: 0 },
     ]);
     db.close();
+  });
+});
+
+describe('SqliteMetadataStore listFiles (admin)', () => {
+  /** A file created at `createdAt`; committed unless `state` says otherwise. */
+  async function file(
+    id: string,
+    createdAt: number,
+    o: { state?: 'pending' | 'aborted'; expiresAt?: number; max?: number; used?: number } = {},
+  ) {
+    const expiresAt = o.expiresAt ?? 1_000_000;
+    const maxDownloads = o.max ?? 3;
+    await store.beginUpload({
+      id,
+      name: `${id}.jpg`,
+      contentType: 'image/jpeg',
+      maxDownloads,
+      createdAt,
+      expiresAt,
+      deleteTokenHash: 'h',
+      owner: 'gw',
+    });
+    if (o.state === 'aborted') await store.abortUpload(id);
+    if (o.state) return;
+    await store.commitUploads([
+      { id, size: 1, sha256: 'x', maxDownloads, expiresAt, replicas: [] },
+    ]);
+    if (o.used) await store.setDownloadsUsed(id, o.used);
+  }
+  const ids = (files: { id: string }[]) => files.map((f) => f.id);
+
+  it('pages newest first by (created_at, id), ties included, without gaps or repeats', async () => {
+    // Three files share one created_at: the id breaks the tie.
+    for (const [id, at] of [
+      ['a', 10],
+      ['b', 20],
+      ['c', 20],
+      ['d', 20],
+      ['e', 30],
+    ] as const)
+      await file(id, at);
+    const seen: string[] = [];
+    let after: { createdAt: number; id: string } | undefined;
+    for (;;) {
+      const page = await store.listFiles({ now: 0, limit: 2, after });
+      if (page.length === 0) break;
+      seen.push(...ids(page));
+      const last = page.at(-1)!;
+      after = { createdAt: last.createdAt, id: last.id };
+    }
+    expect(seen).toEqual(['e', 'd', 'c', 'b', 'a']);
+  });
+
+  it('filters by status as GET /files/:id decides it, and by expiring soon', async () => {
+    const now = 500_000;
+    await file('pending1', 1, { state: 'pending' });
+    await file('aborted1', 2, { state: 'aborted' });
+    await file('active1', 3, { expiresAt: now + 60_000 });
+    await file('active2', 4, { expiresAt: now + 3_600_000, max: 0, used: 9 });
+    await file('used1', 5, { max: 2, used: 2 });
+    await file('expired1', 6, { expiresAt: now - 1 });
+    await file('deleted1', 7);
+    await store.markDeleted('deleted1', 'deleted', now);
+    const q = (status?: any, expiringBefore?: number) =>
+      store.listFiles({ now, limit: 100, status, expiringBefore }).then(ids);
+    expect(await q('pending')).toEqual(['pending1']);
+    expect(await q('aborted')).toEqual(['aborted1']);
+    expect(await q('active')).toEqual(['active2', 'active1']);
+    expect(await q('exhausted')).toEqual(['used1']);
+    expect(await q('expired')).toEqual(['expired1']);
+    expect(await q('deleted')).toEqual(['deleted1']);
+    expect(await q()).toHaveLength(7);
+    // Expiring within a minute: live files only (not the expired one, not the tombstone).
+    expect(await q(undefined, now + 60_000)).toEqual(['active1']);
+    expect(await q('active', now + 7_200_000)).toEqual(['active2', 'active1']);
+    expect(await q('exhausted', now + 60_000)).toEqual([]);
   });
 });

@@ -10,6 +10,8 @@ import {
   initialProcessing,
   type CommitFile,
   type DeleteReason,
+  type FileListQuery,
+  type FileListStatus,
   type FileRecord,
   type MetadataStore,
   type NewUpload,
@@ -73,6 +75,8 @@ const MIGRATIONS: string[] = [
      created_at   INTEGER NOT NULL,
      PRIMARY KEY (file_id, variant)
    ) STRICT;`,
+  // 4: the admin API's file listing, newest first, paged by (created_at, id).
+  `CREATE INDEX files_by_created ON files (created_at, id);`,
 ];
 
 interface FileRow {
@@ -181,6 +185,17 @@ export function migrate(db: Database.Database): void {
   }
 }
 
+/** Each listing status as a condition on a files row (at time @now); as fileStatus() in gateway/file-view.ts decides it. */
+const LIVE = `state = 'committed' AND deleted_at IS NULL AND expires_at > @now`;
+const STATUS_SQL: Record<FileListStatus, string> = {
+  pending: `state = 'pending'`,
+  aborted: `state = 'aborted'`,
+  deleted: `state = 'committed' AND deleted_at IS NOT NULL`,
+  expired: `state = 'committed' AND deleted_at IS NULL AND expires_at <= @now`,
+  exhausted: `${LIVE} AND max_downloads > 0 AND downloads_used >= max_downloads`,
+  active: `${LIVE} AND (max_downloads = 0 OR downloads_used < max_downloads)`,
+};
+
 interface PendingCommit {
   files: CommitFile[];
   resolve: () => void;
@@ -193,6 +208,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly processing;
   private readonly completeTx;
   private commitQueue: PendingCommit[] = [];
+  private readonly listStatements = new Map<string, Database.Statement>();
 
   constructor(private readonly db: Database.Database) {
     this.stmts = {
@@ -292,12 +308,15 @@ export class SqliteMetadataStore implements MetadataStore {
         fileId: string,
         variants: Omit<VariantRecord, 'fileId'>[],
         replicas: { key: string; node: string; state: ReplicaState }[],
+        done: boolean,
       ): boolean => {
         if (!this.stmts.get.get(fileId)) return false;
         const now = Date.now();
         for (const v of variants) this.processing.upsertVariant.run({ ...v, fileId });
         for (const r of replicas) this.stmts.upsertReplica.run({ ...r, fileId, now });
-        this.processing.done.run(fileId);
+        // Not done yet: the attempt ends here, so it does not count as an interrupted one.
+        if (done) this.processing.done.run(fileId);
+        else this.processing.abandon.run(fileId);
         return true;
       },
     );
@@ -349,6 +368,16 @@ export class SqliteMetadataStore implements MetadataStore {
       if (outcomes.has(item)) item.reject(outcomes.get(item));
       else item.resolve();
     }
+  }
+
+  /**
+   * Runs `fn` in an IMMEDIATE transaction without an fsync of its own. For
+   * processing records: one lost to a power cut leaves the image `pending`,
+   * and the sweep has it made again (the same bytes under the same keys), so
+   * the worker's event loop need not wait for the disk on each variant.
+   */
+  private immediately(fn: () => void): void {
+    this.db.transaction(fn).immediate();
   }
 
   /** Runs `fn` in a transaction whose commit is fsynced (synchronous = FULL). */
@@ -428,7 +457,17 @@ export class SqliteMetadataStore implements MetadataStore {
     replicas: { key: string; node: string; state: ReplicaState }[],
   ): Promise<boolean> {
     let recorded = false;
-    this.durably(() => (recorded = this.completeTx(fileId, variants, replicas)));
+    this.immediately(() => (recorded = this.completeTx(fileId, variants, replicas, true)));
+    return recorded;
+  }
+
+  async recordVariants(
+    fileId: string,
+    variants: Omit<VariantRecord, 'fileId'>[],
+    replicas: { key: string; node: string; state: ReplicaState }[],
+  ): Promise<boolean> {
+    let recorded = false;
+    this.immediately(() => (recorded = this.completeTx(fileId, variants, replicas, false)));
     return recorded;
   }
 
@@ -466,6 +505,33 @@ export class SqliteMetadataStore implements MetadataStore {
     const objects = (this.stmts.objects.get() as { n: number }).n;
     const underReplicated = (this.stmts.under.get(copies) as { n: number }).n;
     return { objects, underReplicated };
+  }
+
+  async listFiles(q: FileListQuery): Promise<FileRecord[]> {
+    const where: string[] = [];
+    const params: Record<string, number | string> = { now: q.now, limit: q.limit };
+    if (q.status) where.push(STATUS_SQL[q.status]);
+    if (q.expiringBefore !== undefined) {
+      where.push(
+        `state = 'committed' AND deleted_at IS NULL AND expires_at > @now AND expires_at <= @expiringBefore`,
+      );
+      params.expiringBefore = q.expiringBefore;
+    }
+    if (q.after) {
+      where.push(`(created_at < @afterCreated OR (created_at = @afterCreated AND id < @afterId))`);
+      params.afterCreated = q.after.createdAt;
+      params.afterId = q.after.id;
+    }
+    const sql = `SELECT * FROM files ${where.length ? `WHERE (${where.join(') AND (')})` : ''}
+       ORDER BY created_at DESC, id DESC LIMIT @limit`;
+    return (this.listStatement(sql).all(params) as FileRow[]).map(toFile);
+  }
+
+  /** The few shapes of the listing query, each prepared once. */
+  private listStatement(sql: string): Database.Statement {
+    let stmt = this.listStatements.get(sql);
+    if (!stmt) this.listStatements.set(sql, (stmt = this.db.prepare(sql)));
+    return stmt;
   }
 
   async ping(): Promise<boolean> {

@@ -1,7 +1,8 @@
 /**
  * The storage node's internal HTTP API (see docs/storage-node.md):
- *   PUT/GET/HEAD/DELETE /blobs/:key, GET /blobs (paged listing), GET /health.
- * Everything but /health needs the cluster secret.
+ *   PUT/GET/HEAD/DELETE /blobs/:key, GET /blobs (paged listing), GET /health,
+ *   POST /scrub (start a scrub pass now).
+ * GET /metrics (Prometheus). Everything but /health and /metrics needs the cluster secret.
  */
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
@@ -16,12 +17,15 @@ import {
 import { errorHandler, notFoundHandler } from '../shared/http.js';
 import { SHA256_HEX, isValidKey } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
+import { requestLog } from '../shared/request-log.js';
 import { H, parseChain, type NodeClient } from '../shared/node-client.js';
 import { contentRange, parseRange } from '../shared/range.js';
 import { pipeChain } from '../shared/streams.js';
 import type { BlobInfo, BlobStore } from './blob-store.js';
 import { replicateWrite } from './chain.js';
 import type { ScrubStatus } from './scrubber.js';
+import { NodeMetrics } from './metrics.js';
+import { httpMetricsMiddleware, metricsHandler } from '../shared/metrics.js';
 
 export interface NodeAppDeps {
   id: string;
@@ -31,6 +35,10 @@ export interface NodeAppDeps {
   log: Logger;
   /** The scrubber's state, reported under `scrub` in /health. */
   scrubStatus?: () => ScrubStatus;
+  /** Starts a scrub pass now unless one runs (false then): `POST /scrub`. */
+  startScrub?: () => boolean;
+  /** Prometheus metrics; createApp makes them when not given. */
+  metrics?: NodeMetrics;
 }
 
 const MAX_HOPS = 16;
@@ -40,6 +48,12 @@ export function createApp(deps: NodeAppDeps) {
   const app = new Hono<{ Bindings: HttpBindings }>();
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
+  // First: everything after it runs under the request's id (X-Request-Id).
+  app.use('*', requestLog(deps.log, { quietPaths: ['/health', '/metrics'] }));
+  const metrics = deps.metrics ?? new NodeMetrics(deps);
+  app.use('*', httpMetricsMiddleware(metrics.http));
+  // Open like /health: the node listens on loopback (or a private network) by default.
+  app.get('/metrics', metricsHandler(metrics.registry));
 
   app.get('/health', async (c) => {
     const u = await deps.store.usage();
@@ -61,6 +75,15 @@ export function createApp(deps: NodeAppDeps) {
   };
   app.use('/blobs', requireSecret);
   app.use('/blobs/*', requireSecret);
+  app.use('/scrub', requireSecret);
+
+  // The admin API's "scrub now": 202 at once, the pass runs in the background.
+  app.post('/scrub', (c) => {
+    if (!deps.startScrub || !deps.scrubStatus)
+      throw new NotFoundError('this node runs no scrubber', 'NO_SCRUBBER');
+    const started = deps.startScrub();
+    return c.json({ id: deps.id, started, scrub: deps.scrubStatus() }, 202);
+  });
 
   app.get('/blobs', async (c) => {
     const limit = Number(c.req.query('limit') ?? 1000);
@@ -106,11 +129,13 @@ export function createApp(deps: NodeAppDeps) {
           ? 507
           : 500;
     if (!self.ok) deps.log.warn({ key, error: self.error }, 'blob not stored');
+    else metrics.blobWritten(self.size);
     return c.json(report, status);
   });
 
   app.on('HEAD', '/blobs/:key', async (c) => {
-    const info = await deps.store.stat(keyParam(c));
+    // Checked on disk, not only in the keydir: the admin API's repair asks this of a replica.
+    const info = await deps.store.statOnDisk(keyParam(c));
     if (!info) return c.body(null, 404);
     return c.body(null, 200, blobHeaders(info, info.size));
   });
@@ -133,9 +158,13 @@ export function createApp(deps: NodeAppDeps) {
     out.writeHead(range ? 206 : 200, headers);
     if (read.data) {
       out.end(read.data); // small blob, already verified: headers and body in one write
+      metrics.blobRead(read.data.length);
       return RESPONSE_ALREADY_SENT;
     }
-    pipeChain(read.stream, out).catch((err: Error) => {
+    const sent = pipeChain(read.stream, out);
+    // Added once piped, so this listener does not start the flow early.
+    read.stream.on('data', (chunk: Buffer) => metrics.blobRead(chunk.length));
+    sent.catch((err: Error) => {
       // The response is already under way: the only honest signal left is a truncated body.
       if ((err as { code?: string }).code === 'CHECKSUM_MISMATCH') {
         deps.log.error({ key, err: err.message }, 'corrupt blob quarantined');

@@ -306,6 +306,21 @@ describe('FsBlobStore on disk', () => {
     expect(await tmpFiles()).toEqual([]);
   });
 
+  it('statOnDisk sees a file removed behind its back; stat (the keydir) does not', async () => {
+    const store = await openStore(root);
+    const data = pattern(2000, 7);
+    await store.put('gone', chunked(data));
+    await store.put('kept', chunked(pattern(10, 8)));
+    expect(await store.statOnDisk('gone')).toMatchObject({ size: 2000, sha256: sha256(data) });
+    const [file] = (await blobFiles()).filter((f) => f.includes('gone@'));
+    await rm(file!);
+    expect(await store.stat('gone')).toBeDefined();
+    expect(await store.statOnDisk('gone')).toBeUndefined();
+    expect(await store.stat('gone')).toBeUndefined(); // forgotten, as a read that finds it gone does
+    expect(await store.statOnDisk('kept')).toBeDefined();
+    expect(await store.statOnDisk('never')).toBeUndefined();
+  });
+
   it('leaves no file behind after a checksum mismatch, a failed body or an invalid key', async () => {
     const store = await openStore(root);
     await expect(

@@ -69,6 +69,8 @@ export interface BlobStore {
   /** Opens a blob (or a range of it) for a verified read; undefined when absent. */
   get(key: string, range?: (size: number) => ByteRange | undefined): Promise<BlobRead | undefined>;
   stat(key: string): Promise<BlobInfo | undefined>;
+  /** As stat, once the blob's file is confirmed on disk (a file removed behind the store's back is forgotten). */
+  statOnDisk(key: string): Promise<BlobInfo | undefined>;
   /** Removes a blob; false if it was not there. */
   delete(key: string): Promise<boolean>;
   /** Lists blobs in a stable order, `limit` at a time. */
@@ -255,6 +257,18 @@ export class FsBlobStore implements BlobStore {
   async stat(key: string): Promise<BlobInfo | undefined> {
     assertKey(key);
     return this.index.get(key);
+  }
+
+  async statOnDisk(key: string): Promise<BlobInfo | undefined> {
+    const info = await this.stat(key);
+    if (!info) return undefined;
+    const onDisk = await stat(this.pathOf(info)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      return undefined;
+    });
+    if (onDisk) return info;
+    this.forget(info.key); // removed behind our back (an operator, a wiped disk): it is gone
+    return undefined;
   }
 
   async delete(key: string): Promise<boolean> {

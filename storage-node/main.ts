@@ -19,7 +19,7 @@ try {
   process.exit(1);
 }
 
-const log = createLogger(config.id, config.logLevel);
+const log = createLogger(config.id, config.logLevel, { format: config.logFormat });
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = await FsBlobStore.open(config.dataDir);
 const client = new NodeClient({ secret, timeoutMs: config.timeoutMs });
@@ -30,7 +30,15 @@ const scrubber = new Scrubber({
   bytesPerSecond: config.scrubBytesPerSecond,
 });
 const server = await listen(
-  createApp({ id: config.id, secret, store, client, log, scrubStatus: () => scrubber.status() }),
+  createApp({
+    id: config.id,
+    secret,
+    store,
+    client,
+    log,
+    scrubStatus: () => scrubber.status(),
+    startScrub: () => scrubber.startNow(),
+  }),
   config.host,
   config.port,
 );

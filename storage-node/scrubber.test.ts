@@ -107,6 +107,7 @@ describe('Scrubber', () => {
 
     const s = scrubber();
     expect(s.status()).toEqual({
+      running: false,
       last_started: null,
       last_finished: null,
       blobs_checked: 0,
@@ -255,5 +256,26 @@ describe('Scrubber', () => {
     expect(Date.now() - stopping).toBeLessThan(1000);
     expect(s.status().last_finished).toBeNull();
     expect(logLines.filter((l) => l.level >= 50)).toEqual([]);
+  });
+});
+
+describe('Scrubber.startNow', () => {
+  it('starts one pass at once, never a second beside it, and reports it running', async () => {
+    await put('a', pattern(300_000, 21));
+    await put('b', pattern(300_000, 22));
+    const s = scrubber({ intervalSeconds: 0, bytesPerSecond: 1e6 }); // schedule off: ~0.6 s a pass
+    expect(s.status().running).toBe(false);
+    expect(s.startNow()).toBe(true);
+    expect(s.status()).toMatchObject({ running: true, last_started: expect.any(String) });
+    expect(s.startNow()).toBe(false);
+    // A pass asked for meanwhile is the same pass, not another one.
+    const joined = await s.runPass();
+    expect(joined).toMatchObject({ blobsChecked: 2, bytesChecked: 600_000 });
+    expect(s.status()).toMatchObject({ running: false, blobs_checked: 2 });
+    expect(logLines.filter((l) => l.msg.startsWith('scrub pass finished'))).toHaveLength(1);
+    expect(s.startNow()).toBe(true);
+    await s.stop(); // stops a pass started by startNow too
+    expect(s.status().running).toBe(false);
+    expect(s.startNow()).toBe(false);
   });
 });

@@ -11,7 +11,8 @@
  *
  * Passes start `intervalSeconds` apart (the first one after one interval,
  * not at start-up); one that overruns the interval is followed by the next at
- * once, never overlapped.
+ * once, never overlapped. `startNow()` (the node's `POST /scrub`) starts one
+ * at once unless one is under way.
  */
 import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
@@ -33,6 +34,8 @@ export interface ScrubberOptions {
 
 /** As `GET /health` reports it. */
 export interface ScrubStatus {
+  /** A pass is under way (scheduled, or asked for with `POST /scrub`). */
+  running: boolean;
   /** Start of the latest pass (possibly still running), ISO 8601. */
   last_started: string | null;
   /** End of the last finished pass. */
@@ -66,8 +69,10 @@ const LIST_PAGE = 1000;
 export class Scrubber {
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
+  /** The pass under way, if any: there is never more than one. */
+  private current: Promise<PassResult> | undefined;
   private readonly chunk: number;
-  private state: ScrubStatus = {
+  private state: Omit<ScrubStatus, 'running'> = {
     last_started: null,
     last_finished: null,
     blobs_checked: 0,
@@ -95,14 +100,32 @@ export class Scrubber {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.loop;
+    await this.current?.catch(() => undefined); // one started by startNow()
   }
 
   status(): ScrubStatus {
-    return { ...this.state };
+    return { running: this.current !== undefined, ...this.state };
   }
 
-  /** One full pass over every blob on disk. */
-  async runPass(): Promise<PassResult> {
+  /**
+   * Starts a pass now, in the background, unless one is under way (false
+   * then). Works with the schedule off too; the schedule itself is unchanged.
+   */
+  startNow(): boolean {
+    if (this.current || this.abort.signal.aborted) return false;
+    this.runPass().catch((err: unknown) => {
+      if (!this.abort.signal.aborted) this.opts.log.error({ err }, 'scrub pass failed');
+    });
+    return true;
+  }
+
+  /** One full pass over every blob on disk; asked for while one runs, it is that one. */
+  runPass(): Promise<PassResult> {
+    this.current ??= this.pass().finally(() => (this.current = undefined));
+    return this.current;
+  }
+
+  private async pass(): Promise<PassResult> {
     const started = Date.now();
     this.state.last_started = new Date(started).toISOString();
     this.paceStart = started;

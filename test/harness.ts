@@ -22,6 +22,8 @@ export interface Proc {
   proc: ChildProcess;
   logFile: string;
   exited: Promise<void>;
+  /** A worker's GET /metrics URL (each test worker listens on a free port). */
+  metricsUrl?: string;
 }
 
 export interface TestNode {
@@ -44,7 +46,8 @@ export interface Cluster {
   startNode(id: string): Promise<void>;
   /** Starts the main gateway, or with a name other than "gateway", another one on its own port (its URL is returned); `extraEnv` is for it alone. */
   startGateway(name?: string, extraEnv?: Record<string, string>): Promise<string>;
-  startWorker(name?: string): Promise<Proc>;
+  /** Starts a worker, its metrics on a free port; `extraEnv` is for it alone. */
+  startWorker(name?: string, extraEnv?: Record<string, string>): Promise<Proc>;
   proc(name: string): Proc | undefined;
   kill(name: string, signal?: NodeJS.Signals): Promise<void>;
   logTail(lines?: number): string;
@@ -197,8 +200,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       await waitHealthy(url, proc);
       return url;
     },
-    async startWorker(name = 'worker') {
-      const proc = spawnService(name, 'worker/main.js', [], { ...env, WORKER_ID: name }, logDir);
+    async startWorker(name = 'worker', extraEnv = {}) {
+      const workerEnv = {
+        ...env,
+        WORKER_ID: name,
+        WORKER_METRICS_PORT: String(await freePort()),
+        ...extraEnv,
+      };
+      const proc = spawnService(name, 'worker/main.js', [], workerEnv, logDir);
+      proc.metricsUrl = `http://127.0.0.1:${workerEnv.WORKER_METRICS_PORT}/metrics`;
       procs.set(name, proc);
       await waitFor(`${name} consuming`, async () => {
         if (proc.proc.exitCode !== null)

@@ -60,6 +60,13 @@ describe.skipIf(!binary)('nginx in front of two gateways', () => {
     expect(await res.json()).toEqual({ status: 'ok' });
   });
 
+  it('keeps /metrics off the balancer: Prometheus scrapes each gateway directly', async () => {
+    const res = await fetch(`${nginx.url}/metrics`);
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+    expect((await fetch(`${cluster.gatewayUrl}/metrics`)).status).toBe(200);
+  });
+
   it('serves exactly max_downloads of 200 concurrent GETs', async () => {
     showLogsOnFailure();
     const file = await upload('max_downloads=5');

@@ -103,6 +103,14 @@ describe('scrub and repair', () => {
       body: jpeg,
     });
     const { id } = (await up.json()) as { id: string };
+    // The worker reads the original for each variant (and would quarantine the bad copy on
+    // that read): let it finish first, so the scrub is the only reader left.
+    await waitFor('processed', async () => {
+      const file = (await (await fetch(`${healing.gatewayUrl}/files/${id}`)).json()) as {
+        processing: { state: string };
+      };
+      return file.processing.state !== 'pending';
+    });
     const node = healing.nodes[2]!;
     const blobsDir = join(node.dataDir, 'blobs');
     const onDisk = async () =>

@@ -70,12 +70,15 @@ let dir: string;
 let store: SqliteMetadataStore;
 let fake: FakeNodes;
 let repairs: string[];
+/** Files whose `images.compress` job the processors published. */
+let queued: string[];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'trove-images-'));
   store = new SqliteMetadataStore(openDatabase(join(dir, 'trove.db')));
   fake = new FakeNodes();
   repairs = [];
+  queued = [];
 });
 afterEach(async () => {
   await store.close();
@@ -94,7 +97,14 @@ function processor(timeoutMs = 30_000): ImageProcessor {
     timeoutMs,
     tmpDir: dir,
     repair: async (_fileId, key) => void repairs.push(key),
+    queueCompressed: async (fileId) => void queued.push(fileId),
   });
+}
+
+/** Both stages, as the two queues would run them: the thumbnail job, then the copy jobs it published. */
+async function processFully(images: ImageProcessor, fileId: string): Promise<void> {
+  await images.handle({ fileId });
+  for (const id of queued.splice(0)) await images.handleCompressed({ fileId: id });
 }
 
 let seq = 0;
@@ -133,7 +143,7 @@ const png = () =>
 describe('ImageProcessor', () => {
   it('stores both variants on three nodes and records them with their replicas', async () => {
     const id = await uploaded(await png());
-    await processor().handle({ fileId: id });
+    await processFully(processor(), id);
     const file = await store.getFile(id);
     expect(file).toMatchObject({ processing: 'done', processingAttempts: 0 });
     const variants = await store.variantsOf(id);
@@ -155,17 +165,50 @@ describe('ImageProcessor', () => {
   it('runs twice at once and still records one set of variants', async () => {
     const id = await uploaded(await png());
     const images = processor();
-    await Promise.all([images.handle({ fileId: id }), images.handle({ fileId: id })]);
+    await Promise.all([processFully(images, id), processFully(images, id)]);
     expect(await store.variantsOf(id)).toHaveLength(2);
     expect((await store.replicasOf(id)).filter((r) => r.key !== id)).toHaveLength(6);
     const reads = fake.reads;
-    await images.handle({ fileId: id }); // done: nothing read again
+    await processFully(images, id); // done: nothing read again
     expect(fake.reads).toBe(reads);
+  });
+
+  it('records the thumbnail first, leaves the file pending, and queues the copy', async () => {
+    const id = await uploaded(await png());
+    const images = processor();
+    await images.handle({ fileId: id });
+    expect(await store.getFile(id)).toMatchObject({ processing: 'pending', processingAttempts: 0 });
+    expect((await store.variantsOf(id)).map((v) => v.variant)).toEqual(['thumb']);
+    expect(fake.holders(`${id}.thumb`)).toEqual(['node1', 'node2', 'node3']);
+    expect(queued).toEqual([id]);
+    // A second thumbnail job (the sweep, a redelivery) makes nothing again and only passes on.
+    const reads = fake.reads;
+    await images.handle({ fileId: id });
+    expect(fake.reads).toBe(reads);
+    expect(queued).toEqual([id, id]);
+    await images.handleCompressed({ fileId: id });
+    expect((await store.getFile(id))?.processing).toBe('done');
+    expect((await store.variantsOf(id)).map((v) => v.variant)).toEqual(['compressed', 'thumb']);
+  });
+
+  it('makes a copy wait while a thumbnail is in progress on the worker', async () => {
+    const [first, second] = [await uploaded(await png()), await uploaded(await png())];
+    const images = processor(500);
+    await images.handle({ fileId: first });
+    const order: string[] = [];
+    fake.stall = true; // the second thumbnail's fetch hangs until its time limit (0.5 s, under COPY_YIELD_MS)
+    const thumb = images.handle({ fileId: second }).then(() => order.push('thumbnail'));
+    await new Promise((r) => setTimeout(r, 50));
+    fake.stall = false;
+    const copy = images.handleCompressed({ fileId: first }).then(() => order.push('copy'));
+    await Promise.all([thumb, copy]);
+    expect(order).toEqual(['thumbnail', 'copy']);
+    expect((await store.getFile(first))?.processing).toBe('done');
   });
 
   it('fails an image sharp cannot read with its reason, without throwing', async () => {
     const id = await uploaded((await png()).subarray(0, 60)); // the header, then nothing
-    await processor().handle({ fileId: id });
+    await processFully(processor(), id);
     expect(await store.getFile(id)).toMatchObject({
       processing: 'failed',
       processingError: expect.stringMatching(/^corrupt or truncated image: /),
@@ -176,7 +219,7 @@ describe('ImageProcessor', () => {
   it(`gives up, without opening it, an image the worker died on ${MAX_INTERRUPTIONS} times`, async () => {
     const id = await uploaded(await png());
     for (let i = 0; i < MAX_INTERRUPTIONS; i++) await store.beginProcessing(id); // each killed the worker
-    await processor().handle({ fileId: id });
+    await processFully(processor(), id);
     expect(await store.getFile(id)).toMatchObject({
       processing: 'failed',
       processingError: `given up: processing was interrupted ${MAX_INTERRUPTIONS} times`,
@@ -187,7 +230,7 @@ describe('ImageProcessor', () => {
   it('fails a job past its time limit', async () => {
     const id = await uploaded(await png());
     fake.stall = true;
-    await processor(200).handle({ fileId: id });
+    await processFully(processor(200), id);
     expect(await store.getFile(id)).toMatchObject({
       processing: 'failed',
       processingError: 'processing took longer than IMAGE_JOB_TIMEOUT_SECONDS',
@@ -197,7 +240,7 @@ describe('ImageProcessor', () => {
   it('throws when no node can serve the original, leaving the image pending and uncounted', async () => {
     const id = await uploaded(await png());
     for (const n of nodes) fake.down.add(n.id);
-    await expect(processor().handle({ fileId: id })).rejects.toThrow(/no storage node/);
+    await expect(processFully(processor(), id)).rejects.toThrow(/no storage node/);
     expect(await store.getFile(id)).toMatchObject({ processing: 'pending', processingAttempts: 0 });
   });
 
@@ -214,7 +257,7 @@ describe('ImageProcessor', () => {
     const id = await uploaded(await png());
     const first = writeChain(id, nodes, 3)[0]!;
     fake.blobs.get(first.id)!.delete(id);
-    await processor().handle({ fileId: id });
+    await processFully(processor(), id);
     expect((await store.getFile(id))?.processing).toBe('done');
     const row = (await store.replicasOf(id)).find((r) => r.key === id && r.node === first.id);
     expect(row?.state).toBe('missing');

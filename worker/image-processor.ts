@@ -1,18 +1,31 @@
 /**
- * The `images.process` job: a thumbnail and a compressed copy of an uploaded
- * image, stored through chain replication and recorded as its variants.
+ * The image jobs: a thumbnail and a compressed copy of an uploaded image,
+ * stored through chain replication and recorded as its variants. Two stages,
+ * two queues, so a thumbnail never waits behind other images' copies (the
+ * copy costs some 15 times the thumbnail's CPU):
  *
- * 1. A file that is gone (unknown, deleted, expired) drops the job; one
- *    already processed (or failed, or skipped) makes it a no-op.
+ * - `images.process` makes the thumbnail, records it (the file stays
+ *   `pending`, and GET /files/:id/thumbnail serves it), then publishes
+ *   `images.compress`;
+ * - `images.compress` makes the compressed copy once no thumbnail is being
+ *   made on this worker (or it has waited COPY_YIELD_MS), records it and marks
+ *   the file `done`.
+ *
+ * Each stage:
+ * 1. A file that is gone (unknown, deleted, expired) drops the job; one no
+ *    longer pending (done, failed, skipped) makes it a no-op, and so does a
+ *    variant already recorded (the thumbnail stage then only passes on).
  * 2. The attempt is counted in the metadata before anything is decoded and
  *    uncounted when it ends, so only attempts the worker died in stay
  *    counted. Past MAX_INTERRUPTIONS of them the image is failed without
  *    being opened again: an image that crashes the worker cannot crash-loop
  *    every worker in turn.
  * 3. The original streams from a healthy replica into a temp file (sha256
- *    checked on the way), sharp makes the variants from that file, and each
- *    goes down its chain (variant-writer.ts). Variants, their replica rows
- *    and `done` are recorded in one transaction.
+ *    checked on the way), sharp makes the variant from that file within one
+ *    of IMAGE_CONCURRENCY slots (the decode is what costs memory and CPU; the
+ *    transfers around it are not held to the slots), and it goes down its
+ *    chain (variant-writer.ts). The variant and its replica rows are recorded
+ *    in one transaction, with `done` for the copy.
  *
  * An image sharp refuses, or a job past its time limit, ends `failed` with a
  * reason and is acknowledged. Anything else (no node reachable, below write
@@ -30,7 +43,7 @@ import type { NodeAddress } from '../shared/config.js';
 import type { ImageProcessJob } from '../shared/jobs.js';
 import { blobKey } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
-import type { FileRecord, MetadataStore, ReplicaState } from '../shared/metadata-store.js';
+import type { FileRecord, MetadataStore, VariantName } from '../shared/metadata-store.js';
 import { isTransportFailure, type NodeClient } from '../shared/node-client.js';
 import { HashCounter } from '../shared/streams.js';
 import {
@@ -39,9 +52,13 @@ import {
   UnprocessableImageError,
   VARIANT_SPECS,
   type RenderedVariant,
+  type VariantSpec,
 } from './image-variants.js';
 import type { Slots } from './slots.js';
 import type { StoredBlob, VariantWriter } from './variant-writer.js';
+
+const THUMB = VARIANT_SPECS.find((s) => s.name === 'thumb')!;
+const COPY = VARIANT_SPECS.find((s) => s.name === 'compressed')!;
 
 /** Attempts the worker may die in before the image is given up. */
 export const MAX_INTERRUPTIONS = 3;
@@ -61,7 +78,12 @@ export interface ImageProcessorDeps {
   tmpDir: string;
   /** Queues a repair of blob `key` of file `fileId`. */
   repair(fileId: string, key: string): Promise<void>;
+  /** Publishes the `images.compress` job of file `fileId`. */
+  queueCompressed(fileId: string): Promise<void>;
 }
+
+/** Longest a copy waits for this worker's thumbnails in progress before it takes a slot anyway. */
+export const COPY_YIELD_MS = 2000;
 
 export class ImageProcessor {
   constructor(private readonly deps: ImageProcessorDeps) {}
@@ -79,28 +101,77 @@ export class ImageProcessor {
     }
   }
 
-  /** The `images.process` job handler. */
+  /** The `images.process` job: the thumbnail, then the copy's job. */
   async handle(job: ImageProcessJob): Promise<void> {
-    const file = await this.deps.store.getFile(job.fileId);
-    if (!file || !isLive(file)) {
-      this.deps.log.info({ id: job.fileId }, 'image job for a file that is gone, dropped');
-      return;
+    const file = await this.pendingFile(job.fileId);
+    if (!file) return;
+    if (!(await this.has(file, 'thumb'))) {
+      this.thumbnailsInProgress++;
+      try {
+        if (!(await this.attempt(file, THUMB, false))) return;
+      } finally {
+        if (--this.thumbnailsInProgress === 0) this.wakeCopies();
+      }
     }
-    if (file.processing !== 'pending') return; // done, failed or skipped: nothing left to do
-    await this.deps.slots.run(() => this.attempt(file));
+    await this.deps.queueCompressed(file.id);
   }
 
-  private async attempt(file: FileRecord): Promise<void> {
+  /** The `images.compress` job: the compressed copy, and `done`. */
+  async handleCompressed(job: ImageProcessJob): Promise<void> {
+    await this.thumbnailsDone(COPY_YIELD_MS);
+    const file = await this.pendingFile(job.fileId);
+    if (!file) return;
+    await this.attempt(file, COPY, true);
+  }
+
+  private thumbnailsInProgress = 0;
+  private copiesWaiting: (() => void)[] = [];
+
+  /** Resolves once no thumbnail is in progress on this worker, or after `maxWaitMs`. */
+  private async thumbnailsDone(maxWaitMs: number): Promise<void> {
+    if (this.thumbnailsInProgress === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, maxWaitMs);
+      this.copiesWaiting.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private wakeCopies(): void {
+    for (const wake of this.copiesWaiting.splice(0)) wake();
+  }
+
+  /** The file if it is live and still pending processing; logs and drops anything else. */
+  private async pendingFile(id: string): Promise<FileRecord | undefined> {
+    const file = await this.deps.store.getFile(id);
+    if (!file || !isLive(file)) {
+      this.deps.log.info({ id }, 'image job for a file that is gone, dropped');
+      return undefined;
+    }
+    // done, failed or skipped: nothing left to do
+    return file.processing === 'pending' ? file : undefined;
+  }
+
+  private async has(file: FileRecord, variant: VariantName): Promise<boolean> {
+    return (await this.deps.store.variantsOf(file.id)).some((v) => v.variant === variant);
+  }
+
+  /** One counted attempt at one variant; false when the image ended `failed` (or someone else finished it). */
+  private async attempt(file: FileRecord, spec: VariantSpec, last: boolean): Promise<boolean> {
     const { store, log } = this.deps;
     const attempts = await store.beginProcessing(file.id);
-    if (attempts === null) return; // another job finished it meanwhile
+    if (attempts === null) return false; // another job finished it meanwhile
     if (attempts > MAX_INTERRUPTIONS) {
-      return this.fail(file, `given up: processing was interrupted ${attempts - 1} times`);
+      await this.fail(file, `given up: processing was interrupted ${attempts - 1} times`);
+      return false;
     }
-    log.info({ id: file.id, attempt: attempts }, 'processing image');
+    log.info({ id: file.id, attempt: attempts, variant: spec.name }, 'processing image');
     const deadline = AbortSignal.timeout(this.deps.timeoutMs);
     try {
-      await this.process(file, deadline);
+      await this.process(file, spec, last, deadline);
+      return true;
     } catch (err) {
       if (err instanceof UnprocessableImageError) return this.fail(file, err.reason);
       if (deadline.aborted)
@@ -110,56 +181,66 @@ export class ImageProcessor {
     }
   }
 
-  private async process(file: FileRecord, deadline: AbortSignal): Promise<void> {
+  private async process(
+    file: FileRecord,
+    spec: VariantSpec,
+    last: boolean,
+    deadline: AbortSignal,
+  ): Promise<void> {
     const started = Date.now();
     const dir = await mkdtemp(join(this.deps.tmpDir, `${file.id}-`));
     try {
       const original = join(dir, 'original');
       await this.fetchOriginal(file, original, deadline);
       const header = await readHeader(original, this.deps.maxInputPixels);
-      const rendered: RenderedVariant[] = [];
-      // One after the other: a job holds at most one decoded image.
-      for (const spec of VARIANT_SPECS) {
-        const timeLeftMs = this.deps.timeoutMs - (Date.now() - started);
-        rendered.push(
-          await renderVariant(original, spec, header, {
-            maxInputPixels: this.deps.maxInputPixels,
-            timeLeftMs,
-          }),
-        );
-        deadline.throwIfAborted();
-      }
-      const stored = await Promise.all(
-        rendered.map((v) => this.deps.writer.write(blobKey(file.id, v.name), v.data, deadline)),
+      // The slot bounds the decoded images in memory at once, and the CPU.
+      const rendered = await this.deps.slots.run(() =>
+        renderVariant(original, spec, header, {
+          maxInputPixels: this.deps.maxInputPixels,
+          timeLeftMs: this.deps.timeoutMs - (Date.now() - started),
+        }),
       );
-      await this.record(file, rendered, stored);
+      deadline.throwIfAborted();
+      const stored = await this.deps.writer.write(
+        blobKey(file.id, rendered.name),
+        rendered.data,
+        deadline,
+      );
+      await this.record(file, rendered, stored, last);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  private async record(file: FileRecord, rendered: RenderedVariant[], stored: StoredBlob[]) {
-    const now = Date.now();
-    const variants = rendered.map((v, i) => ({
+  private async record(
+    file: FileRecord,
+    v: RenderedVariant,
+    stored: StoredBlob,
+    last: boolean,
+  ): Promise<void> {
+    const key = blobKey(file.id, v.name);
+    const variant = {
       variant: v.name,
-      size: stored[i]!.size,
+      size: stored.size,
       width: v.width,
       height: v.height,
       contentType: v.contentType,
-      sha256: stored[i]!.sha256,
-      createdAt: now,
-    }));
-    const replicas: { key: string; node: string; state: ReplicaState }[] = rendered.flatMap(
-      (v, i) => stored[i]!.replicas.map((r) => ({ key: blobKey(file.id, v.name), ...r })),
-    );
-    if (!(await this.deps.store.completeProcessing(file.id, variants, replicas))) {
-      // The row was purged while we worked: nothing will delete these blobs but us.
-      await Promise.all(rendered.map((v) => this.removeEverywhere(blobKey(file.id, v.name))));
+      sha256: stored.sha256,
+      createdAt: Date.now(),
+    };
+    const replicas = stored.replicas.map((r) => ({ key, ...r }));
+    const store = this.deps.store;
+    const recorded = last
+      ? await store.completeProcessing(file.id, [variant], replicas)
+      : await store.recordVariants(file.id, [variant], replicas);
+    if (!recorded) {
+      // The row was purged while we worked: nothing will delete this blob but us.
+      await this.removeEverywhere(key);
       return;
     }
     this.deps.log.info(
-      { id: file.id, variants: variants.map((v) => `${v.variant} ${v.width}×${v.height}`) },
-      'image processed',
+      { id: file.id, variant: `${v.name} ${v.width}×${v.height}` },
+      last ? 'image processed' : 'thumbnail made',
     );
     for (const r of replicas)
       if (r.state !== 'ok') await this.deps.repair(file.id, r.key).catch(() => undefined);
@@ -213,10 +294,11 @@ export class ImageProcessor {
     return false;
   }
 
-  private async fail(file: FileRecord, reason: string): Promise<void> {
+  private async fail(file: FileRecord, reason: string): Promise<false> {
     await this.deps.store.failProcessing(file.id, reason);
     // Not an error of ours: the upload was accepted as an image and is still downloadable.
     this.deps.log.warn({ id: file.id, reason }, 'image processing failed');
+    return false;
   }
 
   private async removeEverywhere(key: string): Promise<void> {

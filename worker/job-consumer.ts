@@ -8,12 +8,18 @@
  * Stopping cancels the consumers (no new deliveries), lets the jobs in hand
  * finish for a while, and leaves the rest unacknowledged: closing the
  * connection hands them back to RabbitMQ, which redelivers them.
+ *
+ * Each job runs under the request id its message carries (the upload that
+ * queued it), or a new one, so every line it logs, and every node request it
+ * makes, can be traced back.
  */
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import pRetry from 'p-retry';
 import type { z } from 'zod';
 import type { AmqpClient } from '../shared/amqp.js';
 import type { Logger } from '../shared/logger.js';
+import type { JobMetrics } from './metrics.js';
+import { REQUEST_ID_HEADER, requestIdFrom, runWithRequestId } from '../shared/request-context.js';
 
 export interface JobHandler<S extends z.ZodType = z.ZodType> {
   queue: string;
@@ -33,6 +39,8 @@ export interface ConsumerOptions {
   /** First backoff between tries, in ms (doubling). */
   retryDelayMs?: number;
   log: Logger;
+  /** Counts outcomes, retries and durations (GET /metrics). */
+  metrics?: JobMetrics;
 }
 
 export class JobConsumer {
@@ -59,7 +67,10 @@ export class JobConsumer {
       const { consumerTag } = await channel.consume(
         handler.queue,
         (msg) => {
-          if (msg) this.track(this.run(channel, handler, msg));
+          if (msg) {
+            const requestId = requestIdFrom(msg.properties.headers?.[REQUEST_ID_HEADER]);
+            this.track(runWithRequestId(requestId, () => this.run(channel, handler, msg)));
+          }
         },
         { noAck: false },
       );
@@ -75,12 +86,16 @@ export class JobConsumer {
 
   private async run(channel: ConfirmChannel, handler: JobHandler, msg: ConsumeMessage) {
     const log = this.opts.log.child({ queue: handler.queue, redelivered: msg.fields.redelivered });
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    const metrics = this.opts.metrics;
     const job = parseJob(handler, msg.content);
     if (!job.success) {
       log.error(
         { problem: job.error, body: msg.content.toString('utf8', 0, 200) },
         'malformed job, dead-lettered',
       );
+      metrics?.jobFailed(handler.queue, seconds());
       return settle(channel, msg, 'dead-letter', log);
     }
     try {
@@ -89,11 +104,13 @@ export class JobConsumer {
         minTimeout: this.opts.retryDelayMs ?? 250,
         factor: 2,
         shouldRetry: () => !this.stopping,
-        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) =>
+        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
           log.warn(
             { job: job.data, err: error.message, attempt: attemptNumber, retriesLeft },
             'job failed',
-          ),
+          );
+          if (retriesLeft > 0 && !this.stopping) metrics?.jobRetried(handler.queue);
+        },
       });
     } catch (err) {
       if (this.stopping) return; // left unacknowledged: RabbitMQ redelivers it after we close
@@ -101,8 +118,10 @@ export class JobConsumer {
         { job: job.data, err: (err as Error).message },
         'job failed for good, dead-lettered',
       );
+      metrics?.jobFailed(handler.queue, seconds());
       return settle(channel, msg, 'dead-letter', log);
     }
+    metrics?.jobDone(handler.queue, seconds());
     settle(channel, msg, 'ack', log);
   }
 

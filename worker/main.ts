@@ -22,6 +22,8 @@ import { RepairSweep } from './repair-sweep.js';
 import { ReplicaRepairer } from './replica-repairer.js';
 import { Slots } from './slots.js';
 import { VariantWriter } from './variant-writer.js';
+import { WorkerMetrics, serveMetrics } from './metrics.js';
+import { close } from '../shared/http.js';
 
 loadDotEnv();
 let config;
@@ -33,7 +35,9 @@ try {
   process.exit(1);
 }
 
-const log = createLogger('worker', config.logLevel).child({ worker: config.workerId });
+const log = createLogger('worker', config.logLevel, { format: config.logFormat }).child({
+  worker: config.workerId,
+});
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = new SqliteMetadataStore(openDatabase(config.dbPath));
 const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
@@ -94,7 +98,9 @@ const images = new ImageProcessor({
   timeoutMs: config.imageJobTimeoutMs,
   tmpDir: imageTmpDir,
   repair,
+  queueCompressed: (fileId) => amqp.publish(amqp.names.imageCompress, { fileId }),
 });
+const metrics = new WorkerMetrics({ amqp });
 const consumer = new JobConsumer(
   amqp,
   [
@@ -118,8 +124,13 @@ const consumer = new JobConsumer(
       schema: imageProcessJob,
       handle: (job) => images.handle(job),
     }),
+    jobHandler({
+      queue: amqp.names.imageCompress,
+      schema: imageProcessJob,
+      handle: (job) => images.handleCompressed(job),
+    }),
   ],
-  { prefetch: config.prefetch, attempts: config.jobAttempts, log },
+  { prefetch: config.prefetch, attempts: config.jobAttempts, log, metrics },
 );
 const sweep = new ExpirySweep({
   store,
@@ -143,11 +154,18 @@ const processingSweep = new ProcessingSweep({
   staleMs: Math.max(5 * 60_000, 2 * config.imageJobTimeoutMs),
 });
 
+// Before the jobs, so a worker that consumes is already scrapeable.
+const metricsServer = await serveMetrics(metrics.registry, {
+  host: config.metricsHost,
+  port: config.metricsPort,
+  log,
+});
 await consumer.start();
 const tasks = [
   // Runs from the database alone, so it works even while RabbitMQ is down.
   every(config.sweepSchedule, 'expiry sweep', log, async () => {
     const done = await sweep.run();
+    metrics.sweepDone(done);
     if (done.expired + done.cleaned + done.purged > 0) log.info(done, 'expiry sweep');
   }),
   every(config.repairSchedule, 'repair sweep', log, () => repairSweep.run()),
@@ -167,6 +185,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     log.info({ signal }, 'shutting down');
     for (const task of tasks) await task.stop();
     await consumer.stop(15_000);
+    if (metricsServer) await close(metricsServer, 1000);
     await amqp.close();
     redis.disconnect();
     await client.close();

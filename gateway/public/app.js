@@ -6,6 +6,8 @@
 const TOKEN_KEY = 'trove.uploadToken';
 const UPLOADS_KEY = 'trove.uploads';
 const $ = (id) => document.getElementById(id);
+/** On /u/<token> (a signed upload link), uploads go through that link: no upload token needed. */
+const LINK = location.pathname.startsWith('/u/') ? location.pathname.slice(3) : null;
 
 let config = { upload_token_required: false, max_upload_bytes: Infinity };
 /** Uploads waiting for a token (answered 401, or not sent yet). */
@@ -65,6 +67,8 @@ function errorText(status, body) {
   switch (status) {
     case 401:
       return 'This server needs an upload token.';
+    case 403:
+      return `Refused: ${detail || 'this upload link is not valid'}.`;
     case 413:
       return `Too large: ${detail || `the limit is ${humanBytes(config.max_upload_bytes)}`}.`;
     case 415:
@@ -225,11 +229,12 @@ function startUpload(file, card = uploadCard(file.name)) {
     setStatus(card, errorText(413), true);
     return;
   }
-  const token = localStorage.getItem(TOKEN_KEY);
-  if (config.upload_token_required && !token) return waitForToken(file, card);
+  const token = LINK ? null : localStorage.getItem(TOKEN_KEY);
+  if (!LINK && config.upload_token_required && !token) return waitForToken(file, card);
 
   const xhr = new XMLHttpRequest();
-  xhr.open('POST', `/upload?${uploadOptions()}`);
+  const link = LINK ? `link=${encodeURIComponent(LINK)}&` : '';
+  xhr.open('POST', `/upload?${link}${uploadOptions()}`);
   if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`);
   xhr.upload.onprogress = (e) => {
     if (!e.lengthComputable) return;
@@ -272,7 +277,7 @@ function finishUpload(xhr, file, card) {
     showDone(card, f, true);
     return;
   }
-  if (xhr.status === 401) {
+  if (xhr.status === 401 && !LINK) {
     localStorage.removeItem(TOKEN_KEY);
     return waitForToken(file, card);
   }
@@ -372,6 +377,26 @@ async function refreshCluster() {
   }
 }
 
+// ── upload link mode ───────────────────────────────────────────────────────
+
+/** What the link allows, read from its payload (the server checks the signature, not us). */
+function showLinkBanner() {
+  try {
+    const body = LINK.split('.')[0].replace(/-/g, '+').replace(/_/g, '/');
+    const link = JSON.parse(atob(body));
+    const until = new Date(link.exp * 1000).toLocaleString();
+    showMessage(`Upload link: up to ${link.files} file(s), until ${until}.`);
+    const fixed = link.options || {};
+    if (fixed.max_downloads !== undefined) {
+      $('max-downloads').value = String(fixed.max_downloads);
+      $('max-downloads').disabled = true;
+    }
+    if (fixed.ttl !== undefined) $('ttl').disabled = true;
+  } catch {
+    showMessage('This upload link looks damaged.');
+  }
+}
+
 // ── start ──────────────────────────────────────────────────────────────────
 
 function wireDrop() {
@@ -413,7 +438,8 @@ async function start() {
   } catch {
     showMessage('Cannot reach the server.');
   }
-  $('token-forget').hidden = !localStorage.getItem(TOKEN_KEY);
+  $('token-forget').hidden = LINK !== null || !localStorage.getItem(TOKEN_KEY);
+  if (LINK) showLinkBanner();
   showStored();
   void refreshUploads();
   void refreshCluster();

@@ -80,7 +80,7 @@ async function checkGateway(gateway: string, dispatcher: Dispatcher): Promise<un
   } catch (err) {
     throw new ClusterUnavailableError(
       `the Trove gateway does not answer at ${gateway} (${(err as Error).message}).\n` +
-        'Start the cluster first, in another terminal:  npm start\n' +
+        'Start the cluster first, in another terminal:  RATE_LIMITS=off npm start\n' +
         'then run the bench again (with the same STORAGE_DIR, and --gateway <url> if it is not on port 8080).',
     );
   }

@@ -73,7 +73,7 @@ export async function runLbSuite(ctx: BenchContext): Promise<LbResults | undefin
   const direct = directOrigin(front);
   if (!(await answers(direct))) {
     ctx.notes.push(
-      `lb: no gateway at ${direct} (the port after --gateway); run the cluster with npm run start:lb`,
+      `lb: no gateway at ${direct} (the port after --gateway); run the cluster with RATE_LIMITS=off npm run start:lb`,
     );
     return undefined;
   }

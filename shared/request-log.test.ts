@@ -1,0 +1,83 @@
+import { Hono } from 'hono';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from './logger.js';
+import { requestLog } from './request-log.js';
+
+/** An app with the middleware first, as the gateway and the nodes have it; `lines()` is its log. */
+function app() {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk.toString());
+      done();
+    },
+  });
+  const log = createLogger('test', 'debug', { format: 'json', stream });
+  const hono = new Hono();
+  hono.use('*', requestLog(log, { quietPaths: ['/health'] }));
+  hono.get('/health', (c) => c.json({ ok: true }));
+  hono.get('/files/:id', async (c) => {
+    await new Promise((r) => setTimeout(r, 2));
+    log.info({ id: c.req.param('id') }, 'inside the handler');
+    return c.text('hello');
+  });
+  const lines = () =>
+    chunks
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { hono, lines };
+}
+
+describe('requestLog', () => {
+  it('echoes a valid X-Request-Id and logs the handler and the request under it', async () => {
+    const { hono, lines } = app();
+    const res = await hono.request('/files/abc', { headers: { 'x-request-id': 'trace-me.1' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-request-id')).toBe('trace-me.1');
+    const [inside, request] = lines();
+    expect(inside).toMatchObject({ msg: 'inside the handler', request_id: 'trace-me.1' });
+    expect(request).toMatchObject({
+      msg: 'request',
+      level: 30,
+      request_id: 'trace-me.1',
+      method: 'GET',
+      path: '/files/abc',
+      route: '/files/:id',
+      status: 200,
+    });
+    expect(request!.duration_ms).toBeGreaterThanOrEqual(1);
+  });
+
+  it('makes an id when none or a bad one comes, and never echoes the bad one', async () => {
+    const { hono, lines } = app();
+    const bad = ['x'.repeat(129), 'a b', '<script>'];
+    const ids = [(await hono.request('/files/1')).headers.get('x-request-id')];
+    for (const id of bad)
+      ids.push(
+        (await hono.request('/files/1', { headers: { 'x-request-id': id } })).headers.get(
+          'x-request-id',
+        ),
+      );
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Set(ids).size).toBe(ids.length);
+    const logged = lines()
+      .filter((l) => l.msg === 'request')
+      .map((l) => l.request_id);
+    expect(logged).toEqual(ids);
+  });
+
+  it('logs probes at debug, unknown routes without a route, errors with their status', async () => {
+    const { hono, lines } = app();
+    await hono.request('/health');
+    const missing = await hono.request('/nowhere', { method: 'POST' });
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('x-request-id')).toBeTruthy();
+    const [probe, notFound] = lines();
+    expect(probe).toMatchObject({ level: 20, path: '/health', status: 200 });
+    expect(notFound).toMatchObject({ level: 30, method: 'POST', path: '/nowhere', status: 404 });
+    expect(notFound!.route).toBeUndefined();
+  });
+});
