@@ -27,7 +27,7 @@ import type { UploadLimits } from './upload-options.js';
 import { requireUploadAuth, requireUploadToken } from './upload-auth.js';
 import { mountAdmin } from './admin.js';
 import { UploadLinks, handleUploadLinkPage } from './upload-links.js';
-import { handleSharePage } from './share-page.js';
+import { handleSharePage, sharePageRefusals } from './share-page.js';
 import { loadAssets, serveAsset } from './static-files.js';
 import { handleQr } from './qr.js';
 import { addApiDocs } from './api-docs.js';
@@ -126,7 +126,8 @@ export function createApp(deps: GatewayDeps) {
   for (const path of ['/upload', '/upload/*'])
     app.on(['POST', 'PUT'], path, limits.uploads, uploadAuth);
   for (const path of ['/process', '/batch']) app.on(['POST', 'PUT'], path, limits.uploads, auth);
-  // GET routes take HEAD too.
+  // GET routes take HEAD too. The share page answers its refusals as HTML.
+  app.get('/s/:id', sharePageRefusals);
   for (const path of ['/download/:id', '/s/:id', '/files/:id/thumbnail'])
     app.get(path, limits.downloads);
 

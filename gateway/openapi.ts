@@ -493,7 +493,7 @@ function pageRoutes(): RouteConfig[] {
         200: html('The page.'),
         404: html('Unknown id.'),
         410: html('Expired, deleted or used up.'),
-        429: RATE_LIMITED,
+        429: html('Over the download-attempt or miss limit (RATE_LIMITED), with Retry-After.'),
       },
     },
     {

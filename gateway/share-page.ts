@@ -5,8 +5,8 @@
  * shared URL. Its Open Graph tags point at the thumbnail, which never counts
  * either. Unknown, expired, deleted and used-up links get HTML pages too.
  */
-import type { Context } from 'hono';
-import { TroveError } from '../shared/errors.js';
+import type { Context, MiddlewareHandler } from 'hono';
+import { TooManyRequestsError, TroveError } from '../shared/errors.js';
 import type { FileRecord, MetadataStore } from '../shared/metadata-store.js';
 import { assertDownloadable, findFile } from './download.js';
 import { downloadsLeft } from './file-view.js';
@@ -116,6 +116,22 @@ const ERROR_TITLES: Record<string, string> = {
   FILE_EXPIRED: 'This link has expired',
   FILE_DELETED: 'This file was deleted',
   DOWNLOAD_LIMIT_REACHED: 'No downloads left',
+  RATE_LIMITED: 'Too many requests',
+};
+
+/**
+ * Before the rate limits of /s/:id: a person refused with 429 gets the HTML
+ * error page (with its Retry-After), not the JSON every API answer has.
+ */
+export const sharePageRefusals: MiddlewareHandler = async (c, next) => {
+  await next();
+  const err = c.error;
+  if (!(err instanceof TooManyRequestsError)) return;
+  c.res = undefined; // replaced whole: the JSON answer's headers do not carry over
+  c.res = c.html(errorPageHtml(err), 429, {
+    ...PAGE_HEADERS,
+    'retry-after': String(err.retryAfterSeconds),
+  });
 };
 
 export function errorPageHtml(err: TroveError): string {

@@ -50,8 +50,9 @@ async function send(base: string, path: string, client?: string, init: RequestIn
   if (client) headers.set('x-forwarded-for', client);
   const res = await fetch(`${base}${path}`, { ...init, headers });
   const text = await res.text();
-  const json = res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : undefined;
-  return { status: res.status, retryAfter: res.headers.get('retry-after'), json };
+  const type = res.headers.get('content-type') ?? '';
+  const json = type.includes('json') ? JSON.parse(text) : undefined;
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), json, type, text };
 }
 
 const upload = (base: string, client?: string, query = 'max_downloads=0') =>
@@ -66,10 +67,16 @@ async function uploadedId(query = 'max_downloads=0'): Promise<string> {
 const guessedId = () => randomBytes(16).toString('base64url');
 const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
 
+/** A 429 naming `variable`: JSON from the API, an HTML page from the share page (/s/:id). */
 function expectRateLimited(res: Awaited<ReturnType<typeof send>>, variable: string) {
   expect(res.status).toBe(429);
-  expect(res.json.error.code).toBe('RATE_LIMITED');
-  expect(res.json.error.message).toContain(variable);
+  if (res.type.startsWith('text/html')) {
+    expect(res.text).toContain('data-code="RATE_LIMITED"');
+    expect(res.text).toContain(variable);
+  } else {
+    expect(res.json.error.code).toBe('RATE_LIMITED');
+    expect(res.json.error.message).toContain(variable);
+  }
   expect(Number(res.retryAfter)).toBeGreaterThanOrEqual(1);
   expect(Number(res.retryAfter)).toBeLessThanOrEqual(10);
 }
@@ -131,7 +138,11 @@ describe('rate limits', () => {
     const refused = await send(gw2, `/download/${id}`, client);
     expectRateLimited(refused, 'RATE_LIMIT_MISSES');
     expect(refused.json.error.message).toMatch(/downloads are refused for \d+ s/);
-    expect((await send(gw1, `/s/${id}`, client)).status).toBe(429);
+    // The share page is for people: its refusal is an HTML page, with the same Retry-After.
+    const page = await send(gw1, `/s/${id}`, client);
+    expect([page.status, page.type]).toEqual([429, 'text/html; charset=UTF-8']);
+    expect(page.text).toContain('data-code="RATE_LIMITED"');
+    expect(Number(page.retryAfter)).toBeGreaterThanOrEqual(1);
     expect((await send(gw1, `/files/${id}/thumbnail`, client)).status).toBe(429);
     // Someone else is not affected.
     expect((await send(gw1, `/download/${id}`, newClient())).status).toBe(200);

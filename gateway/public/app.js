@@ -73,6 +73,8 @@ function errorText(status, body) {
       return `Too large: ${detail || `the limit is ${humanBytes(config.max_upload_bytes)}`}.`;
     case 415:
       return 'Not an image this server accepts (JPEG, PNG, WebP, GIF, AVIF…).';
+    case 429:
+      return `Too many uploads from this address: ${detail || 'slow down'}. Retry in a moment.`;
     case 503:
       return 'Storage is unavailable right now (not enough storage nodes up). Try again in a moment.';
     case 0:
@@ -286,7 +288,7 @@ function finishUpload(xhr, file, card) {
 
 function failUpload(card, file, status, body) {
   setStatus(card, errorText(status, body), true);
-  const retry = status === 0 || status === 503 || status >= 500;
+  const retry = status === 0 || status === 429 || status === 503 || status >= 500;
   card.actions.replaceChildren(
     ...(retry ? [button('Retry', 'retry', () => startUpload(file, card))] : []),
     button('Remove', 'remove', () => card.li.remove()),
