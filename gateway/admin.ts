@@ -37,7 +37,7 @@ import { deleteNow } from './deletion.js';
 import { findFile } from './download.js';
 import { downloadsLeft, fileStatus } from './file-view.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
-import { bearerMatches } from './upload-auth.js';
+import { requireBearer } from './bearer-auth.js';
 import { handleMintUploadLink, uploadLinkRequest, type UploadLinks } from './upload-links.js';
 import type { UploadLimits } from './upload-options.js';
 
@@ -114,18 +114,19 @@ const REPAIR_BATCH = 1000;
 
 /** 401 unless `Authorization: Bearer <ADMIN_TOKEN>` (constant time); always 401 when the token is unset. */
 export function requireAdminToken(token: string | undefined): MiddlewareHandler {
-  return async (c, next) => {
-    if (token === undefined)
+  if (token === undefined) {
+    return async () => {
       throw new UnauthorizedError(
         'the admin API is disabled until ADMIN_TOKEN (16+ characters) is set on the gateway',
         'ADMIN_API_DISABLED',
       );
-    if (!bearerMatches(c.req.header('authorization'), token)) {
-      c.header('www-authenticate', 'Bearer realm="trove admin"');
-      throw new UnauthorizedError('the admin API needs Authorization: Bearer <ADMIN_TOKEN>');
-    }
-    await next();
-  };
+    };
+  }
+  return requireBearer(
+    token,
+    'trove admin',
+    'the admin API needs Authorization: Bearer <ADMIN_TOKEN>',
+  );
 }
 
 /** Mounts the admin API on `app`: `/admin` and everything under it go through the token check first. */

@@ -8,7 +8,7 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { TroveError, UnauthorizedError, isDisconnect } from '../shared/errors.js';
+import { TroveError, isDisconnect } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import {
@@ -18,7 +18,7 @@ import {
   type HttpMetrics,
 } from '../shared/metrics.js';
 import type { NodeRegistry, NodeStatus } from './node-registry.js';
-import { bearerMatches } from './upload-auth.js';
+import { requireBearer } from './bearer-auth.js';
 
 const NODE_STATES: readonly NodeStatus[] = ['online', 'suspect', 'offline'];
 
@@ -162,13 +162,9 @@ function shared<T>(fetch: () => Promise<T>): () => Promise<T> {
 
 /** METRICS_TOKEN: when set, GET /metrics needs `Authorization: Bearer <token>`; open otherwise. */
 export function requireMetricsToken(token: string | undefined): MiddlewareHandler {
-  return async (c, next) => {
-    if (token !== undefined && !bearerMatches(c.req.header('authorization'), token)) {
-      c.header('www-authenticate', 'Bearer realm="trove metrics"');
-      throw new UnauthorizedError(
-        'metrics on this server need a token: Authorization: Bearer <METRICS_TOKEN>',
-      );
-    }
-    await next();
-  };
+  return requireBearer(
+    token,
+    'trove metrics',
+    'metrics on this server need a token: Authorization: Bearer <METRICS_TOKEN>',
+  );
 }

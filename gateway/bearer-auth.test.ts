@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bearerMatches } from './upload-auth.js';
+import { bearerMatches } from './bearer-auth.js';
 
 describe('bearerMatches', () => {
   it('accepts the exact token as a Bearer credential, any case of the scheme', () => {
