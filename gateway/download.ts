@@ -200,17 +200,25 @@ async function giveBack(deps: DownloadDeps, file: FileRecord): Promise<void> {
   }
 }
 
-/** Nodes holding a healthy replica of blob `key` (of file `id`): online ones first, each group in placement order. */
+/**
+ * Nodes to read blob `key` (of file `id`) from: those with a healthy replica,
+ * online ones first, each group in placement order; then, as a last resort,
+ * those whose replica is recorded `missing`. A state can lag behind the disk
+ * (a repair or anti-entropy not run yet), a node answers 404 for a blob it
+ * lacks, and every read is checked by sha256, so trying costs one request.
+ */
 async function readOrder(deps: DownloadDeps, id: string, key: string): Promise<NodeAddress[]> {
-  const holders = new Set(
-    (await deps.store.replicasOf(id))
-      .filter((r) => r.key === key && r.state === 'ok')
-      .map((r) => r.node),
-  );
-  const ranked = rankNodes(key, deps.nodes).filter((n) => holders.has(n.id));
+  const rows = (await deps.store.replicasOf(id)).filter((r) => r.key === key);
+  const placed = rankNodes(key, deps.nodes);
+  const holding = (state: string) => {
+    const nodes = new Set(rows.filter((r) => r.state === state).map((r) => r.node));
+    return placed.filter((n) => nodes.has(n.id));
+  };
+  const healthy = holding('ok');
   return [
-    ...ranked.filter((n) => deps.registry.isOnline(n.id)),
-    ...ranked.filter((n) => !deps.registry.isOnline(n.id)),
+    ...healthy.filter((n) => deps.registry.isOnline(n.id)),
+    ...healthy.filter((n) => !deps.registry.isOnline(n.id)),
+    ...holding('missing').filter((n) => deps.registry.isOnline(n.id)),
   ];
 }
 

@@ -4,6 +4,7 @@
  * way through, and the client still receives exactly the file (or the range it
  * asked for), because the gateway carries on from the next replica.
  */
+import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -264,5 +265,19 @@ describe('a corrupt replica cut off mid-stream', () => {
       size: range.end - range.start + 1,
       sha256: file.rangeSha256,
     });
+  });
+
+  it('still serves a file whose every copy is recorded missing but is on disk (stale states)', async () => {
+    showLogsOnFailure();
+    await reviveAll();
+    const file = await uploadBig(undefined, 1024 * 1024);
+    // As an anti-entropy pass racing the upload once left it: every row `missing`, no repair yet.
+    const db = new Database(cluster.dbPath);
+    db.pragma('busy_timeout = 5000');
+    db.prepare(`UPDATE replicas SET state = 'missing' WHERE key = ?`).run(file.id);
+    db.close();
+    const got = await startDownload(file.id);
+    expect(got.res.statusCode).toBe(200);
+    expect(await got.rest()).toEqual({ size: 1024 * 1024, sha256: file.sha256 });
   });
 });

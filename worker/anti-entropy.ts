@@ -52,6 +52,10 @@ export class AntiEntropy {
   }
 
   async check(node: NodeAddress, now = Date.now()): Promise<CheckReport> {
+    // Rows first, then the listing: a row committed `ok` before it was read is of a blob already on
+    // the disk when the listing starts. Read the other way round, an upload committed while the
+    // listing ran looked missing on every node at once, and its downloads failed until repaired.
+    const rows = await this.deps.store.replicasOnNode(node.id);
     const listing = await this.listAll(node);
     const report: CheckReport = {
       listed: listing.size,
@@ -62,7 +66,7 @@ export class AntiEntropy {
     };
     const owned = new Set<string>();
     const repairs: { fileId: string; key: string }[] = [];
-    for (const row of await this.deps.store.replicasOnNode(node.id)) {
+    for (const row of rows) {
       if (!row.live) continue; // deletion owns tombstones' rows
       owned.add(row.key);
       const blob = listing.get(row.key);

@@ -248,17 +248,18 @@ export class ImageProcessor {
 
   /**
    * Streams the original from the first healthy replica that serves it whole
-   * and right into `path`; throws when none could (a transient failure).
+   * and right into `path` (then, as a last resort, from a replica recorded
+   * `missing`: states can lag behind the disk); throws when none could, a
+   * transient failure (repairs restore copies), retried like any other.
    */
   private async fetchOriginal(file: FileRecord, path: string, signal: AbortSignal) {
-    const holders = new Set(
-      (await this.deps.store.replicasOf(file.id))
-        .filter((r) => r.key === file.id && r.state === 'ok')
-        .map((r) => r.node),
-    );
-    if (holders.size === 0) throw new UnprocessableImageError('the original has no healthy copy');
-    for (const node of rankNodes(file.id, this.deps.nodes).filter((n) => holders.has(n.id))) {
-      if (await this.download(file, node, path, signal)) return;
+    const rows = (await this.deps.store.replicasOf(file.id)).filter((r) => r.key === file.id);
+    const placed = rankNodes(file.id, this.deps.nodes);
+    for (const state of ['ok', 'missing']) {
+      const holders = new Set(rows.filter((r) => r.state === state).map((r) => r.node));
+      for (const node of placed.filter((n) => holders.has(n.id))) {
+        if (await this.download(file, node, path, signal, state === 'ok')) return;
+      }
     }
     throw new Error(`no storage node could serve the original of ${file.id}`);
   }
@@ -268,13 +269,14 @@ export class ImageProcessor {
     node: NodeAddress,
     path: string,
     signal: AbortSignal,
+    recordedOk: boolean,
   ): Promise<boolean> {
     const { client, log, store } = this.deps;
     try {
       const res = await client.getBlob(node, file.id, { signal });
       if (res.statusCode !== 200) {
         await res.body.dump();
-        if (res.statusCode === 404) {
+        if (res.statusCode === 404 && recordedOk) {
           await store.setReplicaState(file.id, node.id, 'missing');
           await this.deps.repair(file.id, file.id).catch(() => undefined);
         }
