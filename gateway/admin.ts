@@ -115,7 +115,8 @@ const REPAIR_BATCH = 1000;
 /** 401 unless `Authorization: Bearer <ADMIN_TOKEN>` (constant time); always 401 when the token is unset. */
 export function requireAdminToken(token: string | undefined): MiddlewareHandler {
   if (token === undefined) {
-    return async () => {
+    // Both parameters declared: Hono tells middleware from handlers by their arity.
+    return async (_c, _next) => {
       throw new UnauthorizedError(
         'the admin API is disabled until ADMIN_TOKEN (16+ characters) is set on the gateway',
         'ADMIN_API_DISABLED',
