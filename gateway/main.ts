@@ -11,14 +11,13 @@ import { writePidFile } from '../shared/pid-file.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
 import { join } from 'node:path';
 import { createApp } from './app.js';
+import { gatewayDeps } from './deps.js';
 import { UploadSpool } from './upload-spool.js';
 import { DownloadCounter } from './download-counter.js';
 import { requestNodeCheck } from './repair-requests.js';
 import { NodeRegistry } from './node-registry.js';
-import { createProcessing } from './process.js';
 import { Replicator } from './replicator.js';
 import { UploadSweeper } from './upload-sweeper.js';
-import { uploadLinkKey } from './upload-link-token.js';
 
 loadDotEnv();
 let config;
@@ -70,33 +69,20 @@ const sweeper = new UploadSweeper({
 });
 sweeper.start();
 
-const app = createApp({
-  store,
-  client,
-  registry,
-  replicator,
-  counter,
-  redis,
-  amqp,
-  log,
-  nodes: config.nodes,
-  gatewayId: config.gatewayId,
-  copies: config.replicationFactor,
-  quorum: config.writeQuorum,
-  maxUploadBytes: config.maxUploadBytes,
-  maxFilesPerUpload: config.maxFilesPerUpload,
-  allowedTypes: config.allowedTypes,
-  limits: config,
-  urls: config,
-  clusterName: config.clusterName,
-  spoolDir,
-  processing: createProcessing(config),
-  uploadToken: config.uploadToken,
-  adminToken: config.adminToken,
-  uploadLinkKey: uploadLinkKey(secret),
-  rateLimits: config.rateLimits,
-  metricsToken: config.metricsToken,
-});
+const app = createApp(
+  gatewayDeps(config, {
+    store,
+    client,
+    registry,
+    replicator,
+    counter,
+    redis,
+    amqp,
+    log,
+    spoolDir,
+    secret,
+  }),
+);
 const server = await listen(app, config.host, config.port);
 writePidFile(config.storageDir, config.pidName);
 log.info(

@@ -23,9 +23,8 @@ import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-sto
 import { createApp } from '../gateway/app.js';
 import { DownloadCounter } from '../gateway/download-counter.js';
 import { NodeRegistry } from '../gateway/node-registry.js';
-import { createProcessing } from '../gateway/process.js';
 import { Replicator } from '../gateway/replicator.js';
-import { uploadLinkKey } from '../gateway/upload-link-token.js';
+import { gatewayDeps } from '../gateway/deps.js';
 import { fixture, startCluster, waitFor, type Cluster } from './harness.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -130,37 +129,26 @@ async function servedRoutes(): Promise<string[]> {
     log,
   });
   try {
-    const app = createApp({
-      store,
-      client,
-      registry,
-      replicator: new Replicator({
+    const app = createApp(
+      gatewayDeps(config, {
+        store,
         client,
         registry,
-        nodes: config.nodes,
-        copies: config.replicationFactor,
-        quorum: config.writeQuorum,
+        replicator: new Replicator({
+          client,
+          registry,
+          nodes: config.nodes,
+          copies: config.replicationFactor,
+          quorum: config.writeQuorum,
+        }),
+        counter: new DownloadCounter({ redis, redlock: createRedlock(redis), store, log }),
+        redis,
+        amqp,
+        log,
+        spoolDir: join(dir, 'spool'),
+        secret: cluster.secret,
       }),
-      counter: new DownloadCounter({ redis, redlock: createRedlock(redis), store, log }),
-      redis,
-      amqp,
-      log,
-      nodes: config.nodes,
-      gatewayId: 'openapi-test',
-      copies: config.replicationFactor,
-      quorum: config.writeQuorum,
-      maxUploadBytes: config.maxUploadBytes,
-      maxFilesPerUpload: config.maxFilesPerUpload,
-      allowedTypes: config.allowedTypes,
-      limits: config,
-      urls: config,
-      clusterName: config.clusterName,
-      spoolDir: join(dir, 'spool'),
-      processing: createProcessing(config),
-      uploadToken: undefined,
-      adminToken: undefined,
-      uploadLinkKey: uploadLinkKey(cluster.secret),
-    });
+    );
     // Middleware (the token checks, rate limits, logging) is not a route of its own.
     const routes = inspectRoutes(app).filter((r) => !r.isMiddleware);
     return [...new Set(routes.map((r) => `${r.method} ${r.path}`))];

@@ -54,22 +54,27 @@ async function committed(): Promise<string> {
 
 const listed = (key: string): ListedBlob => ({ key, size: 10, sha256: SHA, mtimeMs: Date.now() });
 
+/** Anti-entropy of node1 through `listBlobs`; the keys whose repair it queued go into `repairs`. */
+function checker(
+  listBlobs: (n: NodeAddress, after?: string) => Promise<unknown>,
+  repairs: string[],
+) {
+  return new AntiEntropy({
+    store,
+    client: { listBlobs } as unknown as NodeClient,
+    nodes: [node],
+    log,
+    orphanGraceMs: 3_600_000,
+    repair: async (_fileId, key) => void repairs.push(key),
+  });
+}
+
 describe('AntiEntropy', () => {
   it('marks a copy absent from the listing missing and queues its repair', async () => {
     const present = await committed();
     const gone = await committed();
     const repairs: string[] = [];
-    const client = {
-      listBlobs: async () => ({ blobs: [listed(present)], next: null }),
-    } as unknown as NodeClient;
-    const check = new AntiEntropy({
-      store,
-      client,
-      nodes: [node],
-      log,
-      orphanGraceMs: 3_600_000,
-      repair: async (_fileId, key) => void repairs.push(key),
-    });
+    const check = checker(async () => ({ blobs: [listed(present)], next: null }), repairs);
     expect(await check.check(node)).toMatchObject({ listed: 1, missing: 1 });
     expect(repairs).toEqual([gone]);
     expect((await store.replicasOf(present))[0]!.state).toBe('ok');
@@ -80,22 +85,12 @@ describe('AntiEntropy', () => {
     const old = await committed();
     let during: string | undefined;
     const repairs: string[] = [];
-    const client = {
-      // The node's listing is read page by page; an upload commits between two pages.
-      listBlobs: async (_n: NodeAddress, after: string | undefined) => {
-        if (after === undefined) return { blobs: [listed(old)], next: old };
-        during = await committed();
-        return { blobs: [], next: null };
-      },
-    } as unknown as NodeClient;
-    const check = new AntiEntropy({
-      store,
-      client,
-      nodes: [node],
-      log,
-      orphanGraceMs: 3_600_000,
-      repair: async (_fileId, key) => void repairs.push(key),
-    });
+    // The node's listing is read page by page; an upload commits between two pages.
+    const check = checker(async (_n, after) => {
+      if (after === undefined) return { blobs: [listed(old)], next: old };
+      during = await committed();
+      return { blobs: [], next: null };
+    }, repairs);
     expect(await check.check(node)).toMatchObject({ missing: 0 });
     expect(repairs).toEqual([]);
     expect((await store.replicasOf(during!))[0]!.state).toBe('ok');

@@ -1,0 +1,41 @@
+/**
+ * The gateway's configuration and running parts as the one GatewayDeps that
+ * createApp takes: gateway/main.ts and the tests that build the app both go
+ * through here, so a new setting is wired in one place.
+ */
+import type { GatewayConfig } from '../shared/config.js';
+import type { GatewayDeps } from './app.js';
+import { createProcessing } from './process.js';
+import { uploadLinkKey } from './upload-link-token.js';
+
+/** The services main.ts builds and starts, and the two values taken from the disk. */
+export type GatewayParts = Pick<
+  GatewayDeps,
+  'store' | 'client' | 'registry' | 'replicator' | 'counter' | 'redis' | 'amqp' | 'log' | 'spoolDir'
+> & {
+  /** The cluster secret: upload links are signed with a key derived from it. */
+  secret: string;
+};
+
+export function gatewayDeps(config: GatewayConfig, parts: GatewayParts): GatewayDeps {
+  const { secret, ...services } = parts;
+  return {
+    ...services,
+    nodes: config.nodes,
+    gatewayId: config.gatewayId,
+    copies: config.replicationFactor,
+    quorum: config.writeQuorum,
+    maxUploadBytes: config.maxUploadBytes,
+    maxFilesPerUpload: config.maxFilesPerUpload,
+    allowedTypes: config.allowedTypes,
+    limits: config,
+    urls: config,
+    clusterName: config.clusterName,
+    processing: createProcessing(config),
+    uploadToken: config.uploadToken,
+    adminToken: config.adminToken,
+    uploadLinkKey: uploadLinkKey(secret),
+    rateLimits: config.rateLimits,
+    metricsToken: config.metricsToken,
+  };
+}
