@@ -93,6 +93,15 @@ describe('variantFileName', () => {
 
 describe('processingJson', () => {
   const base = 'http://gw';
+  /** `thumb` as processingJson lists it. */
+  const thumbJson = {
+    url: 'http://gw/files/JrJ3b1Z0RkqY0cY3Gq5mNw/thumbnail',
+    size: 5120,
+    width: 256,
+    height: 171,
+    content_type: 'image/webp',
+    sha256: 'a'.repeat(64),
+  };
 
   it('shows the state alone while pending or skipped, and the reason of a failure', () => {
     expect(processingJson(file(), [], base)).toEqual({ state: 'pending' });
@@ -103,16 +112,7 @@ describe('processingJson', () => {
   });
 
   it('lists the thumbnail of an image still pending its compressed copy, and of one whose copy failed', () => {
-    const listed = {
-      thumbnail: {
-        url: 'http://gw/files/JrJ3b1Z0RkqY0cY3Gq5mNw/thumbnail',
-        size: 5120,
-        width: 256,
-        height: 171,
-        content_type: 'image/webp',
-        sha256: 'a'.repeat(64),
-      },
-    };
+    const listed = { thumbnail: thumbJson };
     expect(processingJson(file(), [thumb], base)).toEqual({ state: 'pending', variants: listed });
     expect(
       processingJson(file({ processing: 'failed', processingError: 'x' }), [thumb], base),
@@ -132,14 +132,7 @@ describe('processingJson', () => {
           content_type: 'image/webp',
           sha256: 'a'.repeat(64),
         },
-        thumbnail: {
-          url: 'http://gw/files/JrJ3b1Z0RkqY0cY3Gq5mNw/thumbnail',
-          size: 5120,
-          width: 256,
-          height: 171,
-          content_type: 'image/webp',
-          sha256: 'a'.repeat(64),
-        },
+        thumbnail: thumbJson,
       },
     });
   });
