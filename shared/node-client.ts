@@ -135,10 +135,11 @@ export class NodeClient {
 
   constructor(private readonly opts: NodeClientOptions) {}
 
+  /** PUTs `body` (a stream, or bytes already in memory: no stream is made for them). */
   async putBlob(
     target: NodeAddress,
     key: string,
-    body: Readable,
+    body: Readable | Buffer,
     o: PutOptions,
   ): Promise<PutReport> {
     const headers: Record<string, string> = {

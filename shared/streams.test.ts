@@ -1,10 +1,20 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setImmediate as tick } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { PayloadTooLargeError } from './errors.js';
-import { ByteLimit, HashCounter, firstChunk, lazyBody, pipeChain } from './streams.js';
+import {
+  ByteLimit,
+  HashCounter,
+  firstChunk,
+  lazyBody,
+  pipeChain,
+  writeHashedFile,
+} from './streams.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -218,5 +228,46 @@ describe('pipeChain', () => {
     sink.destroy();
     await expect(done).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
     expect(source.destroyed).toBe(true);
+  });
+});
+
+describe('writeHashedFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'trove-streams-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes every byte of many chunks (batched past 1 MiB) and answers their sha256', async () => {
+    const chunks = Array.from({ length: 40 }, (_, i) => randomBytes(40_000 + i));
+    const whole = Buffer.concat(chunks);
+    const path = join(dir, 'many');
+    const out = await writeHashedFile(Readable.from(chunks), path);
+    expect(out).toEqual({
+      sha256: createHash('sha256').update(whole).digest('hex'),
+      bytes: whole.length,
+    });
+    expect(readFileSync(path).equals(whole)).toBe(true);
+  });
+
+  it('refuses to overwrite an existing file', async () => {
+    const path = join(dir, 'taken');
+    writeFileSync(path, 'x');
+    await expect(writeHashedFile(Readable.from([Buffer.from('y')]), path)).rejects.toMatchObject({
+      code: 'EEXIST',
+    });
+    expect(readFileSync(path, 'utf8')).toBe('x');
+  });
+
+  it('fails with the source and stops on an aborted signal', async () => {
+    const failing = new Readable({
+      read() {
+        this.push(Buffer.alloc(10));
+        this.destroy(new Error('connection reset'));
+      },
+    });
+    await expect(writeHashedFile(failing, join(dir, 'failed'))).rejects.toThrow('connection reset');
+    const abort = new AbortController();
+    abort.abort(new Error('deadline'));
+    await expect(
+      writeHashedFile(Readable.from([Buffer.alloc(5)]), join(dir, 'aborted'), abort.signal),
+    ).rejects.toThrow('deadline');
   });
 });

@@ -359,8 +359,8 @@ describe('FsBlobStore on disk', () => {
 
   it('fails a read of a corrupted blob and quarantines it', async () => {
     const store = await openStore(root);
-    // Several read chunks (256 KiB each), corrupted in the first one.
-    const data = pattern(700 * 1024, 21);
+    // Several read chunks (1 MiB each), corrupted in the first one.
+    const data = pattern(2_500 * 1024, 21);
     await store.put('rotten', chunked(data));
     await corrupt('rotten', 1000);
 
@@ -387,7 +387,7 @@ describe('FsBlobStore on disk', () => {
 
   it('fails a ranged read of a corrupted blob, even when the damage is outside the range', async () => {
     const store = await openStore(root);
-    const data = pattern(600 * 1024, 23);
+    const data = pattern(2_500 * 1024, 23);
     await store.put('rotten-range', chunked(data));
     await corrupt('rotten-range', data.length - 1);
 

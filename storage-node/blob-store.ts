@@ -82,8 +82,14 @@ export interface BlobStore {
 const NAME = /^([A-Za-z0-9._-]{1,160})@([0-9a-f]{64})$/;
 /** Read size when streaming a large blob: fewer, larger chunks cost less per byte (measured: ~15 % faster than 256 KiB). */
 const MAX_READ_CHUNK = 1024 * 1024;
-/** Blobs up to this size are read whole, in one read, and verified before anything is sent. */
-const SMALL_BLOB = 256 * 1024;
+/**
+ * Blobs up to this size are read whole, in one read, and verified before
+ * anything is sent. One read chunk: streaming holds as much (the held-back
+ * last chunk), and a single exact-size buffer halves the node's CPU for a
+ * 0.9 MB photo (measured 6.0 → 3.0-3.6 ms: a 1 MiB stream buffer read short
+ * is copied again, and the garbage collector pays for both).
+ */
+const SMALL_BLOB = MAX_READ_CHUNK;
 
 const fsOpen = promisify(fsCb.open);
 function fsRead(

@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import { writevAll } from '../shared/streams.js';
 
 export class DurableFileSink extends Writable {
   constructor(private readonly file: FileHandle) {
@@ -12,11 +13,11 @@ export class DurableFileSink extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    writeAll(this.file, [chunk]).then(() => done(), done);
+    writevAll(this.file, [chunk]).then(() => done(), done);
   }
 
   override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
-    writeAll(
+    writevAll(
       this.file,
       chunks.map((c) => c.chunk),
     ).then(() => done(), done);
@@ -25,26 +26,4 @@ export class DurableFileSink extends Writable {
   override _final(done: (err?: Error | null) => void): void {
     this.file.datasync().then(() => done(), done);
   }
-}
-
-/** writev may write less than asked (signals, huge buffers): loop until every byte is down. */
-async function writeAll(file: FileHandle, buffers: Buffer[]): Promise<void> {
-  let pending = buffers;
-  while (pending.length > 0) {
-    const { bytesWritten } = await file.writev(pending);
-    pending = skipBytes(pending, bytesWritten);
-  }
-}
-
-function skipBytes(buffers: Buffer[], count: number): Buffer[] {
-  const rest: Buffer[] = [];
-  for (const buf of buffers) {
-    if (count >= buf.length) {
-      count -= buf.length;
-      continue;
-    }
-    rest.push(count > 0 ? buf.subarray(count) : buf);
-    count = 0;
-  }
-  return rest;
 }

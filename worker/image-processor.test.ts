@@ -34,9 +34,9 @@ class FakeNodes {
     return this as unknown as NodeClient;
   }
 
-  async putBlob(target: NodeAddress, key: string, body: Readable, o: PutOptions) {
+  async putBlob(target: NodeAddress, key: string, body: Readable | Buffer, o: PutOptions) {
     if (this.down.has(target.id)) throw refused();
-    const data = Buffer.concat(await body.toArray());
+    const data = Buffer.isBuffer(body) ? body : Buffer.concat(await body.toArray());
     const replicas = [target, ...o.chain].map((n) => {
       if (this.down.has(n.id)) return { node: n.id, ok: false as const, error: 'down' };
       this.blobs.get(n.id)!.set(key, data);

@@ -34,10 +34,9 @@
  * is deterministic, so a retry rewrites the same bytes under the same keys,
  * and the records are upserts.
  */
-import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { rankNodes } from '../shared/placement.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { ImageProcessJob } from '../shared/jobs.js';
@@ -45,7 +44,7 @@ import { blobKey } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { FileRecord, MetadataStore, VariantName } from '../shared/metadata-store.js';
 import { isTransportFailure, type NodeClient } from '../shared/node-client.js';
-import { HashCounter } from '../shared/streams.js';
+import { writeHashedFile } from '../shared/streams.js';
 import {
   readHeader,
   renderVariant,
@@ -188,9 +187,9 @@ export class ImageProcessor {
     deadline: AbortSignal,
   ): Promise<void> {
     const started = Date.now();
-    const dir = await mkdtemp(join(this.deps.tmpDir, `${file.id}-`));
+    // A file of its own per attempt (a retry may overlap a stalled one); `prepare` removes those of dead workers.
+    const original = join(this.deps.tmpDir, `${file.id}-${randomBytes(4).toString('hex')}`);
     try {
-      const original = join(dir, 'original');
       await this.fetchOriginal(file, original, deadline);
       const header = await readHeader(original, this.deps.maxInputPixels);
       // The slot bounds the decoded images in memory at once, and the CPU.
@@ -208,7 +207,7 @@ export class ImageProcessor {
       );
       await this.record(file, rendered, stored, last);
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await rm(original, { force: true });
     }
   }
 
@@ -282,16 +281,17 @@ export class ImageProcessor {
         }
         return false;
       }
-      const hasher = new HashCounter();
-      await pipeline(res.body, hasher, createWriteStream(path), { signal });
-      if (hasher.digest() === file.sha256) return true;
+      const written = await writeHashedFile(res.body, path, signal);
+      if (written.sha256 === file.sha256) return true;
       log.warn({ id: file.id, node: node.id }, 'original read with a wrong sha256');
+      await rm(path, { force: true });
     } catch (err) {
       if (signal.aborted || !isTransportFailure(err)) throw err;
       log.warn(
         { id: file.id, node: node.id, err: (err as Error).message },
         'could not read the original, trying the next replica',
       );
+      await rm(path, { force: true }); // what arrived before the failure
     }
     return false;
   }

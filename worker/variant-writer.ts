@@ -8,7 +8,6 @@
  * Repair later gives the missing ones their copy.
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { writeChain } from '../shared/placement.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
@@ -63,7 +62,7 @@ export class VariantWriter {
     for (let i = 0; i < chain.length; i++) {
       const head = chain[i]!;
       try {
-        const report = await this.deps.client.putBlob(head, key, Readable.from([data]), {
+        const report = await this.deps.client.putBlob(head, key, data, {
           chain: chain.slice(i + 1),
           hop: 0,
           contentLength: data.length,
