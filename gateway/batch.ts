@@ -24,7 +24,6 @@ import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { ZipArchive } from 'archiver';
 import type { Context } from 'hono';
-import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -33,7 +32,6 @@ import {
   imageOptionsFromQuery,
   openImage,
   outputName,
-  PROCESSABLE_TYPES,
   processImage,
   resolveImageOptions,
   setImageOption,
@@ -42,9 +40,9 @@ import {
 } from '../shared/image-ops.js';
 import type { Logger } from '../shared/logger.js';
 import { ByteLimit, pipeChain } from '../shared/streams.js';
-import { TypeSniffer } from './content-type.js';
 import { cleanFileName, contentDisposition } from './http-names.js';
 import { isMultipart, readImageForm } from './image-form.js';
+import { spoolImage } from './image-spool.js';
 import type { ProcessDeps } from './process.js';
 import { disconnectSignal } from './request-signal.js';
 
@@ -52,8 +50,6 @@ type Ctx = Context<{ Bindings: HttpBindings }>;
 
 export interface BatchDeps extends ProcessDeps {
   log: Logger;
-  /** This gateway's spool directory: batch inputs wait there, emptied at start-up. */
-  spoolDir: string;
 }
 
 /** A received part: on disk, its type known from its magic bytes. */
@@ -163,29 +159,9 @@ async function spool(
   signal: AbortSignal,
 ): Promise<SpooledImage> {
   const label = `${name} (file ${index})`;
-  const max = deps.maxUploadBytes;
-  const limit = new ByteLimit(
-    max,
-    () => new PayloadTooLargeError(`"${label}" is larger than MAX_UPLOAD_BYTES (${max} bytes)`),
-  );
-  const sniffer = new TypeSniffer(PROCESSABLE_TYPES, label);
   const path = join(dir, String(index));
-  const written = pipeChain(stream, limit, sniffer, createWriteStream(path));
-  const stop = () => limit.destroy(signal.reason as Error);
-  if (signal.aborted) stop();
-  signal.addEventListener('abort', stop, { once: true });
-  try {
-    const [type] = await Promise.all([sniffer.type, written]);
-    return { path, name, label, type };
-  } catch (err) {
-    // The sniffer's own verdict (415, empty file) first; else whatever stopped the stream.
-    throw await sniffer.type.then(
-      () => err,
-      (verdict: Error) => verdict,
-    );
-  } finally {
-    signal.removeEventListener('abort', stop);
-  }
+  const type = await spoolImage(stream, path, { label, maxBytes: deps.maxUploadBytes, signal });
+  return { path, name, label, type };
 }
 
 /** Phase 2: the ZIP, streamed; see the top of this file for what a failure does. */

@@ -3,23 +3,26 @@
  * processed image out, nothing stored. Options come from the query string
  * and, for multipart, from form fields sent before the file.
  *
- * The image streams through the size limit and the magic-byte check into
- * sharp, which holds the encoded bytes (it decodes from memory); nothing
- * else keeps them. A request holds a processing slot from before its body is
+ * The image streams through the size limit and the magic-byte check into a
+ * temp file that sharp reads (image-spool.ts), so no upload is held in
+ * memory; the processed image is, to answer with its length (or a clean 4xx
+ * if sharp fails). A request holds a processing slot from before its body is
  * read until its answer is ready; with every slot taken it is a 503 at once.
  */
 import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { GatewayConfig } from '../shared/config.js';
-import { BadRequestError, ClientGoneError, PayloadTooLargeError } from '../shared/errors.js';
+import { BadRequestError, PayloadTooLargeError } from '../shared/errors.js';
 import {
   configureSharp,
   FORMAT_TYPES,
   imageOptionsFromQuery,
   openImage,
   outputName,
-  PROCESSABLE_TYPES,
   processImage,
   resolveImageOptions,
   setImageOption,
@@ -28,10 +31,9 @@ import {
   type ImageOptions,
   type ProcessedImage,
 } from '../shared/image-ops.js';
-import { ByteLimit, pipeChain } from '../shared/streams.js';
-import { TypeSniffer } from './content-type.js';
 import { cleanFileName, contentDisposition } from './http-names.js';
 import { isMultipart, readImageForm } from './image-form.js';
+import { spoolImage } from './image-spool.js';
 import { ProcessSlots } from './process-slots.js';
 import { disconnectSignal } from './request-signal.js';
 
@@ -48,6 +50,8 @@ export interface ProcessingDeps {
 export interface ProcessDeps {
   maxUploadBytes: number;
   processing: ProcessingDeps;
+  /** This gateway's spool directory: inputs wait there as files while sharp reads them. */
+  spoolDir: string;
 }
 
 type ProcessingConfig = Pick<
@@ -155,9 +159,8 @@ async function processForm(
 }
 
 /**
- * One image from a stream: size limit → magic-byte check → sharp, then the
- * pipeline. `source` is piped, never handed to pipeChain: on failure it is
- * only unpiped, so the request stays intact and can still be answered.
+ * One image from a stream: spooled to a temp file (size limit, magic-byte
+ * check), then sharp's pipeline over the file; the file is removed after.
  */
 export async function processUpload(
   deps: ProcessDeps,
@@ -167,32 +170,12 @@ export async function processUpload(
   signal: AbortSignal,
 ): Promise<ProcessedImage> {
   const label = name ?? 'request body';
-  const max = deps.maxUploadBytes;
-  const limit = new ByteLimit(
-    max,
-    () => new PayloadTooLargeError(`"${label}" is larger than MAX_UPLOAD_BYTES (${max} bytes)`),
-  );
-  const sniffer = new TypeSniffer(PROCESSABLE_TYPES, label);
-  const image = openImage(deps.processing.image);
-  let streamError: Error | undefined;
-  for (const stage of [limit, sniffer, image])
-    stage.once('error', (err: Error) => (streamError ??= err));
-  const streamed = pipeChain(limit, sniffer, image);
-  streamed.catch(() => undefined); // awaited below, or superseded by the sniffer's verdict
-  const stop = () =>
-    limit.destroy(signal.reason instanceof Error ? signal.reason : new ClientGoneError());
-  if (signal.aborted) stop();
-  signal.addEventListener('abort', stop, { once: true });
-  source.once('error', (err) => limit.destroy(err));
-  source.pipe(limit);
+  const path = join(deps.spoolDir, `process-${randomBytes(8).toString('hex')}`);
   try {
-    const type = await sniffer.type;
-    await streamed;
-    return await processImage(image, options, type, deps.processing.image, label);
-  } catch (err) {
-    source.unpipe(limit);
-    throw streamError ?? err;
+    const type = await spoolImage(source, path, { label, maxBytes: deps.maxUploadBytes, signal });
+    const limits = deps.processing.image;
+    return await processImage(openImage(limits, path), options, type, limits, label);
   } finally {
-    signal.removeEventListener('abort', stop);
+    await rm(path, { force: true });
   }
 }

@@ -1,0 +1,65 @@
+/**
+ * An image on its way in to POST /process or /batch, written to a temp file
+ * under the gateway's spool directory through the size limit and the
+ * magic-byte check. sharp then reads the file: libvips decodes from it
+ * without ever holding the encoded bytes, so the gateway's memory stays flat
+ * whatever the size of the upload (a stream piped into sharp is gathered
+ * whole in memory first).
+ */
+import { createWriteStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { ClientGoneError, PayloadTooLargeError } from '../shared/errors.js';
+import { PROCESSABLE_TYPES } from '../shared/image-ops.js';
+import { ByteLimit, pipeChain } from '../shared/streams.js';
+import { TypeSniffer } from './content-type.js';
+
+export interface SpoolOptions {
+  /** How errors name the image: `request body`, `b.jpg (file 2)`. */
+  label: string;
+  /** MAX_UPLOAD_BYTES: over it, a 413. */
+  maxBytes: number;
+  /** Stops the write (the client went away, another part failed). */
+  signal: AbortSignal;
+}
+
+/**
+ * Writes `source` to the new file `path` and answers the image's type from
+ * its magic bytes. Refuses a non-image (415, naming it), an empty one and one
+ * over the limit (413). `source` is piped, never destroyed: on failure it is
+ * only unpiped, so a raw request body stays intact and can still be answered.
+ * The caller removes `path`, whatever the outcome.
+ */
+export async function spoolImage(
+  source: Readable,
+  path: string,
+  { label, maxBytes, signal }: SpoolOptions,
+): Promise<string> {
+  const limit = new ByteLimit(
+    maxBytes,
+    () =>
+      new PayloadTooLargeError(`"${label}" is larger than MAX_UPLOAD_BYTES (${maxBytes} bytes)`),
+  );
+  const sniffer = new TypeSniffer(PROCESSABLE_TYPES, label);
+  const written = pipeChain(limit, sniffer, createWriteStream(path, { flags: 'wx' }));
+  const stop = () =>
+    limit.destroy(signal.reason instanceof Error ? signal.reason : new ClientGoneError());
+  if (signal.aborted) stop();
+  signal.addEventListener('abort', stop, { once: true });
+  const sourceFailed = (err: Error) => limit.destroy(err);
+  source.once('error', sourceFailed);
+  source.pipe(limit);
+  try {
+    const [type] = await Promise.all([sniffer.type, written]);
+    return type;
+  } catch (err) {
+    source.unpipe(limit);
+    // The sniffer's own verdict (415, empty file) first; else whatever stopped the stream.
+    throw await sniffer.type.then(
+      () => err,
+      (verdict: Error) => verdict,
+    );
+  } finally {
+    signal.removeEventListener('abort', stop);
+    source.off('error', sourceFailed);
+  }
+}
