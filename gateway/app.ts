@@ -34,6 +34,7 @@ import { addApiDocs } from './api-docs.js';
 import { RateLimits } from './rate-limit.js';
 import { GatewayMetrics, requireMetricsToken } from './metrics.js';
 import { httpMetricsMiddleware, metricsHandler } from '../shared/metrics.js';
+import type { RepairQueue } from '../shared/repair-queue.js';
 
 export interface GatewayDeps {
   store: MetadataStore;
@@ -55,6 +56,8 @@ export interface GatewayDeps {
   urls: PublicUrlConfig;
   /** The cluster's name: prefix of its shared Redis keys. */
   clusterName: string;
+  /** Repairs asked for by uploads short of copies and by reads that found a replica gone. */
+  repairs: RepairQueue;
   spoolDir: string;
   /** Image processing (/process, /batch): slots and limits. */
   processing: ProcessingDeps;

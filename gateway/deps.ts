@@ -5,7 +5,9 @@
  */
 import type { GatewayConfig } from '../shared/config.js';
 import type { GatewayDeps } from './app.js';
+import { RepairQueue } from '../shared/repair-queue.js';
 import { createProcessing } from './process.js';
+import { REPAIR_PUBLISH_TIMEOUT_MS } from './repair-requests.js';
 import { uploadLinkKey } from './upload-link-token.js';
 
 /** The services main.ts builds and starts, and the two values taken from the disk. */
@@ -31,6 +33,14 @@ export function gatewayDeps(config: GatewayConfig, parts: GatewayParts): Gateway
     limits: config,
     urls: config,
     clusterName: config.clusterName,
+    repairs: new RepairQueue({
+      redis: services.redis,
+      prefix: config.clusterName,
+      publish: (job) =>
+        services.amqp.publish(services.amqp.names.replicaRepair, job, {
+          timeoutMs: REPAIR_PUBLISH_TIMEOUT_MS,
+        }),
+    }),
     processing: createProcessing(config),
     uploadToken: config.uploadToken,
     adminToken: config.adminToken,

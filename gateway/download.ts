@@ -26,6 +26,7 @@ import { contentRange, parseRange, type ByteRange } from '../shared/range.js';
 import { firstChunk, pipeChain } from '../shared/streams.js';
 import type { AmqpClient } from '../shared/amqp.js';
 import type { DownloadCounter, Grant } from './download-counter.js';
+import type { RepairQueue } from '../shared/repair-queue.js';
 import { requestRepair } from './repair-requests.js';
 import { downloadsLeft, fileStatus } from './file-view.js';
 import { contentDisposition } from './http-names.js';
@@ -42,6 +43,8 @@ export interface DownloadDeps {
   registry: NodeRegistry;
   counter: DownloadCounter;
   amqp: AmqpClient;
+  /** A replica found missing or corrupt is queued for repair here. */
+  repairs: RepairQueue;
   nodes: NodeAddress[];
   log: Logger;
   metrics?: Pick<GatewayMetrics, 'downloadStarted' | 'downloadSent' | 'downloadRefused'>;

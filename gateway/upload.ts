@@ -15,6 +15,7 @@ import { initialProcessing } from '../shared/metadata-store.js';
 import { fileJson } from './file-view.js';
 import { scheduleDeletion, type DeletionDeps } from './deletion.js';
 import { cleanFileName } from './http-names.js';
+import type { RepairQueue } from '../shared/repair-queue.js';
 import { requestRepair } from './repair-requests.js';
 import { requestProcessing } from './variants.js';
 import { discardUpload, ingestFile, type IngestDeps, type IngestedFile } from './ingest.js';
@@ -34,6 +35,8 @@ export interface UploadDeps extends IngestDeps, DeletionDeps {
   limits: UploadLimits;
   maxFilesPerUpload: number;
   urls: PublicUrlConfig;
+  /** An upload stored on fewer nodes than wanted is queued for repair here. */
+  repairs: RepairQueue;
   metrics?: Pick<GatewayMetrics, 'uploadRead' | 'uploadStored' | 'uploadFailed'>;
 }
 

@@ -19,6 +19,7 @@ import { JobConsumer, jobHandler } from './job-consumer.js';
 import { every } from './periodic.js';
 import { ProcessingSweep } from './processing-sweep.js';
 import { RepairSweep } from './repair-sweep.js';
+import { RepairQueue } from '../shared/repair-queue.js';
 import { ReplicaRepairer } from './replica-repairer.js';
 import { Slots } from './slots.js';
 import { VariantWriter } from './variant-writer.js';
@@ -67,8 +68,14 @@ const repairer = new ReplicaRepairer({
   log,
   prefix: config.clusterName,
 });
-const repair = (fileId: string, key: string) =>
-  amqp.publish(amqp.names.replicaRepair, { fileId, key });
+const repairs = new RepairQueue({
+  redis,
+  prefix: config.clusterName,
+  publish: (job) => amqp.publish(amqp.names.replicaRepair, job),
+});
+const repair = async (fileId: string, key: string) => {
+  await repairs.request(fileId, key);
+};
 const antiEntropy = new AntiEntropy({
   store,
   client,
@@ -112,7 +119,10 @@ const consumer = new JobConsumer(
     jobHandler({
       queue: amqp.names.replicaRepair,
       schema: replicaRepairJob,
-      handle: (job) => repairer.handle(job),
+      handle: async (job) => {
+        await repairs.taken(job.key); // a request from now on must queue a new repair
+        await repairer.handle(job);
+      },
     }),
     jobHandler({
       queue: amqp.names.nodeCheck,
@@ -145,6 +155,7 @@ const repairSweep = new RepairSweep({
   amqp,
   nodes: config.nodes,
   log,
+  repair: (fileId, key) => repairs.request(fileId, key),
 });
 const processingSweep = new ProcessingSweep({
   store,

@@ -2,8 +2,9 @@
  * The periodic safety net of self-healing (run on REPAIR_SCHEDULE): queues
  * anti-entropy for every node and a repair for every replica row that is not
  * `ok`, so a lost trigger (a message, a node return nobody saw) delays a
- * repair by one period at most. Jobs are idempotent, so overlapping sweeps of
- * several workers only cost a few duplicate messages.
+ * repair by one period at most. A repair still waiting in the queue is not
+ * queued again (shared/repair-queue.ts), so sweeps during a long heal do not
+ * pile duplicates onto its backlog.
  */
 import type { AmqpClient } from '../shared/amqp.js';
 import type { NodeAddress } from '../shared/config.js';
@@ -15,6 +16,8 @@ export interface RepairSweepDeps {
   amqp: AmqpClient;
   nodes: NodeAddress[];
   log: Logger;
+  /** Queues a repair of blob `key` of file `fileId`; false when one is already queued. */
+  repair(fileId: string, key: string): Promise<boolean>;
 }
 
 const BATCH = 1000;
@@ -27,7 +30,12 @@ export class RepairSweep {
     for (const node of this.deps.nodes) await amqp.publish(amqp.names.nodeCheck, { node: node.id });
     const unhealthy = await store.unhealthyReplicas(BATCH);
     const keys = new Map(unhealthy.map((r) => [r.key, r.fileId]));
-    for (const [key, fileId] of keys) await amqp.publish(amqp.names.replicaRepair, { fileId, key });
-    if (keys.size > 0) this.deps.log.info({ repairs: keys.size }, 'repair sweep queued repairs');
+    let queued = 0;
+    for (const [key, fileId] of keys) if (await this.deps.repair(fileId, key)) queued++;
+    if (keys.size > 0)
+      this.deps.log.info(
+        { repairs: queued, already_queued: keys.size - queued },
+        'repair sweep queued repairs',
+      );
   }
 }
