@@ -1,6 +1,7 @@
 /**
  * Small named stream stages, composed with `pipeline()` by the gateway and the
- * storage nodes. None of them holds more than one chunk.
+ * storage nodes, and file writes shared by them and the worker. None of them
+ * holds more than one chunk (`writeHashedFile`: up to 1 MiB of them).
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
