@@ -113,6 +113,7 @@ export function createApp(deps: GatewayDeps) {
   const links = new UploadLinks({
     key: deps.uploadLinkKey,
     redis: deps.redis,
+    store: deps.store,
     clusterName: deps.clusterName,
     log: deps.log,
   });

@@ -55,6 +55,8 @@ export interface IngestRequest {
   maxDownloads: number;
   expiresAt: number;
   signal: AbortSignal;
+  /** The id of the signed upload link it comes through, recorded on the file. */
+  uploadLink?: string;
 }
 
 export function hashToken(token: string): string {
@@ -107,6 +109,7 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
     expiresAt: req.expiresAt,
     deleteTokenHash: hashToken(deleteToken),
     owner: deps.gatewayId,
+    uploadLink: req.uploadLink,
   });
 
   let outcomes: ReplicaOutcome[];

@@ -10,6 +10,8 @@
  * cluster and changed only by Lua scripts, so two gateways cannot both take
  * the last file. A slot is taken before a file's bytes are stored, and given
  * back when the request does not end in a 201 (it stores all its files or none).
+ * Each file records the link it came through, so when Redis loses a counter
+ * (a restart without persistence) it is rebuilt from the metadata, not reset.
  */
 import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
@@ -17,6 +19,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { BadRequestError, ForbiddenError, TroveError, UnavailableError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import type { MetadataStore } from '../shared/metadata-store.js';
 import { PAGE_HEADERS } from './html.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import { errorPageHtml } from './share-page.js';
@@ -77,9 +80,15 @@ export const uploadLinkAnswer = z
   })
   .meta({ id: 'UploadLink' });
 
-/** take(): ARGV max, expiry (Unix ms). Returns the files used now, or -1 when none is left. */
+/**
+ * take(): ARGV max, expiry (Unix ms). Returns the files used now, -1 when none
+ * is left, or -2 when the counter is not there (a link's first use, or Redis
+ * lost it): it must be seeded from the metadata first, never restarted at 0.
+ */
 const TAKE_SCRIPT = `
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local current = redis.call('GET', KEYS[1])
+if not current then return -2 end
+local used = tonumber(current)
 if used >= tonumber(ARGV[1]) then return -1 end
 used = redis.call('INCR', KEYS[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
@@ -99,6 +108,8 @@ export class UploadLinks {
       /** uploadLinkKey(cluster secret). */
       key: Buffer;
       redis: Redis;
+      /** Where a counter Redis does not have is rebuilt from: the files recorded with the link. */
+      store: Pick<MetadataStore, 'countLinkUploads'>;
       /** The cluster's name: prefix of its shared Redis keys. */
       clusterName: string;
       log: Logger;
@@ -131,16 +142,30 @@ export class UploadLinks {
 
   /** Takes one file of the link; 403 UPLOAD_LINK_USED_UP when every file is taken. */
   async take(link: UploadLink): Promise<void> {
-    const used = await this.opts.redis
-      .eval(TAKE_SCRIPT, 1, this.counterKey(link), link.files, link.exp * 1000)
-      .catch((err: Error) => {
-        throw new UnavailableError(`upload links are unavailable (Redis: ${err.message})`);
-      });
+    const key = this.counterKey(link);
+    let used = await this.redisCall(() =>
+      this.opts.redis.eval(TAKE_SCRIPT, 1, key, link.files, link.exp * 1000),
+    );
+    if (used === -2) {
+      // Rebuilt from the files recorded with the link. NX: of gateways doing this at once, one
+      // sets it. Uploads between their slot and their row (still receiving) are not seen.
+      const recorded = await this.opts.store.countLinkUploads(link.id);
+      await this.redisCall(() => this.opts.redis.set(key, recorded, 'PXAT', link.exp * 1000, 'NX'));
+      used = await this.redisCall(() =>
+        this.opts.redis.eval(TAKE_SCRIPT, 1, key, link.files, link.exp * 1000),
+      );
+    }
     if (used === -1)
       throw new ForbiddenError(
         `this upload link has uploaded all the ${link.files} files it allows`,
         'UPLOAD_LINK_USED_UP',
       );
+  }
+
+  private redisCall<T>(call: () => Promise<T>): Promise<T> {
+    return call().catch((err: Error) => {
+      throw new UnavailableError(`upload links are unavailable (Redis: ${err.message})`);
+    });
   }
 
   /** Returns `count` files to the link (a request that stored nothing). Best effort: logged on failure. */

@@ -90,6 +90,7 @@ async function rawUpload(deps: UploadDeps, c: Ctx) {
     maxDownloads: provisional.maxDownloads,
     expiresAt: Date.now() + provisional.ttlSeconds * 1000,
     signal: disconnectSignal(c.env.outgoing, incoming),
+    uploadLink: link?.link.id,
   });
   return respondCommitted(deps, c, [file], given, false);
 }
@@ -129,6 +130,7 @@ async function multipartUpload(deps: UploadDeps, c: Ctx) {
             maxDownloads: provisional.maxDownloads,
             expiresAt: Date.now() + provisional.ttlSeconds * 1000,
             signal: controller.signal,
+            uploadLink: link?.link.id,
           }),
         );
         ingests.push(ingest);

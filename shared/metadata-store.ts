@@ -99,7 +99,10 @@ export type NewUpload = Pick<
   | 'expiresAt'
   | 'deleteTokenHash'
   | 'owner'
->;
+> & {
+  /** The id of the signed upload link it came through, if any: its file count is rebuilt from these. */
+  uploadLink?: string;
+};
 
 export interface CommitFile {
   id: string;
@@ -140,6 +143,8 @@ export interface FileListQuery {
 export interface MetadataStore {
   /** Records an upload about to stream to the nodes. */
   beginUpload(upload: NewUpload): Promise<void>;
+  /** Files uploaded through upload link `linkId` that were not aborted (stored, or being stored). */
+  countLinkUploads(linkId: string): Promise<number>;
   /** Makes uploads visible, all or none (one transaction). */
   commitUploads(files: CommitFile[]): Promise<void>;
   /** Marks an upload that will never commit; its blobs still need removing. */

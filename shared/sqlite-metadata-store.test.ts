@@ -298,3 +298,33 @@ describe('SqliteMetadataStore listFiles (admin)', () => {
     expect(await q('exhausted', now + 60_000)).toEqual([]);
   });
 });
+
+describe('SqliteMetadataStore upload links', () => {
+  it('counts the files of a link that were not aborted, deleted ones included', async () => {
+    const upload = (id: string, uploadLink?: string) =>
+      store.beginUpload({
+        id,
+        name: 'a.jpg',
+        contentType: 'image/jpeg',
+        maxDownloads: 3,
+        createdAt: 1,
+        expiresAt: Date.now() + 60_000,
+        deleteTokenHash: 'h',
+        owner: 'gw',
+        uploadLink,
+      });
+    await upload('link-a-kept', 'L1');
+    await upload('link-a-pending', 'L1');
+    await upload('link-a-aborted', 'L1');
+    await upload('link-b', 'L2');
+    await upload('no-link');
+    await store.commitUploads([
+      { id: 'link-a-kept', size: 1, sha256: 'x', maxDownloads: 3, expiresAt: 9e12, replicas: [] },
+    ]);
+    await store.markDeleted('link-a-kept', 'deleted', Date.now());
+    await store.abortUpload('link-a-aborted');
+    expect(await store.countLinkUploads('L1')).toBe(2);
+    expect(await store.countLinkUploads('L2')).toBe(1);
+    expect(await store.countLinkUploads('L3')).toBe(0);
+  });
+});

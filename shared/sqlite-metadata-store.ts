@@ -77,6 +77,9 @@ const MIGRATIONS: string[] = [
    ) STRICT;`,
   // 4: the admin API's file listing, newest first, paged by (created_at, id).
   `CREATE INDEX files_by_created ON files (created_at, id);`,
+  // 5: the upload link a file came through, so a link's file count survives Redis losing it.
+  `ALTER TABLE files ADD COLUMN upload_link TEXT;
+   CREATE INDEX files_by_upload_link ON files (upload_link) WHERE upload_link IS NOT NULL;`,
 ];
 
 interface FileRow {
@@ -213,8 +216,11 @@ export class SqliteMetadataStore implements MetadataStore {
   constructor(private readonly db: Database.Database) {
     this.stmts = {
       insert: db.prepare(
-        `INSERT INTO files (id, name, content_type, state, max_downloads, created_at, expires_at, delete_token_hash, owner, processing)
-         VALUES (@id, @name, @contentType, 'pending', @maxDownloads, @createdAt, @expiresAt, @deleteTokenHash, @owner, @processing)`,
+        `INSERT INTO files (id, name, content_type, state, max_downloads, created_at, expires_at, delete_token_hash, owner, processing, upload_link)
+         VALUES (@id, @name, @contentType, 'pending', @maxDownloads, @createdAt, @expiresAt, @deleteTokenHash, @owner, @processing, @uploadLink)`,
+      ),
+      countLinkUploads: db.prepare(
+        `SELECT COUNT(*) AS n FROM files WHERE upload_link = ? AND state != 'aborted'`,
       ),
       commit: db.prepare(
         `UPDATE files SET state = 'committed', size = @size, sha256 = @sha256, max_downloads = @maxDownloads, expires_at = @expiresAt
@@ -331,7 +337,15 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async beginUpload(u: NewUpload): Promise<void> {
-    this.stmts.insert.run({ ...u, processing: initialProcessing(u.contentType) });
+    this.stmts.insert.run({
+      ...u,
+      processing: initialProcessing(u.contentType),
+      uploadLink: u.uploadLink ?? null,
+    });
+  }
+
+  async countLinkUploads(linkId: string): Promise<number> {
+    return (this.stmts.countLinkUploads.get(linkId) as { n: number }).n;
   }
 
   /**

@@ -4,6 +4,7 @@
  */
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { adminRoutes, type AdminDeps } from '../gateway/admin.js';
 import { topologyNames, workQueues } from '../shared/jobs.js';
@@ -380,6 +381,35 @@ describe('signed upload links', () => {
     expect(
       (await json(await fetch(link.upload_url, { method: 'POST', body: form() }), 403)).error.code,
     ).toBe('UPLOAD_LINK_USED_UP');
+  });
+
+  it("keeps a link's file count when Redis loses it: rebuilt from the files, not reset", async () => {
+    showLogs();
+    const link = await mint({ expires_in: 600, max_files: 2 });
+    await json(await fetch(link.upload_url, { method: 'POST', body: form() }), 201);
+    // A failed upload (415) is not counted, now or when the count is rebuilt.
+    const bad = await fetch(`${cluster.gatewayUrl}/upload/x.txt?link=${link.token}`, {
+      method: 'PUT',
+      body: 'just text, not an image at all',
+    });
+    expect(bad.status).toBe(415);
+
+    // Redis restarted without persistence: the cluster's upload-link counters are gone.
+    const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    try {
+      const keys = await redis.keys(`${cluster.clusterName}:upload-link:*`);
+      expect(keys.length).toBeGreaterThan(0);
+      await redis.del(...keys);
+    } finally {
+      redis.quit();
+    }
+
+    await json(await fetch(link.upload_url, { method: 'POST', body: form() }), 201);
+    const third = await fetch(`${noAdmin}/upload?link=${link.token}`, {
+      method: 'POST',
+      body: form(),
+    });
+    expect((await json(third, 403)).error.code).toBe('UPLOAD_LINK_USED_UP');
   });
 
   it('refuses a tampered, malformed or expired link with 403', async () => {
