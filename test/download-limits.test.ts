@@ -1,11 +1,12 @@
 /**
  * Download limits against real processes, real Redis and real Redlock:
  * exactly `max_downloads` GETs are served across two gateways under heavy
- * concurrency; counts survive FLUSHALL and a gateway restart; a GET no
+ * concurrency; counts survive Redis losing them and a gateway restart; a GET no
  * replica can serve gives its download back; HEAD and metadata never count.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { counterKey, lockKey } from '../gateway/download-counter.js';
 import { fixture, queryDb, sha256, startCluster, type Cluster } from './harness.js';
 
 let cluster: Cluster;
@@ -20,6 +21,16 @@ afterAll(async () => {
   redis.disconnect();
   await cluster?.stop();
 });
+
+/**
+ * What a Redis restart without persistence does to this cluster: its keys
+ * (and the file's counter) are gone. Scoped, not FLUSHALL: the Redis may be
+ * shared with other clusters (a developer's own, running beside the tests).
+ */
+async function loseRedisState(fileId: string): Promise<void> {
+  const keys = await redis.keys(`${cluster.clusterName}:*`);
+  await redis.del(counterKey(fileId), lockKey(fileId), ...keys);
+}
 
 function showLogsOnFailure() {
   onTestFailed(() => console.log(cluster.logTail()));
@@ -79,11 +90,11 @@ describe('download limits', () => {
     expect((await get(cluster.gatewayUrl, file.id)).left).toBe('3');
     expect((await get(second, file.id)).left).toBe('2');
 
-    await redis.flushall();
+    await loseRedisState(file.id);
     expect(await get(cluster.gatewayUrl, file.id)).toMatchObject({ status: 200, left: '1' });
 
     await cluster.kill('gateway', 'SIGKILL');
-    await redis.flushall();
+    await loseRedisState(file.id);
     await cluster.startGateway();
     expect(await get(cluster.gatewayUrl, file.id)).toMatchObject({ status: 200, left: '0' });
     expect((await get(second, file.id)).status).toBe(410);
