@@ -278,7 +278,7 @@ function troveRate(
   const done = after.repairs.done - before.repairs.done;
   const bytes = after.repairs.bytes - before.repairs.bytes;
   if (done <= 0 || results.firstCopyS === undefined || results.restoreS === undefined) {
-    // The counters live in Redis: a FLUSHALL meanwhile (some test suites do one) resets them.
+    // The counters live in Redis: a Redis restart or FLUSHALL meanwhile resets them.
     ctx.failures.push(
       `repair: the repair counters did not rise (${done} copies): were they reset?`,
     );
