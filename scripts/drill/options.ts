@@ -22,7 +22,7 @@ export const USAGE = `usage: npm run drill -- [--node <id>] [--wipe] [--files <n
   --wipe              delete the node's data directory (STORAGE_DIR/<id>) before restarting it
   --files <n>         files uploaded before the kill (default 50)
   --concurrency <n>   concurrent clients of the background traffic (default 8)
-  --timeout <s>       longest wait for three healthy copies after the restart (default 120)
+  --timeout <s>       longest wait without healing progress after the restart (default 120)
   --gateway <url>     Trove gateway (default http://127.0.0.1:8080)
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.

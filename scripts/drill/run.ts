@@ -276,50 +276,66 @@ export class Drill {
    * under-replicated file, and each node's disk has a blob named with the
    * right sha256 for every file placed on it; the pool may grow meanwhile.
    * Then reads and hashes those blobs (the name is only the node's claim).
+   * With `whileHealing`, `timeoutMs` is the longest wait without progress
+   * (fewer copies lacking than ever before), so a big store that heals
+   * steadily is waited for, and one that stalls fails as early as a small one.
    */
   private async waitForCopies(
     pool: StoredFile[],
     timeoutMs: number,
     what: string,
-    report = false,
+    whileHealing = false,
   ): Promise<void> {
     let lastReport = performance.now();
-    let lacking = '';
+    let deadline = performance.now() + timeoutMs;
+    let fewest = Number.POSITIVE_INFINITY;
+    let lacking = { text: '', count: 0 };
     let snapshot: StoredFile[] = [];
-    try {
-      await waitFor(
-        what,
-        async () => {
-          snapshot = [...pool];
-          const state = await getCluster(this.opts.gateway, this.dispatcher);
-          lacking = await this.lacking(state, snapshot);
-          if (report && performance.now() - lastReport >= PROGRESS_EVERY_MS) {
-            lastReport = performance.now();
-            progress(`  ${lacking} (repairs queued ${state.repairs.queued})`);
-          }
-          return lacking === '';
-        },
-        timeoutMs,
-        500,
-      );
-    } catch (err) {
-      throw new Error(`${(err as Error).message}; still: ${lacking}`);
+    for (;;) {
+      snapshot = [...pool];
+      const state = await getCluster(this.opts.gateway, this.dispatcher);
+      lacking = await this.lacking(state, snapshot);
+      if (lacking.count === 0) break;
+      if (whileHealing && lacking.count < fewest) {
+        fewest = lacking.count;
+        deadline = performance.now() + timeoutMs;
+      }
+      if (whileHealing && performance.now() - lastReport >= PROGRESS_EVERY_MS) {
+        lastReport = performance.now();
+        progress(`  ${lacking.text} (repairs queued ${state.repairs.queued})`);
+      }
+      if (performance.now() >= deadline) {
+        const how = whileHealing ? 'with no progress for' : 'after';
+        throw new Error(
+          `timed out ${how} ${(timeoutMs / 1000).toFixed(0)} s waiting for ${what}; still: ${lacking.text}`,
+        );
+      }
+      await sleep(500);
     }
     await this.verifyDisks(snapshot);
   }
 
-  /** What keeps the cluster from full redundancy, in words; '' when nothing does. */
-  private async lacking(state: ClusterState, files: StoredFile[]): Promise<string> {
+  /** What keeps the cluster from full redundancy, in words, and how many copies that is (0: nothing). */
+  private async lacking(
+    state: ClusterState,
+    files: StoredFile[],
+  ): Promise<{ text: string; count: number }> {
     const notOnline = state.nodes.filter((n) => n.status !== 'online');
-    if (notOnline.length > 0) return notOnline.map((n) => `${n.id} ${n.status}`).join(', ');
+    if (notOnline.length > 0)
+      return {
+        text: notOnline.map((n) => `${n.id} ${n.status}`).join(', '),
+        count: Number.POSITIVE_INFINITY,
+      };
     const parts: string[] = [];
+    let count = state.under_replicated;
     if (state.under_replicated > 0) parts.push(`under_replicated ${state.under_replicated}`);
     for (const node of this.nodes) {
       const expected = expectedOn(node.id, files);
       const missing = await missingOnDisk(nodeDataDir(node.id), expected);
+      count += missing.length;
       if (missing.length > 0) parts.push(`${node.id} lacks ${missing.length} of ${expected.size}`);
     }
-    return parts.join(', ');
+    return { text: parts.join(', '), count };
   }
 
   private async verifyDisks(files: StoredFile[]): Promise<void> {
