@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
+import { Redis } from 'ioredis';
 import { deleteTopology } from '../shared/amqp.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -126,6 +127,19 @@ export interface ClusterOptions {
 }
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** Deletes a test cluster's Redis keys (all under its CLUSTER_NAME), so runs leave nothing behind. */
+async function deleteRedisKeys(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+  } finally {
+    redis.disconnect();
+  }
+}
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const dir = await mkdtemp(join(tmpdir(), 'trove-test-'));
@@ -251,6 +265,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     async stop() {
       await Promise.all([...procs.keys()].map((name) => cluster.kill(name, 'SIGTERM')));
       await deleteTopology(AMQP_URL, cluster.clusterName).catch(() => undefined);
+      await deleteRedisKeys(cluster.clusterName).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -5,7 +5,11 @@ import type { ReplicaRepairJob } from '../shared/jobs.js';
 import { RepairQueue } from '../shared/repair-queue.js';
 
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
-afterAll(() => redis.quit());
+afterAll(async () => {
+  const keys = await redis.keys('test-repairq-*');
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+});
 
 /** A queue over the real Redis, under a prefix of its own, recording what it publishes. */
 function queue(opts: { failPublish?: boolean; markTtlSeconds?: number } = {}) {
