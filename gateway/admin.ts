@@ -35,7 +35,7 @@ import { isUnreachable, type NodeClient } from '../shared/node-client.js';
 import { integerParam } from '../shared/string-params.js';
 import { deleteNow } from './deletion.js';
 import { findFile } from './download.js';
-import { downloadsLeft, fileStatus } from './file-view.js';
+import { fileFields, fileStatus } from './file-view.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import { requireBearer } from './bearer-auth.js';
 import { handleMintUploadLink, uploadLinkRequest, type UploadLinks } from './upload-links.js';
@@ -234,24 +234,13 @@ async function listFiles(deps: AdminDeps, c: Context) {
 }
 
 function adminFileJson(f: FileRecord, base: string, now: number) {
-  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  // Uploads not committed (pending, aborted) are listed too, with that state as their status.
+  const status = f.state === 'committed' ? fileStatus(f, now) : f.state;
   return {
-    id: f.id,
-    name: f.name,
-    size: f.size,
-    content_type: f.contentType,
-    sha256: f.sha256,
-    status: f.state === 'committed' ? fileStatus(f, now) : f.state,
-    max_downloads: f.maxDownloads,
-    downloads_used: f.downloadsUsed,
-    downloads_left: downloadsLeft(f),
-    created_at: iso(f.createdAt),
-    expires_at: iso(f.expiresAt),
-    deleted_at: iso(f.deletedAt),
+    ...fileFields(f, status, base),
     delete_reason: f.deleteReason,
     processing: f.processing,
     gateway: f.owner,
-    url: `${base}/download/${f.id}`,
   };
 }
 

@@ -94,19 +94,15 @@ function variantsJson(f: FileView, variants: VariantRecord[], base: string) {
   );
 }
 
-export function fileJson(
-  f: FileView,
-  replicas: Pick<ReplicaRecord, 'key' | 'node' | 'state'>[],
-  base: string,
-  variants: VariantRecord[] = [],
-) {
+/** The fields every JSON view of a file starts with (the public one here, the admin API's listing). */
+export function fileFields(f: FileView, status: string, base: string) {
   return {
     id: f.id,
     name: f.name,
     size: f.size,
     content_type: f.contentType,
     sha256: f.sha256,
-    status: fileStatus(f),
+    status,
     max_downloads: f.maxDownloads,
     downloads_used: f.downloadsUsed,
     downloads_left: downloadsLeft(f),
@@ -114,6 +110,17 @@ export function fileJson(
     expires_at: new Date(f.expiresAt).toISOString(),
     deleted_at: f.deletedAt === null ? null : new Date(f.deletedAt).toISOString(),
     url: `${base}/download/${f.id}`,
+  };
+}
+
+export function fileJson(
+  f: FileView,
+  replicas: Pick<ReplicaRecord, 'key' | 'node' | 'state'>[],
+  base: string,
+  variants: VariantRecord[] = [],
+) {
+  return {
+    ...fileFields(f, fileStatus(f), base),
     // The page to hand people (never counts); `url` is the download itself.
     share_url: `${base}/s/${f.id}`,
     replicas: replicas.filter((r) => r.key === f.id).map((r) => ({ node: r.node, state: r.state })),
