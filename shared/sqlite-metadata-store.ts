@@ -470,9 +470,7 @@ export class SqliteMetadataStore implements MetadataStore {
     variants: Omit<VariantRecord, 'fileId'>[],
     replicas: { key: string; node: string; state: ReplicaState }[],
   ): Promise<boolean> {
-    let recorded = false;
-    this.immediately(() => (recorded = this.completeTx(fileId, variants, replicas, true)));
-    return recorded;
+    return this.storeVariants(fileId, variants, replicas, true);
   }
 
   async recordVariants(
@@ -480,8 +478,18 @@ export class SqliteMetadataStore implements MetadataStore {
     variants: Omit<VariantRecord, 'fileId'>[],
     replicas: { key: string; node: string; state: ReplicaState }[],
   ): Promise<boolean> {
+    return this.storeVariants(fileId, variants, replicas, false);
+  }
+
+  /** The variants and their replica rows in one IMMEDIATE transaction; `done` also ends processing. */
+  private storeVariants(
+    fileId: string,
+    variants: Omit<VariantRecord, 'fileId'>[],
+    replicas: { key: string; node: string; state: ReplicaState }[],
+    done: boolean,
+  ): boolean {
     let recorded = false;
-    this.immediately(() => (recorded = this.completeTx(fileId, variants, replicas, false)));
+    this.immediately(() => (recorded = this.completeTx(fileId, variants, replicas, done)));
     return recorded;
   }
 
