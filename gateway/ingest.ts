@@ -100,17 +100,24 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
 
   const deleteToken = randomBytes(24).toString('base64url');
   const createdAt = Date.now();
-  await deps.store.beginUpload({
-    id,
-    name: req.name,
-    contentType,
-    maxDownloads: req.maxDownloads,
-    createdAt,
-    expiresAt: req.expiresAt,
-    deleteTokenHash: hashToken(deleteToken),
-    owner: deps.gatewayId,
-    uploadLink: req.uploadLink,
-  });
+  try {
+    await deps.store.beginUpload({
+      id,
+      name: req.name,
+      contentType,
+      maxDownloads: req.maxDownloads,
+      createdAt,
+      expiresAt: req.expiresAt,
+      deleteTokenHash: hashToken(deleteToken),
+      owner: deps.gatewayId,
+      uploadLink: req.uploadLink,
+    });
+  } catch (err) {
+    // No row, so no sweep would ever find this upload: its spool must go now.
+    unpipe();
+    await spool.discard();
+    throw err;
+  }
 
   let outcomes: ReplicaOutcome[];
   const tried = new Set(chain);
@@ -194,14 +201,19 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
  * chain when known, else all), then its row. If a node cannot be reached the
  * row stays `aborted` and the cleanup sweep retries on every node later: a
  * failed upload never leaves a blob behind for good.
+ *
+ * Only an abort that took the row is followed by deletes: an upload that
+ * committed meanwhile (a cleanup racing a slow client, or another process
+ * with the same GATEWAY_ID) keeps its blobs. Resolves false in that case.
  */
 export async function discardUpload(
   deps: Pick<IngestDeps, 'store' | 'replicator' | 'log'>,
   id: string,
   chain?: NodeAddress[],
-): Promise<void> {
-  await deps.store.abortUpload(id);
+): Promise<boolean> {
+  if (!(await deps.store.abortUpload(id))) return false;
   const unreachable = await deps.replicator.deleteFrom(blobKey(id), chain);
   if (unreachable.length === 0) await deps.store.forgetUpload(id);
   else deps.log.warn({ id, unreachable }, 'aborted upload kept for cleanup');
+  return true;
 }

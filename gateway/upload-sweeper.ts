@@ -48,14 +48,17 @@ export class UploadSweeper {
       staleBefore: Date.now() - this.deps.pendingTimeoutMs,
       limit: 500,
     });
+    let cleaned = 0;
     for (const f of leftovers) {
       try {
-        await discardUpload(this.deps, f.id);
+        // Listed as pending a moment ago, but it may have committed since: then it is kept.
+        if (await discardUpload(this.deps, f.id)) cleaned++;
+        else log.info({ id: f.id }, 'abandoned-looking upload committed meanwhile; kept');
       } catch (err) {
         log.warn({ id: f.id, err: (err as Error).message }, 'cleanup of abandoned upload failed');
       }
     }
-    if (leftovers.length > 0) log.info({ count: leftovers.length }, 'cleaned up abandoned uploads');
-    return leftovers.length;
+    if (leftovers.length > 0) log.info({ count: cleaned }, 'cleaned up abandoned uploads');
+    return cleaned;
   }
 }

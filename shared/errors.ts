@@ -111,6 +111,13 @@ export class UnavailableError extends TroveError {
   }
 }
 
+/** An upload's row stopped being `pending` before its commit (a cleanup took it for abandoned). */
+export class UploadAbortedError extends UnavailableError {
+  constructor(id: string) {
+    super(`upload ${id} was cleaned up before it could commit; send it again`, 'UPLOAD_ABORTED');
+  }
+}
+
 export class InsufficientStorageError extends TroveError {
   constructor(message = 'the storage node is out of disk space', options?: ErrorOptions) {
     super('INSUFFICIENT_STORAGE', 507, message, options);

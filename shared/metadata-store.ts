@@ -145,10 +145,17 @@ export interface MetadataStore {
   beginUpload(upload: NewUpload): Promise<void>;
   /** Files uploaded through upload link `linkId` that were not aborted (stored, or being stored). */
   countLinkUploads(linkId: string): Promise<number>;
-  /** Makes uploads visible, all or none (one transaction). */
+  /**
+   * Makes uploads visible, all or none (one transaction). Rejects with
+   * UploadAbortedError when one of them is no longer pending (a cleanup aborted it).
+   */
   commitUploads(files: CommitFile[]): Promise<void>;
-  /** Marks an upload that will never commit; its blobs still need removing. */
-  abortUpload(id: string): Promise<void>;
+  /**
+   * Marks an upload that will never commit; its blobs still need removing.
+   * True when the row is `aborted` now (it was pending, or already aborted);
+   * false when it committed meanwhile or is gone: then its blobs are not ours to delete.
+   */
+  abortUpload(id: string): Promise<boolean>;
   /** Forgets a pending or aborted upload whose blobs are gone. */
   forgetUpload(id: string): Promise<void>;
   /** Uploads to clean up: aborted ones, pending ones of `owner` from before `ownerSince`, and all pending older than `staleBefore`. */

@@ -89,6 +89,45 @@ describe('SqliteMetadataStore tombstones', () => {
   });
 });
 
+describe('SqliteMetadataStore upload states', () => {
+  const pending = async (id: string) =>
+    store.beginUpload({
+      id,
+      name: 'a.jpg',
+      contentType: 'image/jpeg',
+      maxDownloads: 3,
+      createdAt: 1,
+      expiresAt: 10_000,
+      deleteTokenHash: 'h',
+      owner: 'gw',
+    });
+  const commit = (id: string) =>
+    store.commitUploads([
+      { id, size: 1, sha256: 'x', maxDownloads: 3, expiresAt: 10_000, replicas: [] },
+    ]);
+
+  it('aborts a pending upload, and answers true again for one already aborted', async () => {
+    await pending('up-pending');
+    expect(await store.abortUpload('up-pending')).toBe(true);
+    expect(await store.abortUpload('up-pending')).toBe(true);
+    expect((await store.getFile('up-pending'))?.state).toBe('aborted');
+  });
+
+  it('refuses to abort an upload that committed, or one that is gone', async () => {
+    await pending('up-done');
+    await commit('up-done');
+    expect(await store.abortUpload('up-done')).toBe(false);
+    expect((await store.getFile('up-done'))?.state).toBe('committed');
+    expect(await store.abortUpload('no-such-upload')).toBe(false);
+  });
+
+  it('refuses to commit an upload a cleanup aborted, with a 503 that says so', async () => {
+    await pending('up-late');
+    await store.abortUpload('up-late');
+    await expect(commit('up-late')).rejects.toMatchObject({ status: 503, code: 'UPLOAD_ABORTED' });
+  });
+});
+
 describe('SqliteMetadataStore image processing', () => {
   const variant = (name: 'thumb' | 'compressed', sha256 = `sha-${name}`) => ({
     variant: name,

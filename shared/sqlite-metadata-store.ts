@@ -6,6 +6,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { UploadAbortedError } from './errors.js';
 import {
   initialProcessing,
   type CommitFile,
@@ -233,7 +234,9 @@ export class SqliteMetadataStore implements MetadataStore {
       setReplica: db.prepare(
         `UPDATE replicas SET state = ?, updated_at = ? WHERE key = ? AND node = ?`,
       ),
-      abort: db.prepare(`UPDATE files SET state = 'aborted' WHERE id = ? AND state = 'pending'`),
+      abort: db.prepare(
+        `UPDATE files SET state = 'aborted' WHERE id = ? AND state IN ('pending', 'aborted')`,
+      ),
       forget: db.prepare(`DELETE FROM files WHERE id = ? AND state IN ('pending', 'aborted')`),
       abandoned: db.prepare(
         `SELECT * FROM files WHERE state = 'aborted'
@@ -330,7 +333,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const now = Date.now();
       for (const f of files) {
         const changed = this.stmts.commit.run(f).changes;
-        if (changed !== 1) throw new Error(`upload ${f.id} is no longer pending`);
+        if (changed !== 1) throw new UploadAbortedError(f.id);
         for (const r of f.replicas) this.stmts.upsertReplica.run({ ...r, fileId: f.id, now });
       }
     });
@@ -406,8 +409,8 @@ export class SqliteMetadataStore implements MetadataStore {
     }
   }
 
-  async abortUpload(id: string): Promise<void> {
-    this.stmts.abort.run(id);
+  async abortUpload(id: string): Promise<boolean> {
+    return this.stmts.abort.run(id).changes === 1;
   }
 
   async forgetUpload(id: string): Promise<void> {

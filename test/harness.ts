@@ -206,7 +206,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         name,
         'gateway/main.js',
         [],
-        { ...env, ...extraEnv, PORT: String(port), GATEWAY_ID: name },
+        // GATEWAY_ID defaults to the name; a test may give two processes the same one.
+        { ...env, GATEWAY_ID: name, ...extraEnv, PORT: String(port) },
         logDir,
       );
       procs.set(name, proc);
