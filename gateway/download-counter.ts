@@ -1,19 +1,24 @@
 /**
  * Download counters, exact across any number of gateways.
  *
- * Redis holds each limited file's live count (`trove:downloads:<id>`); every
- * change happens inside a per-file Redlock critical section that also writes
- * the durable value to the metadata store. When Redis has lost the key
- * (restart, FLUSHALL) the count is restored from the store, never reset.
+ * The metadata store is the arbiter: a download is granted only by a
+ * conditional write of the file's durable count (`updateDownloadsUsed`, from
+ * the value read to the new one, fsynced), so a holder whose lock expired
+ * mid-section (a GC pause, SIGSTOP, a busy database) cannot grant twice or
+ * move the count backwards: its write finds the count moved and fails.
+ *
+ * Redis caches each limited file's count (`trove:downloads:<id>`) and hosts
+ * the per-file Redlock lock that keeps holders from colliding in the normal
+ * case. Redis follows the store, never leads it: it is set (compare-and-set)
+ * only after the store accepted a count, and dropped whenever it might be
+ * stale, so the next holder reloads from the store. When Redis has lost the
+ * key (restart, FLUSHALL) the count is restored from the store, never reset.
  *
  * Within one gateway, requests for the same file queue up behind a single
  * lock holder, which settles the whole queue in one critical section (grants
  * up to what is left, refuses the rest). So a hot file costs one lock round
- * per batch, not per request, and unrelated files never wait for each other.
- *
- * The Redis write is a compare-and-set on the value read under the lock: if
- * the lock ever expired mid-section (a stalled process), the write fails and
- * the batch is redone, rather than two holders both granting the last slot.
+ * and one store write per batch, not per request, and unrelated files never
+ * wait for each other (their store writes share an fsync).
  */
 import type { Redis } from 'ioredis';
 import type Redlock from 'redlock';
@@ -111,38 +116,58 @@ export class DownloadCounter {
     this.queues.delete(queue.file.id);
   }
 
-  /** One critical section: apply the batch to the count, write it to Redis and the store. */
+  /** One critical section: apply the batch to the count, in the store, then in Redis. */
   private async settle(file: CountedFile, batch: Op[]): Promise<Grant[]> {
     const lock = await this.deps.redlock.acquire([lockKey(file.id)], LOCK_TTL_MS);
     try {
-      for (let attempt = 1; ; attempt++) {
-        const cached = await this.deps.redis.get(counterKey(file.id));
+      for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt++) {
+        const key = counterKey(file.id);
+        const cached = await this.deps.redis.get(key);
         const before = cached !== null ? Number(cached) : await this.durableCount(file.id);
         const { used, grants } = applyBatch(before, file.maxDownloads, batch);
-        if (used === before && cached !== null) return grants;
-        const set = await (this.deps.redis as RedisWithCas).troveCas(
-          counterKey(file.id),
-          cached ?? '',
-          String(used),
-          String(file.expiresAt + KEY_LINGER_MS),
-        );
-        if (set !== 1) {
-          if (attempt >= CAS_ATTEMPTS) throw new Error('counter kept changing under the lock');
+        if (used === before) {
+          // Nothing to write. A refusal judged on Redis's count is confirmed by the store first.
+          const refused = grants.some((g) => !g.granted);
+          if (cached !== null && refused && (await this.durableCount(file.id)) !== before) {
+            await this.deps.redis.del(key);
+            continue;
+          }
+          if (cached === null) await this.cache(file, '', before);
+          return grants;
+        }
+        if (!(await this.deps.store.updateDownloadsUsed(file.id, before, used))) {
+          // The store moved on without us (our lock expired and another holder wrote, or Redis
+          // lagged the store): nothing was granted. Drop the cached count and redo the batch.
+          this.deps.log.warn(
+            { id: file.id, before, attempt },
+            'download count moved; batch redone',
+          );
+          await this.deps.redis.del(key);
           continue;
         }
-        try {
-          await this.deps.store.setDownloadsUsed(file.id, used);
-        } catch (err) {
-          // Keep Redis and the store equal: undo the Redis step (only if still ours).
-          await (this.deps.redis as RedisWithCas)
-            .troveCas(counterKey(file.id), String(used), String(before), String(file.expiresAt))
-            .catch(() => undefined);
-          throw err;
-        }
+        await this.cache(file, cached ?? '', used);
         return grants;
       }
+      throw new Error('download count kept changing under the lock');
     } finally {
       await lock.release().catch(() => undefined); // it expires on its own
+    }
+  }
+
+  /**
+   * Sets the cached count from `expected` to `used`. If Redis moved meanwhile
+   * (or fails), the key is dropped instead: the next holder reloads from the
+   * store. The grants stand either way: the store has them.
+   */
+  private async cache(file: CountedFile, expected: string, used: number): Promise<void> {
+    const key = counterKey(file.id);
+    const redis = this.deps.redis as RedisWithCas;
+    try {
+      const pxat = String(file.expiresAt + KEY_LINGER_MS);
+      if ((await redis.troveCas(key, expected, String(used), pxat)) !== 1) await redis.del(key);
+    } catch (err) {
+      this.deps.log.warn({ id: file.id, err: (err as Error).message }, 'counter cache not updated');
+      await redis.del(key).catch(() => undefined);
     }
   }
 

@@ -212,8 +212,13 @@ export interface MetadataStore {
   /** Live committed files still `pending` processing, created before `createdBefore` (the sweep's work list). */
   pendingProcessing(createdBefore: number, limit: number): Promise<FileRecord[]>;
 
-  /** Writes the durable download count (inside the counter's critical section). */
-  setDownloadsUsed(id: string, used: number): Promise<void>;
+  /**
+   * Moves the durable download count from `from` to `to`, only if it still is
+   * `from`, and resolves once that is on disk. False when the count had moved:
+   * the caller's view is stale (its lock expired mid-section, or Redis lags the
+   * store), so the store refuses the write instead of taking a count backwards.
+   */
+  updateDownloadsUsed(id: string, from: number, to: number): Promise<boolean>;
 
   /** Turns a live committed file into a tombstone; false if it already was one (or is unknown). */
   markDeleted(id: string, reason: DeleteReason, at: number): Promise<boolean>;

@@ -82,10 +82,27 @@ describe('SqliteMetadataStore tombstones', () => {
     expect(await store.getFile(recent)).toBeDefined();
   });
 
-  it('stores the durable download count', async () => {
+  it('moves the durable download count only from the value the caller read', async () => {
     const id = await committed(1000);
-    await store.setDownloadsUsed(id, 2);
+    expect(await store.updateDownloadsUsed(id, 0, 2)).toBe(true);
     expect((await store.getFile(id))?.downloadsUsed).toBe(2);
+    // A stale holder that read 1 cannot take the count back (or forward from a wrong base).
+    expect(await store.updateDownloadsUsed(id, 1, 1)).toBe(false);
+    expect(await store.updateDownloadsUsed(id, 0, 3)).toBe(false);
+    expect((await store.getFile(id))?.downloadsUsed).toBe(2);
+  });
+
+  it('gives each write of one group commit its own outcome', async () => {
+    const a = await committed(1000);
+    const b = await committed(1000);
+    const outcomes = await Promise.all([
+      store.updateDownloadsUsed(a, 0, 1),
+      store.updateDownloadsUsed(b, 5, 6),
+      store.updateDownloadsUsed(a, 1, 2),
+    ]);
+    expect(outcomes).toEqual([true, false, true]);
+    expect((await store.getFile(a))?.downloadsUsed).toBe(2);
+    expect((await store.getFile(b))?.downloadsUsed).toBe(0);
   });
 });
 
@@ -286,7 +303,7 @@ describe('SqliteMetadataStore listFiles (admin)', () => {
     await store.commitUploads([
       { id, size: 1, sha256: 'x', maxDownloads, expiresAt, replicas: [] },
     ]);
-    if (o.used) await store.setDownloadsUsed(id, o.used);
+    if (o.used) await store.updateDownloadsUsed(id, 0, o.used);
   }
   const ids = (files: { id: string }[]) => files.map((f) => f.id);
 

@@ -200,18 +200,19 @@ const STATUS_SQL: Record<FileListStatus, string> = {
   active: `${LIVE} AND (max_downloads = 0 OR downloads_used < max_downloads)`,
 };
 
-interface PendingCommit {
-  files: CommitFile[];
-  resolve: () => void;
+/** A piece of work waiting for the next group commit. */
+interface DurableWork {
+  work: () => unknown;
+  resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly stmts;
-  private readonly commitTx;
+  private readonly savepoint;
   private readonly processing;
   private readonly completeTx;
-  private commitQueue: PendingCommit[] = [];
+  private durableQueue: DurableWork[] = [];
   private readonly listStatements = new Map<string, Database.Statement>();
 
   constructor(private readonly db: Database.Database) {
@@ -258,7 +259,9 @@ export class SqliteMetadataStore implements MetadataStore {
          FROM replicas r JOIN files f ON f.id = r.file_id WHERE r.node = ?`,
       ),
       forgetReplica: db.prepare(`DELETE FROM replicas WHERE key = ? AND node = ?`),
-      setUsed: db.prepare(`UPDATE files SET downloads_used = ? WHERE id = ?`),
+      updateUsed: db.prepare(
+        `UPDATE files SET downloads_used = @to WHERE id = @id AND downloads_used = @from`,
+      ),
       markDeleted: db.prepare(
         `UPDATE files SET deleted_at = ?, delete_reason = ?
          WHERE id = ? AND state = 'committed' AND deleted_at IS NULL`,
@@ -329,14 +332,8 @@ export class SqliteMetadataStore implements MetadataStore {
         return true;
       },
     );
-    this.commitTx = db.transaction((files: CommitFile[]) => {
-      const now = Date.now();
-      for (const f of files) {
-        const changed = this.stmts.commit.run(f).changes;
-        if (changed !== 1) throw new UploadAbortedError(f.id);
-        for (const r of f.replicas) this.stmts.upsertReplica.run({ ...r, fileId: f.id, now });
-      }
-    });
+    // Called inside a transaction, better-sqlite3 makes this a savepoint: rolled back alone if it throws.
+    this.savepoint = db.transaction((work: () => unknown) => work());
   }
 
   async beginUpload(u: NewUpload): Promise<void> {
@@ -351,29 +348,40 @@ export class SqliteMetadataStore implements MetadataStore {
     return (this.stmts.countLinkUploads.get(linkId) as { n: number }).n;
   }
 
-  /**
-   * Group commit: requests that commit in the same turn of the event loop
-   * share one transaction and one fsync (better-sqlite3 blocks the loop for
-   * it). Each request keeps its own all-or-none savepoint inside.
-   */
   commitUploads(files: CommitFile[]): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.commitQueue.push({ files, resolve, reject });
-      if (this.commitQueue.length === 1) setImmediate(() => this.flushCommits());
+    return this.groupDurably(() => {
+      const now = Date.now();
+      for (const f of files) {
+        const changed = this.stmts.commit.run(f).changes;
+        if (changed !== 1) throw new UploadAbortedError(f.id);
+        for (const r of f.replicas) this.stmts.upsertReplica.run({ ...r, fileId: f.id, now });
+      }
     });
   }
 
-  private flushCommits(): void {
-    const batch = this.commitQueue;
-    this.commitQueue = [];
-    const outcomes = new Map<PendingCommit, unknown>();
+  /**
+   * Group commit: writes asked for in the same turn of the event loop share
+   * one transaction and one fsync (better-sqlite3 blocks the loop for it).
+   * Each keeps its own all-or-none savepoint inside, and its own outcome.
+   */
+  private groupDurably<T>(work: () => T): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.durableQueue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (this.durableQueue.length === 1) setImmediate(() => this.flushDurable());
+    });
+  }
+
+  private flushDurable(): void {
+    const batch = this.durableQueue;
+    this.durableQueue = [];
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; err: unknown })[] = [];
     try {
       this.durably(() => {
         for (const item of batch) {
           try {
-            this.commitTx(item.files); // nested: a savepoint, rolled back alone if it throws
+            outcomes.push({ ok: true, value: this.savepoint(item.work) });
           } catch (err) {
-            outcomes.set(item, err);
+            outcomes.push({ ok: false, err });
           }
         }
       });
@@ -381,10 +389,11 @@ export class SqliteMetadataStore implements MetadataStore {
       for (const item of batch) item.reject(err);
       return;
     }
-    for (const item of batch) {
-      if (outcomes.has(item)) item.reject(outcomes.get(item));
-      else item.resolve();
-    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.err);
+    });
   }
 
   /**
@@ -504,8 +513,14 @@ export class SqliteMetadataStore implements MetadataStore {
     return (this.processing.pending.all(createdBefore, limit) as FileRow[]).map(toFile);
   }
 
-  async setDownloadsUsed(id: string, used: number): Promise<void> {
-    this.stmts.setUsed.run(used, id);
+  /**
+   * Fsynced before it resolves: a grant goes out only once its count survives
+   * a power cut (Redis keeps nothing on disk, so a lost count would come back
+   * lower and a used-up link would work again). Grants of other files in the
+   * same turn share the fsync.
+   */
+  updateDownloadsUsed(id: string, from: number, to: number): Promise<boolean> {
+    return this.groupDurably(() => this.stmts.updateUsed.run({ id, from, to }).changes === 1);
   }
 
   async markDeleted(id: string, reason: DeleteReason, at: number): Promise<boolean> {

@@ -4,10 +4,11 @@
  * concurrency; counts survive Redis losing them and a gateway restart; a GET no
  * replica can serve gives its download back; HEAD and metadata never count.
  */
+import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { counterKey, lockKey } from '../gateway/download-counter.js';
-import { fixture, queryDb, sha256, startCluster, type Cluster } from './harness.js';
+import { fixture, queryDb, sha256, startCluster, waitFor, type Cluster } from './harness.js';
 
 let cluster: Cluster;
 let second: string;
@@ -99,6 +100,56 @@ describe('download limits', () => {
     expect(await get(cluster.gatewayUrl, file.id)).toMatchObject({ status: 200, left: '0' });
     expect((await get(second, file.id)).status).toBe(410);
     expect(usedInDb(file.id)).toBe(4);
+  });
+
+  it('never grants more than max_downloads after a lock holder stalls past its TTL and Redis loses the count', async () => {
+    showLogsOnFailure();
+    const file = await upload('max_downloads=3');
+    const gateway = cluster.gateway!.proc;
+    // Another process holds SQLite's write lock, so the gateway blocks (its whole event loop:
+    // better-sqlite3 is synchronous) in the store write of its critical section, holding the lock.
+    const db = new Database(cluster.dbPath);
+    db.prepare('BEGIN IMMEDIATE').run();
+    let stalled: Promise<Awaited<ReturnType<typeof get>>>;
+    try {
+      stalled = get(cluster.gatewayUrl, file.id);
+      await waitFor(
+        'the gateway to hold the file lock',
+        async () => (await redis.exists(lockKey(file.id))) === 1,
+      );
+      await waitFor('the gateway to block in its store write', async () => {
+        const health = await fetch(`${cluster.gatewayUrl}/health`, {
+          signal: AbortSignal.timeout(300),
+        }).catch(() => undefined);
+        return health === undefined;
+      });
+      gateway.kill('SIGSTOP');
+    } finally {
+      db.prepare('ROLLBACK').run();
+      db.close();
+    }
+    const others: Awaited<ReturnType<typeof get>>[] = [];
+    try {
+      // The stalled holder's lock expires; the other gateway takes the file's downloads.
+      await waitFor(
+        'the stalled lock to expire',
+        async () => (await redis.exists(lockKey(file.id))) === 0,
+      );
+      for (let i = 0; i < 4; i++) others.push(await get(second, file.id));
+    } finally {
+      gateway.kill('SIGCONT');
+    }
+    const late = await stalled;
+    // Redis forgets the count (a restart): it comes back from the store, which must not have gone backwards.
+    await loseRedisState(file.id);
+    const after = [];
+    for (let i = 0; i < 3; i++) after.push(await get(i % 2 ? second : cluster.gatewayUrl, file.id));
+    const all = [...others, late, ...after];
+    expect(all.map((r) => r.status).filter((s) => s === 200)).toHaveLength(3);
+    // The stalled holder learnt it lost: its write found the count moved, and it refused.
+    expect(others.map((r) => r.status)).toEqual([200, 200, 200, 410]);
+    expect(late.status).toBe(410);
+    expect(usedInDb(file.id)).toBe(3);
   });
 
   it('never counts HEAD, metadata reads or 304s', async () => {
