@@ -8,6 +8,11 @@
  * absent. One repair per blob at a time: a per-key Redlock lock, skipped (not
  * waited for) when another worker holds it. Re-running a repair is harmless:
  * rows already `ok` are left alone.
+ *
+ * A copy can take longer than a deletion's grace: the file may be deleted
+ * while it travels, and its deletion may already have passed the target. So
+ * once the copy landed the file is looked up again, and a copy nobody tracks
+ * any more is removed at once, never left for the orphan sweep.
  */
 import type { Redis } from 'ioredis';
 import { pipeline } from 'node:stream';
@@ -66,7 +71,7 @@ export class ReplicaRepairer {
     for (const target of targets) {
       const node = this.node(target.node);
       if (!node) continue;
-      await this.copyTo(key, node, sources, expected);
+      await this.copyTo(key, node, sources, expected, fileId);
     }
   }
 
@@ -76,6 +81,7 @@ export class ReplicaRepairer {
     target: NodeAddress,
     sources: ReplicaRecord[],
     expected: string | undefined,
+    fileId: string,
   ): Promise<boolean> {
     for (const source of sources) {
       const from = this.node(source.node);
@@ -117,6 +123,10 @@ export class ReplicaRepairer {
         }
         throw err;
       }
+      if (!(await this.stillTracked(fileId, key, target.id))) {
+        await this.removeUntracked(key, target);
+        return false;
+      }
       await this.deps.store.setReplicaState(key, target.id, 'ok');
       await this.deps.redis
         .multi()
@@ -128,6 +138,34 @@ export class ReplicaRepairer {
       return true;
     }
     throw new Error(`no source could serve ${key} for ${target.id}`);
+  }
+
+  /**
+   * Whether the copy just written to `node` is still wanted: its file live and
+   * its replica row still there. A deletion that starts after this check finds
+   * the row and deletes the copy itself.
+   */
+  private async stillTracked(fileId: string, key: string, node: string): Promise<boolean> {
+    const file = await this.deps.store.getFile(fileId);
+    if (!file || file.state !== 'committed' || file.deletedAt !== null) return false;
+    const rows = await this.deps.store.replicasOf(fileId);
+    return rows.some((r) => r.key === key && r.node === node);
+  }
+
+  private async removeUntracked(key: string, target: NodeAddress): Promise<void> {
+    try {
+      await this.deps.client.deleteBlob(target, key);
+      this.deps.log.info(
+        { key, node: target.id },
+        'file deleted while its replica was being repaired; the copy was removed',
+      );
+    } catch (err) {
+      // Still on the node: the orphan sweep of anti-entropy (ORPHAN_GRACE_SECONDS) removes it.
+      this.deps.log.warn(
+        { key, node: target.id, err: (err as Error).message },
+        'could not remove the repaired copy of a deleted file; left to the orphan sweep',
+      );
+    }
   }
 
   private node(id: string): NodeAddress | undefined {
