@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clientAddress, parseAddress } from './client-ip.js';
+import { clientAddress, parseAddress, trustProxyHazard } from './client-ip.js';
 
 describe('parseAddress', () => {
   it('keys IPv4 by the address and knows loopback', () => {
@@ -68,5 +68,18 @@ describe('clientAddress', () => {
 
   it('is unknown without a peer address', () => {
     expect(clientAddress(undefined, xff, true)).toBeUndefined();
+  });
+});
+
+describe('trustProxyHazard', () => {
+  it('warns of TRUST_PROXY on an address other machines reach', () => {
+    for (const host of ['0.0.0.0', '::', '192.168.1.20'])
+      expect(trustProxyHazard(host, true), host).toContain('TRUST_PROXY');
+  });
+
+  it('is quiet on loopback, or without TRUST_PROXY', () => {
+    for (const host of ['127.0.0.1', '::1', 'localhost'])
+      expect(trustProxyHazard(host, true), host).toBeUndefined();
+    expect(trustProxyHazard('0.0.0.0', false)).toBeUndefined();
   });
 });

@@ -42,6 +42,21 @@ export function clientAddress(
   return direct; // every hop is on this machine
 }
 
+/**
+ * Why the listen address undoes TRUST_PROXY's premise, or undefined: on an
+ * address other machines reach, anyone can skip the proxy and write their own
+ * X-Forwarded-For (a client address that dodges rate limits) and
+ * X-Forwarded-Host (the host written into share links).
+ */
+export function trustProxyHazard(host: string, trustProxy: boolean): string | undefined {
+  if (!trustProxy || parseAddress(host)?.loopback || host === 'localhost') return undefined;
+  return (
+    `TRUST_PROXY is on while the gateway listens on ${host}: clients that reach it directly, ` +
+    'not through the proxy, choose their own address and the host in share links. ' +
+    'Listen on 127.0.0.1 (HOST) behind a proxy on this machine, or firewall the port.'
+  );
+}
+
 /** Parses `1.2.3.4`, `::ffff:1.2.3.4`, `[2001:db8::1]:443`, `fe80::1%eth0`, `1.2.3.4:80`. */
 export function parseAddress(text: string): ClientAddress | undefined {
   const ip = stripPortAndZone(text.trim());

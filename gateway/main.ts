@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { createApp } from './app.js';
 import { gatewayDeps } from './deps.js';
 import { UploadSpool } from './upload-spool.js';
+import { trustProxyHazard } from './client-ip.js';
 import { DownloadCounter } from './download-counter.js';
 import { requestNodeCheck } from './repair-requests.js';
 import { NodeRegistry } from './node-registry.js';
@@ -30,6 +31,8 @@ try {
 }
 
 const log = createLogger('gateway', config.logLevel, { format: config.logFormat });
+const hazard = trustProxyHazard(config.host, config.trustProxy);
+if (hazard) log.warn({ host: config.host }, hazard);
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = new SqliteMetadataStore(openDatabase(config.dbPath));
 const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });

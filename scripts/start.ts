@@ -227,7 +227,9 @@ async function startBalanced(config: GatewayConfig): Promise<void> {
   await Promise.all(
     ports.map((port, i) => {
       const name = `gateway${i + 1}`;
-      const env = { PORT: String(port), GATEWAY_ID: name, TRUST_PROXY: String(!!nginxBinary) };
+      // Behind nginx they trust X-Forwarded-*: only nginx, on this machine, may reach them.
+      const env: Record<string, string> = { PORT: String(port), GATEWAY_ID: name };
+      if (nginxBinary) Object.assign(env, { TRUST_PROXY: 'true', HOST: '127.0.0.1' });
       const child = launch(name, entryPoint('gateway'), [], i ? 97 : 37, env);
       return waitHealthy(name, `http://127.0.0.1:${port}`, child);
     }),
