@@ -4,21 +4,13 @@
  * creator inside the syscall that writes the secret or puts its name in
  * place, for real, while a second process starts.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, waitFor } from './harness.js';
-
-const haveStrace = (() => {
-  try {
-    execFileSync('strace', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { haveStrace } from './strace.js';
 
 const LOAD = `
   const { loadClusterSecret } = await import(${JSON.stringify(join(ROOT, 'dist/shared/cluster-secret.js'))});

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { counterKey, lockKey } from '../gateway/download-counter.js';
 import { fixture, queryDb, sha256, startCluster, waitFor, type Cluster } from './harness.js';
+import { haveStrace, traceSyscalls } from './strace.js';
 
 let cluster: Cluster;
 let second: string;
@@ -151,6 +152,25 @@ describe('download limits', () => {
     expect(late.status).toBe(410);
     expect(usedInDb(file.id)).toBe(3);
   });
+
+  it.skipIf(!haveStrace && process.env.CI !== 'true')(
+    'has the count that grants a download on disk before the first byte goes out',
+    async () => {
+      const file = await upload('max_downloads=3');
+      const { result, lines } = await traceSyscalls(
+        cluster.gateway!.proc.pid!,
+        'fsync,fdatasync,write,writev',
+        () => get(cluster.gatewayUrl, file.id),
+      );
+      expect(result.status).toBe(200);
+      const synced = lines.findIndex((l) => /f(data)?sync\(\d+<[^>]*trove\.db-wal>\)/.test(l));
+      const answered = lines.findIndex((l) => l.includes('HTTP/1.1 200'));
+      expect(answered, lines.join('\n')).toBeGreaterThan(-1);
+      // A power cut after the answer cannot bring the download back (Redis keeps nothing on disk).
+      expect(synced, lines.join('\n')).toBeGreaterThan(-1);
+      expect(synced).toBeLessThan(answered);
+    },
+  );
 
   it('never counts HEAD, metadata reads or 304s', async () => {
     const file = await upload('max_downloads=1');
