@@ -1,8 +1,18 @@
 /**
  * Client of the storage-node API, used by the gateway, by nodes forwarding
- * down the chain, and by workers. One keep-alive undici Pool per node; every
+ * down the chain, and by workers. Keep-alive undici Pools per node; every
  * request carries the cluster secret, and the current request id when there
  * is one (shared/request-context.ts).
+ *
+ * A Pool queues a request beyond its connections without limit, and none of
+ * undici's timeouts runs while it waits there (headersTimeout starts once the
+ * request is on a socket). A blob read holds its connection until its body is
+ * consumed, which for a download is the client's whole transfer: a few slow
+ * downloaders could hold every connection to a node, and everything behind
+ * them would wait. So a node gets three pools: one for health probes (a probe
+ * measures the node, never our own queue), one for writes and the other short
+ * requests, and, when `readConnections` is set (the gateway), one for blob
+ * reads that refuses a read with NodeBusyError instead of queueing it.
  */
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
@@ -92,6 +102,19 @@ export function isTransportFailure(err: unknown): boolean {
   return TRANSPORT.has((err as { code?: string } | null)?.code ?? '');
 }
 
+/**
+ * Every read connection to the node is busy; nothing was sent. Another
+ * replica may have one free (the gateway tries the next, then answers 503).
+ */
+export class NodeBusyError extends TroveError {
+  constructor(
+    readonly node: string,
+    limit: number,
+  ) {
+    super('NODE_BUSY', 503, `storage node ${node} has all ${limit} read connections busy`);
+  }
+}
+
 export function formatChain(chain: NodeAddress[]): string {
   return chain.map((n) => `${n.id}=${n.url}`).join(',');
 }
@@ -116,8 +139,15 @@ export interface NodeClientOptions {
   timeoutMs: number;
   /** Time allowed after a write's body is sent for the node and its chain to commit, in ms. */
   commitTimeoutMs?: number;
-  /** Maximum connections per node. */
+  /** Connections per node for writes and the other short requests (and reads, without `readConnections`). */
   connections?: number;
+  /**
+   * Blob reads in flight to one node at most, on a pool of their own with as
+   * many connections; a read beyond them is refused at once (NodeBusyError).
+   * Unset, reads share the pool of the other requests and queue in it (the
+   * worker, whose prefetch bounds its reads).
+   */
+  readConnections?: number;
 }
 
 export interface PutOptions {
@@ -130,10 +160,25 @@ export interface PutOptions {
   signal?: AbortSignal;
 }
 
+type Lane = 'probe' | 'read' | 'other';
+
 export class NodeClient {
   private readonly pools = new Map<string, Pool>();
+  /** Blob reads in flight, by node URL: from dispatch until the body ended or was destroyed. */
+  private readonly reads = new Map<string, number>();
 
   constructor(private readonly opts: NodeClientOptions) {}
+
+  /** Blob reads this client has in flight to `node` (each holds one connection). */
+  readsInFlight(node: NodeAddress): number {
+    return this.reads.get(node.url) ?? 0;
+  }
+
+  /** Whether a blob read from `node` would be refused now: every read connection is busy. */
+  readsFull(node: NodeAddress): boolean {
+    const limit = this.opts.readConnections;
+    return limit !== undefined && this.readsInFlight(node) >= limit;
+  }
 
   /** PUTs `body` (a stream, or bytes already in memory: no stream is made for them). */
   async putBlob(
@@ -166,22 +211,39 @@ export class NodeClient {
     return { key, replicas: report.replicas };
   }
 
-  /** GET a blob; the caller owns `body` and must consume or destroy it. */
+  /**
+   * GET a blob; the caller owns `body` and must consume or destroy it: the
+   * read counts as in flight (and holds its connection) until then. Throws
+   * NodeBusyError, before sending anything, when the node's read connections
+   * are all busy.
+   */
   async getBlob(
     target: NodeAddress,
     key: string,
     o: { range?: string; signal?: AbortSignal } = {},
   ): Promise<Dispatcher.ResponseData> {
+    if (this.readsFull(target)) throw new NodeBusyError(target.id, this.opts.readConnections!);
     const headers: Record<string, string> = this.headers();
     if (o.range) headers.range = o.range;
-    return this.pool(target.url).request({
-      method: 'GET',
-      path: `/blobs/${encodeURIComponent(key)}`,
-      headers,
-      signal: o.signal,
-      headersTimeout: this.opts.timeoutMs,
-      bodyTimeout: this.opts.timeoutMs,
-    });
+    const done = this.readStarted(target.url);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool(target.url, this.opts.readConnections ? 'read' : 'other').request({
+        method: 'GET',
+        path: `/blobs/${encodeURIComponent(key)}`,
+        headers,
+        signal: o.signal,
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+      });
+    } catch (err) {
+      done();
+      throw err;
+    }
+    // 'close' follows the end, a destroy and an error alike (autoDestroy), and dump() too.
+    if (res.body.closed) done();
+    else res.body.once('close', done);
+    return res;
   }
 
   /** One page of a node's blobs (key order); `next` is the cursor of the following page. */
@@ -221,7 +283,7 @@ export class NodeClient {
   }
 
   async health(target: NodeAddress, timeoutMs = this.opts.timeoutMs): Promise<NodeHealth> {
-    const res = await this.pool(target.url).request({
+    const res = await this.pool(target.url, 'probe').request({
       method: 'GET',
       path: '/health',
       headersTimeout: timeoutMs,
@@ -282,15 +344,30 @@ export class NodeClient {
     return headers;
   }
 
-  private pool(url: string): Pool {
-    let pool = this.pools.get(url);
+  /** Counts a read to `url` as in flight; the function returned ends it (once, however often called). */
+  private readStarted(url: string): () => void {
+    this.reads.set(url, (this.reads.get(url) ?? 0) + 1);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.reads.set(url, this.reads.get(url)! - 1);
+    };
+  }
+
+  private pool(url: string, lane: Lane = 'other'): Pool {
+    const name = `${lane} ${url}`;
+    let pool = this.pools.get(name);
     if (!pool) {
+      // Probes get a pool of their own to stay apart, not to be limited: as many as the others.
+      const connections =
+        lane === 'read' ? this.opts.readConnections : (this.opts.connections ?? 128);
       pool = new Pool(url, {
-        connections: this.opts.connections ?? 128,
+        connections,
         connect: { timeout: this.opts.timeoutMs },
         keepAliveTimeout: 30_000,
       });
-      this.pools.set(url, pool);
+      this.pools.set(name, pool);
     }
     return pool;
   }
