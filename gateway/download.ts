@@ -3,7 +3,9 @@
  * GET/HEAD /files/:id/thumbnail: metadata from SQLite, bytes streamed from
  * the first replica of the blob that can serve them.
  *
- * Replicas are tried in placement order, online nodes first. The gateway
+ * Replicas are tried in read order (read-order.ts): online nodes with the
+ * fewest reads in flight first, nodes with every read connection busy never
+ * (503 NODES_BUSY at once when that is all of them). The gateway
  * waits for a node's first body byte before sending its own status line, so a
  * node that refuses, times out, or fails before that byte (a small corrupt
  * blob fails its checksum before any byte) costs the client nothing: the
@@ -21,7 +23,12 @@ import { GoneError, NotFoundError, UnavailableError } from '../shared/errors.js'
 import { fileIdOf, isValidFileId } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../shared/metadata-store.js';
-import { isUnreachable, NodeHttpError, type NodeClient } from '../shared/node-client.js';
+import {
+  isUnreachable,
+  NodeBusyError,
+  NodeHttpError,
+  type NodeClient,
+} from '../shared/node-client.js';
 import { contentRange, parseRange, type ByteRange } from '../shared/range.js';
 import { firstChunk, pipeChain } from '../shared/streams.js';
 import type { AmqpClient } from '../shared/amqp.js';
@@ -32,6 +39,7 @@ import { downloadsLeft, fileStatus } from './file-view.js';
 import { contentDisposition } from './http-names.js';
 import type { NodeRegistry } from './node-registry.js';
 import { rankNodes } from '../shared/placement.js';
+import { readOrder, type ReadOrder, type ReplicaRow } from './read-order.js';
 import { disconnectSignal } from './request-signal.js';
 import { resumableRead, type Source } from './resumable-read.js';
 import { originalBlob, parseVariant, variantBlob, type ServedBlob } from './variants.js';
@@ -161,6 +169,11 @@ async function serveBlob(
   const statusCode = range ? 206 : 200;
   if (o.headOnly) return c.body(null, statusCode, headers);
 
+  const replicas = await replicaRows(deps, file.id, blob.key);
+  // Refused before a download is taken: no counter traffic while the nodes are overloaded.
+  const planned = orderOf(deps, blob.key, replicas);
+  if (planned.nodes.length === 0) throw unavailable(c, planned.busy.length > 0, headers);
+
   let grant: Grant | undefined;
   if (o.counted && file.maxDownloads > 0) {
     grant = await deps.counter.take(file);
@@ -172,24 +185,46 @@ async function serveBlob(
   }
 
   const signal = disconnectSignal(c.env.outgoing);
-  const order = await readOrder(deps, file.id, blob.key);
-  for (const [i, node] of order.entries()) {
-    const rest = order.slice(i + 1);
-    const served = await tryServe(deps, c, node, blob, rest, {
+  // Again after the take (it may have waited for a lock): the loads as they are now.
+  const order = orderOf(deps, blob.key, replicas);
+  let busy = order.busy.length > 0;
+  for (const [i, node] of order.nodes.entries()) {
+    // Busy nodes last: by a failover mid-stream one of them may have a connection free.
+    const rest = [...order.nodes.slice(i + 1), ...order.busy];
+    const outcome = await tryServe(deps, c, node, blob, rest, {
       range,
       statusCode,
       headers,
       signal,
     });
-    if (served) return RESPONSE_ALREADY_SENT;
+    if (outcome === 'served') return RESPONSE_ALREADY_SENT;
+    if (outcome === 'busy') busy = true;
     if (signal.aborted) break;
   }
   if (grant) await giveBack(deps, file);
   if (signal.aborted) return RESPONSE_ALREADY_SENT;
-  throw new UnavailableError(
-    'no storage node holding this file is reachable; try again shortly',
-    'NO_REPLICA_AVAILABLE',
-  );
+  if (grant) headers['x-downloads-left'] = String(grant.left + 1);
+  throw unavailable(c, busy, headers);
+}
+
+/**
+ * The 503 of a read that no replica took: every one busy (or some busy, the
+ * rest down), or none reachable. A counted download says what is left, as
+ * nothing was taken (or it was given back).
+ */
+function unavailable(c: Ctx, busy: boolean, headers: Record<string, string>): UnavailableError {
+  // The error handler keeps headers set on the context.
+  const left = headers['x-downloads-left'];
+  if (left !== undefined) c.header('x-downloads-left', left);
+  return busy
+    ? new UnavailableError(
+        'every storage node holding this file is busy with other downloads; try again shortly',
+        'NODES_BUSY',
+      )
+    : new UnavailableError(
+        'no storage node holding this file is reachable; try again shortly',
+        'NO_REPLICA_AVAILABLE',
+      );
 }
 
 async function giveBack(deps: DownloadDeps, file: FileRecord): Promise<void> {
@@ -203,26 +238,18 @@ async function giveBack(deps: DownloadDeps, file: FileRecord): Promise<void> {
   }
 }
 
-/**
- * Nodes to read blob `key` (of file `id`) from: those with a healthy replica,
- * online ones first, each group in placement order; then, as a last resort,
- * those whose replica is recorded `missing`. A state can lag behind the disk
- * (a repair or anti-entropy not run yet), a node answers 404 for a blob it
- * lacks, and every read is checked by sha256, so trying costs one request.
- */
-async function readOrder(deps: DownloadDeps, id: string, key: string): Promise<NodeAddress[]> {
-  const rows = (await deps.store.replicasOf(id)).filter((r) => r.key === key);
-  const placed = rankNodes(key, deps.nodes);
-  const holding = (state: string) => {
-    const nodes = new Set(rows.filter((r) => r.state === state).map((r) => r.node));
-    return placed.filter((n) => nodes.has(n.id));
-  };
-  const healthy = holding('ok');
-  return [
-    ...healthy.filter((n) => deps.registry.isOnline(n.id)),
-    ...healthy.filter((n) => !deps.registry.isOnline(n.id)),
-    ...holding('missing').filter((n) => deps.registry.isOnline(n.id)),
-  ];
+/** The replica rows of blob `key` (of file `id`). */
+async function replicaRows(deps: DownloadDeps, id: string, key: string): Promise<ReplicaRow[]> {
+  return (await deps.store.replicasOf(id)).filter((r) => r.key === key);
+}
+
+/** The read order of blob `key` now: health from the registry, reads in flight from the client. */
+function orderOf(deps: DownloadDeps, key: string, replicas: ReplicaRow[]): ReadOrder {
+  return readOrder(rankNodes(key, deps.nodes), replicas, {
+    isOnline: (id) => deps.registry.isOnline(id),
+    readsInFlight: (node) => deps.client.readsInFlight(node),
+    readsFull: (node) => deps.client.readsFull(node),
+  });
 }
 
 interface ServeOptions {
@@ -234,8 +261,9 @@ interface ServeOptions {
 
 /**
  * Streams the blob from `node`, or from the nodes of `rest` (the rest of the
- * read order) if `node` fails mid-stream: see resumable-read.ts. False if
- * `node` failed before its first byte.
+ * read order) if `node` fails mid-stream: see resumable-read.ts. `served`
+ * once the status line is out; `busy` if `node` refused the read for want of
+ * a free connection, `failed` if it failed otherwise before its first byte.
  */
 async function tryServe(
   deps: DownloadDeps,
@@ -244,7 +272,7 @@ async function tryServe(
   blob: ServedBlob,
   rest: NodeAddress[],
   o: ServeOptions,
-): Promise<boolean> {
+): Promise<'served' | 'busy' | 'failed'> {
   const key = blob.key;
   let body: Readable | undefined;
   let head: Buffer | null;
@@ -254,17 +282,11 @@ async function tryServe(
       status: o.range ? 206 : 200,
       signal: o.signal,
     });
-    if (!body) return false;
+    if (!body) return 'failed';
     head = await firstChunk(body);
   } catch (err) {
     body?.destroy();
-    if (isUnreachable(err)) deps.registry.reportFailure(node.id, err);
-    if (!o.signal.aborted)
-      deps.log.warn(
-        { key, node: node.id, err: (err as Error).message },
-        'replica read failed, trying the next',
-      );
-    return false;
+    return readFailed(deps, node, key, err, o.signal);
   }
   deps.registry.reportSuccess(node.id);
 
@@ -297,7 +319,32 @@ async function tryServe(
       corrupt ? 'download failed its checksum, cut short' : 'download cut short',
     );
   });
-  return true;
+  return 'served';
+}
+
+/**
+ * A read from `node` failed before its first byte: `busy` when the node had
+ * no read connection free (routine under load, so not a warning), else
+ * `failed`, the registry told if the node is unreachable.
+ */
+function readFailed(
+  deps: DownloadDeps,
+  node: NodeAddress,
+  key: string,
+  err: unknown,
+  signal: AbortSignal,
+): 'busy' | 'failed' {
+  if (err instanceof NodeBusyError) {
+    deps.log.debug({ key, node: node.id }, 'read connections to node all busy, trying the next');
+    return 'busy';
+  }
+  if (isUnreachable(err)) deps.registry.reportFailure(node.id, err);
+  if (!signal.aborted)
+    deps.log.warn(
+      { key, node: node.id, err: (err as Error).message },
+      'replica read failed, trying the next',
+    );
+  return 'failed';
 }
 
 /**
@@ -386,12 +433,7 @@ async function resume(
         return { node, body };
       }
     } catch (err) {
-      if (isUnreachable(err)) deps.registry.reportFailure(node.id, err);
-      if (!r.signal.aborted)
-        deps.log.warn(
-          { key, node: node.id, err: (err as Error).message },
-          'replica read failed, trying the next',
-        );
+      readFailed(deps, node, key, err, r.signal);
     }
   }
   return undefined;

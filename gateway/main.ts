@@ -35,7 +35,11 @@ const hazard = trustProxyHazard(config.host, config.trustProxy);
 if (hazard) log.warn({ host: config.host }, hazard);
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = new SqliteMetadataStore(openDatabase(config.dbPath));
-const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
+const client = new NodeClient({
+  secret,
+  timeoutMs: config.nodeTimeoutMs,
+  readConnections: config.nodeReadConnections,
+});
 const redis = createRedis(config.redisUrl, log);
 const counter = new DownloadCounter({ redis, redlock: createRedlock(redis), store, log });
 const amqp = new AmqpClient({

@@ -275,7 +275,7 @@ function downloadRoutes(): RouteConfig[] {
       responses: {
         ...bytes,
         400: error('UNKNOWN_VARIANT'),
-        503: error('NO_REPLICA_AVAILABLE, COUNTER_UNAVAILABLE (Retry-After: 2)'),
+        503: error('NO_REPLICA_AVAILABLE, NODES_BUSY, COUNTER_UNAVAILABLE (Retry-After: 2)'),
       },
     },
     {
@@ -290,7 +290,7 @@ function downloadRoutes(): RouteConfig[] {
       method: 'get',
       path: '/files/{id}/thumbnail',
       summary: 'The 256 px WebP thumbnail (never counts)',
-      responses: { ...bytes, 503: error('NO_REPLICA_AVAILABLE (Retry-After: 2)') },
+      responses: { ...bytes, 503: error('NO_REPLICA_AVAILABLE, NODES_BUSY (Retry-After: 2)') },
     },
     {
       ...thumbnail,

@@ -129,6 +129,15 @@ describe('ADMIN_TOKEN', () => {
   });
 });
 
+describe('NODE_READ_CONNECTIONS', () => {
+  it('allows 128 reads in flight per node by default, and at least one', () => {
+    expect(loadGatewayConfig({}).nodeReadConnections).toBe(128);
+    expect(loadGatewayConfig({ NODE_READ_CONNECTIONS: '2' }).nodeReadConnections).toBe(2);
+    const err = configError(() => loadGatewayConfig({ NODE_READ_CONNECTIONS: '0' }));
+    expect(err.problems).toEqual([expect.stringMatching(/^NODE_READ_CONNECTIONS: /)]);
+  });
+});
+
 describe('RATE_LIMIT_*', () => {
   it('is on by default, with per-minute budgets', () => {
     expect(loadGatewayConfig({}).rateLimits).toEqual({

@@ -219,6 +219,8 @@ const gatewaySchema = z.object({
   ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
   /** Time a node gets to connect and send the first byte of a read, in ms. */
   NODE_TIMEOUT_MS: int(100).default(5000),
+  /** Connections per storage node for reads; a download holds one for its whole transfer, and one more is refused (503 NODES_BUSY when every replica is full). */
+  NODE_READ_CONNECTIONS: int(1, 10_000).default(128),
   /** node-cron schedule (with seconds) of the gateway's node health probes. */
   PROBE_SCHEDULE: z
     .string()
@@ -393,6 +395,8 @@ export interface GatewayConfig extends CommonConfig {
   /** ADMIN_TOKEN: the admin API's Bearer token; undefined turns the admin API off. */
   adminToken: string | undefined;
   nodeTimeoutMs: number;
+  /** NODE_READ_CONNECTIONS: reads in flight to one node at most (gateway/read-order.ts). */
+  nodeReadConnections: number;
   probeSchedule: string;
   offlineAfterFailures: number;
   pendingUploadTimeoutSeconds: number;
@@ -469,6 +473,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     metricsToken: c.METRICS_TOKEN,
     adminToken: c.ADMIN_TOKEN,
     nodeTimeoutMs: c.NODE_TIMEOUT_MS,
+    nodeReadConnections: c.NODE_READ_CONNECTIONS,
     probeSchedule: c.PROBE_SCHEDULE,
     offlineAfterFailures: c.OFFLINE_AFTER_FAILURES,
     pendingUploadTimeoutSeconds: c.PENDING_UPLOAD_TIMEOUT_SECONDS,
