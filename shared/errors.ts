@@ -131,6 +131,13 @@ export class ClientGoneError extends TroveError {
   }
 }
 
+/** A request body arrived slower than the minimum rate and was cut off (shared/min-rate.ts). */
+export class BodyTooSlowError extends TroveError {
+  constructor(message: string) {
+    super('BODY_TOO_SLOW', 408, message);
+  }
+}
+
 export interface ErrorBody {
   error: { code: string; message: string };
 }
