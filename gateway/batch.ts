@@ -6,12 +6,19 @@
  *
  * 1. Receive: each part goes through the per-file size limit and the
  *    magic-byte check into a temp file (under the gateway's spool directory,
- *    never in memory), the whole body through MAX_BATCH_BYTES, and busboy
- *    counts the files against MAX_BATCH_FILES. A non-image part (415, naming
- *    it), a size or count over a limit (413), no file (400): the answer is
- *    that status, before any byte of a ZIP.
- * 2. Process, one image at a time (the request holds one processing slot),
- *    each appended to a ZIP that streams to the client as entries are made.
+ *    never in memory), the whole body through MAX_BATCH_BYTES and the minimum
+ *    body rate, every byte into the spool budget, and busboy counts the files
+ *    against MAX_BATCH_FILES. A non-image part (415, naming it), a size or
+ *    count over a limit (413), a body too slow (408), no room (503 SPOOL_FULL),
+ *    no file (400): the answer is that status, before any byte of a ZIP. No
+ *    processing slot is held yet, so a slow client blocks nobody.
+ * 2. Process, one image at a time, under one processing slot taken once every
+ *    part is on disk (none free: 503 PROCESSING_BUSY, the parts removed) and
+ *    held until the ZIP is complete. One slot, not one per image: the batch
+ *    decodes one image at a time, so a slot still bounds one decode, and a
+ *    batch whose ZIP has started never finds itself without a slot for its
+ *    next image, with no status left to say so. Each image is appended to a
+ *    ZIP that streams to the client as entries are made.
  *    The headers go out with the first image that processed. An image that
  *    sharp cannot process (corrupt, too many pixels) is not a reason to throw
  *    away the others: it is left out and listed in an `errors.txt` entry at
@@ -43,8 +50,11 @@ import { ByteLimit, pipeChain } from '../shared/streams.js';
 import { cleanFileName, contentDisposition } from './http-names.js';
 import { isMultipart, readImageForm } from './image-form.js';
 import { spoolImage } from './image-spool.js';
+import { pacedBody } from './paced-body.js';
+import type { Release } from './process-slots.js';
 import type { ProcessDeps } from './process.js';
 import { disconnectSignal } from './request-signal.js';
+import type { SpoolClaim } from './spool-budget.js';
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
 
@@ -81,42 +91,54 @@ export async function handleBatch(deps: BatchDeps, c: Ctx) {
     Number(length) > deps.processing.maxBatchBytes
   )
     throw batchTooLarge(deps.processing.maxBatchBytes);
-  const release = deps.processing.slots.acquire();
-  const dir = await mkdtemp(join(deps.spoolDir, 'batch-')).catch((err) => {
-    release();
-    throw err;
-  });
+  const dir = await mkdtemp(join(deps.spoolDir, 'batch-'));
+  const claim = deps.processing.spool.claim();
+  const body = pacedBody(c.env.incoming, deps.processing.bodyRate);
+  let release: Release | undefined;
   try {
     const clientGone = disconnectSignal(c.env.outgoing, c.env.incoming);
-    const { options, images } = await receive(deps, c, given, dir, clientGone);
+    const into: PartDestination = { dir, claim, signal: clientGone };
+    const { options, images } = await receive(deps, c, body.stream, given, into);
+    release = deps.processing.slots.acquire();
     return await respondZip(deps, c, options, images, clientGone);
   } finally {
-    release();
+    release?.();
+    body.release();
     await rm(dir, { recursive: true, force: true });
+    claim.release();
   }
 }
 
 const batchTooLarge = (max: number) =>
   new PayloadTooLargeError(`the batch is larger than MAX_BATCH_BYTES (${max} bytes)`);
 
+/** Where the parts of a batch go: its temp directory, and its share of the spool. */
+interface PartDestination {
+  dir: string;
+  claim: SpoolClaim;
+  signal: AbortSignal;
+}
+
 /** Phase 1: every part validated and on disk, or a status. */
 async function receive(
   deps: BatchDeps,
   c: Ctx,
+  source: Readable,
   given: GivenImageOptions,
-  dir: string,
-  clientGone: AbortSignal,
+  into: PartDestination,
 ): Promise<{ options: ImageOptions; images: SpooledImage[] }> {
-  const incoming = c.env.incoming;
   const max = deps.processing.maxBatchBytes;
   const total = new ByteLimit(max, () => batchTooLarge(max));
   const images: SpooledImage[] = [];
   let options: ImageOptions | undefined;
-  incoming.pipe(total);
+  // pipe() does not pass errors on: the body's own (too slow) must reach the form reader.
+  const sourceFailed = (err: Error) => total.destroy(err);
+  source.once('error', sourceFailed);
+  source.pipe(total);
   try {
     await readImageForm(
       total,
-      incoming.headers,
+      c.env.incoming.headers,
       {
         maxFiles: deps.processing.maxBatchFiles,
         tooManyFiles: () =>
@@ -127,21 +149,19 @@ async function receive(
         async onFile(stream, filename, index, signal) {
           options ??= resolveImageOptions(given);
           // By index: a small part may finish spooling before a larger one ahead of it.
-          images[index - 1] = await spool(
-            deps,
-            stream,
-            cleanFileName(filename),
-            index,
-            dir,
+          images[index - 1] = await spool(deps, stream, cleanFileName(filename), index, {
+            ...into,
             signal,
-          );
+          });
         },
       },
-      clientGone,
+      into.signal,
     );
   } catch (err) {
-    incoming.unpipe(total);
+    source.unpipe(total);
     throw err;
+  } finally {
+    source.off('error', sourceFailed);
   }
   if (!options || images.length === 0) {
     throw new BadRequestError('no image in the form: send them in fields named "file"', 'NO_FILE');
@@ -155,12 +175,12 @@ async function spool(
   stream: Readable,
   name: string,
   index: number,
-  dir: string,
-  signal: AbortSignal,
+  { dir, claim, signal }: PartDestination,
 ): Promise<SpooledImage> {
   const label = `${name} (file ${index})`;
   const path = join(dir, String(index));
-  const type = await spoolImage(stream, path, { label, maxBytes: deps.maxUploadBytes, signal });
+  const maxBytes = deps.maxUploadBytes;
+  const type = await spoolImage(stream, path, { label, maxBytes, signal, claim });
   return { path, name, label, type };
 }
 

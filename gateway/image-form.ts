@@ -34,8 +34,9 @@ export interface ImageFormSpec {
 /**
  * Parses `source` (the request, or a size-limited view of it). Resolves once
  * every part is read and every onFile has finished; on the first problem
- * stops the files under way, waits for them to settle (so no work outlives
- * the request's processing slot) and rejects with that problem.
+ * stops the files under way, waits for them to settle (so no file is still
+ * being written when the request removes its temp files) and rejects with
+ * that problem.
  */
 export function readImageForm(
   source: Readable,

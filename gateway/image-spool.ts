@@ -4,7 +4,8 @@
  * magic-byte check. sharp then reads the file: libvips decodes from it
  * without ever holding the encoded bytes, so the gateway's memory stays flat
  * whatever the size of the upload (a stream piped into sharp is gathered
- * whole in memory first).
+ * whole in memory first). Each byte written counts against the spool budget
+ * (PROCESS_SPOOL_BYTES) of the request's claim.
  */
 import { createWriteStream } from 'node:fs';
 import type { Readable } from 'node:stream';
@@ -12,6 +13,7 @@ import { ClientGoneError, PayloadTooLargeError } from '../shared/errors.js';
 import { PROCESSABLE_TYPES } from '../shared/image-ops.js';
 import { ByteLimit, pipeChain } from '../shared/streams.js';
 import { TypeSniffer } from './content-type.js';
+import { SpoolQuota, type SpoolClaim } from './spool-budget.js';
 
 export interface SpoolOptions {
   /** How errors name the image: `request body`, `b.jpg (file 2)`. */
@@ -20,19 +22,21 @@ export interface SpoolOptions {
   maxBytes: number;
   /** Stops the write (the client went away, another part failed). */
   signal: AbortSignal;
+  /** The request's share of the spool: every byte is taken from it (503 SPOOL_FULL when none is left). */
+  claim: SpoolClaim;
 }
 
 /**
  * Writes `source` to the new file `path` and answers the image's type from
  * its magic bytes. Refuses a non-image (415, naming it), an empty one and one
- * over the limit (413). `source` is piped, never destroyed: on failure it is
+ * over the limit (413), and one the spool has no room for (503). `source` is piped, never destroyed: on failure it is
  * only unpiped, so a raw request body stays intact and can still be answered.
  * The caller removes `path`, whatever the outcome.
  */
 export async function spoolImage(
   source: Readable,
   path: string,
-  { label, maxBytes, signal }: SpoolOptions,
+  { label, maxBytes, signal, claim }: SpoolOptions,
 ): Promise<string> {
   const limit = new ByteLimit(
     maxBytes,
@@ -40,7 +44,8 @@ export async function spoolImage(
       new PayloadTooLargeError(`"${label}" is larger than MAX_UPLOAD_BYTES (${maxBytes} bytes)`),
   );
   const sniffer = new TypeSniffer(PROCESSABLE_TYPES, label);
-  const written = pipeChain(limit, sniffer, createWriteStream(path, { flags: 'wx' }));
+  const quota = new SpoolQuota(claim);
+  const written = pipeChain(limit, quota, sniffer, createWriteStream(path, { flags: 'wx' }));
   const stop = () =>
     limit.destroy(signal.reason instanceof Error ? signal.reason : new ClientGoneError());
   if (signal.aborted) stop();

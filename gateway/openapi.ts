@@ -170,11 +170,16 @@ function processingRoutes(): RouteConfig[] {
   const refusals: Responses = {
     400: error('INVALID_OPTION, UNKNOWN_OPTION, NO_FILE, TOO_MANY_FILES, NOT_MULTIPART, …'),
     401: UNAUTHORIZED,
-    413: error('PAYLOAD_TOO_LARGE: over MAX_UPLOAD_BYTES, MAX_INPUT_PIXELS or a batch limit'),
+    408: error('BODY_TOO_SLOW: the body came slower than BODY_MIN_RATE; the connection is closed'),
+    413: error(
+      'PAYLOAD_TOO_LARGE: over MAX_UPLOAD_BYTES, MAX_INPUT_PIXELS, a batch limit or PROCESS_SPOOL_BYTES',
+    ),
     415: error('UNSUPPORTED_MEDIA_TYPE: not JPEG, PNG, WebP, GIF, TIFF or AVIF'),
     422: error('INVALID_IMAGE: the image could not be decoded or encoded'),
     429: RATE_LIMITED,
-    503: error('PROCESSING_BUSY: every processing slot is busy (Retry-After: 2)'),
+    503: error(
+      'PROCESSING_BUSY: every processing slot is busy once the input is in; SPOOL_FULL: no room for the input (Retry-After: 2)',
+    ),
   };
   const description =
     'Options in the query string, or as multipart form fields sent before the file (a field overrides the query). An unknown option is a 400.';

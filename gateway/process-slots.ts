@@ -2,7 +2,9 @@
  * Bounded concurrency of image processing: a counting semaphore that never
  * queues. A decode holds a whole image in memory and a core busy, so past
  * PROCESS_CONCURRENCY the honest answer is a 503 with Retry-After at once,
- * not a queue that grows with the load until memory runs out.
+ * not a queue that grows with the load until memory runs out. /process and
+ * /batch take a slot only once their input is on disk: a slot bounds decodes,
+ * and a client sending its body slowly holds none.
  */
 import { UnavailableError } from '../shared/errors.js';
 

@@ -101,6 +101,31 @@ describe('loadGatewayConfig', () => {
     expect([c.processConcurrency, c.maxBatchBytes]).toEqual([3, 10_000_000]);
   });
 
+  it('bounds /process and /batch bodies: 30 s plus 1 s per 1000 bytes, and the spool they fill', () => {
+    expect(loadGatewayConfig({ PROCESS_CONCURRENCY: '2' })).toMatchObject({
+      bodyTimeoutSeconds: 30,
+      bodyMinRate: 1000,
+      // What PROCESS_CONCURRENCY requests could spool when each held its slot from its first byte.
+      processSpoolBytes: 2 * 1024 ** 3,
+    });
+    const c = loadGatewayConfig({
+      BODY_TIMEOUT_SECONDS: '5',
+      BODY_MIN_RATE: '10KB',
+      PROCESS_SPOOL_BYTES: '500MB',
+    });
+    expect([c.bodyTimeoutSeconds, c.bodyMinRate, c.processSpoolBytes]).toEqual([
+      5, 10_000, 500_000_000,
+    ]);
+    for (const [variable, value] of [
+      ['BODY_TIMEOUT_SECONDS', '0'],
+      ['BODY_MIN_RATE', 'slow'],
+      ['PROCESS_SPOOL_BYTES', '0'],
+    ] as const) {
+      const err = configError(() => loadGatewayConfig({ [variable]: value }));
+      expect(err.problems).toEqual([expect.stringMatching(new RegExp(`^${variable}:`))]);
+    }
+  });
+
   it('lists every bad variable in one error', () => {
     const err = configError(() =>
       loadGatewayConfig({

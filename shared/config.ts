@@ -189,12 +189,18 @@ const gatewaySchema = z.object({
     ),
   /** Largest image (width × height) /process and /batch decode; bounds the memory of one decode. */
   MAX_INPUT_PIXELS: int(1).default(50_000_000),
-  /** Images processed at once (/process requests, /batch requests); beyond that, 503 instead of a queue. */
+  /** Images /process and /batch decode at once, a slot each, taken once a request's body is in; beyond that, 503 instead of a queue. */
   PROCESS_CONCURRENCY: int(1, 256).default(availableParallelism()),
   /** Most images in one /batch request. */
   MAX_BATCH_FILES: int(1, 1000).default(20),
   /** Largest /batch request body (every image together); each image is also held to MAX_UPLOAD_BYTES. */
   MAX_BATCH_BYTES: bytes.default(256 * 1024 ** 2),
+  /** Inputs of /process and /batch on the spool at once, in bytes; defaults to PROCESS_CONCURRENCY × the larger of MAX_UPLOAD_BYTES and MAX_BATCH_BYTES. */
+  PROCESS_SPOOL_BYTES: bytes.optional(),
+  /** Time a /process or /batch body gets to arrive, whatever its rate, in s; each BODY_MIN_RATE bytes received add 1 s. */
+  BODY_TIMEOUT_SECONDS: int(1, 3600).default(30),
+  /** Slowest average rate, in bytes per second, at which a /process or /batch body keeps arriving once BODY_TIMEOUT_SECONDS is spent. */
+  BODY_MIN_RATE: bytes.default(1000),
   /** Downloads a share link allows when the upload does not say. */
   DEFAULT_MAX_DOWNLOADS: int(0, 1_000_000).default(3),
   /** Highest max_downloads an upload may ask for. */
@@ -383,6 +389,11 @@ export interface GatewayConfig extends CommonConfig {
   processConcurrency: number;
   maxBatchFiles: number;
   maxBatchBytes: number;
+  /** PROCESS_SPOOL_BYTES, with its default worked out. */
+  processSpoolBytes: number;
+  bodyTimeoutSeconds: number;
+  /** BODY_MIN_RATE, in bytes per second. */
+  bodyMinRate: number;
   defaultMaxDownloads: number;
   maxDownloadsLimit: number;
   defaultTtlSeconds: number;
@@ -463,6 +474,11 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     processConcurrency: c.PROCESS_CONCURRENCY,
     maxBatchFiles: c.MAX_BATCH_FILES,
     maxBatchBytes: c.MAX_BATCH_BYTES,
+    processSpoolBytes:
+      c.PROCESS_SPOOL_BYTES ??
+      c.PROCESS_CONCURRENCY * Math.max(c.MAX_UPLOAD_BYTES, c.MAX_BATCH_BYTES),
+    bodyTimeoutSeconds: c.BODY_TIMEOUT_SECONDS,
+    bodyMinRate: c.BODY_MIN_RATE,
     defaultMaxDownloads: c.DEFAULT_MAX_DOWNLOADS,
     maxDownloadsLimit: c.MAX_DOWNLOADS_LIMIT,
     defaultTtlSeconds: c.DEFAULT_TTL_SECONDS,

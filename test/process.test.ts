@@ -1,16 +1,17 @@
 /**
  * Direct processing against a real gateway: POST /process answers the
  * processed image, POST /batch a streamed ZIP, nothing stored. Small limits
- * (one processing slot, 3 images and 2 MB per batch, 1 MB per image) so
- * every refusal can be reached with small inputs.
+ * (one processing slot, 3 images and 2 MB per batch, 1 MB per image, 2 MB of
+ * spool, 3 s plus 1 s per 10 KB for a body) so every refusal can be reached
+ * with small inputs and slow clients are cut off quickly.
  */
-import { request as httpRequest } from 'node:http';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed, onTestFinished } from 'vitest';
 import { fixture, jpegStream, queryDb, startCluster, waitFor, type Cluster } from './harness.js';
 
 const MB = 1_000_000;
@@ -30,6 +31,9 @@ beforeAll(async () => {
       MAX_BATCH_FILES: '3',
       MAX_BATCH_BYTES: '2MB',
       MAX_INPUT_PIXELS: '4000000',
+      PROCESS_SPOOL_BYTES: '2MB',
+      BODY_TIMEOUT_SECONDS: '3',
+      BODY_MIN_RATE: '10KB',
     },
   });
   landscape = await sharp({
@@ -117,18 +121,164 @@ function unzip(zip: Buffer): Map<string, Buffer> {
   return entries;
 }
 
-/** A raw POST /process whose body stops after its first chunk until `open()` (a slow client). */
-function slowProcess(data: Buffer) {
-  let open!: () => void;
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const body = new Readable({ read() {} });
-  body.push(data.subarray(0, 1000));
-  void opened.then(() => {
-    body.push(data.subarray(1000));
-    body.push(null);
+/** The main gateway's spool directory, and what is in it. */
+const spoolDir = () => join(cluster.dir, 'spool', 'gateway');
+const spooled = () => readdir(spoolDir());
+
+async function spoolEmptied() {
+  await waitFor('an empty spool', async () => (await spooled()).length === 0);
+}
+
+const BOUNDARY = 'trove-test-boundary';
+const MULTIPART = `multipart/form-data; boundary=${BOUNDARY}`;
+
+/** The head of a multipart `file` part, as sent before its bytes. */
+const partHead = (name = 'image.jpg') =>
+  Buffer.from(
+    `--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n` +
+      'Content-Type: image/jpeg\r\n\r\n',
+  );
+
+interface RawReply {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+  /** Time from the client's first byte to the end of the answer. */
+  afterMs: number;
+}
+
+/** A complete HTTP answer in `data`, or undefined while it is still coming. */
+function parseReply(data: Buffer): Omit<RawReply, 'afterMs'> | undefined {
+  const end = data.indexOf('\r\n\r\n');
+  if (end < 0) return undefined;
+  const [statusLine, ...lines] = data.subarray(0, end).toString('latin1').split('\r\n');
+  const headers = Object.fromEntries(
+    lines.map((line) => {
+      const colon = line.indexOf(':');
+      return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()];
+    }),
+  );
+  const body = data.subarray(end + 4);
+  const length = Number(headers['content-length']);
+  if (!(body.length >= length)) return undefined;
+  return { status: Number(statusLine!.split(' ')[1]), headers, body: body.subarray(0, length) };
+}
+
+/**
+ * A client spoken over a bare socket, so that nothing buffers, retries or
+ * closes for it: it sends the request head at once, then whatever `send` is
+ * given, and leaves when the test ends.
+ */
+function rawClient(path: string, contentType: string, length: number) {
+  const { hostname, port } = new URL(cluster.gatewayUrl);
+  const socket = connect(Number(port), hostname);
+  socket.on('error', () => undefined); // a write after the gateway hung up
+  onTestFinished(() => {
+    socket.destroy();
   });
-  const reply = request(`${cluster.gatewayUrl}/process?op=thumbnail`, { method: 'POST', body });
-  return { reply, open };
+  const started = performance.now();
+  socket.write(
+    `POST ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: ${contentType}\r\n` +
+      `Content-Length: ${length}\r\n\r\n`,
+  );
+  const received: Buffer[] = [];
+  const reply = new Promise<RawReply>((resolve) => {
+    socket.on('data', (chunk: Buffer) => {
+      received.push(chunk);
+      const parsed = parseReply(Buffer.concat(received));
+      if (parsed) resolve({ ...parsed, afterMs: performance.now() - started });
+    });
+  });
+  return {
+    send: (data: Buffer) => socket.write(data),
+    reply,
+    /** Resolves when the connection is closed (by the gateway, unless `leave` was called). */
+    closed: new Promise<void>((resolve) => socket.once('close', () => resolve())),
+    leave: () => socket.destroy(),
+  };
+}
+
+/**
+ * A slow-loris client: `first` at once, then one byte of its body every
+ * 250 ms (never idle for long, yet far below any rate) until it is answered.
+ */
+function trickler(path: string, contentType: string, first: Buffer) {
+  const client = rawClient(path, contentType, first.length + 100_000);
+  client.send(first);
+  const drip = setInterval(() => client.send(Buffer.alloc(1)), 250);
+  const stop = () => clearInterval(drip);
+  void client.reply.then(stop);
+  void client.closed.then(stop);
+  return client;
+}
+
+/** `promise`, or a failure naming `what` once `ms` have passed. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** One slow client of each kind: a raw /process, a multipart /process, a /batch. */
+const slowKinds = () => [
+  {
+    what: 'raw /process',
+    path: '/process?op=thumbnail',
+    type: 'image/jpeg',
+    first: landscape.subarray(0, 300),
+  },
+  {
+    what: 'multipart /process',
+    path: '/process?op=thumbnail',
+    type: MULTIPART,
+    first: Buffer.concat([partHead(), landscape.subarray(0, 300)]),
+  },
+  {
+    what: '/batch',
+    path: '/batch?op=thumbnail',
+    type: MULTIPART,
+    first: Buffer.concat([partHead(), landscape.subarray(0, 300)]),
+  },
+];
+
+/** A /batch body of `parts`, encoded whole, with its content type. */
+async function encodedForm(parts: Part[]) {
+  const encoded = new Response(form(parts));
+  const body = Buffer.from(await encoded.arrayBuffer());
+  return { body, contentType: encoded.headers.get('content-type')! };
+}
+
+/**
+ * A /batch of three 2000 px PNGs of noise (about 24 MB of ZIP, more than
+ * the sockets between client and gateway hold) whose client does not read
+ * its answer: once its 200 has come, the batch holds the processing slot
+ * until its client reads the ZIP or leaves.
+ */
+async function slotHolder() {
+  const { body, contentType } = await encodedForm([noisy, noisy, noisy].map((data) => ({ data })));
+  const leave = new AbortController();
+  onTestFinished(() => leave.abort());
+  const res = await fetch(`${cluster.gatewayUrl}/batch?op=resize&width=2000&format=png`, {
+    method: 'POST',
+    headers: { 'content-type': contentType },
+    body,
+    signal: leave.signal,
+  });
+  expect(res.status).toBe(200);
+  return { res, leave: () => leave.abort() };
+}
+
+/** The slot is taken: a /process whose input is in gets 503 PROCESSING_BUSY with Retry-After. */
+async function expectSlotBusy() {
+  const busy = await post('/process?op=thumbnail', landscape);
+  await expectError(busy, 503, 'PROCESSING_BUSY', /PROCESS_CONCURRENCY/);
+  expect(busy.res.headers.get('retry-after')).toBe('2');
 }
 
 describe('POST /process', () => {
@@ -313,55 +463,124 @@ describe('POST /process', () => {
     await expectError(await post('/process', onlyFields), 400, 'NO_FILE');
   });
 
-  it('answers 503 with Retry-After when every slot is busy, instead of queueing', async () => {
+  it('stores nothing', () => {
+    expect(queryDb(cluster, 'SELECT id FROM files')).toEqual([]);
+  });
+});
+
+describe('processing slots and slow bodies', () => {
+  it('serves others while a client trickles its body: no slot is taken before the body is in', async () => {
     showLogsOnFailure();
-    const slow = slowProcess(landscape);
-    // The slow request holds the only slot once the gateway has its headers.
-    const busy = await waitFor('a 503 while the slot is held', async () => {
-      const r = await post('/process?op=thumbnail', landscape);
-      return r.status === 503 ? r : undefined;
+    for (const kind of slowKinds()) {
+      await spoolEmptied();
+      const slow = trickler(kind.path, kind.type, kind.first);
+      // Its temp file is open: the gateway is reading its body.
+      await waitFor(`the temp file of the ${kind.what}`, async () => (await spooled()).length > 0);
+      const raw = await post('/process?op=thumbnail', landscape);
+      expect(raw.status, `while a ${kind.what} trickles: ${raw.data}`).toBe(200);
+      const multipart = await post('/process?op=thumbnail', form([{ data: landscape }]));
+      expect(multipart.status, `while a ${kind.what} trickles: ${multipart.data}`).toBe(200);
+      const batch = await post('/batch?op=thumbnail', form([{ data: landscape }]));
+      expect(batch.status, `while a ${kind.what} trickles: ${batch.data}`).toBe(200);
+      // A client that leaves mid-body leaves nothing behind.
+      slow.leave();
+      await spoolEmptied();
+    }
+  });
+
+  it('cuts off a body below BODY_MIN_RATE after BODY_TIMEOUT_SECONDS with 408 BODY_TOO_SLOW, and removes its temp file', async () => {
+    showLogsOnFailure();
+    for (const { what, path, type, first } of slowKinds()) {
+      await spoolEmptied();
+      const client = trickler(path, type, first);
+      await waitFor(`the temp file of the ${what}`, async () => (await spooled()).length > 0);
+      // Ten times the 3 s it is allowed: generous for a loaded machine.
+      const reply = await within(30_000, `answer to the ${what}`, client.reply);
+      expect(reply.status, `${what}: ${reply.body}`).toBe(408);
+      expect(reply.headers['content-type']).toMatch(/^application\/json/);
+      const { error } = JSON.parse(reply.body.toString());
+      expect(error.code).toBe('BODY_TOO_SLOW');
+      expect(error.message).toMatch(
+        /too slowly \(\d+ bytes in [\d.]+ s\).*BODY_TIMEOUT_SECONDS \(3 s\) plus 1 s per BODY_MIN_RATE \(10000 bytes\)/,
+      );
+      // Never before its grace: the client's clock starts before the gateway's.
+      expect(reply.afterMs, what).toBeGreaterThanOrEqual(3000);
+      // The gateway hangs up rather than wait for the rest, and removes what it had.
+      await client.closed;
+      await spoolEmptied();
+    }
+    expect((await fetch(`${cluster.gatewayUrl}/health`)).status).toBe(200);
+    expect((await post('/process?op=thumbnail', landscape)).status).toBe(200);
+    expect(cluster.errorLines('gateway')).toEqual([]);
+  });
+
+  it('answers 503 PROCESSING_BUSY with Retry-After when the input is in but the slot is busy, and removes the input', async () => {
+    showLogsOnFailure();
+    await spoolEmptied();
+    const holder = (await slotHolder()).res;
+    const [holding] = await spooled(); // the holder's parts, until its ZIP is sent
+    // A raw /process: its body is read into a temp file while the slot is busy…
+    const raw = rawClient('/process?op=thumbnail', 'image/jpeg', noisy.length);
+    raw.send(noisy.subarray(0, -1000));
+    await waitFor('its input on disk', async () =>
+      (await spooled()).some((name) => name.startsWith('process-')),
+    );
+    raw.send(noisy.subarray(-1000));
+    // …and once it is all in, finds no slot: 503 at once, its input removed before the answer.
+    const refused = await raw.reply;
+    expect(refused.status, refused.body.toString()).toBe(503);
+    expect(refused.headers['retry-after']).toBe('2');
+    expect(JSON.parse(refused.body.toString()).error).toMatchObject({
+      code: 'PROCESSING_BUSY',
+      message: expect.stringMatching(/PROCESS_CONCURRENCY/),
     });
-    expect(busy.res.headers.get('retry-after')).toBe('2');
-    await expectError(busy, 503, 'PROCESSING_BUSY', /PROCESS_CONCURRENCY/);
+    expect(await spooled()).toEqual([holding]);
+    await expectSlotBusy();
     await expectError(
-      await post('/batch?op=thumbnail', form([{ data: landscape }])),
+      await post('/process?op=thumbnail', form([{ data: landscape, name: 'b.jpg' }])),
       503,
       'PROCESSING_BUSY',
     );
-    slow.open();
-    const done = await slow.reply;
-    expect(done.statusCode).toBe(200);
-    expect((await sharp(Buffer.from(await done.body.arrayBuffer())).metadata()).width).toBe(256);
-    expect((await post('/process?op=thumbnail', landscape)).status).toBe(200);
-  });
-
-  it('gives the slot back when the client goes away mid-upload', async () => {
-    await new Promise<void>((resolve) => {
-      const url = new URL('/process?op=thumbnail', cluster.gatewayUrl);
-      const req = httpRequest(url, {
-        method: 'POST',
-        headers: { 'content-length': String(landscape.length) },
-      });
-      req.on('error', () => resolve());
-      req.write(landscape.subarray(0, 1000));
-      setTimeout(() => {
-        req.destroy();
-        resolve();
-      }, 300);
-    });
-    const after = await waitFor(
-      'the slot back',
-      async () => {
-        const r = await post('/process?op=thumbnail', landscape);
-        return r.status === 200 ? r : undefined;
-      },
-      5000,
+    await expectError(
+      await post('/batch?op=thumbnail', form([{ data: landscape }, { data: noisy }])),
+      503,
+      'PROCESSING_BUSY',
     );
-    expect(after.status).toBe(200);
+    // Nothing of the refused inputs is left, only the holder's parts.
+    expect(await spooled()).toEqual([holding]);
+    const zip = unzip(Buffer.from(await holder.arrayBuffer()));
+    expect([...zip.keys()]).toEqual(['image.png', 'image-2.png', 'image-3.png']);
+    expect((await post('/process?op=thumbnail', landscape)).status).toBe(200);
+    await spoolEmptied();
   });
 
-  it('stores nothing', () => {
-    expect(queryDb(cluster, 'SELECT id FROM files')).toEqual([]);
+  it('refuses with 503 SPOOL_FULL a body the spool has no room for while others are received', async () => {
+    showLogsOnFailure();
+    await spoolEmptied();
+    // A batch that has sent 1.7 MB of its parts and then trickles: it holds that much of the 2 MB.
+    const part = (data: Buffer, name: string) =>
+      Buffer.concat([partHead(name), data, Buffer.from('\r\n')]);
+    const big = Buffer.concat(await jpegStream(0.9 * MB).stream.toArray());
+    const slow = trickler(
+      '/batch?op=thumbnail',
+      MULTIPART,
+      Buffer.concat([part(big, 'a.jpg'), partHead('b.jpg'), big.subarray(0, 0.8 * MB)]),
+    );
+    const spoolBytes = async () => {
+      let total = 0;
+      for (const entry of await spooled())
+        for (const file of await readdir(join(spoolDir(), entry)))
+          total += (await stat(join(spoolDir(), entry, file))).size;
+      return total;
+    };
+    await waitFor('1.6 MB of its parts on disk', async () => (await spoolBytes()) >= 1.6 * MB);
+    const refused = await post('/process?op=thumbnail', noisy);
+    await expectError(refused, 503, 'SPOOL_FULL', /PROCESS_SPOOL_BYTES/);
+    expect(refused.res.headers.get('retry-after')).toBe('2');
+    expect((await spooled()).filter((name) => name.startsWith('process-'))).toEqual([]);
+    slow.leave();
+    await spoolEmptied();
+    expect((await post('/process?op=thumbnail', noisy)).status).toBe(200);
   });
 });
 
@@ -502,21 +721,13 @@ describe('POST /batch', () => {
   });
 
   it('gives the slot back and cleans up when the client leaves mid-ZIP', async () => {
-    const big = await sharp({
-      create: { width: 1800, height: 1200, channels: 3, background: '#123456' },
-    })
-      .jpeg()
-      .toBuffer();
-    const parts = [big, big, big].map((data) => ({ data }));
-    const stop = new AbortController();
-    const res = await fetch(`${cluster.gatewayUrl}/batch?op=resize&width=1800&format=png`, {
-      method: 'POST',
-      body: form(parts),
-      signal: stop.signal,
-    });
-    expect(res.status).toBe(200);
+    showLogsOnFailure();
+    const { res, leave } = await slotHolder();
     await res.body!.getReader().read();
-    stop.abort();
+    // The slot is really held while the client is there…
+    await expectSlotBusy();
+    leave();
+    // …and comes back once it has left.
     const after = await waitFor(
       'the slot back',
       async () => {
@@ -527,6 +738,7 @@ describe('POST /batch', () => {
       60_000,
     );
     expect(after.status).toBe(200);
+    await spoolEmptied();
   });
 
   it('leaves no temp files behind and logged no error', async () => {
