@@ -514,6 +514,20 @@ describe('processing slots and slow bodies', () => {
     expect(cluster.errorLines('gateway')).toEqual([]);
   });
 
+  it('lets a slow but steady body through, long past BODY_TIMEOUT_SECONDS', async () => {
+    showLogsOnFailure();
+    // 4 KB every 100 ms: about 40 KB/s, four times BODY_MIN_RATE, for some 11 s.
+    const client = rawClient('/process?op=thumbnail', 'image/jpeg', noisy.length);
+    for (let at = 0; at < noisy.length; at += 4000) {
+      client.send(noisy.subarray(at, at + 4000));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const reply = await client.reply;
+    expect(reply.status, reply.body.toString()).toBe(200);
+    expect(reply.afterMs).toBeGreaterThan(2 * 3000);
+    expect((await sharp(reply.body).metadata()).width).toBe(256);
+  });
+
   it('answers 503 PROCESSING_BUSY with Retry-After when the input is in but the slot is busy, and removes the input', async () => {
     showLogsOnFailure();
     await spoolEmptied();
