@@ -29,9 +29,10 @@ export interface SpoolOptions {
 /**
  * Writes `source` to the new file `path` and answers the image's type from
  * its magic bytes. Refuses a non-image (415, naming it), an empty one and one
- * over the limit (413), and one the spool has no room for (503). `source` is piped, never destroyed: on failure it is
- * only unpiped, so a raw request body stays intact and can still be answered.
- * The caller removes `path`, whatever the outcome.
+ * over the limit (413), and one the spool has no room for (503). `source` is
+ * piped, never destroyed: on failure it is only unpiped, so a raw request
+ * body stays intact and can still be answered. It settles once the file is
+ * closed; the caller removes `path`, whatever the outcome.
  */
 export async function spoolImage(
   source: Readable,
@@ -45,7 +46,11 @@ export async function spoolImage(
   );
   const sniffer = new TypeSniffer(PROCESSABLE_TYPES, label);
   const quota = new SpoolQuota(claim);
-  const written = pipeChain(limit, quota, sniffer, createWriteStream(path, { flags: 'wx' }));
+  const file = createWriteStream(path, { flags: 'wx' });
+  // The file is created by an open() on libuv's thread pool, which a failure can outrun: settling
+  // before it is closed would let the caller's rm go first and the file appear after it, for ever.
+  const fileClosed = new Promise<void>((resolve) => file.once('close', () => resolve()));
+  const written = pipeChain(limit, quota, sniffer, file);
   const stop = () =>
     limit.destroy(signal.reason instanceof Error ? signal.reason : new ClientGoneError());
   if (signal.aborted) stop();
@@ -66,5 +71,6 @@ export async function spoolImage(
   } finally {
     signal.removeEventListener('abort', stop);
     source.off('error', sourceFailed);
+    await fileClosed;
   }
 }
