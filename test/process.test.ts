@@ -126,7 +126,11 @@ const spoolDir = () => join(cluster.dir, 'spool', 'gateway');
 const spooled = () => readdir(spoolDir());
 
 async function spoolEmptied() {
-  await waitFor('an empty spool', async () => (await spooled()).length === 0);
+  await waitFor('an empty spool', async () => {
+    const left = await spooled();
+    if (left.length > 0) throw new Error(`still there: ${left.join(', ')}`);
+    return true;
+  });
 }
 
 const BOUNDARY = 'trove-test-boundary';
