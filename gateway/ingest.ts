@@ -13,12 +13,12 @@ import type { Logger } from '../shared/logger.js';
 import { ClientGoneError, PayloadTooLargeError, UnavailableError } from '../shared/errors.js';
 import { blobKey, newFileId } from '../shared/keys.js';
 import type { MetadataStore, ReplicaState } from '../shared/metadata-store.js';
-import { isTransportFailure, type ReplicaOutcome } from '../shared/node-client.js';
+import type { ReplicaOutcome } from '../shared/node-client.js';
 import { ByteLimit, HashCounter, pipeChain } from '../shared/streams.js';
 import { PassThrough } from 'node:stream';
 import { UploadSpool } from './upload-spool.js';
 import { TypeSniffer } from './content-type.js';
-import type { Replicator } from './replicator.js';
+import { ChainHeadFailedError, type Replicator } from './replicator.js';
 
 export interface IngestDeps {
   store: MetadataStore;
@@ -136,22 +136,23 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
         signal: req.signal,
       });
     } catch (err) {
-      if (!isTransportFailure(err) || streamError || req.signal.aborted) throw err;
+      if (!(err instanceof ChainHeadFailedError) || streamError || req.signal.aborted) throw err;
       deps.log.warn(
-        { id, err: (err as Error).message },
+        { id, node: err.node, err: (err.cause as Error).message },
         'chain head failed mid-upload; replaying from the spool to the nodes still up',
       );
       spool.unpipe();
       spool.resume(); // keep taking the client's bytes, into the spool only
       await streamed;
       if (streamError) throw streamError;
-      chain = deps.replicator.chainFor(id); // the failed head is suspect now: not in it
-      for (const n of chain) tried.add(n);
-      outcomes = await deps.replicator.write(blobKey(id), chain, spool.replay(), {
-        contentLength: hasher.bytes,
-        expectedSha256: hasher.digest(),
-        signal: req.signal,
-      });
+      ({ chain, outcomes } = await deps.replicator.rewrite(
+        id,
+        blobKey(id),
+        () => spool.replay(),
+        new Set([err.node]),
+        tried,
+        { contentLength: hasher.bytes, expectedSha256: hasher.digest(), signal: req.signal },
+      ));
     }
     await streamed;
     if (streamError) throw streamError;

@@ -4,7 +4,9 @@
  * A write goes to the head of the object's chain with the rest of the chain in
  * a header; the nodes pass it along and answer with one outcome per node. A
  * head that refuses the connection has read none of the stream yet, so the
- * same stream is offered to the next node (see `lazyBody`).
+ * same stream is offered to the next node (see `lazyBody`). A head that fails
+ * after reading some of it is a `ChainHeadFailedError`: the caller replays
+ * the bytes from its spool with `rewrite`.
  */
 import type { Readable } from 'node:stream';
 import type { NodeAddress } from '../shared/config.js';
@@ -20,6 +22,27 @@ import { lazyBody } from '../shared/streams.js';
 import type { NodeRegistry } from './node-registry.js';
 import { writeChain } from '../shared/placement.js';
 
+/**
+ * The head of a write failed (connection reset, closed) after it had started
+ * reading the body: those bytes are spent, but another node may well take a
+ * copy from a replay. A 503 if it reaches the client, never a bodyless answer.
+ */
+export class ChainHeadFailedError extends UnavailableError {
+  constructor(
+    readonly node: string,
+    cause: Error,
+  ) {
+    super(`storage node ${node} failed while storing the upload`, 'CHAIN_HEAD_FAILED', { cause });
+  }
+}
+
+/** Options of a replicated write. */
+export interface WriteOptions {
+  contentLength?: number;
+  expectedSha256?: string;
+  signal?: AbortSignal;
+}
+
 export interface ReplicatorDeps {
   client: NodeClient;
   registry: NodeRegistry;
@@ -31,17 +54,21 @@ export interface ReplicatorDeps {
 export class Replicator {
   constructor(private readonly deps: ReplicatorDeps) {}
 
-  /** The chain a new object would be written to now; throws 503 when it cannot reach a quorum. */
-  chainFor(key: string): NodeAddress[] {
+  /**
+   * The chain a new object would be written to now, without the nodes in
+   * `exclude`; throws 503 when it cannot reach a quorum.
+   */
+  chainFor(key: string, exclude: ReadonlySet<string> = new Set()): NodeAddress[] {
     const { registry, nodes, copies, quorum } = this.deps;
     const chain = writeChain(
       key,
-      nodes.filter((n) => registry.isOnline(n.id)),
+      nodes.filter((n) => registry.isOnline(n.id) && !exclude.has(n.id)),
       copies,
     );
     if (chain.length < quorum) {
+      const failed = exclude.size > 0 ? ` besides ${[...exclude].join(', ')} (failed)` : '';
       throw new UnavailableError(
-        `only ${chain.length} storage node(s) online; an upload needs ${quorum}`,
+        `only ${chain.length} storage node(s) online${failed}; an upload needs ${quorum}`,
         'NOT_ENOUGH_NODES',
       );
     }
@@ -50,13 +77,14 @@ export class Replicator {
 
   /**
    * Streams `body` down `chain`. Returns one outcome per node of the chain;
-   * throws only when no byte could be placed or the stream itself failed.
+   * throws only when no byte could be placed (503), the head failed
+   * mid-stream (`ChainHeadFailedError`), or the stream itself failed.
    */
   async write(
     key: string,
     chain: NodeAddress[],
     body: Readable,
-    o: { contentLength?: number; expectedSha256?: string; signal?: AbortSignal },
+    o: WriteOptions,
   ): Promise<ReplicaOutcome[]> {
     const refused: ReplicaOutcome[] = [];
     for (let i = 0; i < chain.length; i++) {
@@ -73,18 +101,49 @@ export class Replicator {
         this.deps.registry.reportSuccess(head.id);
         return [...refused, ...report.replicas];
       } catch (err) {
+        const headFailed = isTransportFailure(err) && !o.signal?.aborted;
         // A head that fails mid-stream is suspect too (unless it was our client who left).
-        if (
-          isTransportFailure(err) &&
-          !o.signal?.aborted &&
-          (attempt.started() || isUnreachable(err))
-        )
+        if (headFailed && (attempt.started() || isUnreachable(err)))
           this.deps.registry.reportFailure(head.id, err);
+        if (attempt.started() && headFailed) throw new ChainHeadFailedError(head.id, err as Error);
         if (attempt.started() || !isTransportFailure(err)) throw err;
         refused.push({ node: head.id, ok: false, error: (err as Error).message });
       }
     }
     throw new UnavailableError('no storage node accepted the upload', 'NOT_ENOUGH_NODES');
+  }
+
+  /**
+   * Writes bytes that can be read again from the start (`open`: the gateway's
+   * spool) to the chain of `placementKey` without the nodes in `failed`. A
+   * head that fails mid-stream joins `failed` and the bytes go afresh to the
+   * rest, until fewer than a quorum are left (503). `failed` is the request's
+   * own record, not the registry: the registry learns of a failure a Redis
+   * round trip later, and until then it still offers the node that just
+   * failed, on keep-alive connections whose reset has not been read yet.
+   * Every node offered the bytes is added to `reached`, for a cleanup.
+   */
+  async rewrite(
+    placementKey: string,
+    key: string,
+    open: () => Readable,
+    failed: Set<string>,
+    reached: Set<NodeAddress>,
+    o: WriteOptions,
+  ): Promise<{ chain: NodeAddress[]; outcomes: ReplicaOutcome[] }> {
+    for (;;) {
+      const chain = this.chainFor(placementKey, failed);
+      for (const n of chain) reached.add(n);
+      const body = open();
+      try {
+        return { chain, outcomes: await this.write(key, chain, body, o) };
+      } catch (err) {
+        if (!(err instanceof ChainHeadFailedError)) throw err;
+        failed.add(err.node);
+      } finally {
+        body.destroy(); // a body no node started reading still holds its file open
+      }
+    }
   }
 
   /**
