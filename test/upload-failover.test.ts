@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import {
+  filesUnder,
   fixture,
   hashBody,
   jpegStream,
@@ -16,6 +17,7 @@ import {
   startCluster,
   waitFor,
   type Cluster,
+  type TestNode,
 } from './harness.js';
 
 const logLines = (file: string) => readFileSync(file, 'utf8').split('\n');
@@ -25,6 +27,15 @@ function logged(file: string, msg: string): any[] {
   return logLines(file)
     .filter((l) => l.includes(`"msg":"${msg}`))
     .map((l) => JSON.parse(l));
+}
+
+/** What a node's data directory holds of `key`: temp files (a write under way) and committed blobs. */
+async function onDisk(node: TestNode, key: string) {
+  const files = (await filesUnder(node.dataDir)).filter((f) => f.includes(key));
+  return {
+    temp: files.filter((f) => f.startsWith('tmp/')),
+    committed: files.filter((f) => f.startsWith('blobs/')),
+  };
 }
 
 describe('uploads across a node death', () => {
@@ -49,7 +60,11 @@ describe('uploads across a node death', () => {
   const logLengths = () =>
     new Map(cluster.nodes.map((n) => [n.id, logLines(n.proc!.logFile).length - 1]));
 
-  /** Starts a 48 MB upload, kills the node `pick` chooses once bytes flow, and returns the answer. */
+  /**
+   * Starts a 48 MB upload, kills the node `pick` chooses once the upload's
+   * bytes are landing in that node's temp file, and returns the answer with
+   * what the victim's disk held of the upload when it died.
+   */
   async function uploadWhileKilling(pick: (head: string) => string) {
     const size = 48 * 1024 * 1024;
     const payload = jpegStream(size, 256 * 1024);
@@ -60,13 +75,25 @@ describe('uploads across a node death', () => {
       headers: { 'content-length': String(size) },
     });
     const head = await waitFor('a chain head', async () => headOfNewWrite(since));
-    const victim = pick(head);
-    await new Promise((r) => setTimeout(r, 150)); // mid-stream
-    await cluster.kill(victim, 'SIGKILL');
+    const victim = cluster.nodes.find((n) => n.id === pick(head))!;
+    // Mid-stream: the victim has started writing this upload's bytes to its temp file.
+    await waitFor(`${victim.id} writing the upload`, async () => {
+      const temp = (await filesUnder(victim.dataDir)).filter((f) => f.startsWith('tmp/'));
+      return temp.length > 0;
+    });
+    await cluster.kill(victim.id, 'SIGKILL');
     const res = await answer;
     const body = (await res.body.json()) as any;
-    await cluster.startNode(victim);
-    return { status: res.statusCode, body, sha256: payload.digest(), size, victim };
+    const disk = body.id ? await onDisk(victim, body.id) : undefined;
+    await cluster.startNode(victim.id); // empties its tmp/: read the disk before
+    return {
+      status: res.statusCode,
+      body,
+      sha256: payload.digest(),
+      size,
+      victim: victim.id,
+      disk,
+    };
   }
 
   it('completes when the chain head dies mid-stream', async () => {
@@ -77,8 +104,11 @@ describe('uploads across a node death', () => {
     const ok = up.body.replicas.filter((r: any) => r.state === 'ok');
     expect(ok.length).toBeGreaterThanOrEqual(2);
     expect(ok.map((r: any) => r.node)).not.toContain(up.victim);
-    // It really died mid-stream: the gateway had to replay the upload.
-    expect(readFileSync(cluster.gateway!.logFile, 'utf8')).toContain('replaying from the spool');
+    // It really died mid-stream: its copy never committed, and the gateway had to replay the upload.
+    expect(up.disk!.temp).toHaveLength(1);
+    expect(up.disk!.committed).toEqual([]);
+    const replays = logged(cluster.gateway!.logFile, 'chain head failed mid-upload');
+    expect(replays.filter((l) => l.id === up.body.id).map((l) => l.node)).toEqual([up.victim]);
     const res = await request(`${cluster.gatewayUrl}/download/${up.body.id}`);
     expect(await hashBody(res.body)).toEqual({ sha256: up.sha256, size: up.size });
   });
@@ -88,6 +118,16 @@ describe('uploads across a node death', () => {
     const up = await uploadWhileKilling((head) => cluster.nodes.find((n) => n.id !== head)!.id);
     expect(up.status, JSON.stringify(up.body)).toBe(201);
     expect(up.body.sha256).toBe(up.sha256);
+    // The successor died while the bytes streamed through it: its temp write had started and
+    // never committed, its predecessor saw it fail, and the answer records its copy missing.
+    expect(up.disk!.temp).toHaveLength(1);
+    expect(up.disk!.committed).toEqual([]);
+    const failedSuccessor = cluster.nodes.flatMap((n) =>
+      logged(n.proc!.logFile, 'chain successor failed').filter((l) => l.key === up.body.id),
+    );
+    expect(failedSuccessor.map((l) => l.node)).toEqual([up.victim]);
+    expect(up.body.replicas).toContainEqual({ node: up.victim, state: 'missing' });
+    expect(up.body.replicas.filter((r: any) => r.state === 'ok')).toHaveLength(2);
     const res = await request(`${cluster.gatewayUrl}/download/${up.body.id}`);
     expect(await hashBody(res.body)).toEqual({ sha256: up.sha256, size: up.size });
   });
