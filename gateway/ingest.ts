@@ -125,6 +125,9 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
     try {
       // The replicator may destroy what it is given; the spool must outlive a failed head.
       const forward = new PassThrough();
+      // Its failures reach the write through the body a node reads; while no node reads it
+      // (connecting; every one refused) an unheard 'error' would crash the gateway.
+      forward.on('error', () => {});
       spool.pipe(forward);
       // pipe() does not pass failures on: a stage that fails (413, a client gone) must end the write.
       spool.once('error', (err) => forward.destroy(err));
@@ -157,11 +160,13 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
     await streamed;
     if (streamError) throw streamError;
   } catch (err) {
+    // Taken first: stopping the stages below fails them too (a premature close, a bodyless 499).
+    const failure = streamError ?? err;
     unpipe();
     hasher.destroy();
     await spool.discard();
     await discardUpload(deps, id, [...tried]);
-    throw streamError ?? err;
+    throw failure;
   }
   await spool.discard();
 

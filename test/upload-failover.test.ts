@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import {
@@ -252,5 +253,51 @@ describe('an upload whose head fails after taking every byte', () => {
       const res = await fetch(`${cluster.gatewayUrl}/download/${g.body.id}`);
       expect(sha256(Buffer.from(await res.arrayBuffer()))).toBe(g.sha256);
     }
+  });
+});
+
+describe('an upload no node of its chain takes', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    // No scheduled probes: the gateway still counts the killed nodes online, so the upload
+    // meets each of them first-hand, as one does in the second after a kill.
+    cluster = await startCluster({ env: { PROBE_SCHEDULE: '0 0 0 1 1 *' } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('is answered 503 while the client is still sending, and the gateway stays up', async () => {
+    onTestFailed(() => console.log(cluster.logTail()));
+    for (const node of cluster.nodes) await cluster.kill(node.id, 'SIGKILL');
+    // The first 64 KiB of a JPEG, and the rest held back until the answer has come.
+    const first = Buffer.alloc(64 * 1024, 7);
+    first.set([0xff, 0xd8, 0xff, 0xe0], 0);
+    const body = new Readable({ read() {} });
+    body.push(first);
+    const requestId = `all-refuse-${Date.now()}`;
+    const answer = await request(`${cluster.gatewayUrl}/upload/r.jpg`, {
+      method: 'PUT',
+      body,
+      headers: { 'x-request-id': requestId },
+    }).then(
+      async (res) => ({ status: res.statusCode, text: await res.body.text() }),
+      (err: Error) => ({ status: 0, text: `no answer: ${err.message}` }),
+    );
+    body.push(null);
+
+    expect(answer.status, answer.text).toBe(503);
+    expect(JSON.parse(answer.text).error.code).toBe('NOT_ENOUGH_NODES');
+    // Every node of the chain refused this very upload (each one went suspect through it).
+    const suspect = logged(cluster.gateway!.logFile, 'storage node suspect');
+    expect(
+      suspect
+        .filter((l) => l.request_id === requestId)
+        .map((l) => l.node)
+        .sort(),
+    ).toEqual(['node1', 'node2', 'node3']);
+    const health = await fetch(`${cluster.gatewayUrl}/health`);
+    expect(health.status).toBe(200);
+    expect(cluster.gateway!.proc.exitCode).toBeNull();
   });
 });
