@@ -3,7 +3,8 @@
  *
  * States: `online` → `suspect` after one failed probe or request → `offline`
  * after OFFLINE_AFTER_FAILURES consecutive failures (from any gateway) → back
- * to `online` at the first successful probe. Writes use online nodes only and
+ * to `online` at the first successful probe. Writes use online nodes (suspect
+ * ones only when the online ones are short of a quorum: see Replicator) and
  * reads try online nodes first, so one failed connection is enough to route
  * around a node at once, without a timeout per request.
  *

@@ -56,19 +56,28 @@ export class Replicator {
 
   /**
    * The chain a new object would be written to now, without the nodes in
-   * `exclude`; throws 503 when it cannot reach a quorum.
+   * `exclude`: online nodes, best first, then (only when those cannot make a
+   * quorum) suspect ones; throws 503 when even that cannot reach a quorum.
    */
   chainFor(key: string, exclude: ReadonlySet<string> = new Set()): NodeAddress[] {
     const { registry, nodes, copies, quorum } = this.deps;
+    const usable = nodes.filter((n) => !exclude.has(n.id));
     const chain = writeChain(
       key,
-      nodes.filter((n) => registry.isOnline(n.id) && !exclude.has(n.id)),
+      usable.filter((n) => registry.isOnline(n.id)),
       copies,
     );
     if (chain.length < quorum) {
+      // Suspect is one failed probe or request: on a loaded machine a probe times out on a
+      // node that is up. Rather than refuse the upload, try them after the online ones: one
+      // that is really down costs a refused connection, and the answer is the same 503.
+      const suspect = usable.filter((n) => registry.status(n.id) === 'suspect');
+      chain.push(...writeChain(key, suspect, copies - chain.length));
+    }
+    if (chain.length < quorum) {
       const failed = exclude.size > 0 ? ` besides ${[...exclude].join(', ')} (failed)` : '';
       throw new UnavailableError(
-        `only ${chain.length} storage node(s) online${failed}; an upload needs ${quorum}`,
+        `only ${chain.length} storage node(s) online or suspect${failed}; an upload needs ${quorum}`,
         'NOT_ENOUGH_NODES',
       );
     }

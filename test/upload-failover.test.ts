@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { rankNodes } from '../shared/placement.js';
 import {
   filesUnder,
   fixture,
@@ -299,5 +300,78 @@ describe('an upload no node of its chain takes', () => {
     const health = await fetch(`${cluster.gatewayUrl}/health`);
     expect(health.status).toBe(200);
     expect(cluster.gateway!.proc.exitCode).toBeNull();
+  });
+});
+
+describe('an upload while one node is down and another only suspect', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    // No scheduled probes: the nodes' states below come from requests alone, and stay put.
+    cluster = await startCluster({
+      env: { PROBE_SCHEDULE: '0 0 0 1 1 *', NODE_TIMEOUT_MS: '1000' },
+    });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  const status = async () =>
+    Object.fromEntries(
+      ((await (await fetch(`${cluster.gatewayUrl}/api/cluster`)).json()) as any).nodes.map(
+        (n: any) => [n.id, n.status],
+      ),
+    );
+
+  it('is stored on the two nodes that are up', async () => {
+    onTestFailed(() => console.log(cluster.logTail()));
+    const [node1, , node3] = cluster.nodes;
+    // Files that node3, and node1, would serve first.
+    const firstOn: Record<string, { id: string; sha256: string }> = {};
+    for (let i = 0; i < 40 && !(firstOn.node1 && firstOn.node3); i++) {
+      const data = Buffer.concat([fixture('photo.jpg'), Buffer.from(`suspect-${i}-${Date.now()}`)]);
+      const res = await fetch(`${cluster.gatewayUrl}/upload/s.jpg?max_downloads=0`, {
+        method: 'PUT',
+        body: data,
+      });
+      expect(res.status).toBe(201);
+      const { id } = (await res.json()) as { id: string };
+      firstOn[rankNodes(id, cluster.nodes)[0]!.id] ??= { id, sha256: sha256(data) };
+    }
+    const download = async (file: { id: string; sha256: string }, requestId: string) => {
+      const res = await fetch(`${cluster.gatewayUrl}/download/${file.id}`, {
+        headers: { 'x-request-id': requestId },
+      });
+      expect(sha256(Buffer.from(await res.arrayBuffer()))).toBe(file.sha256);
+    };
+
+    // node3 stalls past NODE_TIMEOUT_MS on a read: suspect, as after a probe timed out under load.
+    node3!.proc!.proc.kill('SIGSTOP');
+    await download(firstOn.node3!, 'stall-node3');
+    await waitFor('node3 suspect', async () => (await status()).node3 === 'suspect');
+    node3!.proc!.proc.kill('SIGCONT');
+    // node1 dies, and a read finds out.
+    await cluster.kill(node1!.id, 'SIGKILL');
+    await download(firstOn.node1!, 'find-node1-dead');
+    await waitFor('node1 not online', async () => (await status()).node1 !== 'online');
+    // The fault is in place: only node2 online, node3 suspect though it is up.
+    expect(await status()).toMatchObject({ node2: 'online', node3: 'suspect' });
+    expect((await fetch(`${node3!.url}/health`)).status).toBe(200);
+    const suspect = logged(cluster.gateway!.logFile, 'storage node suspect');
+    expect(suspect.filter((l) => l.node === 'node3').map((l) => l.request_id)).toEqual([
+      'stall-node3',
+    ]);
+
+    const data = Buffer.concat([fixture('photo.jpg'), Buffer.from(`after-${Date.now()}`)]);
+    const res = await fetch(`${cluster.gatewayUrl}/upload/s.jpg?max_downloads=0`, {
+      method: 'PUT',
+      body: data,
+    });
+    const text = await res.text();
+    expect(res.status, text).toBe(201);
+    const body = JSON.parse(text);
+    expect(body.replicas).toContainEqual({ node: 'node2', state: 'ok' });
+    expect(body.replicas).toContainEqual({ node: 'node3', state: 'ok' });
+    expect(body.replicas).toContainEqual({ node: 'node1', state: 'missing' });
+    await download({ id: body.id, sha256: sha256(data) }, 'read-back');
   });
 });
