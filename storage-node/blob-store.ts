@@ -32,6 +32,7 @@ import { isValidKey } from '../shared/keys.js';
 import { HashCounter, pipeChain } from '../shared/streams.js';
 import { DirSyncer } from './dir-syncer.js';
 import { DurableFileSink } from './durable-file.js';
+import { readFully } from './file-read.js';
 import { VerifiedRange } from './verified-range.js';
 
 export interface BlobInfo {
@@ -92,17 +93,6 @@ const MAX_READ_CHUNK = 1024 * 1024;
 const SMALL_BLOB = MAX_READ_CHUNK;
 
 const fsOpen = promisify(fsCb.open);
-function fsRead(
-  fd: number,
-  buf: Buffer,
-  offset: number,
-  length: number,
-  position: number,
-): Promise<number> {
-  return new Promise((resolve, reject) =>
-    fsCb.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))),
-  );
-}
 const fsClose = promisify(fsCb.close);
 
 function onceReadable(data: Buffer): Readable {
@@ -231,9 +221,9 @@ export class FsBlobStore implements BlobStore {
   ): Promise<Omit<BlobRead, 'range'>> {
     let bytes: Buffer;
     try {
-      // One byte more than expected, to notice a file that grew.
+      // One byte more than expected, to notice a file that grew; a short read is not its end.
       const buf = Buffer.allocUnsafe(info.size + 1);
-      bytes = buf.subarray(0, await fsRead(fd, buf, 0, buf.length, 0));
+      bytes = buf.subarray(0, await readFully(fd, buf, 0, buf.length, 0, info.size));
     } finally {
       await fsClose(fd);
     }
