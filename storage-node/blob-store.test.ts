@@ -433,4 +433,17 @@ describe('FsBlobStore on disk', () => {
     expect(await quarantined()).toEqual([]);
     expect(await store.stat('short-read')).toBeDefined();
   });
+
+  it('counts the bytes it reads from disk to serve reads', async () => {
+    const store = await openStore(root);
+    const small = pattern(5000, 25);
+    const large = pattern(2 * 1024 * 1024 + 3, 26);
+    await store.put('small', chunked(small));
+    await store.put('large', chunked(large));
+    expect(store.bytesReadFromDisk()).toBe(0); // writing reads nothing back
+    await drain((await store.get('small'))!.stream);
+    expect(store.bytesReadFromDisk()).toBe(small.length);
+    await drain((await store.get('large'))!.stream);
+    expect(store.bytesReadFromDisk()).toBe(small.length + large.length);
+  });
 });

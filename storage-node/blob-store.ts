@@ -77,6 +77,8 @@ export interface BlobStore {
   /** Lists blobs in a stable order, `limit` at a time. */
   list(after: string | undefined, limit: number): Promise<BlobPage>;
   usage(): Promise<{ objects: number; bytes: number; freeBytes: number; totalBytes: number }>;
+  /** Bytes read from disk to serve reads since the store opened. */
+  bytesReadFromDisk(): number;
   close(): Promise<void>;
 }
 
@@ -121,6 +123,8 @@ export class FsBlobStore implements BlobStore {
   private readonly dirs = new DirSyncer();
   private readonly index = new Map<string, BlobInfo>();
   private bytes = 0;
+  private diskReads = 0;
+  private readonly counted = (n: number) => (this.diskReads += n);
 
   private constructor(readonly root: string) {
     this.blobsDir = join(root, 'blobs');
@@ -224,6 +228,7 @@ export class FsBlobStore implements BlobStore {
       // One byte more than expected, to notice a file that grew; a short read is not its end.
       const buf = Buffer.allocUnsafe(info.size + 1);
       bytes = buf.subarray(0, await readFully(fd, buf, 0, buf.length, 0, info.size));
+      this.counted(bytes.length);
     } finally {
       await fsClose(fd);
     }
@@ -247,6 +252,8 @@ export class FsBlobStore implements BlobStore {
     // However the reader stops (error, destroy, early close), release the file.
     verify.once('close', () => source.destroy());
     source.pipe(verify);
+    // Added once piped, so this listener does not start the flow on its own.
+    source.on('data', (chunk) => this.counted(chunk.length));
     return { info, stream: verify };
   }
 
@@ -302,6 +309,10 @@ export class FsBlobStore implements BlobStore {
       freeBytes: fs.bavail * fs.bsize,
       totalBytes: fs.blocks * fs.bsize,
     };
+  }
+
+  bytesReadFromDisk(): number {
+    return this.diskReads;
   }
 
   async close(): Promise<void> {

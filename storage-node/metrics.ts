@@ -1,6 +1,6 @@
 /**
- * A storage node's metrics (docs/metrics.md): blob bytes written and read,
- * and, at scrape time, what its disk holds and what the scrub found.
+ * A storage node's metrics (docs/metrics.md): blob bytes written, sent and
+ * read from disk, and, at scrape time, what its disk holds and what the scrub found.
  * GET /metrics (storage-node/app.ts) serves `registry`.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -14,7 +14,7 @@ import type { BlobStore } from './blob-store.js';
 import type { ScrubStatus } from './scrubber.js';
 
 export interface NodeMetricsDeps {
-  store: Pick<BlobStore, 'usage'>;
+  store: Pick<BlobStore, 'usage' | 'bytesReadFromDisk'>;
   scrubStatus?: () => ScrubStatus;
 }
 
@@ -39,6 +39,18 @@ export class NodeMetrics {
   });
 
   constructor(deps: NodeMetricsDeps) {
+    // Counted by the store as it reads: what a read costs the disk, beside what it sent.
+    let diskReadSeen = 0;
+    new Counter({
+      name: `${P}node_blob_disk_read_bytes_total`,
+      help: 'Bytes this node read from disk to serve blob reads (not the scrub)',
+      registers: [this.registry],
+      collect() {
+        const now = deps.store.bytesReadFromDisk();
+        this.inc(now - diskReadSeen);
+        diskReadSeen = now;
+      },
+    });
     const usage = () => deps.store.usage().catch(() => undefined);
     const disk = (name: string, help: string, pick: (u: Usage) => number) =>
       new Gauge({
