@@ -6,11 +6,18 @@
  *                             directories, created at start), the checksum lives
  *                             in the name, and an operator finds a file's bytes
  *                             with `find -name '<id>*'`
+ *   blobs/ab/<key>@<sha256>.blocks
+ *                             block sums of a blob over 1 MiB (block-sums.ts):
+ *                             a ranged read verifies only the blocks it touches
  *   tmp/                      uploads in progress; emptied at start-up
  *   quarantine/               blobs that failed their checksum, kept for inspection
  *
  * A write goes temp file → fdatasync → rename → fsync of the directory, so a
  * blob is either absent or complete and durable; no reader sees a partial one.
+ * Its sidecar is fsynced and renamed into place just before it, so one
+ * directory fsync covers both. A crash between the two renames leaves either
+ * a blob without sums (read as a blob from before block sums: verified whole,
+ * and the scrubber writes them) or sums without a blob (removed at start-up).
  *
  * Like Bitcask's keydir, every key's checksum and size are also held in
  * memory (about 200 bytes a blob), loaded from the directory listing at
@@ -29,9 +36,19 @@ import {
   InsufficientStorageError,
 } from '../shared/errors.js';
 import { isValidKey } from '../shared/keys.js';
-import { HashCounter, pipeChain } from '../shared/streams.js';
+import type { Logger } from '../shared/logger.js';
+import { pipeChain } from '../shared/streams.js';
+import { BlockVerifiedRange } from './block-range.js';
+import {
+  BlockHashStage,
+  CorruptSumsError,
+  SUMS_SUFFIX,
+  SumsFile,
+  encodeSums,
+  needsSums,
+} from './block-sums.js';
 import { DirSyncer } from './dir-syncer.js';
-import { DurableFileSink } from './durable-file.js';
+import { DurableFileSink, writeDurableFile } from './durable-file.js';
 import { readFully } from './file-read.js';
 import { VerifiedRange } from './verified-range.js';
 
@@ -77,12 +94,18 @@ export interface BlobStore {
   /** Lists blobs in a stable order, `limit` at a time. */
   list(after: string | undefined, limit: number): Promise<BlobPage>;
   usage(): Promise<{ objects: number; bytes: number; freeBytes: number; totalBytes: number }>;
-  /** Bytes read from disk to serve reads since the store opened. */
+  /** Bytes read from disk to serve reads since the store opened (blobs and their block sums). */
   bytesReadFromDisk(): number;
   close(): Promise<void>;
 }
 
+export interface FsBlobStoreOptions {
+  /** Where a dropped (corrupt) sidecar is reported. */
+  log?: Logger;
+}
+
 const NAME = /^([A-Za-z0-9._-]{1,160})@([0-9a-f]{64})$/;
+const SUMS_NAME = /^([A-Za-z0-9._-]{1,160})@([0-9a-f]{64})\.blocks$/;
 /** Read size when streaming a large blob: fewer, larger chunks cost less per byte (measured: ~15 % faster than 256 KiB). */
 const MAX_READ_CHUNK = 1024 * 1024;
 /**
@@ -124,17 +147,22 @@ export class FsBlobStore implements BlobStore {
   private readonly index = new Map<string, BlobInfo>();
   private bytes = 0;
   private diskReads = 0;
+  private readonly log: Logger | undefined;
   private readonly counted = (n: number) => (this.diskReads += n);
 
-  private constructor(readonly root: string) {
+  private constructor(
+    readonly root: string,
+    opts: FsBlobStoreOptions,
+  ) {
     this.blobsDir = join(root, 'blobs');
     this.tmpDir = join(root, 'tmp');
     this.quarantineDir = join(root, 'quarantine');
+    this.log = opts.log;
   }
 
   /** Opens (creating if needed) a store, discards leftover temp files and loads the index. */
-  static async open(root: string): Promise<FsBlobStore> {
-    const store = new FsBlobStore(root);
+  static async open(root: string, opts: FsBlobStoreOptions = {}): Promise<FsBlobStore> {
+    const store = new FsBlobStore(root, opts);
     await rm(store.tmpDir, { recursive: true, force: true });
     for (const dir of [store.blobsDir, store.tmpDir, store.quarantineDir]) {
       await mkdir(dir, { recursive: true });
@@ -159,28 +187,28 @@ export class FsBlobStore implements BlobStore {
   ): Promise<BlobInfo> {
     assertKey(key);
     const tmp = join(this.tmpDir, `${key}.${randomBytes(6).toString('hex')}.tmp`);
-    const counter = new HashCounter();
+    const hasher = new BlockHashStage();
     let committed = false;
     try {
       const file = await open(tmp, 'wx');
       try {
-        await pipeChain(body, counter, new DurableFileSink(file));
+        await pipeChain(body, hasher, new DurableFileSink(file));
       } finally {
         await file.close();
       }
-      const sha256 = counter.digest();
+      const { sha256, size, digests } = hasher.digester.finish();
       if (opts.expectedSha256 && opts.expectedSha256 !== sha256) {
         throw new ChecksumMismatchError(opts.expectedSha256, sha256);
       }
       const leaf = this.leaf(leafName(key));
-      await rename(tmp, join(leaf, `${key}@${sha256}`));
+      const info = { key, size, sha256, mtimeMs: Date.now() };
+      // The sums first: a blob visible without them would only be verified the slow way.
+      if (needsSums(size)) await this.placeSums(info, encodeSums(sha256, size, digests));
+      await rename(tmp, this.pathOf(info));
       committed = true;
-      const info = { key, size: counter.bytes, sha256, mtimeMs: Date.now() };
       const previous = this.remember(info);
       // An overwrite with different bytes leaves the old name behind; drop it now the new one is in place.
-      if (previous && previous.sha256 !== sha256) {
-        await unlink(join(leaf, `${key}@${previous.sha256}`)).catch(ignoreMissing);
-      }
+      if (previous && previous.sha256 !== sha256) await this.unlinkFiles(previous);
       // Without this fsync the rename may be lost on power failure even though the data is on disk.
       await this.dirs.sync(leaf);
       return info;
@@ -206,11 +234,25 @@ export class FsBlobStore implements BlobStore {
     });
     if (fd === undefined) return undefined;
     const span = range ?? { start: 0, end: info.size - 1 };
-    const read =
-      info.size <= SMALL_BLOB
-        ? await this.readSmall(info, fd, span)
-        : this.readStreaming(info, fd, span);
+    if (info.size <= SMALL_BLOB) return { ...(await this.readSmall(info, fd, span)), range };
+    // A range verifies only its blocks; a whole read hashes everything anyway, and keeps the sha256 check.
+    const sums = range && (await this.openSums(info, fd));
+    const read = sums ? this.readBlocks(info, fd, sums, span) : this.readStreaming(info, fd, span);
     return { ...read, range };
+  }
+
+  /** The blob's sidecar, if it has a usable one; a corrupt one is dropped (and the read verifies the whole blob). */
+  private async openSums(info: BlobInfo, fd: number): Promise<SumsFile | undefined> {
+    try {
+      return await SumsFile.open(this.sumsPathOf(info), info, this.counted);
+    } catch (err) {
+      if (!(err instanceof CorruptSumsError)) {
+        await fsClose(fd);
+        throw err;
+      }
+      await this.dropSums(info, err);
+      return undefined;
+    }
   }
 
   /**
@@ -257,6 +299,27 @@ export class FsBlobStore implements BlobStore {
     return { info, stream: verify };
   }
 
+  /** A range of a large blob with block sums: only its blocks are read; see BlockVerifiedRange. */
+  private readBlocks(
+    info: BlobInfo,
+    fd: number,
+    sums: SumsFile,
+    span: ByteRange,
+  ): Omit<BlobRead, 'range'> {
+    const stream = new BlockVerifiedRange({
+      fd,
+      sums,
+      size: info.size,
+      span,
+      counted: this.counted,
+    });
+    stream.on('error', (err) => {
+      if (err instanceof ChecksumMismatchError) void this.quarantine(info);
+      else if (err instanceof CorruptSumsError) void this.dropSums(info, err);
+    });
+    return { info, stream };
+  }
+
   async stat(key: string): Promise<BlobInfo | undefined> {
     assertKey(key);
     return this.index.get(key);
@@ -279,7 +342,7 @@ export class FsBlobStore implements BlobStore {
     const info = this.index.get(key);
     if (!info) return false;
     this.forget(key);
-    await unlink(this.pathOf(info)).catch(ignoreMissing);
+    await this.unlinkFiles(info);
     await this.dirs.sync(this.leaf(leafName(key)));
     return true;
   }
@@ -327,11 +390,58 @@ export class FsBlobStore implements BlobStore {
   async quarantine(info: BlobInfo): Promise<boolean> {
     if (this.index.get(info.key)?.sha256 !== info.sha256) return false; // replaced meanwhile
     this.forget(info.key);
-    await rename(
-      this.pathOf(info),
-      join(this.quarantineDir, `${info.key}@${info.sha256}.${Date.now()}`),
-    ).catch(() => undefined);
+    const aside = join(this.quarantineDir, `${info.key}@${info.sha256}.${Date.now()}`);
+    await rename(this.pathOf(info), aside).catch(() => undefined);
+    // The sums go along, for whoever inspects which block went bad.
+    if (needsSums(info.size))
+      await rename(this.sumsPathOf(info), aside + SUMS_SUFFIX).catch(() => undefined);
     return true;
+  }
+
+  /**
+   * Writes the block sums of a blob that has none or a damaged one (the
+   * scrubber, once the whole blob verified). False when that version is no
+   * longer the current one.
+   */
+  async writeSums(info: BlobInfo, sums: Buffer): Promise<boolean> {
+    if (this.index.get(info.key)?.sha256 !== info.sha256) return false;
+    await this.placeSums(info, sums);
+    // Deleted or replaced while we wrote: do not leave sums without their blob.
+    if (this.index.get(info.key)?.sha256 !== info.sha256) {
+      await unlink(this.sumsPathOf(info)).catch(ignoreMissing);
+      return false;
+    }
+    await this.dirs.sync(this.leaf(leafName(info.key)));
+    return true;
+  }
+
+  /** Sidecar temp file → fdatasync → rename beside the blob; the caller fsyncs the directory. */
+  private async placeSums(info: BlobInfo, sums: Buffer): Promise<void> {
+    const tmp = join(this.tmpDir, `${info.key}.${randomBytes(6).toString('hex')}.blocks.tmp`);
+    try {
+      await writeDurableFile(tmp, sums);
+      await rename(tmp, this.sumsPathOf(info));
+    } catch (err) {
+      await unlink(tmp).catch(ignoreMissing);
+      throw err;
+    }
+  }
+
+  /**
+   * Removes a damaged sidecar (if that blob version is still current): later
+   * ranged reads verify the whole blob until the scrubber rebuilds it. The
+   * blob itself is not suspect.
+   */
+  private async dropSums(info: BlobInfo, err: CorruptSumsError): Promise<void> {
+    this.log?.warn({ key: info.key, err: err.message }, 'corrupt block sums dropped');
+    if (this.index.get(info.key)?.sha256 !== info.sha256) return;
+    await unlink(this.sumsPathOf(info)).catch(() => undefined);
+  }
+
+  /** Unlinks a version's blob file and its sums. */
+  private async unlinkFiles(info: BlobInfo): Promise<void> {
+    await unlink(this.pathOf(info)).catch(ignoreMissing);
+    if (needsSums(info.size)) await unlink(this.sumsPathOf(info)).catch(ignoreMissing);
   }
 
   /** Records a committed blob; returns the entry it replaces. */
@@ -358,6 +468,11 @@ export class FsBlobStore implements BlobStore {
     return join(this.leaf(leafName(info.key)), `${info.key}@${info.sha256}`);
   }
 
+  /** The block sums sidecar of this version of a blob (only blobs over 1 MiB have one). */
+  sumsPathOf(info: BlobInfo): string {
+    return this.pathOf(info) + SUMS_SUFFIX;
+  }
+
   /** Builds the index from the disk. Of two versions of a key (a crash mid-overwrite) the newer wins. */
   private async loadIndex(): Promise<void> {
     let after: string | undefined;
@@ -374,6 +489,19 @@ export class FsBlobStore implements BlobStore {
       }
       after = page.next ?? undefined;
     } while (after);
+    await this.removeOrphanSums();
+  }
+
+  /** Sums whose blob version is not the current one: a crash between the two renames, or a lost race. */
+  private async removeOrphanSums(): Promise<void> {
+    for (const dir of await sortedDir(this.blobsDir)) {
+      const leaf = join(this.blobsDir, dir);
+      for (const name of await sortedDir(leaf)) {
+        const match = SUMS_NAME.exec(name);
+        if (match && this.index.get(match[1]!)?.sha256 !== match[2])
+          await unlink(join(leaf, name)).catch(ignoreMissing);
+      }
+    }
   }
 }
 

@@ -3,7 +3,7 @@
  * fdatasync before the stream reports completion. Buffered chunks go down in
  * one writev, so a burst from the network costs one syscall.
  */
-import type { FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { writevAll } from '../shared/streams.js';
 
@@ -25,5 +25,20 @@ export class DurableFileSink extends Writable {
 
   override _final(done: (err?: Error | null) => void): void {
     this.file.datasync().then(() => done(), done);
+  }
+}
+
+/**
+ * Writes `data` to a new file at `path` (failing if it exists) and fdatasyncs
+ * it: for small files written whole, such as a blob's block sums. The caller
+ * renames it into place and fsyncs the directory, and removes it on failure.
+ */
+export async function writeDurableFile(path: string, data: Buffer): Promise<void> {
+  const file = await open(path, 'wx');
+  try {
+    await writevAll(file, [data]);
+    await file.datasync();
+  } finally {
+    await file.close();
   }
 }

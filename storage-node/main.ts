@@ -21,7 +21,7 @@ try {
 
 const log = createLogger(config.id, config.logLevel, { format: config.logFormat });
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
-const store = await FsBlobStore.open(config.dataDir);
+const store = await FsBlobStore.open(config.dataDir, { log });
 const client = new NodeClient({ secret, timeoutMs: config.timeoutMs });
 const scrubber = new Scrubber({
   store,

@@ -39,11 +39,11 @@ export class NodeMetrics {
   });
 
   constructor(deps: NodeMetricsDeps) {
-    // Counted by the store as it reads: what a read costs the disk, beside what it sent.
+    // Counted by the store as it reads; a ranged read costs the blocks it touches, not the blob.
     let diskReadSeen = 0;
     new Counter({
       name: `${P}node_blob_disk_read_bytes_total`,
-      help: 'Bytes this node read from disk to serve blob reads (not the scrub)',
+      help: 'Bytes this node read from disk to serve blob reads (blob data and block sums; not the scrub)',
       registers: [this.registry],
       collect() {
         const now = deps.store.bytesReadFromDisk();

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FsBlobStore } from './blob-store.js';
+import { BLOCK_SIZE } from './block-sums.js';
 import { Scrubber, type ScrubberOptions } from './scrubber.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
@@ -121,6 +122,7 @@ describe('Scrubber', () => {
       bytesChecked: total,
       corrupt: 1,
       skipped: 0,
+      sumsWritten: 0,
     });
 
     // Quarantined exactly as a failed read does it: gone from the keydir, the disk listing and blobs/.
@@ -256,6 +258,66 @@ describe('Scrubber', () => {
     expect(Date.now() - stopping).toBeLessThan(1000);
     expect(s.status().last_finished).toBeNull();
     expect(logLines.filter((l) => l.level >= 50)).toEqual([]);
+  });
+});
+
+describe('Scrubber and block sums', () => {
+  const sumsOf = async (key: string) => store.sumsPathOf((await store.stat(key))!);
+
+  it('writes the missing block sums of a verified blob, once (a store from before block sums)', async () => {
+    const data = pattern(3 * BLOCK_SIZE + 5, 41);
+    await put('old', data);
+    await put('small', pattern(1000, 42));
+    const path = await sumsOf('old');
+    const written = await readFile(path);
+    await rm(path);
+
+    const s = scrubber();
+    expect(await s.runPass()).toMatchObject({ blobsChecked: 2, corrupt: 0, sumsWritten: 1 });
+    expect((await readFile(path)).equals(written)).toBe(true);
+    expect(logLines).toContainEqual(
+      expect.objectContaining({ level: 30, key: 'old', msg: 'scrub: block sums written' }),
+    );
+    expect(await s.runPass()).toMatchObject({ blobsChecked: 2, sumsWritten: 0 });
+    expect(await filesUnder(join(root, 'tmp'))).toEqual([]);
+  });
+
+  it('rebuilds damaged block sums of a good blob instead of quarantining it', async () => {
+    const data = pattern(2 * BLOCK_SIZE + 7, 43);
+    await put('good', data);
+    const path = await sumsOf('good');
+    const written = await readFile(path);
+    const file = await open(path, 'r+');
+    await file.write(Buffer.from([written[60]! ^ 0xff]), 0, 1, 60); // inside block 0's digest
+    await file.close();
+
+    const s = scrubber();
+    expect(await s.runPass()).toMatchObject({ blobsChecked: 1, corrupt: 0, sumsWritten: 1 });
+    expect((await readFile(path)).equals(written)).toBe(true);
+    expect(await quarantined()).toEqual([]);
+    expect(logLines).toContainEqual(
+      expect.objectContaining({
+        level: 40,
+        key: 'good',
+        msg: 'scrub: damaged block sums rebuilt',
+      }),
+    );
+    // Ranged reads verify by block again.
+    const read = await store.get('good', () => ({ start: 5, end: 9 }));
+    const chunks: Buffer[] = [];
+    for await (const chunk of read!.stream) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).equals(data.subarray(5, 10))).toBe(true);
+  });
+
+  it('quarantines a corrupt large blob with its sums', async () => {
+    await put('rotten', pattern(2 * BLOCK_SIZE, 44));
+    await flip('rotten', BLOCK_SIZE + 3);
+    expect(await scrubber().runPass()).toMatchObject({ corrupt: 1, sumsWritten: 0 });
+    expect((await quarantined()).map((f) => basename(f).replace(/\.\d+/, '.<t>')).sort()).toEqual([
+      `rotten@${sha256(pattern(2 * BLOCK_SIZE, 44))}.<t>`,
+      `rotten@${sha256(pattern(2 * BLOCK_SIZE, 44))}.<t>.blocks`,
+    ]);
+    expect(await filesUnder(join(root, 'blobs'))).toEqual([]);
   });
 });
 

@@ -5,6 +5,11 @@
  * the keydir and the `GET /blobs` listing), so the cluster's anti-entropy sees
  * it missing and copies it back from a healthy replica.
  *
+ * The same read checks a large blob's block sums (block-sums.ts): once the
+ * whole blob verified, sums that are missing (a blob stored before they
+ * existed) or differ from the data (a rotten sidecar) are written anew. The
+ * data is good, so a bad sidecar is rebuilt, not quarantined.
+ *
  * Reads are streamed through one small buffer and paced to `bytesPerSecond`,
  * so a pass never holds a large blob in memory nor starves user requests. A
  * blob deleted or replaced while a pass runs is skipped, not reported.
@@ -14,14 +19,17 @@
  * once, never overlapped. `startNow()` (the node's `POST /scrub`) starts one
  * at once unless one is under way.
  */
-import { createHash } from 'node:crypto';
-import { open, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/logger.js';
 import type { BlobInfo, FsBlobStore } from './blob-store.js';
+import { BlockDigester, encodeSums, needsSums } from './block-sums.js';
 
 /** What the scrubber needs of the store. */
-export type ScrubbedStore = Pick<FsBlobStore, 'list' | 'stat' | 'pathOf' | 'quarantine'>;
+export type ScrubbedStore = Pick<
+  FsBlobStore,
+  'list' | 'stat' | 'pathOf' | 'quarantine' | 'sumsPathOf' | 'writeSums'
+>;
 
 export interface ScrubberOptions {
   store: ScrubbedStore;
@@ -54,6 +62,8 @@ export interface PassResult {
   corrupt: number;
   /** Listed, then deleted or replaced before (or while) being read, or unreadable (logged). */
   skipped: number;
+  /** Block sums written for verified blobs that had none or damaged ones. */
+  sumsWritten: number;
 }
 
 /** Largest read; smaller when the rate limit is below it, so one read never bursts over a second's budget. */
@@ -130,7 +140,13 @@ export class Scrubber {
     this.state.last_started = new Date(started).toISOString();
     this.paceStart = started;
     this.paceBytes = 0;
-    const result: PassResult = { blobsChecked: 0, bytesChecked: 0, corrupt: 0, skipped: 0 };
+    const result: PassResult = {
+      blobsChecked: 0,
+      bytesChecked: 0,
+      corrupt: 0,
+      skipped: 0,
+      sumsWritten: 0,
+    };
     let after: string | undefined;
     do {
       const page = await this.opts.store.list(after, LIST_PAGE);
@@ -200,17 +216,13 @@ export class Scrubber {
     result.bytesChecked += read.bytes;
     if (read.sha256 === current.sha256) {
       result.blobsChecked++;
+      if (needsSums(read.bytes) && (await this.checkSums(current, path, read)))
+        result.sumsWritten++;
       return;
     }
     // Only quarantine the file that was read: a delete and a re-upload of the
     // same bytes meanwhile puts a new, good file under the same name.
-    const now = await stat(path).catch(() => undefined);
-    if (
-      !now ||
-      now.ino !== read.ino ||
-      now.dev !== read.dev ||
-      !(await store.quarantine(current))
-    ) {
+    if (!(await sameFile(path, read)) || !(await store.quarantine(current))) {
       result.skipped++;
       return;
     }
@@ -223,10 +235,27 @@ export class Scrubber {
     );
   }
 
+  /**
+   * Compares a verified blob's sidecar with the sums of the bytes just read;
+   * writes it anew when missing or different. True when it wrote one.
+   */
+  private async checkSums(current: BlobInfo, path: string, read: FileRead): Promise<boolean> {
+    const { store, log } = this.opts;
+    const want = encodeSums(current.sha256, read.bytes, read.digests);
+    const have = await readFile(store.sumsPathOf(current)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (have?.equals(want)) return false;
+    // The blob read may have been replaced by now: sums only for the file that verified.
+    if (!(await sameFile(path, read)) || !(await store.writeSums(current, want))) return false;
+    if (have) log.warn({ key: current.key }, 'scrub: damaged block sums rebuilt');
+    else log.info({ key: current.key }, 'scrub: block sums written');
+    return true;
+  }
+
   /** Streams a file through the hash at the paced rate; undefined when it no longer exists. */
-  private async hashFile(
-    path: string,
-  ): Promise<{ sha256: string; bytes: number; ino: number; dev: number } | undefined> {
+  private async hashFile(path: string): Promise<FileRead | undefined> {
     const file = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
@@ -234,19 +263,18 @@ export class Scrubber {
     if (!file) return undefined;
     try {
       const { ino, dev } = await file.stat();
-      const hash = createHash('sha256');
+      const digester = new BlockDigester();
       const buf = Buffer.allocUnsafe(this.chunk);
-      let bytes = 0;
       for (;;) {
         this.abort.signal.throwIfAborted();
-        const { bytesRead } = await file.read(buf, 0, buf.length, bytes);
+        const { bytesRead } = await file.read(buf, 0, buf.length, digester.bytes);
         if (bytesRead === 0) break;
-        hash.update(buf.subarray(0, bytesRead));
-        bytes += bytesRead;
+        digester.update(buf.subarray(0, bytesRead));
         await this.pace(bytesRead);
       }
-      if (bytes < MIN_COST) await this.pace(MIN_COST - bytes);
-      return { sha256: hash.digest('hex'), bytes, ino, dev };
+      if (digester.bytes < MIN_COST) await this.pace(MIN_COST - digester.bytes);
+      const { sha256, size, digests } = digester.finish();
+      return { sha256, bytes: size, digests, ino, dev };
     } finally {
       await file.close();
     }
@@ -264,4 +292,20 @@ export class Scrubber {
       this.paceBytes = 0;
     }
   }
+}
+
+/** What reading one blob file found. */
+interface FileRead {
+  sha256: string;
+  bytes: number;
+  /** sha256 of each block (block-sums.ts). */
+  digests: Buffer[];
+  ino: number;
+  dev: number;
+}
+
+/** Whether `path` is still the file that was read (not deleted, nor replaced by a new upload). */
+async function sameFile(path: string, read: FileRead): Promise<boolean> {
+  const now = await stat(path).catch(() => undefined);
+  return now !== undefined && now.ino === read.ino && now.dev === read.dev;
 }

@@ -1,5 +1,8 @@
 /**
- * Serves a byte range of a blob while hashing the whole blob.
+ * Serves a byte range of a blob while hashing the whole blob: for whole reads
+ * of a large blob (which read everything anyway), and for ranges of a blob
+ * without usable block sums (stored before they existed, or their sidecar
+ * damaged); other ranges go through BlockVerifiedRange (block-range.ts).
  *
  * The input is the entire file from offset 0; only bytes inside the range are
  * passed on, and the last of them is held back until the whole file has been

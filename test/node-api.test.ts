@@ -32,8 +32,8 @@ async function put(i: number, key: string, data: Buffer, headers: Record<string,
 }
 
 async function blobFiles(i: number, key: string) {
-  return (await filesUnder(join(node(i).dataDir, 'blobs'))).filter((f) =>
-    f.split('/').pop()!.startsWith(`${key}@`),
+  return (await filesUnder(join(node(i).dataDir, 'blobs'))).filter(
+    (f) => f.split('/').pop()!.startsWith(`${key}@`) && !f.endsWith('.blocks'), // not its block sums
   );
 }
 

@@ -240,8 +240,8 @@ describe('a corrupt replica', () => {
       meta.replicas.filter((r: any) => r.state === 'ok').map((r: any) => r.node),
     );
     const first = rankNodes(id, cluster.nodes).find((n) => holders.has(n.id))!;
-    const [file] = (await filesUnder(join(first.dataDir, 'blobs'))).filter((f) =>
-      f.includes(`${id}@`),
+    const [file] = (await filesUnder(join(first.dataDir, 'blobs'))).filter(
+      (f) => f.includes(`${id}@`) && !f.endsWith('.blocks'), // not its block sums
     );
     const path = join(first.dataDir, 'blobs', file!);
     const bytes = await readFile(path);
