@@ -38,7 +38,7 @@ import {
 import { isValidKey } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { pipeChain } from '../shared/streams.js';
-import { BlockVerifiedRange } from './block-range.js';
+import { BlockChecksumError, BlockVerifiedRange } from './block-range.js';
 import {
   BlockHashStage,
   CorruptSumsError,
@@ -227,18 +227,27 @@ export class FsBlobStore implements BlobStore {
     const info = this.index.get(key);
     if (!info) return undefined;
     const range = rangeOf?.(info.size);
-    const fd = await fsOpen(this.pathOf(info), 'r').catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-      this.forget(info.key); // removed behind our back (an operator, a wiped disk): it is gone
-      return undefined;
-    });
+    const fd = await this.reopen(info);
     if (fd === undefined) return undefined;
     const span = range ?? { start: 0, end: info.size - 1 };
     if (info.size <= SMALL_BLOB) return { ...(await this.readSmall(info, fd, span)), range };
     // A range verifies only its blocks; a whole read hashes everything anyway, and keeps the sha256 check.
     const sums = range && (await this.openSums(info, fd));
-    const read = sums ? this.readBlocks(info, fd, sums, span) : this.readStreaming(info, fd, span);
-    return { ...read, range };
+    if (!sums) return { ...this.readStreaming(info, fd, span), range };
+    const read = await this.readBlocks(info, fd, sums, span);
+    if (read) return { ...read, range };
+    // The first block met a damaged sidecar (now dropped): verify the whole blob instead.
+    const again = await this.reopen(info);
+    return again === undefined ? undefined : { ...this.readStreaming(info, again, span), range };
+  }
+
+  /** The blob's file, open for reading; undefined (and forgotten) when it is gone. */
+  private async reopen(info: BlobInfo): Promise<number | undefined> {
+    return fsOpen(this.pathOf(info), 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      this.forget(info.key); // removed behind our back (an operator, a wiped disk): it is gone
+      return undefined;
+    });
   }
 
   /** The blob's sidecar, if it has a usable one; a corrupt one is dropped (and the read verifies the whole blob). */
@@ -299,13 +308,19 @@ export class FsBlobStore implements BlobStore {
     return { info, stream: verify };
   }
 
-  /** A range of a large blob with block sums: only its blocks are read; see BlockVerifiedRange. */
-  private readBlocks(
+  /**
+   * A range of a large blob with block sums: only its blocks are read; see
+   * BlockVerifiedRange. Its first block is checked before anything is sent: a
+   * corrupt one is quarantined and reported as for a small blob (404, and the
+   * gateway reads another replica); a damaged sidecar answers undefined, for
+   * the caller to verify the whole blob instead.
+   */
+  private async readBlocks(
     info: BlobInfo,
     fd: number,
     sums: SumsFile,
     span: ByteRange,
-  ): Omit<BlobRead, 'range'> {
+  ): Promise<Omit<BlobRead, 'range'> | undefined> {
     const stream = new BlockVerifiedRange({
       fd,
       sums,
@@ -313,6 +328,19 @@ export class FsBlobStore implements BlobStore {
       span,
       counted: this.counted,
     });
+    try {
+      await stream.start();
+    } catch (err) {
+      stream.destroy();
+      if (err instanceof BlockChecksumError) {
+        await this.quarantine(info);
+        throw new CorruptBlobError(info.key, `block ${err.block} ${err.expected}`, err.actual);
+      }
+      if (!(err instanceof CorruptSumsError)) throw err;
+      await this.dropSums(info, err);
+      return undefined;
+    }
+    // Later blocks fail mid-stream: the only signal left then is a cut connection.
     stream.on('error', (err) => {
       if (err instanceof ChecksumMismatchError) void this.quarantine(info);
       else if (err instanceof CorruptSumsError) void this.dropSums(info, err);

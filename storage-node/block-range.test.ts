@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ChecksumMismatchError } from '../shared/errors.js';
+import { ChecksumMismatchError, CorruptBlobError } from '../shared/errors.js';
 import { FsBlobStore } from './blob-store.js';
 import { BlockChecksumError } from './block-range.js';
 import { BLOCK_SIZE, CorruptSumsError } from './block-sums.js';
@@ -141,13 +141,15 @@ describe('ranged reads verified by block', () => {
     expect(await store.get('rotten')).toBeUndefined();
   });
 
-  it('fails on a corrupt first block without sending a byte', async () => {
-    const { path } = await putBlob('rotten-start', 2 * BS + 1);
-    await flip(path, 0);
-    const got = await readRange('rotten-start', { start: 0, end: 0 });
-    expect(got.error).toBeInstanceOf(BlockChecksumError);
-    expect(got.data.length).toBe(0);
-    expect(await quarantined(2)).toHaveLength(2);
+  it('refuses a range whose first block is corrupt before any stream exists, and quarantines the blob', async () => {
+    const { path } = await putBlob('rotten-start', 3 * BS + 1);
+    await flip(path, BS + 7);
+    // As for a small blob: the node can still answer 404 CORRUPT_BLOB, and the gateway reads another replica.
+    await expect(store.get('rotten-start', () => ({ start: BS, end: BS }))).rejects.toThrow(
+      CorruptBlobError,
+    );
+    expect(await filesIn('quarantine')).toHaveLength(2);
+    expect(await store.get('rotten-start')).toBeUndefined();
   });
 
   it('serves a range clear of a corrupt block; a whole read still checks the whole sha256', async () => {
@@ -182,6 +184,25 @@ describe('ranged reads verified by block', () => {
     expect(again.error).toBeUndefined();
     expect(again.data.equals(data.subarray(range.start, range.end + 1))).toBe(true);
     expect(again.diskBytes).toBe(data.length); // whole-blob verification
+  });
+
+  it("a damaged digest of the range's first block: the sums are dropped and this read verifies the whole blob", async () => {
+    const { data, path } = await putBlob('bad-first-sum', 3 * BS);
+    await flip(`${path}.blocks`, 52 + 2 * 32); // block 2's digest
+    const range = { start: 2 * BS + 3, end: 2 * BS + 9 };
+    const got = await readRange('bad-first-sum', range);
+    expect(got.error).toBeUndefined();
+    expect(got.data.equals(data.subarray(range.start, range.end + 1))).toBe(true);
+    expect(got.diskBytes).toBeGreaterThan(data.length); // block 2, the sums, then the whole blob
+    expect(await filesIn('blobs')).toEqual([basename(path)]);
+    expect(await filesIn('quarantine')).toEqual([]);
+    expect(logLines).toContainEqual(
+      expect.objectContaining({
+        level: 40,
+        key: 'bad-first-sum',
+        msg: 'corrupt block sums dropped',
+      }),
+    );
   });
 
   it('a sidecar with a damaged header is dropped at once and the read verifies the whole blob', async () => {

@@ -2,7 +2,9 @@
  * A ranged read verified block by block: reads only the blocks the range
  * touches, hashes each, compares it with the blob's sidecar (block-sums.ts),
  * and passes on a block's bytes only once that block has verified. A 1-byte
- * range of a 1 GiB blob reads one block, not the blob.
+ * range of a 1 GiB blob reads one block, not the blob. `start()` checks the
+ * first block before the stream is handed out, so a node whose first block
+ * fails can still answer with a status (404) instead of a cut connection.
  *
  * On a mismatch the sidecar itself is re-checked against its trailer: if it
  * is intact, the blob is corrupt (ChecksumMismatchError; the store
@@ -22,8 +24,8 @@ import { readFully } from './file-read.js';
 export class BlockChecksumError extends ChecksumMismatchError {
   constructor(
     readonly block: number,
-    expected: string,
-    actual: string,
+    readonly expected: string,
+    readonly actual: string,
   ) {
     super(expected, actual);
     this.message = `block ${block}: ${this.message}`;
@@ -47,6 +49,8 @@ export class BlockVerifiedRange extends Readable {
   private readonly last: number;
   /** The block read under way: files are closed only once it settled. */
   private inflight: Promise<unknown> | undefined;
+  /** The first block, read and verified by start(). */
+  private head: Buffer | undefined;
 
   constructor(private readonly src: BlockRangeSource) {
     super();
@@ -55,7 +59,25 @@ export class BlockVerifiedRange extends Readable {
     this.last = Math.floor(src.span.end / bs);
   }
 
+  /** Reads and verifies the first block; throws what a failed block throws. Call once, before reading. */
+  async start(): Promise<void> {
+    const read = this.readBlock(this.next);
+    this.inflight = read.catch(() => undefined);
+    try {
+      this.head = await read;
+      this.next++;
+    } finally {
+      this.inflight = undefined;
+    }
+  }
+
   override _read(): void {
+    if (this.head) {
+      this.push(this.head);
+      this.head = undefined;
+      if (this.next > this.last) this.push(null);
+      return;
+    }
     if (this.inflight) return;
     if (this.next > this.last) {
       this.push(null);

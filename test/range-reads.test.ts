@@ -7,10 +7,13 @@
  * short node timeout, every replica timed out and the gateway answered 503.
  */
 import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { jpegStream, startCluster, type Cluster } from './harness.js';
+import { rankNodes } from '../shared/placement.js';
+import { filesUnder, jpegStream, startCluster, type Cluster } from './harness.js';
 import { metricValue, parseMetrics } from './metrics-text.js';
 
 const MiB = 1024 * 1024;
@@ -25,10 +28,13 @@ const NODE_TIMEOUT_MS = 300;
 const DEEP = { start: 200 * MiB - 50, end: 200 * MiB + 49 };
 
 let cluster: Cluster;
+/** The 256 MiB file, and its bytes in DEEP. */
+let big: { id: string; bytes: Buffer };
 beforeAll(async () => {
   cluster = await startCluster({
     env: { NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS), SCRUB_INTERVAL_SECONDS: '0' },
   });
+  big = await uploadBig(DEEP);
 });
 afterAll(async () => {
   await cluster?.stop();
@@ -76,6 +82,19 @@ async function getRange(id: string, range: string) {
   return { status: res.statusCode, headers: res.headers, body };
 }
 
+/** Flips one bit of a file in place, as a failing disk would. */
+async function flipByte(path: string, at: number): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    const byte = Buffer.alloc(1);
+    await file.read(byte, 0, 1, at);
+    byte[0]! ^= 0x01;
+    await file.write(byte, 0, 1, at);
+  } finally {
+    await file.close();
+  }
+}
+
 /** Bytes a node reads for a range: the blocks it touches, the sidecar's header and one batch of digests. */
 function diskBytesFor(range: { start: number; end: number }): number {
   const blocks = SIZE / MiB;
@@ -87,7 +106,7 @@ function diskBytesFor(range: { start: number; end: number }): number {
 describe('ranged reads of a large file', () => {
   it('answer 206 with the right bytes from one replica, reading only the blocks they touch', async () => {
     onTestFailed(() => console.log(cluster.logTail(30)));
-    const { id, bytes } = await uploadBig(DEEP);
+    const { id, bytes } = big;
     const diskBefore = await nodesTotal('trove_node_blob_disk_read_bytes_total');
     const sentBefore = await nodesTotal('trove_node_blob_bytes_read_total');
 
@@ -109,5 +128,27 @@ describe('ranged reads of a large file', () => {
     );
     // The first replica served both: no replica missed its first-byte deadline.
     expect(readFileSync(cluster.gateway!.logFile, 'utf8')).not.toContain('replica read failed');
+  });
+
+  it('skip a replica whose first block of the range is corrupt: it answers 404 before a byte, and its repair is queued', async () => {
+    onTestFailed(() => console.log(cluster.logTail(30)));
+    const { id, bytes } = big;
+    const [first] = rankNodes(id, cluster.nodes);
+    const dir = join(first!.dataDir, 'blobs');
+    const name = (await filesUnder(dir)).find((f) => /@[0-9a-f]{64}$/.test(f) && f.includes(id));
+    await flipByte(join(dir, name!), Math.floor(DEEP.start / MiB) * MiB + 12345); // the range's first block
+
+    const deep = await getRange(id, `bytes=${DEEP.start}-${DEEP.end}`);
+    expect(deep.status).toBe(206);
+    expect(deep.body.equals(bytes)).toBe(true);
+    const gatewayLog = readFileSync(cluster.gateway!.logFile, 'utf8');
+    expect(gatewayLog).toMatch(
+      new RegExp(`"node":"${first!.id}".*"msg":"replica missing on node; queueing its repair"`),
+    );
+    const quarantined = await filesUnder(join(first!.dataDir, 'quarantine'));
+    expect(quarantined.map((f) => f.replace(/\.\d+/, '.<t>')).sort()).toEqual([
+      `${name!.split('/').pop()}.<t>`,
+      `${name!.split('/').pop()}.<t>.blocks`,
+    ]);
   });
 });
