@@ -82,8 +82,12 @@ export class BlockDigester {
 
   /** Once every byte is in: the blob's sha256 (hex), size and block digests. */
   finish(): { sha256: string; size: number; digests: Buffer[] } {
-    if (this.inBlock > 0) this.closeBlock();
-    return { sha256: this.whole.digest('hex'), size: this.bytes, digests: this.digests };
+    // Still in block 0 (a blob of one block): its digest is the whole one, no copy needed.
+    const whole = this.block || this.inBlock === 0 ? undefined : this.whole.digest();
+    if (whole) this.digests.push(whole);
+    else if (this.inBlock > 0) this.closeBlock();
+    const sha256 = (whole ?? this.whole.digest()).toString('hex');
+    return { sha256, size: this.bytes, digests: this.digests };
   }
 
   private closeBlock(): void {
