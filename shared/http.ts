@@ -20,7 +20,17 @@ export function errorHandler(log: Logger) {
       outgoing.destroy();
       return RESPONSE_ALREADY_SENT;
     }
-    if (isDisconnect(err)) return c.body(null, 499 as ContentfulStatusCode);
+    if (isDisconnect(err)) {
+      // Our client left: nobody to answer (499 is only for the logs).
+      if (clientGone(c)) return c.body(null, 499 as ContentfulStatusCode);
+      // A peer of ours (a storage node) dropped the connection while the client waits for an answer.
+      log.warn({ err: err.message, path: c.req.path }, 'a connection to a peer dropped');
+      c.header('retry-after', '2');
+      return c.json(
+        errorBody('PEER_CONNECTION_LOST', 'a storage node dropped the connection; try again'),
+        503,
+      );
+    }
     if (err instanceof TroveError) {
       if (err.status >= 500) log.warn({ code: err.code, err: err.message }, 'request failed');
       // Every 503 is a passing state (nodes, Redis or a limit coming back); a probe period is a fair wait.
@@ -32,6 +42,16 @@ export function errorHandler(log: Logger) {
     log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
     return c.json(errorBody('INTERNAL', 'internal error'), 500);
   };
+}
+
+/**
+ * Whether the client's connection is gone. Without a socket (app.request() in
+ * tests) the client is taken to be there: it is waiting for the answer.
+ */
+function clientGone(c: Context): boolean {
+  const env = c.env as Partial<HttpBindings> | undefined;
+  const socket = env?.incoming?.socket;
+  return env?.outgoing?.destroyed === true || socket?.destroyed === true;
 }
 
 export function notFoundHandler(c: Context) {
