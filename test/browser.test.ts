@@ -5,26 +5,30 @@
  * (the right bytes, the count drops); "my uploads" after a reload; a killed
  * node in the cluster panel. Screenshots go to test-artifacts/ (git-ignored).
  */
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { ROOT, fixture, sha256, startCluster, type Cluster } from './harness.js';
+import { findChromium, skipWithout } from './required-tools.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const CHROMIUM = findChromium();
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const PHOTO = join(ROOT, 'test', 'fixtures', 'photo.jpg');
-// Outside CI a machine without Chromium skips this file (apt-get install -y chromium); CI installs it.
-const haveChromium = existsSync(CHROMIUM) || process.env.CI === 'true';
+// Skipped, saying why, where Chromium is missing; a failure instead under TROVE_TEST_REQUIRE (CI).
+const noChromium = skipWithout(
+  'chromium',
+  CHROMIUM,
+  'apt-get install -y chromium, or set CHROMIUM_PATH',
+);
 
 let cluster: Cluster;
 let context: BrowserContext;
 let profile: string;
 
 beforeAll(async () => {
-  if (!haveChromium) return;
+  if (noChromium) return;
   await mkdir(ARTIFACTS, { recursive: true });
   cluster = await startCluster({ worker: true });
   profile = await mkdtemp(join(tmpdir(), 'trove-chromium-'));
@@ -57,7 +61,7 @@ interface LoadedImage {
 const shot = (page: Page, name: string) =>
   page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 
-describe.skipIf(!haveChromium)('browser page', () => {
+describe.skipIf(noChromium)('browser page', () => {
   it('uploads, shares, downloads, remembers, and shows a killed node', async () => {
     onTestFailed(() => console.log(cluster.logTail()));
     const page = await context.newPage();

@@ -2,8 +2,8 @@
  * The repo's nginx.conf, rendered for two test gateways and run by a real
  * nginx: exact download limits through the balancer, no failed GET when a
  * gateway is killed, streamed 200 MB uploads, and share links built from the
- * X-Forwarded-* headers nginx sets. Skipped only where no nginx is installed
- * (.ci/run installs it, so CI always runs it).
+ * X-Forwarded-* headers nginx sets. Skipped only where no nginx is installed;
+ * .ci/run installs it and sets TROVE_TEST_REQUIRE, so there a missing nginx fails.
  */
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
@@ -18,14 +18,19 @@ import {
   startCluster,
   type Cluster,
 } from './harness.js';
+import { skipWithout } from './required-tools.js';
 
 const binary = findNginx();
-if (!binary)
-  console.warn('test/nginx.test.ts skipped: nginx is not installed (apt-get install nginx-light)');
+// Skipped, saying why, where nginx is missing; a failure instead under TROVE_TEST_REQUIRE (CI).
+const noNginx = skipWithout(
+  'nginx',
+  binary,
+  'apt-get install -y nginx-light, or set NGINX to its path',
+);
 
 const hostPort = (url: string) => new URL(url).host;
 
-describe.skipIf(!binary)('nginx in front of two gateways', () => {
+describe.skipIf(noNginx)('nginx in front of two gateways', () => {
   let cluster: Cluster;
   let nginx: RunningNginx;
 

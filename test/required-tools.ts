@@ -1,0 +1,69 @@
+/**
+ * Programs some integration tests need besides Node and the services:
+ * Chromium (test/browser.test.ts, test/openapi.test.ts) and nginx
+ * (test/nginx.test.ts). A developer's machine without one skips those tests
+ * and says why. CI must not: `.ci/run` sets `TROVE_TEST_REQUIRE=chromium,nginx`,
+ * and a tool it names that cannot be found is a failing test, so a broken
+ * install can never end as a green run with the browser or the balancer
+ * quietly untested.
+ */
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { it } from 'vitest';
+
+const TOOLS = ['chromium', 'nginx'] as const;
+export type Tool = (typeof TOOLS)[number];
+
+/** The tools `TROVE_TEST_REQUIRE` (comma-separated) names; a name that is no tool stops the run. */
+export function requiredTools(env: NodeJS.ProcessEnv = process.env): Set<Tool> {
+  const names = (env.TROVE_TEST_REQUIRE ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  const unknown = names.filter((n) => !(TOOLS as readonly string[]).includes(n));
+  if (unknown.length > 0)
+    throw new Error(
+      `TROVE_TEST_REQUIRE names ${unknown.join(', ')}: the tools tests can require are ${TOOLS.join(', ')}`,
+    );
+  return new Set(names as Tool[]);
+}
+
+function executable(file: string | undefined): file is string {
+  if (!file) return false;
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `$CHROMIUM_PATH` when set (and only it), else `chromium` on PATH, else Debian's /usr/bin/chromium. */
+export function findChromium(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.CHROMIUM_PATH) return executable(env.CHROMIUM_PATH) ? env.CHROMIUM_PATH : undefined;
+  const dirs = (env.PATH ?? '').split(delimiter).filter(Boolean);
+  return [...dirs.map((d) => join(d, 'chromium')), '/usr/bin/chromium'].find(executable);
+}
+
+/**
+ * Call at the top level of a test file with what was found of `tool`
+ * (undefined: missing). Returns true when the file's tests that need it must
+ * be skipped. A missing tool that TROVE_TEST_REQUIRE names registers one
+ * test that fails with `howToGet`; otherwise the skip is announced on stderr.
+ */
+export function skipWithout(tool: Tool, found: string | undefined, howToGet: string): boolean {
+  const required = requiredTools(); // read even when found, so a misspelt name fails at once
+  if (found) return false;
+  if (required.has(tool)) {
+    it(`finds ${tool}, which TROVE_TEST_REQUIRE requires`, () => {
+      throw new Error(
+        `${tool} was not found and TROVE_TEST_REQUIRE requires it, so its tests may not be skipped: ${howToGet}`,
+      );
+    });
+  } else {
+    console.warn(
+      `tests that need ${tool} are skipped: it was not found (${howToGet}); TROVE_TEST_REQUIRE=${tool} turns this skip into a failure`,
+    );
+  }
+  return true;
+}
