@@ -16,6 +16,7 @@ import {
   filesUnder,
   fixture,
   queryDb,
+  queueCounts,
   startCluster,
   waitFor,
   type Cluster,
@@ -55,13 +56,30 @@ const replicaRows = (cluster: Cluster, id: string) =>
     (r) => r.node,
   );
 
+/** A small PDF (allowed in the second cluster): stored as it is, no image variants made. */
+async function uploadPdf(cluster: Cluster, query: string): Promise<Uploaded> {
+  const data = Buffer.from(
+    `%PDF-1.4\n1 0 obj <<>> endobj\n% expiry-${seq++}-${Date.now()}\n%%EOF\n`,
+  );
+  const res = await fetch(`${cluster.gatewayUrl}/upload/e.pdf?${query}`, {
+    method: 'PUT',
+    body: data,
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()) as Uploaded;
+}
+
 async function errorOf(res: Response): Promise<string> {
   return ((await res.json()) as any).error.code;
 }
 
+/** Everything a process of the cluster (and those of the same name before it) logged. */
+const logText = (cluster: Cluster, name: string) =>
+  readFileSync(cluster.proc(name)!.logFile, 'utf8');
+
 /** How many times a process of the cluster has logged `text`. */
 const logCount = (cluster: Cluster, name: string, text: string) =>
-  readFileSync(cluster.proc(name)!.logFile, 'utf8').split(text).length - 1;
+  logText(cluster, name).split(text).length - 1;
 
 const sleepUntil = (t: number) => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
 
@@ -175,7 +193,10 @@ describe('delayed deletion messages (sweep off)', () => {
   let cluster: Cluster;
   beforeAll(async () => {
     // Hourly at minute 59, second 59: never during a test run in practice.
-    cluster = await startCluster({ worker: true, env: { SWEEP_SCHEDULE: '59 59 * * * *' } });
+    cluster = await startCluster({
+      worker: true,
+      env: { SWEEP_SCHEDULE: '59 59 * * * *', ALLOWED_TYPES: 'image/*,application/pdf' },
+    });
   });
   afterAll(async () => {
     await cluster?.stop();
@@ -195,18 +216,55 @@ describe('delayed deletion messages (sweep off)', () => {
 
   it('redoes deletions a worker killed with -9 had in hand', async () => {
     showLogs();
+    const queue = topologyNames(cluster.clusterName).fileDelete;
     const keep = await upload(cluster, 'ttl=3600');
-    const doomed = await Promise.all(Array.from({ length: 8 }, () => upload(cluster, 'ttl=2')));
-    // Kill the worker as soon as it has started on them.
-    const before = logCount(cluster, 'worker', 'file expired');
-    await waitFor(
-      'first expiry handled',
-      async () => logCount(cluster, 'worker', 'file expired') > before,
-    );
-    await cluster.kill('worker', 'SIGKILL');
+    // A worker that waits two minutes for a node's answer, so a deletion it
+    // started on a stopped node is still in its hands when it is killed.
+    await cluster.kill('worker', 'SIGTERM');
+    await cluster.startWorker('worker', { NODE_TIMEOUT_MS: '120000' });
+    // Not images: no variant jobs that would write to the stopped node too.
+    const doomed = await Promise.all(Array.from({ length: 8 }, () => uploadPdf(cluster, 'ttl=2')));
+    const node3 = cluster.proc('node3')!.proc;
+    node3.kill('SIGSTOP'); // its deletes connect and are never answered
+    try {
+      // Each job has deleted the copies on node1 and node2 and waits on node3's.
+      await waitFor(
+        'every deletion under way, stuck on node3',
+        async () => doomed.every((f) => replicaRows(cluster, f.id).join() === 'node3'),
+        30_000,
+      );
+      // All 8 are delivered and unacknowledged: in the worker's hands, not done.
+      expect(queueCounts(queue)).toEqual({ ready: 0, unacked: 8 });
+      await cluster.kill('worker', 'SIGKILL');
+      // The broker takes them back, undone.
+      await waitFor('the 8 jobs handed back', async () => {
+        const counts = queueCounts(queue);
+        return counts.ready === 8 && counts.unacked === 0;
+      });
+      for (const f of doomed) expect(await nodesHolding(cluster, f.id)).toEqual(['node3']);
+    } finally {
+      node3.kill('SIGCONT');
+    }
+    const killedLog = logText(cluster, 'worker').length;
     await cluster.startWorker();
+    // Gone from every disk, and no delete owed any more (a row goes once its node confirmed).
     for (const f of doomed)
-      await waitFor(`${f.id} gone`, async () => (await nodesHolding(cluster, f.id)).length === 0);
+      await waitFor(
+        `${f.id} gone`,
+        async () =>
+          (await nodesHolding(cluster, f.id)).length === 0 &&
+          replicaRows(cluster, f.id).length === 0,
+      );
+    // The new worker finished each of them; the killed one never did.
+    const log = logText(cluster, 'worker');
+    const deleted = (text: string, id: string) =>
+      text
+        .split('\n')
+        .some((l) => l.includes('"msg":"file blobs deleted"') && l.includes(`"id":"${id}"`));
+    for (const f of doomed) {
+      expect(deleted(log.slice(0, killedLog), f.id), f.id).toBe(false);
+      expect(deleted(log.slice(killedLog), f.id), f.id).toBe(true);
+    }
     expect(await nodesHolding(cluster, keep.id)).toHaveLength(3);
     expect((await fetch(`${cluster.gatewayUrl}/download/${keep.id}`)).status).toBe(200);
     expect(cluster.errorLines('worker')).toEqual([]);

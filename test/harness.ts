@@ -303,6 +303,25 @@ export function closeAmqpConnections(cluster: Cluster, processName: string): num
   return pids.length;
 }
 
+/**
+ * Messages of a RabbitMQ queue, as the broker counts them: `ready` to be
+ * delivered, and `unacked`: delivered to a consumer that has not settled them
+ * yet (a job in a worker's hands). Only `rabbitmqctl` sees the second.
+ */
+export function queueCounts(queue: string): { ready: number; unacked: number } {
+  const list = execFileSync(
+    'rabbitmqctl',
+    ['list_queues', '-q', 'name', 'messages_ready', 'messages_unacknowledged'],
+    { encoding: 'utf8' },
+  );
+  const row = list
+    .split('\n')
+    .map((line) => line.split('\t'))
+    .find(([name]) => name === queue);
+  if (!row) throw new Error(`RabbitMQ has no queue ${queue}`);
+  return { ready: Number(row[1]), unacked: Number(row[2]) };
+}
+
 /** Resident set size of a process, in bytes, and its peak (VmHWM). */
 export function memoryOf(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
