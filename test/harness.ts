@@ -303,23 +303,63 @@ export function closeAmqpConnections(cluster: Cluster, processName: string): num
   return pids.length;
 }
 
+/** The JSON log lines of a process of the cluster that `match` accepts (every line when omitted). */
+export function logLines(
+  cluster: Cluster,
+  name: string,
+  match: (line: Record<string, unknown>) => boolean = () => true,
+): Record<string, unknown>[] {
+  const proc = cluster.proc(name);
+  if (!proc) return [];
+  return readFileSync(proc.logFile, 'utf8')
+    .split('\n')
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return []; // not a log line (a crash's stack trace), or one still being written
+      }
+    })
+    .filter(match);
+}
+
 /**
- * Messages of a RabbitMQ queue, as the broker counts them: `ready` to be
+ * The line a gateway or node logs for request `requestId` (its `X-Request-Id`)
+ * once the response has ended or the client left (shared/request-log.ts):
+ * from then on the process is done with it. Undefined until then.
+ */
+export function requestLine(
+  cluster: Cluster,
+  name: string,
+  requestId: string,
+): { status: number; aborted?: boolean; method: string; path: string } | undefined {
+  const [line] = logLines(cluster, name, (l) => l.msg === 'request' && l.request_id === requestId);
+  return line as { status: number; aborted?: boolean; method: string; path: string } | undefined;
+}
+
+/**
+ * Messages of each RabbitMQ queue, as the broker counts them: `ready` to be
  * delivered, and `unacked`: delivered to a consumer that has not settled them
  * yet (a job in a worker's hands). Only `rabbitmqctl` sees the second.
  */
-export function queueCounts(queue: string): { ready: number; unacked: number } {
+export function queueCountsAll(): Map<string, { ready: number; unacked: number }> {
   const list = execFileSync(
     'rabbitmqctl',
     ['list_queues', '-q', 'name', 'messages_ready', 'messages_unacknowledged'],
     { encoding: 'utf8' },
   );
-  const row = list
-    .split('\n')
-    .map((line) => line.split('\t'))
-    .find(([name]) => name === queue);
-  if (!row) throw new Error(`RabbitMQ has no queue ${queue}`);
-  return { ready: Number(row[1]), unacked: Number(row[2]) };
+  const counts = new Map<string, { ready: number; unacked: number }>();
+  for (const [name, ready, unacked] of list.split('\n').map((line) => line.split('\t')))
+    if (name && unacked !== undefined)
+      counts.set(name, { ready: Number(ready), unacked: Number(unacked) });
+  return counts;
+}
+
+/** One queue's counts (see queueCountsAll). */
+export function queueCounts(queue: string): { ready: number; unacked: number } {
+  const counts = queueCountsAll().get(queue);
+  if (!counts) throw new Error(`RabbitMQ has no queue ${queue}`);
+  return counts;
 }
 
 /** Resident set size of a process, in bytes, and its peak (VmHWM). */

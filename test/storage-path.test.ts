@@ -13,10 +13,12 @@ import {
   fixture,
   hashBody,
   jpegStream,
+  logLines,
   memoryOf,
   queryDb,
   sha256,
   startCluster,
+  waitFor,
   type Cluster,
 } from './harness.js';
 
@@ -274,12 +276,39 @@ describe('a corrupt replica', () => {
       body: payload.stream,
     });
     const body = (await put.body.json()) as any;
-    await corruptFirstReplica(body.id);
+    const bad = await corruptFirstReplica(body.id);
 
-    const first = await request(`${cluster.gatewayUrl}/download/${body.id}`)
-      .then((res) => hashBody(res.body))
-      .catch(() => undefined);
-    if (first) expect(first.size).toBeLessThan(size); // cut short, never complete with a bad byte
+    // The node streams until its check fails, so a bad byte has gone out: the
+    // gateway's whole-file sha256 cannot match, and it ends the body short.
+    const first = await request(`${cluster.gatewayUrl}/download/${body.id}`, {
+      headers: { 'x-request-id': `corrupt-${body.id}` },
+    });
+    expect(first.statusCode).toBe(200);
+    expect(first.headers['content-length']).toBe(String(size));
+    let received = 0;
+    const read = (async () => {
+      for await (const chunk of first.body) received += (chunk as Buffer).length;
+    })();
+    await expect(read).rejects.toThrow();
+    expect(received).toBeLessThan(size);
+    // The fault went where the test says: the node caught its corrupt copy, the gateway its sum.
+    await waitFor(
+      'the node quarantining its copy',
+      async () =>
+        logLines(cluster, bad, (l) => l.msg === 'corrupt blob quarantined' && l.key === body.id)
+          .length === 1,
+    );
+    await waitFor(
+      'the gateway cutting the download short',
+      async () =>
+        logLines(
+          cluster,
+          'gateway',
+          (l) =>
+            l.msg === 'download failed its checksum, cut short' &&
+            l.request_id === `corrupt-${body.id}`,
+        ).length === 1,
+    );
 
     const second = await request(`${cluster.gatewayUrl}/download/${body.id}`);
     expect(await hashBody(second.body)).toEqual({ sha256: payload.digest(), size });
