@@ -9,6 +9,7 @@ import {
   filesUnder,
   fixture,
   queryDb,
+  requestLine,
   sha256,
   startCluster,
   waitFor,
@@ -29,10 +30,14 @@ interface Uploaded {
   replicas: { node: string; state: string }[];
 }
 
-async function upload(data: Buffer, name = 'f.jpg'): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${cluster.gatewayUrl}/upload/${name}?max_downloads=0`, {
+async function upload(
+  data: Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${cluster.gatewayUrl}/upload/f.jpg?max_downloads=0`, {
     method: 'PUT',
     body: data,
+    headers,
   });
   return { status: res.status, body: await res.json() };
 }
@@ -92,13 +97,22 @@ describe('failover', () => {
     onTestFailed(() => console.log(cluster.logTail()));
     await cluster.kill('node2', 'SIGKILL');
     const before = committedCount();
-    for (let i = 0; i < 3; i++) {
-      const up = await upload(image(200 + i));
+    const requestIds = [0, 1, 2].map((i) => `two-down-${i}-${Date.now()}`);
+    for (const [i, requestId] of requestIds.entries()) {
+      const up = await upload(image(200 + i), { 'x-request-id': requestId });
       expect(up.status).toBe(503);
       expect(['NOT_ENOUGH_NODES', 'WRITE_QUORUM_FAILED']).toContain(up.body.error.code);
     }
-    await new Promise((r) => setTimeout(r, 300));
+    // The gateway is done with each (it logs a request's line once its response
+    // has ended): none can still be committing, nor be half-way in `pending`.
+    for (const requestId of requestIds)
+      await waitFor(`the gateway done with ${requestId}`, async () =>
+        requestLine(cluster, 'gateway', requestId),
+      );
     expect(committedCount()).toBe(before);
+    expect(
+      queryDb<{ n: number }>(cluster, `SELECT count(*) AS n FROM files WHERE state = 'pending'`),
+    ).toEqual([{ n: 0 }]);
     const node3 = cluster.nodes[2]!;
     const blobs = await filesUnder(join(node3.dataDir, 'blobs'));
     expect(blobs.length).toBe(files.length);

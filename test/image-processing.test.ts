@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { filesUnder, queryDb, startCluster, waitFor, type Cluster } from './harness.js';
+import {
+  filesUnder,
+  queryDb,
+  queueCountsAll,
+  startCluster,
+  waitFor,
+  type Cluster,
+} from './harness.js';
+import { metricValue, scrape } from './metrics-text.js';
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
@@ -71,6 +79,13 @@ async function get(path: string): Promise<{ res: Response; body: Buffer }> {
 }
 
 const errorCode = (body: Buffer) => (JSON.parse(body.toString()) as any).error.code as string;
+
+/** images.process jobs the worker has run to their end and acknowledged (GET /metrics). */
+const processJobsDone = async () =>
+  metricValue(await scrape(cluster.proc('worker')!.metricsUrl!), 'trove_jobs_total', {
+    job: 'images.process',
+    outcome: 'done',
+  });
 
 /** How many times the worker logged `msg` about file `id`. */
 function workerLogCount(id: string, msg: string): number {
@@ -408,9 +423,20 @@ describe('image processing', () => {
     expect(await expectOneSetOfVariants(up.id)).toEqual(before);
     // A job for a file already done changes nothing.
     const attempts = workerLogCount(up.id, 'processing image');
+    const doneBefore = await processJobsDone();
     await publishJob(up.id);
-    await new Promise((r) => setTimeout(r, 500));
+    // Once the worker counted a job done and the broker has nothing of either
+    // stage queued or in the worker's hands (a copy job the first stage might
+    // have queued is published before that stage is acknowledged): all ran.
+    await waitFor('the job run and acknowledged', async () => {
+      if ((await processJobsDone()) === doneBefore) return false;
+      const counts = queueCountsAll();
+      return ['images.process', 'images.compress']
+        .map((q) => counts.get(`${cluster.clusterName}.${q}`)!)
+        .every((c) => c.ready + c.unacked === 0);
+    });
     expect(workerLogCount(up.id, 'processing image')).toBe(attempts);
+    expect(await expectOneSetOfVariants(up.id)).toEqual(before);
   });
 
   it('completes a job whose worker was killed mid-job after the restart, variants exactly once', async () => {

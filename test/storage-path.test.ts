@@ -16,6 +16,7 @@ import {
   logLines,
   memoryOf,
   queryDb,
+  requestLine,
   sha256,
   startCluster,
   waitFor,
@@ -338,9 +339,18 @@ describe('bad input gets a clear 4xx and leaves nothing behind', () => {
     const form = new FormData();
     form.append('file', new Blob([fixture('photo.jpg')]), 'ok.jpg');
     form.append('file', new Blob(['plain text, not an image']), 'notes.jpg');
-    const res = await fetch(`${cluster.gatewayUrl}/upload`, { method: 'POST', body: form });
+    const requestId = `refused-second-${Date.now()}`;
+    const res = await fetch(`${cluster.gatewayUrl}/upload`, {
+      method: 'POST',
+      body: form,
+      headers: { 'x-request-id': requestId },
+    });
     await expectError(res, 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await new Promise((r) => setTimeout(r, 300));
+    // The gateway is done with the request (it logs its line once the response
+    // has ended): whatever it stored of the first file is gone by now.
+    await waitFor('the gateway done with the request', async () =>
+      requestLine(cluster, 'gateway', requestId),
+    );
     expect(fileRows().length).toBe(rowsBefore);
   });
 
