@@ -1,6 +1,10 @@
+import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
+import type { AddressInfo } from 'node:net';
+import { request } from 'node:http';
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { close, listen } from './http.js';
 import { createLogger } from './logger.js';
 import { requestLog } from './request-log.js';
 
@@ -79,5 +83,44 @@ describe('requestLog', () => {
     expect(probe).toMatchObject({ level: 20, path: '/health', status: 200 });
     expect(notFound).toMatchObject({ level: 30, method: 'POST', path: '/nowhere', status: 404 });
     expect(notFound!.route).toBeUndefined();
+  });
+
+  it('logs a request whose client left while the handler was still at work', async () => {
+    const { hono, lines } = app();
+    // A handler that outlives its client (a download waiting for a node's first byte).
+    let started!: () => void;
+    const handling = new Promise<void>((resolve) => (started = resolve));
+    let left!: () => void;
+    const clientLeft = new Promise<void>((resolve) => (left = resolve));
+    const server = await listen(
+      (hono as unknown as Hono<{ Bindings: HttpBindings }>).get('/slow', async (c) => {
+        c.env.outgoing.once('close', left);
+        started();
+        await clientLeft;
+        return c.text('too late');
+      }),
+      '127.0.0.1',
+      0,
+    );
+    try {
+      const { port } = server.address() as AddressInfo;
+      const req = request({ port, path: '/slow', headers: { 'x-request-id': 'gone-early' } });
+      req.on('error', () => undefined);
+      req.end();
+      await handling;
+      req.destroy();
+      await clientLeft;
+      await vi.waitFor(
+        () =>
+          expect(lines().find((l) => l.msg === 'request')).toMatchObject({
+            request_id: 'gone-early',
+            path: '/slow',
+            aborted: true,
+          }),
+        { timeout: 2000 },
+      );
+    } finally {
+      await close(server, 100);
+    }
   });
 });

@@ -33,21 +33,22 @@ export function requestLog(log: Logger, opts: RequestLogOptions = {}): Middlewar
         const level = quiet.has(c.req.path) ? 'debug' : 'info';
         const route = matchedRoute(c);
         if (outgoing) {
-          // Streamed bodies go on after next() returns: the line waits for the real end.
-          outgoing.once(
-            'close',
-            AsyncResource.bind(() =>
-              log[level](
-                {
-                  ...requestFields(c, route, started),
-                  status: outgoing.statusCode,
-                  bytes_out: contentLength(outgoing.getHeader('content-length')),
-                  ...(!outgoing.writableFinished && { aborted: true }),
-                },
-                'request',
-              ),
+          const logLine = AsyncResource.bind(() =>
+            log[level](
+              {
+                ...requestFields(c, route, started),
+                status: outgoing.statusCode,
+                bytes_out: contentLength(outgoing.getHeader('content-length')),
+                ...(!outgoing.writableFinished && { aborted: true }),
+              },
+              'request',
             ),
           );
+          // Streamed bodies go on after next() returns: the line waits for the real end.
+          // A client that left while the handler ran has closed it already: no
+          // 'close' is coming, so the line goes now, or the request is never logged.
+          if (outgoing.closed) logLine();
+          else outgoing.once('close', logLine);
         } else {
           log[level](
             {
