@@ -104,7 +104,7 @@ describe('a download the client abandons', () => {
     showLogs();
     await allOnline();
     // Large enough that the gateway is still sending when the client leaves.
-    const size = 32 * 1024 * 1024;
+    const size = 16 * 1024 * 1024;
     const payload = jpegStream(size);
     const up = await request(`${cluster.gatewayUrl}/upload/big.jpg?max_downloads=2`, {
       method: 'PUT',
