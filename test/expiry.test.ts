@@ -6,15 +6,16 @@
  * runs with the sweep effectively off, so what it checks is done by the
  * delayed messages alone.
  */
-import amqp from 'amqplib';
+import amqp, { type GetMessage } from 'amqplib';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { topologyNames } from '../shared/jobs.js';
+import { ladderSteps, topologyNames } from '../shared/jobs.js';
 import {
   closeAmqpConnections,
   filesUnder,
   fixture,
+  logLines,
   queryDb,
   queueCounts,
   startCluster,
@@ -31,11 +32,16 @@ interface Uploaded {
 }
 
 let seq = 0;
-async function upload(cluster: Cluster, query: string): Promise<Uploaded> {
+async function upload(
+  cluster: Cluster,
+  query: string,
+  headers: Record<string, string> = {},
+): Promise<Uploaded> {
   const data = Buffer.concat([fixture('photo.jpg'), Buffer.from(`expiry-${seq++}-${Date.now()}`)]);
   const res = await fetch(`${cluster.gatewayUrl}/upload/e.jpg?${query}`, {
     method: 'PUT',
     body: data,
+    headers,
   });
   expect(res.status).toBe(201);
   return (await res.json()) as Uploaded;
@@ -95,7 +101,8 @@ describe('expiry and deletion', () => {
 
   it('answers 410 right after expiry and removes the blobs from every node', async () => {
     showLogs();
-    const file = await upload(cluster, 'ttl=2&max_downloads=0');
+    // Long enough to download it once before it expires, on a loaded machine too.
+    const file = await upload(cluster, 'ttl=4&max_downloads=0');
     expect(await nodesHolding(cluster, file.id)).toHaveLength(3);
     expect((await fetch(`${cluster.gatewayUrl}/download/${file.id}`)).status).toBe(200);
 
@@ -186,6 +193,62 @@ describe('expiry and deletion', () => {
     // Still working: a new deletion goes through.
     const file = await upload(cluster, 'ttl=1');
     await waitFor('blobs gone', async () => (await nodesHolding(cluster, file.id)).length === 0);
+  });
+  it('deletes an expired file whose deletion message was lost: the sweep does it', async () => {
+    showLogs();
+    const names = topologyNames(cluster.clusterName);
+    // No worker, so nothing moves the job along while it is taken out.
+    await cluster.kill('worker', 'SIGTERM');
+    const requestId = `lost-message-${Date.now()}`;
+    const file = await upload(cluster, 'ttl=3', { 'x-request-id': requestId });
+    // Every deletion job of this file, wherever it waits (the ladder first: a
+    // job only ever moves from there to the work queue), is taken out and
+    // lost; other files' jobs go back where they were.
+    const lost: unknown[] = [];
+    const conn = await amqp.connect(AMQP_URL);
+    try {
+      const ch = await conn.createChannel();
+      const others: GetMessage[] = [];
+      for (const queue of [...ladderSteps.map(names.delayQueue), names.fileDelete])
+        for (let msg; (msg = await ch.get(queue, { noAck: false }));) {
+          const job = JSON.parse(msg.content.toString()) as { fileId: string };
+          if (job.fileId !== file.id) others.push(msg);
+          else {
+            lost.push(job);
+            ch.ack(msg);
+          }
+        }
+      for (const msg of others) ch.nack(msg, false, true);
+      await ch.close();
+    } finally {
+      await conn.close();
+    }
+    expect(lost).toEqual([{ fileId: file.id, due: Date.parse(file.expires_at) }]);
+    await cluster.startWorker();
+
+    await waitFor(
+      'every blob gone and no delete owed',
+      async () =>
+        (await nodesHolding(cluster, file.id)).length === 0 &&
+        replicaRows(cluster, file.id).length === 0,
+      30_000,
+    );
+    // The sweep did it: the tombstone and the deletes ran in its runs, not in
+    // a job (which would carry the upload's request id).
+    const sweeps = new Set(
+      logLines(cluster, 'worker', (l) => l.msg === 'expiry sweep').map((l) => l.request_id),
+    );
+    for (const msg of ['file expired', 'file blobs deleted']) {
+      const lines = logLines(cluster, 'worker', (l) => l.msg === msg && l.id === file.id);
+      expect(lines.length, msg).toBeGreaterThan(0);
+      for (const line of lines) {
+        expect(line.request_id, msg).not.toBe(requestId);
+        expect(sweeps.has(line.request_id), `${msg} in a sweep run`).toBe(true);
+      }
+    }
+    expect(
+      (await (await fetch(`${cluster.gatewayUrl}/download/${file.id}`)).json()) as any,
+    ).toMatchObject({ error: { code: 'FILE_EXPIRED' } });
   });
 });
 
