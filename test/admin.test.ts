@@ -3,12 +3,21 @@
  * a worker, two gateways: one with ADMIN_TOKEN, one without).
  */
 import { readFile, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { adminRoutes, type AdminDeps } from '../gateway/admin.js';
 import { topologyNames, workQueues } from '../shared/jobs.js';
-import { filesUnder, fixture, sha256, startCluster, waitFor, type Cluster } from './harness.js';
+import {
+  filesUnder,
+  fixture,
+  queryDb,
+  sha256,
+  startCluster,
+  waitFor,
+  type Cluster,
+} from './harness.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
 const UPLOAD = 'upload-token-for-strangers';
@@ -62,6 +71,38 @@ async function uploaded(query = ''): Promise<{ id: string; sha256: string; expir
   const { res, data } = await upload(query);
   const body = await json(res, 201);
   return { ...body, sha256: sha256(data) };
+}
+
+/**
+ * A raw upload (PUT) that sends its headers and the first KiB of a distinct
+ * image, then the rest only once `release` settles; resolves with the answer,
+ * which may come before the body is done (a refusal does not wait for it).
+ */
+function heldUpload(
+  url: string,
+  n: number,
+  release: Promise<void>,
+): Promise<{ status: number; body: string }> {
+  const data = Buffer.concat([fixture('photo.jpg'), Buffer.from(`held-${n}-${Date.now()}`)]);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, {
+      method: 'PUT',
+      headers: { 'content-length': String(data.length) },
+    });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() });
+        req.destroy(); // a refused request's body is not wanted
+      });
+    });
+    req.write(data.subarray(0, 1024));
+    void release.then(() => {
+      if (!req.destroyed) req.end(data.subarray(1024));
+    });
+  });
 }
 
 describe('admin API auth', () => {
@@ -381,6 +422,63 @@ describe('signed upload links', () => {
     expect(
       (await json(await fetch(link.upload_url, { method: 'POST', body: form() }), 403)).error.code,
     ).toBe('UPLOAD_LINK_USED_UP');
+  });
+
+  it('lets exactly max_files of many concurrent uploads through, across both gateways', async () => {
+    showLogs();
+    const maxFiles = 4;
+    const total = 16;
+    const link = await mint({ expires_in: 600, max_files: maxFiles });
+    const linkId = JSON.parse(Buffer.from(link.token.split('.')[0], 'base64url').toString()).id;
+    // Every request sends its headers and the first bytes of its file, then
+    // waits: all of them are in flight together while the link's files are
+    // handed out, and the refused ones are answered before any upload ends.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const answers: number[] = [];
+    const uploads = Array.from({ length: total }, (_, i) =>
+      heldUpload(
+        `${i % 2 ? noAdmin : cluster.gatewayUrl}/upload/c${i}.jpg?link=${link.token}`,
+        i,
+        released,
+      ).then((answer) => (answers.push(answer.status), answer)),
+    );
+    await waitFor(
+      `${total - maxFiles} uploads refused while the rest wait`,
+      async () => answers.length >= total - maxFiles,
+    ).catch(() => undefined); // the counts below say what went wrong
+    const early = [...answers];
+    release();
+    const results = await Promise.all(uploads);
+    expect(results.filter((r) => r.status === 201)).toHaveLength(maxFiles);
+    const refused = results.filter((r) => r.status === 403);
+    expect(refused).toHaveLength(total - maxFiles);
+    // Refused while the accepted ones were still in flight: they really overlapped.
+    expect(early).toEqual(Array(total - maxFiles).fill(403));
+    for (const r of refused) expect(JSON.parse(r.body).error.code).toBe('UPLOAD_LINK_USED_UP');
+
+    // The link's files, as recorded: exactly max_files, in the metadata and in Redis.
+    const recorded = queryDb<{ n: number }>(
+      cluster,
+      `SELECT count(*) AS n FROM files WHERE upload_link = '${linkId}' AND state = 'committed'`,
+    );
+    expect(recorded).toEqual([{ n: maxFiles }]);
+    expect(
+      queryDb(
+        cluster,
+        `SELECT id FROM files WHERE upload_link = '${linkId}' AND state != 'committed'`,
+      ),
+    ).toEqual([]);
+    const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    try {
+      expect(await redis.get(`${cluster.clusterName}:upload-link:${linkId}:files`)).toBe(
+        String(maxFiles),
+      );
+    } finally {
+      redis.disconnect();
+    }
+    const more = await fetch(link.upload_url, { method: 'POST', body: form() });
+    expect((await json(more, 403)).error.code).toBe('UPLOAD_LINK_USED_UP');
   });
 
   it("keeps a link's file count when Redis loses it: rebuilt from the files, not reset", async () => {
