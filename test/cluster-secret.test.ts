@@ -10,7 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, waitFor } from './harness.js';
-import { haveStrace } from './strace.js';
+import { skipWithout } from './required-tools.js';
+import { strace } from './strace.js';
+
+const noStrace = skipWithout('strace', strace, 'apt-get install strace');
 
 const LOAD = `
   const { loadClusterSecret } = await import(${JSON.stringify(join(ROOT, 'dist/shared/cluster-secret.js'))});
@@ -41,7 +44,7 @@ afterEach(() => {
 });
 
 describe('generated cluster secret', () => {
-  it.skipIf(!haveStrace && process.env.CI !== 'true')(
+  it.skipIf(noStrace)(
     'is never read half-made by a process starting while another creates it',
     async () => {
       dir = mkdtempSync(join(tmpdir(), 'trove-secret-'));

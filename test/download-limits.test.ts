@@ -9,7 +9,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { counterKey, lockKey } from '../gateway/download-counter.js';
 import { fixture, queryDb, sha256, startCluster, waitFor, type Cluster } from './harness.js';
-import { haveStrace, traceSyscalls } from './strace.js';
+import { skipWithout } from './required-tools.js';
+import { strace, traceSyscalls } from './strace.js';
+
+const noStrace = skipWithout('strace', strace, 'apt-get install strace');
 
 let cluster: Cluster;
 let second: string;
@@ -153,7 +156,7 @@ describe('download limits', () => {
     expect(usedInDb(file.id)).toBe(3);
   });
 
-  it.skipIf(!haveStrace && process.env.CI !== 'true')(
+  it.skipIf(noStrace)(
     'has the count that grants a download on disk before the first byte goes out',
     async () => {
       const file = await upload('max_downloads=3');

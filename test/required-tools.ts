@@ -1,8 +1,9 @@
 /**
  * Programs some integration tests need besides Node and the services:
- * Chromium (test/browser.test.ts, test/openapi.test.ts) and nginx
- * (test/nginx.test.ts). A developer's machine without one skips those tests
- * and says why. CI must not: `.ci/run` sets `TROVE_TEST_REQUIRE=chromium,nginx`,
+ * Chromium (test/browser.test.ts, test/openapi.test.ts), nginx
+ * (test/nginx.test.ts, test/start-lb.test.ts) and strace (tests that watch or
+ * hold a process's syscalls). A developer's machine without one skips those
+ * tests and says why. CI must not: `.ci/run` sets `TROVE_TEST_REQUIRE`,
  * and a tool it names that cannot be found is a failing test, so a broken
  * install can never end as a green run with the browser or the balancer
  * quietly untested.
@@ -11,7 +12,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { it } from 'vitest';
 
-const TOOLS = ['chromium', 'nginx'] as const;
+const TOOLS = ['chromium', 'nginx', 'strace'] as const;
 export type Tool = (typeof TOOLS)[number];
 
 /** The tools `TROVE_TEST_REQUIRE` (comma-separated) names; a name that is no tool stops the run. */

@@ -13,9 +13,10 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { deleteTopology } from '../shared/amqp.js';
 import { findNginx } from '../scripts/nginx-lb.js';
 import { ROOT, freePort, waitFor } from './harness.js';
+import { skipWithout } from './required-tools.js';
 
 const nginx = findNginx();
-const requireNginx = process.env.CI === 'true';
+const noNginx = skipWithout('nginx', nginx, 'apt-get install nginx-light, or set NGINX');
 
 let dir: string;
 let start: ChildProcess | undefined;
@@ -24,7 +25,7 @@ let port: number;
 const clusterName = `trove-test-lb-${randomBytes(4).toString('hex')}`;
 
 beforeAll(async () => {
-  if (!nginx && !requireNginx) return;
+  if (noNginx) return;
   dir = mkdtempSync(join(tmpdir(), 'trove-lb-'));
   port = await freePort();
   const nodes = await Promise.all(
@@ -82,27 +83,24 @@ const reachable = (host: string, port: number) =>
   });
 
 describe('npm run start:lb', () => {
-  it.skipIf(!nginx && !requireNginx)(
-    'binds the gateways that trust X-Forwarded-For to loopback only',
-    async () => {
-      onTestFailed(() => console.log(output.slice(-4000)));
-      const gateways = [port + 1, port + 2];
-      for (const p of gateways) expect(listening(p), `port ${p}`).toEqual(['127.0.0.1']);
-      // nginx, the one public entry, still serves on every address.
-      expect(listening(port)).toContain('0.0.0.0');
-      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+  it.skipIf(noNginx)('binds the gateways that trust X-Forwarded-For to loopback only', async () => {
+    onTestFailed(() => console.log(output.slice(-4000)));
+    const gateways = [port + 1, port + 2];
+    for (const p of gateways) expect(listening(p), `port ${p}`).toEqual(['127.0.0.1']);
+    // nginx, the one public entry, still serves on every address.
+    expect(listening(port)).toContain('0.0.0.0');
+    expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
 
-      const lan = Object.values(networkInterfaces())
-        .flat()
-        .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
-      if (lan) {
-        expect(await reachable(lan, port)).toBe(true);
-        for (const p of gateways) expect(await reachable(lan, p), `${lan}:${p}`).toBe(false);
-      }
-      // Bound to loopback, they have no reason to warn about TRUST_PROXY.
-      expect(output).not.toContain('TRUST_PROXY is on while');
-    },
-  );
+    const lan = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+    if (lan) {
+      expect(await reachable(lan, port)).toBe(true);
+      for (const p of gateways) expect(await reachable(lan, p), `${lan}:${p}`).toBe(false);
+    }
+    // Bound to loopback, they have no reason to warn about TRUST_PROXY.
+    expect(output).not.toContain('TRUST_PROXY is on while');
+  });
 });
 
 describe('a gateway trusting X-Forwarded-For on a LAN address', () => {

@@ -7,12 +7,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const haveStrace = (() => {
+/** strace's path when it runs, else undefined (see skipWithout in required-tools.ts). */
+export const strace = (() => {
   try {
     execFileSync('strace', ['-V'], { stdio: 'ignore' });
-    return true;
+    return 'strace';
   } catch {
-    return false;
+    return undefined;
   }
 })();
 
