@@ -68,7 +68,10 @@ function nodeRequests(node: string, method: 'PUT' | 'GET', prefix: string): stri
     .split('\n')
     .filter((l) => l.includes('"msg":"request"') && l.includes(`"request_id":"${prefix}`))
     .map((l) => JSON.parse(l))
-    .filter((l) => l.method === method && l.path.startsWith('/blobs/') && ok.includes(l.status))
+    .filter(
+      (l) =>
+        l.method === method && l.path.startsWith('/blobs/') && ok.includes(l.status) && !l.aborted,
+    )
     .map((l) => l.path.slice('/blobs/'.length));
 }
 
