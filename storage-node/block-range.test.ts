@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { flipByte } from '../test/disk-faults.js';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -65,18 +66,6 @@ async function filesIn(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => e.name);
 }
 
-async function flip(path: string, at: number): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, at);
-    byte[0]! ^= 0x01;
-    await file.write(byte, 0, 1, at);
-  } finally {
-    await file.close();
-  }
-}
-
 async function putBlob(key: string, size: number): Promise<{ data: Buffer; path: string }> {
   const data = randomBytes(size);
   const info = await store.put(key, chunked(data));
@@ -123,7 +112,7 @@ describe('ranged reads verified by block', () => {
 
   it('fails at a corrupt block inside the range, sending none of it, and quarantines blob and sums', async () => {
     const { data, path } = await putBlob('rotten', 4 * BS);
-    await flip(path, 2 * BS + 1000);
+    await flipByte(path, 2 * BS + 1000);
     const range = { start: BS - 5, end: 2 * BS + 100 };
     const got = await readRange('rotten', range);
     expect(got.error).toBeInstanceOf(BlockChecksumError);
@@ -143,7 +132,7 @@ describe('ranged reads verified by block', () => {
 
   it('refuses a range whose first block is corrupt before any stream exists, and quarantines the blob', async () => {
     const { path } = await putBlob('rotten-start', 3 * BS + 1);
-    await flip(path, BS + 7);
+    await flipByte(path, BS + 7);
     // As for a small blob: the node can still answer 404 CORRUPT_BLOB, and the gateway reads another replica.
     await expect(store.get('rotten-start', () => ({ start: BS, end: BS }))).rejects.toThrow(
       CorruptBlobError,
@@ -154,7 +143,7 @@ describe('ranged reads verified by block', () => {
 
   it('serves a range clear of a corrupt block; a whole read still checks the whole sha256', async () => {
     const { data, path } = await putBlob('partly-rotten', 4 * BS);
-    await flip(path, 3 * BS + 5);
+    await flipByte(path, 3 * BS + 5);
     const range = { start: 10, end: 2 * BS - 1 };
     const got = await readRange('partly-rotten', range);
     expect(got.error).toBeUndefined();
@@ -169,7 +158,7 @@ describe('ranged reads verified by block', () => {
 
   it('a damaged digest fails the read but not the blob: the sums are dropped and the next read verifies it whole', async () => {
     const { data, path } = await putBlob('bad-sums', 3 * BS);
-    await flip(`${path}.blocks`, 52 + 32 + 3); // block 1's digest
+    await flipByte(`${path}.blocks`, 52 + 32 + 3); // block 1's digest
     const range = { start: BS - 1, end: BS + 9 };
     const got = await readRange('bad-sums', range);
     expect(got.error).toBeInstanceOf(CorruptSumsError);
@@ -188,7 +177,7 @@ describe('ranged reads verified by block', () => {
 
   it("a damaged digest of the range's first block: the sums are dropped and this read verifies the whole blob", async () => {
     const { data, path } = await putBlob('bad-first-sum', 3 * BS);
-    await flip(`${path}.blocks`, 52 + 2 * 32); // block 2's digest
+    await flipByte(`${path}.blocks`, 52 + 2 * 32); // block 2's digest
     const range = { start: 2 * BS + 3, end: 2 * BS + 9 };
     const got = await readRange('bad-first-sum', range);
     expect(got.error).toBeUndefined();
@@ -207,7 +196,7 @@ describe('ranged reads verified by block', () => {
 
   it('a sidecar with a damaged header is dropped at once and the read verifies the whole blob', async () => {
     const { data, path } = await putBlob('bad-header', 2 * BS + 5);
-    await flip(`${path}.blocks`, 9); // the block size
+    await flipByte(`${path}.blocks`, 9); // the block size
     const range = { start: 2 * BS, end: 2 * BS + 4 };
     const got = await readRange('bad-header', range);
     expect(got.error).toBeUndefined();
@@ -229,7 +218,7 @@ describe('ranged reads verified by block', () => {
     expect(good.diskBytes).toBe(data.length);
     expect(logLines).toEqual([]); // no sums is not damage
 
-    await flip(path, data.length - 1);
+    await flipByte(path, data.length - 1);
     const bad = await readRange('old', range);
     expect(bad.error).toBeInstanceOf(ChecksumMismatchError);
     expect(bad.data.length).toBeLessThan(range.end - range.start + 1);

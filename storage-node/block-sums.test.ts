@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
+import { flipByte } from '../test/disk-faults.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -82,18 +83,6 @@ describe('SumsFile', () => {
     return sums;
   }
 
-  async function flipByte(at: number): Promise<void> {
-    const file = await open(path, 'r+');
-    try {
-      const byte = Buffer.alloc(1);
-      await file.read(byte, 0, 1, at);
-      byte[0]! ^= 0x01;
-      await file.write(byte, 0, 1, at);
-    } finally {
-      await file.close();
-    }
-  }
-
   it('answers every digest, in any order, reading them a batch at a time', async () => {
     // 2500 blocks: more than one batch of digests (1024).
     const { owner, digests } = await writeSums(2500 * BLOCK_SIZE - 3);
@@ -121,7 +110,7 @@ describe('SumsFile', () => {
     const { owner } = await writeSums(3 * BLOCK_SIZE);
     await expect(openSums({ ...owner, size: owner.size + 1 })).rejects.toThrow(CorruptSumsError);
     await expect(openSums({ ...owner, sha256: 'b'.repeat(64) })).rejects.toThrow(CorruptSumsError);
-    await flipByte(2); // the magic
+    await flipByte(path, 2); // the magic
     await expect(openSums(owner)).rejects.toThrow(/bad magic/);
     await writeSums(3 * BLOCK_SIZE);
     await truncate(path, 52 + 2 * 32); // cut inside the digests
@@ -132,13 +121,13 @@ describe('SumsFile', () => {
 
   it('tells a damaged digest or trailer by its trailer', async () => {
     const { owner, digests } = await writeSums(3 * BLOCK_SIZE);
-    await flipByte(52 + 32 + 4); // inside block 1's digest
+    await flipByte(path, 52 + 32 + 4); // inside block 1's digest
     const sums = await openSums(owner);
     expect((await sums!.digest(1)).equals(digests[1]!)).toBe(false);
     expect(await sums!.intact()).toBe(false);
 
     await writeSums(3 * BLOCK_SIZE);
-    await flipByte(52 + 3 * 32 + 31); // the trailer's last byte
+    await flipByte(path, 52 + 3 * 32 + 31); // the trailer's last byte
     expect(await (await openSums(owner))!.intact()).toBe(false);
   });
 });

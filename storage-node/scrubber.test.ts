@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises';
+import { flipByte } from '../test/disk-faults.js';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -75,15 +76,7 @@ const quarantined = () => filesUnder(join(root, 'quarantine'));
 
 /** Flips one bit of a blob's committed file in place, as a failing disk would. */
 async function flip(key: string, at: number): Promise<void> {
-  const file = await open((await blobFile(key))!, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, at);
-    byte[0]! ^= 0x01;
-    await file.write(byte, 0, 1, at);
-  } finally {
-    await file.close();
-  }
+  await flipByte((await blobFile(key))!, at);
 }
 
 async function readBack(key: string): Promise<Buffer> {

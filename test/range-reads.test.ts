@@ -7,7 +7,7 @@
  * short node timeout, every replica timed out and the gateway answered 503.
  */
 import { readFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { flipByte } from './disk-faults.js';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { request } from 'undici';
@@ -80,19 +80,6 @@ async function getRange(id: string, range: string) {
   const res = await request(`${cluster.gatewayUrl}/download/${id}`, { headers: { range } });
   const body = Buffer.from(await res.body.arrayBuffer());
   return { status: res.statusCode, headers: res.headers, body };
-}
-
-/** Flips one bit of a file in place, as a failing disk would. */
-async function flipByte(path: string, at: number): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, at);
-    byte[0]! ^= 0x01;
-    await file.write(byte, 0, 1, at);
-  } finally {
-    await file.close();
-  }
 }
 
 /** Bytes a node reads for a range: the blocks it touches, the sidecar's header and one batch of digests. */
