@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { NewUpload } from './metadata-store.js';
 import { SqliteMetadataStore, migrate, openDatabase } from './sqlite-metadata-store.js';
 
 let dir: string;
@@ -17,19 +18,25 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-let seq = 0;
-async function committed(expiresAt: number, nodes = ['node1', 'node2', 'node3']) {
-  const id = `file${String(seq++).padStart(18, '0')}`;
-  await store.beginUpload({
+/** Starts upload `id` (an image, 3 downloads, expiring at 10 s of the epoch) with `o` changed. */
+function begin(id: string, o: Partial<NewUpload> = {}): Promise<void> {
+  return store.beginUpload({
     id,
     name: 'a.jpg',
     contentType: 'image/jpeg',
     maxDownloads: 3,
     createdAt: 1,
-    expiresAt,
+    expiresAt: 10_000,
     deleteTokenHash: 'h',
     owner: 'gw',
+    ...o,
   });
+}
+
+let seq = 0;
+async function committed(expiresAt: number, nodes = ['node1', 'node2', 'node3']) {
+  const id = `file${String(seq++).padStart(18, '0')}`;
+  await begin(id, { expiresAt });
   await store.commitUploads([
     {
       id,
@@ -107,17 +114,7 @@ describe('SqliteMetadataStore tombstones', () => {
 });
 
 describe('SqliteMetadataStore upload states', () => {
-  const pending = async (id: string) =>
-    store.beginUpload({
-      id,
-      name: 'a.jpg',
-      contentType: 'image/jpeg',
-      maxDownloads: 3,
-      createdAt: 1,
-      expiresAt: 10_000,
-      deleteTokenHash: 'h',
-      owner: 'gw',
-    });
+  const pending = (id: string) => begin(id);
   const commit = (id: string) =>
     store.commitUploads([
       { id, size: 1, sha256: 'x', maxDownloads: 3, expiresAt: 10_000, replicas: [] },
@@ -165,15 +162,10 @@ describe('SqliteMetadataStore image processing', () => {
   it('starts images pending and anything else skipped', async () => {
     const image = await committed(10_000);
     expect((await store.getFile(image))?.processing).toBe('pending');
-    await store.beginUpload({
-      id: 'pdf000000000000000000a',
+    await begin('pdf000000000000000000a', {
       name: 'a.pdf',
       contentType: 'application/pdf',
       maxDownloads: 0,
-      createdAt: 1,
-      expiresAt: 10_000,
-      deleteTokenHash: 'h',
-      owner: 'gw',
     });
     expect((await store.getFile('pdf000000000000000000a'))?.processing).toBe('skipped');
     expect(await store.beginProcessing('pdf000000000000000000a')).toBeNull();
@@ -288,16 +280,7 @@ describe('SqliteMetadataStore listFiles (admin)', () => {
   ) {
     const expiresAt = o.expiresAt ?? 1_000_000;
     const maxDownloads = o.max ?? 3;
-    await store.beginUpload({
-      id,
-      name: `${id}.jpg`,
-      contentType: 'image/jpeg',
-      maxDownloads,
-      createdAt,
-      expiresAt,
-      deleteTokenHash: 'h',
-      owner: 'gw',
-    });
+    await begin(id, { name: `${id}.jpg`, maxDownloads, createdAt, expiresAt });
     if (o.state === 'aborted') await store.abortUpload(id);
     if (o.state) return;
     await store.commitUploads([
@@ -358,17 +341,7 @@ describe('SqliteMetadataStore listFiles (admin)', () => {
 describe('SqliteMetadataStore upload links', () => {
   it('counts the files of a link that were not aborted, deleted ones included', async () => {
     const upload = (id: string, uploadLink?: string) =>
-      store.beginUpload({
-        id,
-        name: 'a.jpg',
-        contentType: 'image/jpeg',
-        maxDownloads: 3,
-        createdAt: 1,
-        expiresAt: Date.now() + 60_000,
-        deleteTokenHash: 'h',
-        owner: 'gw',
-        uploadLink,
-      });
+      begin(id, { expiresAt: Date.now() + 60_000, uploadLink });
     await upload('link-a-kept', 'L1');
     await upload('link-a-pending', 'L1');
     await upload('link-a-aborted', 'L1');
