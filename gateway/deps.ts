@@ -1,6 +1,6 @@
 /**
  * The gateway's configuration and running parts as the one GatewayDeps that
- * createApp takes: gateway/main.ts and the tests that build the app both go
+ * createApp takes: gateway/run.ts and the tests that build the app both go
  * through here, so a new setting is wired in one place.
  */
 import type { GatewayConfig } from '../shared/config.js';
@@ -10,7 +10,7 @@ import { createProcessing } from './process.js';
 import { REPAIR_PUBLISH_TIMEOUT_MS } from './repair-requests.js';
 import { uploadLinkKey } from './upload-link-token.js';
 
-/** The services main.ts builds and starts, and the two values taken from the disk. */
+/** The services run.ts builds and starts, and the two values taken from the disk. */
 export type GatewayParts = Pick<
   GatewayDeps,
   'store' | 'client' | 'registry' | 'replicator' | 'counter' | 'redis' | 'amqp' | 'log' | 'spoolDir'

@@ -1,6 +1,6 @@
 /**
  * Configuration, parsed and validated once at start-up. Nothing else in the
- * project reads `process.env`: each `main.ts` calls a loader here and passes
+ * project reads `process.env`: each service's `run.ts` calls a loader here and passes
  * the typed result down. A bad value throws a ConfigError that names every
  * offending variable, and the process stops before listening.
  */

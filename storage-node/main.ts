@@ -1,62 +1,10 @@
-/** Storage node entry point: `npm run storage-node -- --id node2`. */
-import { loadClusterSecret } from '../shared/cluster-secret.js';
-import { ConfigError, loadDotEnv, loadNodeConfig } from '../shared/config.js';
-import { close, listen } from '../shared/http.js';
-import { createLogger } from '../shared/logger.js';
-import { NodeClient } from '../shared/node-client.js';
-import { writePidFile } from '../shared/pid-file.js';
-import { createApp } from './app.js';
-import { FsBlobStore } from './blob-store.js';
-import { Scrubber } from './scrubber.js';
+/**
+ * Storage node entry point: `npm run storage-node -- --id node2`.
+ *
+ * V8's memory settings (shared/memory-tuning.ts) go first, before the service
+ * is even loaded: loading it already grows the young generation they keep small.
+ */
+import { tuneMemory } from '../shared/memory-tuning.js';
 
-loadDotEnv();
-let config;
-try {
-  config = loadNodeConfig(process.env, process.argv.slice(2));
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
-  console.error(`storage-node: ${err.message}`);
-  process.exit(1);
-}
-
-const log = createLogger(config.id, config.logLevel, { format: config.logFormat });
-const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
-const store = await FsBlobStore.open(config.dataDir, { log });
-const client = new NodeClient({ secret, timeoutMs: config.timeoutMs });
-const scrubber = new Scrubber({
-  store,
-  log,
-  intervalSeconds: config.scrubIntervalSeconds,
-  bytesPerSecond: config.scrubBytesPerSecond,
-});
-const server = await listen(
-  createApp({
-    id: config.id,
-    secret,
-    store,
-    client,
-    log,
-    scrubStatus: () => scrubber.status(),
-    startScrub: () => scrubber.startNow(),
-  }),
-  config.host,
-  config.port,
-);
-writePidFile(config.storageDir, config.id);
-const usage = await store.usage();
-log.info(
-  { url: `http://${config.host}:${config.port}`, dataDir: config.dataDir, objects: usage.objects },
-  'storage node listening',
-);
-scrubber.start();
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, async () => {
-    log.info({ signal }, 'shutting down');
-    await scrubber.stop();
-    await close(server);
-    await client.close();
-    await store.close();
-    process.exit(0);
-  });
-}
+tuneMemory();
+await import('./run.js');

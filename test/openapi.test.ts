@@ -106,7 +106,7 @@ function inline(schema: unknown): unknown {
 
 /**
  * The gateway app's routes, from `createApp` itself, built with real parts
- * the way gateway/main.ts builds them (nothing started: only its routing
+ * the way gateway/run.ts builds them (nothing started: only its routing
  * table is read).
  */
 async function servedRoutes(): Promise<string[]> {

@@ -2,7 +2,7 @@
  * The worker's metrics (docs/metrics.md): jobs done, failed and retried per
  * kind with their durations, what the expiry sweep did, and, at scrape time,
  * the depth of every work queue. The worker has no API, so a small HTTP
- * server of its own serves them (WORKER_METRICS_PORT, see worker/main.ts).
+ * server of its own serves them (WORKER_METRICS_PORT, see worker/run.ts).
  */
 import type { ServerType } from '@hono/node-server';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';

@@ -1,0 +1,119 @@
+/**
+ * The gateway itself, loaded by main.ts once V8's memory settings are in
+ * place: reads the configuration, builds the parts, listens, wires shutdown.
+ */
+import { AmqpClient } from '../shared/amqp.js';
+import { loadClusterSecret } from '../shared/cluster-secret.js';
+import { ConfigError, loadDotEnv, loadGatewayConfig } from '../shared/config.js';
+import { close, listen } from '../shared/http.js';
+import { lanUrls } from '../shared/lan.js';
+import { createLogger } from '../shared/logger.js';
+import { NodeClient } from '../shared/node-client.js';
+import { createRedis, createRedlock } from '../shared/redis.js';
+import { writePidFile } from '../shared/pid-file.js';
+import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
+import { join } from 'node:path';
+import { createApp } from './app.js';
+import { gatewayDeps } from './deps.js';
+import { UploadSpool } from './upload-spool.js';
+import { trustProxyHazard } from './client-ip.js';
+import { DownloadCounter } from './download-counter.js';
+import { requestNodeCheck } from './repair-requests.js';
+import { NodeRegistry } from './node-registry.js';
+import { Replicator } from './replicator.js';
+import { UploadSweeper } from './upload-sweeper.js';
+
+loadDotEnv();
+let config;
+try {
+  config = loadGatewayConfig(process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  console.error(`gateway: ${err.message}`);
+  process.exit(1);
+}
+
+const log = createLogger('gateway', config.logLevel, { format: config.logFormat });
+const hazard = trustProxyHazard(config.host, config.trustProxy);
+if (hazard) log.warn({ host: config.host }, hazard);
+const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
+const store = new SqliteMetadataStore(openDatabase(config.dbPath));
+const client = new NodeClient({
+  secret,
+  timeoutMs: config.nodeTimeoutMs,
+  readConnections: config.nodeReadConnections,
+});
+const redis = createRedis(config.redisUrl, log);
+const counter = new DownloadCounter({ redis, redlock: createRedlock(redis), store, log });
+const amqp = new AmqpClient({
+  url: config.amqpUrl,
+  prefix: config.clusterName,
+  connectionName: config.gatewayId,
+  log,
+});
+void amqp.start(); // uploads do not wait for RabbitMQ; deletions are scheduled once it is up
+const registry = new NodeRegistry(config.nodes, client, {
+  redis,
+  prefix: config.clusterName,
+  schedule: config.probeSchedule,
+  offlineAfter: config.offlineAfterFailures,
+  log,
+  onCheckNeeded: (node, why) => void requestNodeCheck({ amqp, log }, node, why),
+});
+await registry.start();
+const replicator = new Replicator({
+  client,
+  registry,
+  nodes: config.nodes,
+  copies: config.replicationFactor,
+  quorum: config.writeQuorum,
+});
+const spoolDir = join(config.storageDir, 'spool', config.gatewayId);
+await UploadSpool.reset(spoolDir);
+const sweeper = new UploadSweeper({
+  store,
+  replicator,
+  log,
+  gatewayId: config.gatewayId,
+  pendingTimeoutMs: config.pendingUploadTimeoutSeconds * 1000,
+});
+sweeper.start();
+
+const app = createApp(
+  gatewayDeps(config, {
+    store,
+    client,
+    registry,
+    replicator,
+    counter,
+    redis,
+    amqp,
+    log,
+    spoolDir,
+    secret,
+  }),
+);
+const server = await listen(app, config.host, config.port);
+writePidFile(config.storageDir, config.pidName);
+log.info(
+  {
+    urls: lanUrls(config.host, config.port),
+    nodes_online: registry.onlineCount(),
+    db: config.dbPath,
+  },
+  'gateway listening',
+);
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    log.info({ signal }, 'shutting down');
+    await registry.stop();
+    sweeper.stop();
+    await close(server);
+    await amqp.close();
+    redis.disconnect();
+    await client.close();
+    await store.close();
+    process.exit(0);
+  });
+}

@@ -1,0 +1,27 @@
+/**
+ * V8 settings that keep a service's resident memory small, applied by each
+ * main.ts before its first request (docs/benchmarks.md, "Memory", has the
+ * figures). They are set at run time rather than on the command line so that
+ * every way of starting a service (npm start, npm run gateway, Docker, the
+ * test harness) gets them; both are read when used, not at start-up.
+ */
+import { setFlagsFromString } from 'node:v8';
+
+export const MEMORY_FLAGS = [
+  // undici parses HTTP with llhttp compiled to WebAssembly. Once it is hot, V8
+  // recompiles its one huge state-machine function with TurboFan, whose
+  // register allocator took 20-40 MB for a second or two: a spike in every
+  // process, on top of whatever traffic started it. Liftoff's code is enough
+  // for a parser that mostly skims headers (CPU per request within the noise).
+  '--liftoff-only',
+  // The young generation starts at 1 MB per semi-space and doubles up to 16
+  // MB under load; both halves get touched, so a busy process kept ~30 MB more
+  // resident for good. A scavenge of a 1 MB space is cheap: what a request
+  // keeps alive is small (CPU per request within the noise).
+  '--semi-space-growth-factor=1',
+];
+
+/** Applies MEMORY_FLAGS; call before the process makes or serves its first HTTP request. */
+export function tuneMemory(): void {
+  for (const flag of MEMORY_FLAGS) setFlagsFromString(flag);
+}
