@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { NotFoundError } from '../shared/errors.js';
-import { openApiDocument, type ApiDocDeps } from './openapi.js';
+import type { ApiDocDeps } from './openapi.js';
 
 /** Only this gateway's own files; blob: and data: for images Swagger UI shows (icons, image answers of "Try it out"). */
 export const DOCS_CSP =
@@ -98,8 +98,9 @@ export function addApiDocs(app: Hono<{ Bindings: HttpBindings }>, deps: ApiDocDe
   let page: string | undefined;
   const docsAssets = () => (assets ??= loadDocsAssets());
 
-  app.get('/openapi.json', (c) => {
-    document ??= JSON.stringify(openApiDocument(deps));
+  app.get('/openapi.json', async (c) => {
+    // Imported here: @hono/zod-openapi and the schemas stay out of memory until someone asks.
+    document ??= JSON.stringify((await import('./openapi.js')).openApiDocument(deps));
     return c.body(document, 200, {
       'content-type': 'application/json; charset=utf-8',
       'cache-control': 'no-cache',

@@ -21,7 +21,6 @@ import type { NodeRegistry } from './node-registry.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import type { Replicator } from './replicator.js';
 import { handleMultipartUpload, handleRawUpload } from './upload.js';
-import { handleBatch } from './batch.js';
 import { handleProcess, type ProcessingDeps } from './process.js';
 import type { UploadLimits } from './upload-options.js';
 import { requireUploadAuth, requireUploadToken } from './upload-auth.js';
@@ -29,7 +28,6 @@ import { mountAdmin } from './admin.js';
 import { UploadLinks, handleUploadLinkPage } from './upload-links.js';
 import { handleSharePage, sharePageRefusals } from './share-page.js';
 import { loadAssets, serveAsset } from './static-files.js';
-import { handleQr } from './qr.js';
 import { addApiDocs } from './api-docs.js';
 import { RateLimits } from './rate-limit.js';
 import { GatewayMetrics, requireMetricsToken } from './metrics.js';
@@ -74,6 +72,19 @@ export interface GatewayDeps {
   /** Prometheus metrics; createApp makes them when not given. */
   metrics?: GatewayMetrics;
 }
+
+/**
+ * A module loaded on its first request rather than at start-up: what only a
+ * few routes use (archiver for /batch, the QR encoder for /qr) stays out of
+ * the resident memory of a gateway that never serves them.
+ */
+function onFirstUse<T>(load: () => Promise<T>): () => Promise<T> {
+  let module: Promise<T> | undefined;
+  return () => (module ??= load());
+}
+
+const batchModule = onFirstUse(() => import('./batch.js'));
+const qrModule = onFirstUse(() => import('./qr.js'));
 
 export function createApp(deps: GatewayDeps) {
   // The upload and download paths count bytes and outcomes through deps.metrics.
@@ -141,7 +152,7 @@ export function createApp(deps: GatewayDeps) {
 
   // Processed images answered directly, nothing stored.
   app.post('/process', (c) => handleProcess(deps, c));
-  app.post('/batch', (c) => handleBatch(deps, c));
+  app.post('/batch', async (c) => (await batchModule()).handleBatch(deps, c));
 
   // Hono dispatches HEAD to the GET route; the handler tells them apart (HEAD consumes nothing).
   app.get('/download/:id', (c) => handleDownload(deps, c, c.req.method === 'HEAD'));
@@ -219,7 +230,7 @@ function addPages(
   app.get('/u/:token', (c) =>
     handleUploadLinkPage(links, c, () => serveAsset(c, assets, 'index.html')),
   );
-  app.get('/qr', (c) => handleQr(c));
+  app.get('/qr', async (c) => (await qrModule()).handleQr(c));
   app.get('/api/config', (c) =>
     c.json({
       upload_token_required: deps.uploadToken !== undefined,
