@@ -7,7 +7,9 @@
  * reads itself (a finished stream, or a file), checks the decoded size
  * against MAX_INPUT_PIXELS, and answers one encoded image.
  */
-import sharp, { type Metadata, type Sharp } from 'sharp';
+import { createRequire } from 'node:module';
+import type { Metadata, Sharp } from 'sharp';
+import type SharpModule from 'sharp';
 import { z } from 'zod';
 import { BadRequestError, PayloadTooLargeError, TroveError } from './errors.js';
 import { choiceParam, integerParam } from './string-params.js';
@@ -255,15 +257,35 @@ export function outputSize(options: ImageOptions, input: Size): Size {
     : { width: Math.min(w, input.width), height: Math.min(h, input.height) };
 }
 
-/** Global sharp settings for a long-running server: no operation cache (it keeps deleted files open and memory held). */
+const require = createRequire(import.meta.url);
+let loaded: typeof SharpModule | undefined;
+let noCache = false;
+
+/**
+ * sharp, loaded on first use rather than at start-up: libvips and its
+ * bindings are 15-25 MB of a gateway's resident memory, which one that never
+ * processes an image need not carry. (A synchronous require, so openImage
+ * stays synchronous; sharp's CommonJS build is the same library.)
+ */
+function sharpLibrary(): typeof SharpModule {
+  if (!loaded) {
+    loaded = require('sharp') as typeof SharpModule;
+    if (noCache) loaded.cache(false);
+  }
+  return loaded;
+}
+
+/** Global sharp settings for a long-running server: no operation cache (it keeps deleted files open and memory held). Applied when sharp loads. */
 export function configureSharp(): void {
-  sharp.cache(false);
+  noCache = true;
+  loaded?.cache(false);
 }
 
 /** A sharp instance reading `file`, or, without one, a Writable to pipe the image into. */
 export function openImage(limits: ImageLimits, file?: string): Sharp {
   // failOn 'warning' (the default) refuses truncated data rather than answering half an image.
   const options = { limitInputPixels: limits.maxInputPixels, failOn: 'warning' as const };
+  const sharp = sharpLibrary();
   return file === undefined ? sharp(options) : sharp(file, options);
 }
 
