@@ -25,6 +25,7 @@ import { runCounterSuite, type CounterResults } from './bench/counter-suite.js';
 import { runLargeSuite, type LargeResults } from './bench/large-suite.js';
 import { startNginx, type Nginx } from './bench/nginx.js';
 import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/options.js';
+import { restingRss, runMemoryNote } from './bench/memory.js';
 import { RssSampler, isAlive } from './bench/procfs.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
 import { runLbSuite, type LbResults } from './bench/lb-suite.js';
@@ -119,7 +120,12 @@ async function prepare(
     trove: {
       origin: gatewayUrl.origin,
       prefix: gatewayUrl.pathname.replace(/\/+$/, ''),
-      pids: () => cluster.processes.map((p) => p.pid).filter(isAlive),
+      // The request path's CPU: the worker's is the thumbnail suite's business.
+      pids: () =>
+        cluster.processes
+          .filter((p) => p.name !== 'worker')
+          .map((p) => p.pid)
+          .filter(isAlive),
     },
     nginx: leftovers.nginx,
     www,
@@ -171,6 +177,7 @@ async function main(): Promise<number> {
     );
 
     sampler.start();
+    const restAtStart = sampler.now();
     let small: SmallRun[] = [];
     let counter: CounterResults | undefined;
     let large: LargeResults | undefined;
@@ -186,10 +193,7 @@ async function main(): Promise<number> {
       sampler.setPhase('counter');
       counter = await runCounterSuite(ctx);
     }
-    if (opts.runLarge) {
-      sampler.setPhase('large');
-      large = await runLargeSuite(ctx);
-    }
+    if (opts.runLarge) large = await runLargeSuite(ctx); // sets its own phases
     if (opts.runProcess) {
       sampler.setPhase('process');
       processing = await runProcessSuite(ctx);
@@ -207,7 +211,17 @@ async function main(): Promise<number> {
       repair = await runRepairSuite(ctx, storageDir);
       adoptRestarted(cluster, repair, ctx.notes);
     }
+    progress('each process at rest at the end…');
+    sampler.setPhase('end');
+    const restAtEnd = await restingRss(ctx);
     sampler.stop();
+    const run = { restAtStart, restAtEnd, peak: sampler.peakOverall() };
+    ctx.notes.push(
+      runMemoryNote(
+        run,
+        cluster.processes.map((p) => p.name),
+      ),
+    );
     for (const p of cluster.processes) {
       if (!isAlive(p.pid)) ctx.failures.push(`${p.name} (pid ${p.pid}) died during the bench`);
     }
@@ -220,8 +234,6 @@ async function main(): Promise<number> {
       processing,
       thumbnails,
       lb,
-      rss: sampler.peaksOf('large'),
-      rssBefore: sampler.startOf('large'),
       watched: cluster.processes.map((p) => p.name),
       nginxMissing,
     });
@@ -245,7 +257,7 @@ async function main(): Promise<number> {
       processing,
       thumbnails,
       lb,
-      rssBytes: sampler.phases(),
+      rssBytes: { ...run, phases: sampler.phases() },
       benchMaxRssBytes: process.resourceUsage().maxRSS * 1024,
       failures: ctx.failures,
       notes: ctx.notes,

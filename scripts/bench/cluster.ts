@@ -8,7 +8,7 @@ import { loadCommonConfig, loadDotEnv } from '../../shared/config.js';
 import { pidFilePath } from '../../shared/pid-file.js';
 import { commandLine, isAlive, type Watched } from './procfs.js';
 
-export const SERVICES = ['gateway', 'node1', 'node2', 'node3'] as const;
+export const SERVICES = ['gateway', 'node1', 'node2', 'node3', 'worker'] as const;
 /** Storage nodes the figures assume: three replicas, as `npm start` runs them. */
 const NODES = 3;
 
@@ -56,7 +56,7 @@ export async function inspectCluster(
       continue;
     }
     // dist/<service>/main.js when built (npm start), <service>/main.ts under tsx.
-    const script = name === 'gateway' ? 'gateway/main.' : 'storage-node/main.';
+    const script = name.startsWith('node') ? 'storage-node/main.' : `${name}/main.`;
     const cmd = commandLine(pid);
     if (!cmd.includes(script))
       warnings.push(`${name}: pid ${pid} runs "${cmd.slice(0, 80)}", not ${script}`);

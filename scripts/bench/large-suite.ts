@@ -2,11 +2,18 @@
  * The large-object figures: one generated file, uploaded and downloaded in
  * several rounds, each side's transfers interleaved with the references'
  * so that drift on a noisy machine hits both. The median round is reported.
+ *
+ * Around them, each process's memory (memory.ts): at rest before, its peak
+ * during the rounds and a last one with an upload and two downloads at once
+ * (and while the worker deals with what they queued), and at rest after.
+ * The uploads are deleted at the end, so a run does not leave gigabytes behind.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { request } from 'undici';
 import { findExecutable, progress, safeJson, settle, type BenchContext } from './context.js';
 import { curlGet, flushFile, getFile, putFile, threeFsyncedFiles, type Transfer } from './large.js';
+import { restingRss, type MemoryAround } from './memory.js';
 import { writeLargeFile } from './payload.js';
 
 export type LargeKind =
@@ -25,6 +32,16 @@ export interface LargeResults {
   mbps: Partial<Record<LargeKind, number[]>>;
   /** Median of `mbps`. */
   median: Partial<Record<LargeKind, number>>;
+  /** RSS of each process at rest before the transfers, at its peak during them, at rest after. */
+  memory: MemoryAround;
+  /** Seconds the upload and two downloads run at once took (undefined if one failed). */
+  concurrentS: number | undefined;
+}
+
+/** A file the suite uploaded, to delete at its end. */
+interface Uploaded {
+  id: string;
+  token: string;
 }
 
 const LARGE_NAME = 'large.jpg';
@@ -35,22 +52,35 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
   const source = join(ctx.www, LARGE_NAME);
   progress(`writing a ${bytes / 2 ** 20} MiB test file…`);
   const sha256 = await writeLargeFile(source, bytes);
-  const results: LargeResults = { bytes, sha256, mbps: {}, median: {} };
+  await settle();
+  progress('each process at rest before the large transfers…');
+  const before = await restingRss(ctx);
+  ctx.sampler.setPhase('large');
+  const results: LargeResults = {
+    bytes,
+    sha256,
+    mbps: {},
+    median: {},
+    memory: { before, peak: {}, after: {} },
+    concurrentS: undefined,
+  };
   const record = (kind: LargeKind, seconds: number) => {
     const mbps = bytes / seconds / 1e6;
     (results.mbps[kind] ??= []).push(mbps);
     progress(`  ${kind}: ${mbps.toFixed(0)} MB/s`);
   };
 
+  const uploads: Uploaded[] = [];
   const ids: string[] = [];
   for (let round = 1; round <= opts.largeRounds; round++) {
     progress(`large uploads, round ${round} of ${opts.largeRounds}`);
     await settle();
-    const url = `${ctx.trove.origin}${ctx.trove.prefix}/upload/bench-large-${round}.jpg?max_downloads=0`;
+    const url = uploadUrl(ctx, `bench-large-${round}.jpg`);
     const put = await attempt(ctx, `PUT ${url}`, () => putFile(url, source, bytes, ctx.dispatcher));
-    const id = put && checkUpload(ctx, url, put, bytes, sha256);
-    if (id) {
-      ids.push(id);
+    const uploaded = put && checkUpload(ctx, url, put, bytes, sha256);
+    if (uploaded) {
+      uploads.push(uploaded);
+      ids.push(uploaded.id);
       record('trovePut', put.seconds);
     }
 
@@ -109,7 +139,72 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
 
   for (const [kind, values] of Object.entries(results.mbps))
     results.median[kind as LargeKind] = median(values);
+
+  if (ids[0]) {
+    await settle();
+    results.concurrentS = await concurrentRound(ctx, source, sha256, ids[0], uploads);
+  }
+  progress('each process at rest after the large transfers…');
+  results.memory.after = await restingRss(
+    ctx,
+    uploads.map((u) => u.id),
+  );
+  results.memory.peak = ctx.sampler.peaksOf('large');
+  ctx.sampler.setPhase('large, deleting');
+  await deleteUploads(ctx, uploads);
   return results;
+}
+
+const uploadUrl = (ctx: BenchContext, name: string) =>
+  `${ctx.trove.origin}${ctx.trove.prefix}/upload/${name}?max_downloads=0`;
+
+/**
+ * One upload and two downloads of the large file at once, the load that
+ * shows a process's peak memory (a gateway holds all three streams): every
+ * transfer is checked, none timed for MB/s. Answers its duration in seconds.
+ */
+async function concurrentRound(
+  ctx: BenchContext,
+  source: string,
+  sha256: string,
+  id: string,
+  uploads: Uploaded[],
+): Promise<number | undefined> {
+  const bytes = ctx.opts.largeBytes;
+  progress('one large upload and two downloads at once…');
+  const putUrl = uploadUrl(ctx, 'bench-large-concurrent.jpg');
+  const getUrl = `${ctx.trove.origin}${ctx.trove.prefix}/download/${id}`;
+  const started = performance.now();
+  const [put, ...gets] = await Promise.all([
+    attempt(ctx, `PUT ${putUrl}`, () => putFile(putUrl, source, bytes, ctx.dispatcher)),
+    attempt(ctx, `GET ${getUrl}`, () => getFile(getUrl, ctx.dispatcher)),
+    attempt(ctx, `GET ${getUrl}`, () => getFile(getUrl, ctx.dispatcher)),
+  ]);
+  const seconds = (performance.now() - started) / 1000;
+  const uploaded = put && checkUpload(ctx, putUrl, put, bytes, sha256);
+  if (uploaded) uploads.push(uploaded);
+  const ok = gets.map((got) => got && checkDownload(ctx, getUrl, got, bytes, sha256));
+  if (!uploaded || !ok.every(Boolean)) return undefined;
+  progress(`  at once: ${seconds.toFixed(1)} s`);
+  return seconds;
+}
+
+/** Deletes the suite's uploads (their delete tokens), so their gigabytes leave the nodes now. */
+async function deleteUploads(ctx: BenchContext, uploads: Uploaded[]): Promise<void> {
+  for (const { id, token } of uploads) {
+    const url = `${ctx.trove.origin}${ctx.trove.prefix}/files/${id}`;
+    try {
+      const res = await request(url, {
+        method: 'DELETE',
+        headers: { 'x-delete-token': token },
+        dispatcher: ctx.dispatcher,
+      });
+      await res.body.dump();
+      if (res.statusCode !== 204) ctx.notes.push(`DELETE ${url} → ${res.statusCode}`);
+    } catch (err) {
+      ctx.notes.push(`DELETE ${url}: ${(err as Error).message}`);
+    }
+  }
 }
 
 async function attempt(
@@ -125,17 +220,17 @@ async function attempt(
   }
 }
 
-/** The Trove id of a good upload; records a failure otherwise. */
+/** The Trove id and delete token of a good upload; records a failure otherwise. */
 function checkUpload(
   ctx: BenchContext,
   url: string,
   put: Transfer,
   bytes: number,
   sha256: string,
-): string | undefined {
+): Uploaded | undefined {
   const answer = safeJson(put.answer) as
-    { id?: string; sha256?: string; size?: number } | undefined;
-  if (put.status !== 201 || !answer?.id) {
+    { id?: string; sha256?: string; size?: number; delete_token?: string } | undefined;
+  if (put.status !== 201 || !answer?.id || !answer.delete_token) {
     ctx.failures.push(`PUT ${url} → ${put.status} ${put.answer.slice(0, 200)}`);
     return undefined;
   }
@@ -145,7 +240,7 @@ function checkUpload(
     );
     return undefined;
   }
-  return answer.id;
+  return { id: answer.id, token: answer.delete_token };
 }
 
 function checkDownload(

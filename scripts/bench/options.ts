@@ -32,13 +32,15 @@ export interface BenchOptions {
   quick: boolean;
 }
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--only small|counter|large|process|thumbnails|lb|repair] [--node <id>]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|large|process|thumbnails|lb|repair] [--node <id>]
 
   --gateway <url>   Trove gateway to measure (default http://127.0.0.1:8080)
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
   --quick           3 s runs and a 64 MiB large file instead of 256 MiB
+  --large-mib <n>   size of the large file in MiB (default 256; 64 with --quick), e.g. 1024
+                    to show that no process's memory follows the size of a transfer
   --only <what>     small (64 KiB requests/s), counter (what download counting costs),
-                    large (256 MiB MB/s and peak RSS), process (/process thumbnails/s at 4
+                    large (256 MiB MB/s, and each process's RSS at rest and at its peak), process (/process thumbnails/s at 4
                     and 16 connections, beside sharp in-process), thumbnails (thumbnails/s of the
                     worker on 20 photos of 2-4 MP, beside vipsthumbnail), lb (nginx and two
                     gateways vs one gateway direct, and a rate ladder; needs npm run start:lb;
@@ -61,6 +63,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
         gateway: { type: 'string', default: 'http://127.0.0.1:8080' },
         duration: { type: 'string' },
         quick: { type: 'boolean', default: false },
+        'large-mib': { type: 'string' },
         only: { type: 'string' },
         node: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -84,6 +87,13 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       `--duration: "${values.duration}" is not a number of seconds from 1 to 3600`,
     );
   }
+  const largeMib =
+    values['large-mib'] === undefined ? (values.quick ? 64 : 256) : Number(values['large-mib']);
+  if (!Number.isInteger(largeMib) || largeMib < 1 || largeMib > 65536) {
+    throw new UsageError(
+      `--large-mib: "${values['large-mib']}" is not a whole number of MiB from 1 to 65536`,
+    );
+  }
   const suites = ['small', 'counter', 'large', 'process', 'thumbnails', 'lb', 'repair'];
   if (values.only !== undefined && !suites.includes(values.only)) {
     throw new UsageError(`--only: expected ${suites.join(', ')}, got "${values.only}"`);
@@ -97,7 +107,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     durationS,
     // Long enough to open every connection and get past JIT and cold caches, short enough not to matter.
     warmupS: Math.max(1, Math.min(3, Math.round(durationS / 5))),
-    largeBytes: (values.quick ? 64 : 256) * MIB,
+    largeBytes: largeMib * MIB,
     largeRounds: values.quick ? 3 : 5,
     downloadSet: 200,
     connections: [16, 64],

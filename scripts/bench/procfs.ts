@@ -139,12 +139,7 @@ export class RssSampler {
   setPhase(phase: string): void {
     this.sample();
     this.phase = phase;
-    const now: Record<string, number> = {};
-    for (const w of this.watched) {
-      const rss = rssBytes(w.pid);
-      if (rss !== undefined) now[w.name] = rss;
-    }
-    this.starts.set(phase, now);
+    this.starts.set(phase, this.now());
     this.sample();
   }
 
@@ -156,6 +151,24 @@ export class RssSampler {
   stop(): void {
     this.sample();
     clearInterval(this.timer);
+  }
+
+  /** RSS in bytes per process name, now. */
+  now(): Record<string, number> {
+    const now: Record<string, number> = {};
+    for (const w of this.watched) {
+      const rss = rssBytes(w.pid);
+      if (rss !== undefined) now[w.name] = rss;
+    }
+    return now;
+  }
+
+  /** Peak RSS in bytes per process name over every phase so far. */
+  peakOverall(): Record<string, number> {
+    const peak: Record<string, number> = {};
+    for (const phase of this.peaks.values())
+      for (const [name, rss] of phase) peak[name] = Math.max(peak[name] ?? 0, rss);
+    return peak;
   }
 
   /** Peak RSS in bytes per process name during `phase`. */

@@ -6,7 +6,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join, relative } from 'node:path';
+import { SERVICES } from './cluster.js';
 import type { CounterResults, CounterRun } from './counter-suite.js';
+import { memoryCell, worstOf } from './memory.js';
 import type { BenchOptions } from './options.js';
 import type { LargeKind, LargeResults } from './large-suite.js';
 import { lbRows, type LbResults } from './lb-suite.js';
@@ -59,10 +61,6 @@ export interface RowInput {
   processing: ProcessResults | undefined;
   thumbnails: ThumbnailResults | undefined;
   lb: LbResults | undefined;
-  /** Peak RSS during the large transfers, bytes, by process name. */
-  rss: Record<string, number>;
-  /** RSS when the large transfers began, bytes, by process name. */
-  rssBefore: Record<string, number>;
   /** Names of the processes watched (those with a live pid file). */
   watched: string[];
   /** Why nginx figures are missing, when they are. */
@@ -148,23 +146,15 @@ export function buildRows(input: RowInput): Row[] {
       );
     }
 
-    for (const name of ['gateway', 'node1', 'node2', 'node3']) {
-      const bytes = input.rss[name];
-      const before = input.rssBefore[name];
-      const mb = bytes === undefined ? undefined : bytes / 1e6;
-      const from = before === undefined ? '' : ` (${(before / 1e6).toFixed(0)} before)`;
+    for (const name of SERVICES) {
+      const worst = worstOf(large.memory, name);
       rows.push({
-        figure: `peak RSS ${name}, ${size} transfers`,
-        trove:
-          mb === undefined
-            ? input.watched.includes(name)
-              ? 'no sample'
-              : 'no pid file'
-            : `${mb.toFixed(0)} MB${from}`,
+        figure: `RSS ${name}, ${size} transfers`,
+        trove: input.watched.includes(name) ? memoryCell(large.memory, name) : 'no pid file',
         reference: '—',
         ratio: undefined,
         target: `< ${RSS_LIMIT_MB} MB`,
-        verdict: mb === undefined ? 'n/a' : mb < RSS_LIMIT_MB ? 'ok' : 'MISS',
+        verdict: worst === undefined ? 'n/a' : worst / 1e6 < RSS_LIMIT_MB ? 'ok' : 'MISS',
         swift: '—',
       });
     }

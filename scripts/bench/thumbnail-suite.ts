@@ -550,7 +550,7 @@ async function withWorkerPaused(pid: number, fn: () => Promise<void>): Promise<v
  */
 function clusterProcesses(ctx: BenchContext, storageDir: string): Watched[] {
   const found: Watched[] = [];
-  for (const name of [...SERVICES, 'worker']) {
+  for (const name of SERVICES) {
     const file = pidFilePath(storageDir, name);
     let pid = 0;
     try {
