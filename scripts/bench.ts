@@ -26,6 +26,7 @@ import { runLargeSuite, type LargeResults } from './bench/large-suite.js';
 import { startNginx, type Nginx } from './bench/nginx.js';
 import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/options.js';
 import { restingRss, runMemoryNote } from './bench/memory.js';
+import { runMemorySuite, type MemoryResults } from './bench/memory-suite.js';
 import { RssSampler, isAlive } from './bench/procfs.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
 import { runLbSuite, type LbResults } from './bench/lb-suite.js';
@@ -185,6 +186,7 @@ async function main(): Promise<number> {
     let processing: ProcessResults | undefined;
     let thumbnails: ThumbnailResults | undefined;
     let lb: LbResults | undefined;
+    let memory: MemoryResults | undefined;
     if (opts.runSmall) {
       sampler.setPhase('small');
       small = await runSmallSuite(ctx);
@@ -206,6 +208,7 @@ async function main(): Promise<number> {
       sampler.setPhase('lb');
       lb = await runLbSuite(ctx);
     }
+    if (opts.runMemory) memory = await runMemorySuite(ctx); // sets its own phases
     if (opts.runRepair) {
       sampler.setPhase('repair');
       repair = await runRepairSuite(ctx, storageDir);
@@ -234,6 +237,7 @@ async function main(): Promise<number> {
       processing,
       thumbnails,
       lb,
+      memory,
       watched: cluster.processes.map((p) => p.name),
       nginxMissing,
     });
@@ -257,6 +261,7 @@ async function main(): Promise<number> {
       processing,
       thumbnails,
       lb,
+      memory,
       rssBytes: { ...run, phases: sampler.phases() },
       benchMaxRssBytes: process.resourceUsage().maxRSS * 1024,
       failures: ctx.failures,

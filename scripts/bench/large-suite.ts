@@ -10,9 +10,17 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { findExecutable, progress, safeJson, settle, type BenchContext } from './context.js';
-import { curlGet, flushFile, getFile, putFile, threeFsyncedFiles, type Transfer } from './large.js';
+import {
+  curlGet,
+  deleteFiles,
+  flushFile,
+  getFile,
+  putFile,
+  threeFsyncedFiles,
+  type Transfer,
+  type Uploaded,
+} from './large.js';
 import { restingRss, type MemoryAround } from './memory.js';
 import { writeLargeFile } from './payload.js';
 
@@ -36,12 +44,6 @@ export interface LargeResults {
   memory: MemoryAround;
   /** Seconds the upload and two downloads run at once took (undefined if one failed). */
   concurrentS: number | undefined;
-}
-
-/** A file the suite uploaded, to delete at its end. */
-interface Uploaded {
-  id: string;
-  token: string;
 }
 
 const LARGE_NAME = 'large.jpg';
@@ -151,7 +153,9 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
   );
   results.memory.peak = ctx.sampler.peaksOf('large');
   ctx.sampler.setPhase('large, deleting');
-  await deleteUploads(ctx, uploads);
+  ctx.notes.push(
+    ...(await deleteFiles(`${ctx.trove.origin}${ctx.trove.prefix}`, uploads, ctx.dispatcher)),
+  );
   return results;
 }
 
@@ -183,28 +187,12 @@ async function concurrentRound(
   const seconds = (performance.now() - started) / 1000;
   const uploaded = put && checkUpload(ctx, putUrl, put, bytes, sha256);
   if (uploaded) uploads.push(uploaded);
-  const ok = gets.map((got) => got && checkDownload(ctx, getUrl, got, bytes, sha256));
+  const ok = gets.map(
+    (got: Transfer | undefined) => got && checkDownload(ctx, getUrl, got, bytes, sha256),
+  );
   if (!uploaded || !ok.every(Boolean)) return undefined;
   progress(`  at once: ${seconds.toFixed(1)} s`);
   return seconds;
-}
-
-/** Deletes the suite's uploads (their delete tokens), so their gigabytes leave the nodes now. */
-async function deleteUploads(ctx: BenchContext, uploads: Uploaded[]): Promise<void> {
-  for (const { id, token } of uploads) {
-    const url = `${ctx.trove.origin}${ctx.trove.prefix}/files/${id}`;
-    try {
-      const res = await request(url, {
-        method: 'DELETE',
-        headers: { 'x-delete-token': token },
-        dispatcher: ctx.dispatcher,
-      });
-      await res.body.dump();
-      if (res.statusCode !== 204) ctx.notes.push(`DELETE ${url} → ${res.statusCode}`);
-    } catch (err) {
-      ctx.notes.push(`DELETE ${url}: ${(err as Error).message}`);
-    }
-  }
 }
 
 async function attempt(

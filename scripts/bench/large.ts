@@ -153,3 +153,33 @@ export async function curlGet(curl: string, url: string): Promise<Transfer> {
   const [status, bytes, seconds] = stdout.trim().split(' ').map(Number);
   return { seconds: seconds!, status: status!, bytes: bytes!, sha256: '', answer: '' };
 }
+
+/** A file a suite uploaded, to delete at its end. */
+export interface Uploaded {
+  id: string;
+  token: string;
+}
+
+/** Deletes `files` (with their delete tokens) so their bytes leave the nodes now; answers what went wrong. */
+export async function deleteFiles(
+  base: string,
+  files: Uploaded[],
+  dispatcher: Dispatcher,
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const { id, token } of files) {
+    const url = `${base}/files/${id}`;
+    try {
+      const res = await request(url, {
+        method: 'DELETE',
+        headers: { 'x-delete-token': token },
+        dispatcher,
+      });
+      await res.body.dump();
+      if (res.statusCode !== 204) problems.push(`DELETE ${url} → ${res.statusCode}`);
+    } catch (err) {
+      problems.push(`DELETE ${url}: ${(err as Error).message}`);
+    }
+  }
+  return problems;
+}

@@ -27,12 +27,14 @@ export interface BenchOptions {
   runLb: boolean;
   /** The repair suite: destructive (kills and wipes a node), so only on request. */
   runRepair: boolean;
+  /** Minutes of mixed traffic between two resting RSS figures, only on request. */
+  runMemory: boolean;
   /** Storage node the repair suite kills, wipes and restarts. */
   repairNode: string;
   quick: boolean;
 }
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|large|process|thumbnails|lb|repair] [--node <id>]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|large|process|thumbnails|lb|repair|memory] [--node <id>]
 
   --gateway <url>   Trove gateway to measure (default http://127.0.0.1:8080)
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
@@ -44,8 +46,11 @@ export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>]
                     and 16 connections, beside sharp in-process), thumbnails (thumbnails/s of the
                     worker on 20 photos of 2-4 MP, beside vipsthumbnail), lb (nginx and two
                     gateways vs one gateway direct, and a rate ladder; needs npm run start:lb;
-                    never part of the default run), or repair (restoring a wiped node: kills,
-                    wipes and restarts a storage node; never part of the default run)
+                    never part of the default run), repair (restoring a wiped node: kills,
+                    wipes and restarts a storage node; never part of the default run), or
+                    memory (12 × --duration of mixed traffic, uploads refused with 413 included
+                    when MAX_UPLOAD_BYTES is at most 256 MiB, and each process's RSS at rest
+                    before and after it and at its peak; never part of the default run)
   --node <id>       the node --only repair kills and wipes (default node3)
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
@@ -94,7 +99,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       `--large-mib: "${values['large-mib']}" is not a whole number of MiB from 1 to 65536`,
     );
   }
-  const suites = ['small', 'counter', 'large', 'process', 'thumbnails', 'lb', 'repair'];
+  const suites = ['small', 'counter', 'large', 'process', 'thumbnails', 'lb', 'repair', 'memory'];
   if (values.only !== undefined && !suites.includes(values.only)) {
     throw new UsageError(`--only: expected ${suites.join(', ')}, got "${values.only}"`);
   }
@@ -120,6 +125,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     runLb: values.only === 'lb',
     // Destructive and slow: it kills a node, so never without being asked by name.
     runRepair: values.only === 'repair',
+    // Minutes long, and most telling on a cluster with a small MAX_UPLOAD_BYTES: by name only.
+    runMemory: values.only === 'memory',
     repairNode: values.node ?? 'node3',
     quick: values.quick,
   };

@@ -8,7 +8,8 @@ import os from 'node:os';
 import { join, relative } from 'node:path';
 import { SERVICES } from './cluster.js';
 import type { CounterResults, CounterRun } from './counter-suite.js';
-import { memoryCell, worstOf } from './memory.js';
+import { memoryCell, worstOf, type MemoryAround } from './memory.js';
+import type { MemoryResults } from './memory-suite.js';
 import type { BenchOptions } from './options.js';
 import type { LargeKind, LargeResults } from './large-suite.js';
 import { lbRows, type LbResults } from './lb-suite.js';
@@ -61,6 +62,7 @@ export interface RowInput {
   processing: ProcessResults | undefined;
   thumbnails: ThumbnailResults | undefined;
   lb: LbResults | undefined;
+  memory: MemoryResults | undefined;
   /** Names of the processes watched (those with a live pid file). */
   watched: string[];
   /** Why nginx figures are missing, when they are. */
@@ -99,6 +101,7 @@ export function buildRows(input: RowInput): Row[] {
   if (input.processing) rows.push(...processRows(input.processing));
   if (input.lb) rows.push(...lbRows(input.lb));
   if (input.thumbnails) rows.push(...thumbnailRows(input.thumbnails));
+  if (input.memory) rows.push(...memoryRows(input.memory, input.watched));
 
   const large = input.large;
   if (large) {
@@ -146,20 +149,37 @@ export function buildRows(input: RowInput): Row[] {
       );
     }
 
-    for (const name of SERVICES) {
-      const worst = worstOf(large.memory, name);
-      rows.push({
-        figure: `RSS ${name}, ${size} transfers`,
-        trove: input.watched.includes(name) ? memoryCell(large.memory, name) : 'no pid file',
-        reference: '—',
-        ratio: undefined,
-        target: `< ${RSS_LIMIT_MB} MB`,
-        verdict: worst === undefined ? 'n/a' : worst / 1e6 < RSS_LIMIT_MB ? 'ok' : 'MISS',
-        swift: '—',
-      });
-    }
+    rows.push(...rssRows(large.memory, `${size} transfers`, input.watched));
   }
   return rows;
+}
+
+/** One row per process: its peak and resting RSS around a suite, against RSS_LIMIT_MB. */
+function rssRows(memory: MemoryAround, what: string, watched: string[]): Row[] {
+  return SERVICES.map((name) => {
+    const worst = worstOf(memory, name);
+    return {
+      figure: `RSS ${name}, ${what}`,
+      trove: watched.includes(name) ? memoryCell(memory, name) : 'no pid file',
+      reference: '—',
+      ratio: undefined,
+      target: `< ${RSS_LIMIT_MB} MB`,
+      verdict: worst === undefined ? 'n/a' : worst / 1e6 < RSS_LIMIT_MB ? 'ok' : 'MISS',
+      swift: '—',
+    };
+  });
+}
+
+/** What the mixed traffic did, then each process's RSS around it. */
+function memoryRows(m: MemoryResults, watched: string[]): Row[] {
+  const done = Object.entries(m.counts)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([what, n]) => `${n} × ${what}`)
+    .join(', ');
+  return [
+    contextRow(`mixed traffic, ${m.seconds} s`, done || 'nothing completed', '—', undefined),
+    ...rssRows(m.memory, `mixed traffic`, watched),
+  ];
 }
 
 const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
