@@ -19,6 +19,11 @@ export const MEMORY_FLAGS = [
   // resident for good. A scavenge of a 1 MB space is cheap: what a request
   // keeps alive is small (CPU per request within the noise).
   '--semi-space-growth-factor=1',
+  // After a full collection V8 lets the old generation grow to up to four
+  // times what it kept before collecting again. Under 64 concurrent uploads a
+  // gateway's heap swung between 25 and 75 MB (RSS 156-166 MiB); growing by
+  // 20 % kept it at 106-108 MiB for the same CPU per request.
+  '--heap-growing-percent=20',
 ];
 
 /** Applies MEMORY_FLAGS; call before the process makes or serves its first HTTP request. */
