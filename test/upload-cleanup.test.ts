@@ -125,7 +125,9 @@ describe('upload cleanup', () => {
       .filter((target) => target.includes('.part'));
     expect(open).toEqual([]);
     // It failed where this test means it to: writing the upload's row.
-    expect(readText(cluster.gateway!.logFile)).toMatch(/database is locked/);
+    await waitFor('the failure in the gateway log', async () =>
+      /database is locked/.test(readText(cluster.gateway!.logFile)),
+    );
 
     // The gateway carries on.
     const ok = await fetch(`${cluster.gatewayUrl}/upload/fine.jpg`, {
