@@ -75,7 +75,13 @@ describe('node health', () => {
     } finally {
       node2.kill('SIGCONT');
     }
-    await waitFor('node2 online again', async () => current()?.api === 'online', 30_000);
+    // The gateway's own view and the shared record are written one after the
+    // other; wait for both so the last step recorded is the whole recovery.
+    await waitFor(
+      'node2 online again',
+      async () => current()?.api === 'online' && current()?.status === 'online',
+      30_000,
+    );
     watching = false;
     await watch;
 
