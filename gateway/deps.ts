@@ -4,11 +4,11 @@
  * through here, so a new setting is wired in one place.
  */
 import type { GatewayConfig } from '../shared/config.js';
-import type { GatewayDeps } from './app.js';
+import type { GatewayDeps } from './http/app.js';
 import { RepairQueue } from '../shared/repair-queue.js';
-import { createProcessing } from './process.js';
-import { REPAIR_PUBLISH_TIMEOUT_MS } from './repair-requests.js';
-import { uploadLinkKey } from './upload-link-token.js';
+import { createProcessing } from './processing/process.js';
+import { REPAIR_PUBLISH_TIMEOUT_MS } from './cluster/repair-requests.js';
+import { uploadLinkKey } from './upload/upload-link-token.js';
 
 /** The services run.ts builds and starts, and the two values taken from the disk. */
 export type GatewayParts = Pick<

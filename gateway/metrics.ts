@@ -4,7 +4,7 @@
  * scrape time, the nodes' states and the objects short of a copy.
  *
  * The upload and download paths get this object through their deps and only
- * call its small methods; GET /metrics (gateway/app.ts) serves `registry`.
+ * call its small methods; GET /metrics (gateway/http/app.ts) serves `registry`.
  */
 import type { MiddlewareHandler } from 'hono';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -17,8 +17,8 @@ import {
   METRIC_PREFIX as P,
   type HttpMetrics,
 } from '../shared/metrics.js';
-import type { NodeRegistry, NodeStatus } from './node-registry.js';
-import { requireBearer } from './bearer-auth.js';
+import type { NodeRegistry, NodeStatus } from './cluster/node-registry.js';
+import { requireBearer } from './http/bearer-auth.js';
 
 const NODE_STATES: readonly NodeStatus[] = ['online', 'suspect', 'offline'];
 

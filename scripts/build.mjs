@@ -33,7 +33,7 @@ await build({
   logLevel: 'warning',
 });
 
-// The browser page's static files, beside the built gateway (gateway/static-files.ts reads them from there).
+// The browser page's static files, beside the built gateway (gateway/http/static-files.ts reads them from there).
 cpSync(join(root, 'gateway', 'public'), join(root, 'dist', 'gateway', 'public'), {
   recursive: true,
 });

@@ -236,7 +236,7 @@ const gatewaySchema = z.object({
   OFFLINE_AFTER_FAILURES: int(1, 100).default(3),
   /** Uploads still pending after this many seconds are treated as abandoned and cleaned up. */
   PENDING_UPLOAD_TIMEOUT_SECONDS: int(60).default(6 * 3600),
-  /** Per-client rate limits (gateway/rate-limit.ts), shared by every gateway through Redis; `off` disables them all. */
+  /** Per-client rate limits (gateway/http/rate-limit.ts), shared by every gateway through Redis; `off` disables them all. */
   RATE_LIMITS: bool.default(true),
   /** The window the RATE_LIMIT_* counts are per, in seconds. */
   RATE_LIMIT_WINDOW_SECONDS: int(1, 86400).default(60),
@@ -406,7 +406,7 @@ export interface GatewayConfig extends CommonConfig {
   /** ADMIN_TOKEN: the admin API's Bearer token; undefined turns the admin API off. */
   adminToken: string | undefined;
   nodeTimeoutMs: number;
-  /** NODE_READ_CONNECTIONS: reads in flight to one node at most (gateway/read-order.ts). */
+  /** NODE_READ_CONNECTIONS: reads in flight to one node at most (gateway/download/read-order.ts). */
   nodeReadConnections: number;
   probeSchedule: string;
   offlineAfterFailures: number;

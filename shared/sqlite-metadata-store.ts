@@ -189,7 +189,7 @@ export function migrate(db: Database.Database): void {
   }
 }
 
-/** Each listing status as a condition on a files row (at time @now); as fileStatus() in gateway/file-view.ts decides it. */
+/** Each listing status as a condition on a files row (at time @now); as fileStatus() in gateway/files/file-view.ts decides it. */
 const LIVE = `state = 'committed' AND deleted_at IS NULL AND expires_at > @now`;
 const STATUS_SQL: Record<FileListStatus, string> = {
   pending: `state = 'pending'`,

@@ -7,7 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { adminRoutes, type AdminDeps } from '../gateway/admin.js';
+import { adminRoutes, type AdminDeps } from '../gateway/http/admin.js';
 import { topologyNames, workQueues } from '../shared/jobs.js';
 import {
   filesUnder,

@@ -1,5 +1,5 @@
 /**
- * What download counting costs (gateway/download-counter.ts). GETs of 64 KiB
+ * What download counting costs (gateway/download/download-counter.ts). GETs of 64 KiB
  * files with a download limit, each taking a slot under a per-file Redis lock
  * and writing SQLite, beside the same GETs of files uploaded with
  * max_downloads=0, which skip the counter: same bytes, same path otherwise,

@@ -1,0 +1,245 @@
+/**
+ * The gateway's public HTTP API (see docs/api.md). Routes only parse and
+ * answer; the work lives in upload.ts, download.ts and the modules they use.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { NodeAddress, RateLimitConfig } from '../../shared/config.js';
+import { errorHandler, notFoundHandler } from '../../shared/http.js';
+import type { Logger } from '../../shared/logger.js';
+import { requestLog } from '../../shared/request-log.js';
+import type { MetadataStore } from '../../shared/metadata-store.js';
+import type { NodeClient } from '../../shared/node-client.js';
+import type { AmqpClient } from '../../shared/amqp.js';
+import type { Redis } from 'ioredis';
+import { repairStatsKey } from '../../shared/jobs.js';
+import { handleDelete } from '../files/deletion.js';
+import type { DownloadCounter } from '../download/download-counter.js';
+import { findFile, handleDownload, handleThumbnail } from '../download/download.js';
+import { fileJson } from '../files/file-view.js';
+import type { NodeRegistry } from '../cluster/node-registry.js';
+import { baseUrl, type PublicUrlConfig } from './public-url.js';
+import type { Replicator } from '../cluster/replicator.js';
+import { handleMultipartUpload, handleRawUpload } from '../upload/upload.js';
+import { handleProcess, type ProcessingDeps } from '../processing/process.js';
+import type { UploadLimits } from '../upload/upload-options.js';
+import { requireUploadAuth, requireUploadToken } from '../upload/upload-auth.js';
+import { mountAdmin } from './admin.js';
+import { UploadLinks, handleUploadLinkPage } from '../upload/upload-links.js';
+import { handleSharePage, sharePageRefusals } from '../download/share-page.js';
+import { loadAssets, serveAsset } from './static-files.js';
+import { addApiDocs } from './api-docs.js';
+import { RateLimits } from './rate-limit.js';
+import { GatewayMetrics, requireMetricsToken } from '../metrics.js';
+import { httpMetricsMiddleware, metricsHandler } from '../../shared/metrics.js';
+import type { RepairQueue } from '../../shared/repair-queue.js';
+
+export interface GatewayDeps {
+  store: MetadataStore;
+  client: NodeClient;
+  registry: NodeRegistry;
+  replicator: Replicator;
+  counter: DownloadCounter;
+  redis: Redis;
+  amqp: AmqpClient;
+  log: Logger;
+  nodes: NodeAddress[];
+  gatewayId: string;
+  copies: number;
+  quorum: number;
+  maxUploadBytes: number;
+  maxFilesPerUpload: number;
+  allowedTypes: string[];
+  limits: UploadLimits;
+  urls: PublicUrlConfig;
+  /** The cluster's name: prefix of its shared Redis keys. */
+  clusterName: string;
+  /** Repairs asked for by uploads short of copies and by reads that found a replica gone. */
+  repairs: RepairQueue;
+  spoolDir: string;
+  /** Image processing (/process, /batch): slots and limits. */
+  processing: ProcessingDeps;
+  /** UPLOAD_TOKEN: when set, uploads, /process and /batch need it as a Bearer token. */
+  uploadToken: string | undefined;
+  /** ADMIN_TOKEN: the admin API's Bearer token; undefined turns the admin API off (401). */
+  adminToken: string | undefined;
+  /** uploadLinkKey(cluster secret): signs and checks upload links, the same on every gateway. */
+  uploadLinkKey: Buffer;
+  /** RATE_LIMIT_*: per-client limits on uploads and download attempts; absent = none. */
+  rateLimits?: RateLimitConfig;
+  /** METRICS_TOKEN: when set, GET /metrics needs it as a Bearer token. */
+  metricsToken?: string;
+  /** Prometheus metrics; createApp makes them when not given. */
+  metrics?: GatewayMetrics;
+}
+
+/**
+ * A module loaded on its first request rather than at start-up: what only a
+ * few routes use (archiver for /batch, the QR encoder for /qr) stays out of
+ * the resident memory of a gateway that never serves them.
+ */
+function onFirstUse<T>(load: () => Promise<T>): () => Promise<T> {
+  let module: Promise<T> | undefined;
+  return () => (module ??= load());
+}
+
+const batchModule = onFirstUse(() => import('../processing/batch.js'));
+const qrModule = onFirstUse(() => import('./qr.js'));
+
+export function createApp(deps: GatewayDeps) {
+  // The upload and download paths count bytes and outcomes through deps.metrics.
+  const metrics = deps.metrics ?? new GatewayMetrics(deps);
+  deps = { ...deps, metrics };
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.onError(errorHandler(deps.log));
+  app.notFound(notFoundHandler);
+  // First: everything after it runs under the request's id (X-Request-Id).
+  app.use('*', requestLog(deps.log, { quietPaths: ['/health', '/ready', '/metrics'] }));
+  app.use('*', httpMetricsMiddleware(metrics.http));
+
+  app.get('/health', (c) => c.json({ status: 'ok' }));
+  // Prometheus (docs/metrics.md); open unless METRICS_TOKEN is set.
+  app.get('/metrics', requireMetricsToken(deps.metricsToken), metricsHandler(metrics.registry));
+
+  app.get('/ready', async (c) => {
+    const online = deps.registry.onlineCount();
+    const [metadata, redis] = await Promise.all([
+      deps.store.ping().catch(() => false),
+      deps.redis.ping().then(
+        (r) => r === 'PONG',
+        () => false,
+      ),
+    ]);
+    const queue = deps.amqp.connected;
+    // The queue is not required: uploads and downloads work without it (the sweep catches up).
+    const ready = metadata && redis && online >= deps.quorum;
+    return c.json(
+      { ready, metadata, redis, queue, nodes_online: online, write_quorum: deps.quorum },
+      ready ? 200 : 503,
+    );
+  });
+
+  // Before the body is read: without the token, not a byte reaches the spool or sharp.
+  const auth = requireUploadToken(deps.uploadToken);
+  const links = new UploadLinks({
+    key: deps.uploadLinkKey,
+    redis: deps.redis,
+    store: deps.store,
+    clusterName: deps.clusterName,
+    log: deps.log,
+  });
+  // Uploads also take a signed upload link (?link=) in the token's place; /process and /batch do not.
+  const uploadAuth = requireUploadAuth(deps.uploadToken, links);
+  // Rate limits first: a client guessing the token is held to them too.
+  const limits = new RateLimits({
+    redis: deps.redis,
+    log: deps.log,
+    clusterName: deps.clusterName,
+    trustProxy: deps.urls.trustProxy,
+    config: deps.rateLimits,
+  });
+  for (const path of ['/upload', '/upload/*'])
+    app.on(['POST', 'PUT'], path, limits.uploads, uploadAuth);
+  for (const path of ['/process', '/batch']) app.on(['POST', 'PUT'], path, limits.uploads, auth);
+  // GET routes take HEAD too. The share page answers its refusals as HTML.
+  app.get('/s/:id', sharePageRefusals);
+  for (const path of ['/download/:id', '/s/:id', '/files/:id/thumbnail'])
+    app.get(path, limits.downloads);
+
+  app.post('/upload', (c) => handleMultipartUpload(deps, c));
+  app.put('/upload/:filename', (c) => handleRawUpload(deps, c));
+  app.put('/upload', (c) => handleRawUpload(deps, c));
+
+  // Processed images answered directly, nothing stored.
+  app.post('/process', (c) => handleProcess(deps, c));
+  app.post('/batch', async (c) => (await batchModule()).handleBatch(deps, c));
+
+  // Hono dispatches HEAD to the GET route; the handler tells them apart (HEAD consumes nothing).
+  app.get('/download/:id', (c) => handleDownload(deps, c, c.req.method === 'HEAD'));
+
+  app.delete('/files/:id', (c) => handleDelete(deps, c));
+  app.get('/files/:id', async (c) => {
+    const file = await findFile(deps.store, c.req.param('id'));
+    const [replicas, variants] = await Promise.all([
+      deps.store.replicasOf(file.id),
+      deps.store.variantsOf(file.id),
+    ]);
+    return c.json(
+      fileJson(
+        file,
+        replicas,
+        baseUrl((n) => c.req.header(n), c.req.url, deps.urls),
+        variants,
+      ),
+    );
+  });
+  // Like /download, HEAD comes here too; a thumbnail never counts as a download.
+  app.get('/files/:id/thumbnail', (c) => handleThumbnail(deps, c, c.req.method === 'HEAD'));
+
+  app.get('/api/cluster', async (c) => {
+    const [counts, queued, stats] = await Promise.all([
+      deps.store.counts(deps.copies),
+      deps.amqp.depth(deps.amqp.names.replicaRepair),
+      deps.redis
+        .hgetall(repairStatsKey(deps.clusterName))
+        .catch(() => ({}) as Record<string, string>),
+    ]);
+    return c.json({
+      nodes: deps.registry.all().map((n) => ({
+        id: n.id,
+        url: n.url,
+        status: n.status,
+        last_seen: n.lastSeen === null ? null : new Date(n.lastSeen).toISOString(),
+        latency_ms: n.latencyMs,
+        objects: n.objects,
+        free_bytes: n.freeBytes,
+        last_error: n.lastError,
+        scrub: n.scrub,
+      })),
+      objects: counts.objects,
+      under_replicated: counts.underReplicated,
+      repairs: {
+        queued,
+        done: Number(stats.done ?? 0),
+        bytes: Number(stats.bytes ?? 0),
+      },
+      replication_factor: deps.copies,
+      write_quorum: deps.quorum,
+    });
+  });
+
+  // Every /admin route, behind ADMIN_TOKEN (admin.ts).
+  mountAdmin(app, { ...deps, links });
+  addPages(app, deps, links);
+  // GET /openapi.json and the /docs page that shows it (api-docs.ts).
+  addApiDocs(app, deps);
+  return app;
+}
+
+/** The browser page (/), its static files, the share page (/s/:id), QR codes and what the page needs to know. */
+function addPages(
+  app: Hono<{ Bindings: HttpBindings }>,
+  deps: GatewayDeps,
+  links: UploadLinks,
+): void {
+  const assets = loadAssets();
+  app.get('/', (c) => serveAsset(c, assets, 'index.html'));
+  app.get('/static/:name', (c) => serveAsset(c, assets, c.req.param('name')));
+  app.get('/s/:id', (c) => handleSharePage(deps, c));
+  // The upload page in link mode: uploads go through the signed link in its URL.
+  app.get('/u/:token', (c) =>
+    handleUploadLinkPage(links, c, () => serveAsset(c, assets, 'index.html')),
+  );
+  app.get('/qr', async (c) => (await qrModule()).handleQr(c));
+  app.get('/api/config', (c) =>
+    c.json({
+      upload_token_required: deps.uploadToken !== undefined,
+      max_upload_bytes: deps.maxUploadBytes,
+      max_files_per_upload: deps.maxFilesPerUpload,
+      default_max_downloads: deps.limits.defaultMaxDownloads,
+      max_downloads_limit: deps.limits.maxDownloadsLimit,
+      default_ttl_seconds: deps.limits.defaultTtlSeconds,
+      max_ttl_seconds: deps.limits.maxTtlSeconds,
+    }),
+  );
+}
