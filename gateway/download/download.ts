@@ -19,8 +19,8 @@ import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { NodeAddress } from '../../shared/config.js';
-import { GoneError, NotFoundError, UnavailableError } from '../../shared/errors.js';
-import { fileIdOf, isValidFileId } from '../../shared/keys.js';
+import { UnavailableError } from '../../shared/errors.js';
+import { fileIdOf } from '../../shared/keys.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../../shared/metadata-store.js';
 import {
@@ -35,7 +35,14 @@ import type { AmqpClient } from '../../shared/amqp.js';
 import type { DownloadCounter, Grant } from './download-counter.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 import { requestRepair } from '../cluster/repair-requests.js';
-import { downloadsLeft, fileStatus } from '../files/file-view.js';
+import {
+  assertDownloadable,
+  assertNotGone,
+  downloadsLeft,
+  fileStatus,
+  findFile,
+  limitReached,
+} from '../files/file-rules.js';
 import { contentDisposition } from '../http/http-names.js';
 import type { NodeRegistry } from '../cluster/node-registry.js';
 import { rankNodes } from '../../shared/placement.js';
@@ -59,38 +66,6 @@ export interface DownloadDeps {
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
-
-/** The committed file behind a public id; 404 for anything else, malformed ids included. */
-export async function findFile(store: MetadataStore, id: string | undefined): Promise<FileRecord> {
-  const file = id && isValidFileId(id) ? await store.getFile(id) : undefined;
-  if (!file || file.state !== 'committed')
-    throw new NotFoundError('no such file', 'FILE_NOT_FOUND');
-  return file;
-}
-
-/** 410 for a file that can no longer be downloaded, naming why. */
-export function assertDownloadable(file: FileRecord): void {
-  assertNotGone(file);
-  if (fileStatus(file) === 'exhausted') throw limitReached();
-}
-
-/** 410 for a file that expired or was deleted (its downloads may be used up: that is not gone). */
-export function assertNotGone(file: FileRecord): void {
-  switch (fileStatus(file)) {
-    case 'deleted':
-      if (file.deleteReason === 'deleted')
-        throw new GoneError('FILE_DELETED', 'this file was deleted by its owner');
-      throw new GoneError('FILE_EXPIRED', 'this link has expired');
-    case 'expired':
-      throw new GoneError('FILE_EXPIRED', 'this link has expired');
-    case 'exhausted':
-    case 'active':
-  }
-}
-
-function limitReached(): GoneError {
-  return new GoneError('DOWNLOAD_LIMIT_REACHED', 'this link has no downloads left');
-}
 
 /**
  * Counting: a GET that will send bytes takes a download before it contacts a
