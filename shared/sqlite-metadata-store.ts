@@ -189,7 +189,10 @@ export function migrate(db: Database.Database): void {
   }
 }
 
-/** Each listing status as a condition on a files row (at time @now); as fileStatus() in gateway/files/file-view.ts decides it. */
+/**
+ * Each listing status as a condition on a files row (at time @now): the SQL
+ * twin of fileStatus() in gateway/files/file-rules.ts, which must decide alike.
+ */
 const LIVE = `state = 'committed' AND deleted_at IS NULL AND expires_at > @now`;
 const STATUS_SQL: Record<FileListStatus, string> = {
   pending: `state = 'pending'`,

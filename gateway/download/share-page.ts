@@ -8,8 +8,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { TooManyRequestsError, TroveError } from '../../shared/errors.js';
 import type { FileRecord, MetadataStore } from '../../shared/metadata-store.js';
-import { assertDownloadable, findFile } from './download.js';
-import { downloadsLeft } from '../files/file-view.js';
+import { assertDownloadable, downloadsLeft, findFile } from '../files/file-rules.js';
 import { PAGE_HEADERS, escapeHtml, humanBytes, humanUntil, page } from '../http/html.js';
 import { baseUrl, type PublicUrlConfig } from '../http/public-url.js';
 

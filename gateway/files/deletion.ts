@@ -13,7 +13,7 @@ import type { AmqpClient } from '../../shared/amqp.js';
 import { ForbiddenError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { MetadataStore } from '../../shared/metadata-store.js';
-import { findFile } from '../download/download.js';
+import { findFile } from './file-rules.js';
 import { hashToken } from '../upload/ingest.js';
 
 export interface DeletionDeps {

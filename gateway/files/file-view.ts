@@ -1,12 +1,14 @@
-/** The public JSON shape of a file (DESIGN "upload answer"), built in one place. */
+/**
+ * The public JSON shape of a file (DESIGN "upload answer"), built in one
+ * place. Its status and downloads left follow the rules of file-rules.ts.
+ */
 import type {
   FileRecord,
   ReplicaRecord,
   VariantName,
   VariantRecord,
 } from '../../shared/metadata-store.js';
-
-export type FileStatus = 'active' | 'expired' | 'exhausted' | 'deleted';
+import { downloadsLeft, fileStatus } from './file-rules.js';
 
 /** What the public view needs of a file. */
 export type FileView = Pick<
@@ -24,19 +26,6 @@ export type FileView = Pick<
   | 'processing'
   | 'processingError'
 >;
-
-/** `deleted` once the file is a tombstone (its blobs are going or gone), whatever the reason. */
-export function fileStatus(f: FileView, now = Date.now()): FileStatus {
-  if (f.deletedAt !== null) return 'deleted';
-  if (now >= f.expiresAt) return 'expired';
-  if (f.maxDownloads > 0 && f.downloadsUsed >= f.maxDownloads) return 'exhausted';
-  return 'active';
-}
-
-/** Downloads left, or null when unlimited. */
-export function downloadsLeft(f: FileView): number | null {
-  return f.maxDownloads === 0 ? null : Math.max(0, f.maxDownloads - f.downloadsUsed);
-}
 
 /** Where each variant is served (the thumbnail never counts; the compressed copy does). */
 export function variantUrl(base: string, id: string, variant: VariantName): string {

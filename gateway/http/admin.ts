@@ -34,8 +34,8 @@ import {
 import { isUnreachable, type NodeClient } from '../../shared/node-client.js';
 import { integerParam } from '../../shared/string-params.js';
 import { deleteNow } from '../files/deletion.js';
-import { findFile } from '../download/download.js';
-import { fileFields, fileStatus } from '../files/file-view.js';
+import { fileStatus, findFile } from '../files/file-rules.js';
+import { fileFields } from '../files/file-view.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import { requireBearer } from './bearer-auth.js';
 import {

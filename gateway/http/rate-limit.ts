@@ -34,6 +34,7 @@ import type { Redis } from 'ioredis';
 import type { RateLimitConfig } from '../../shared/config.js';
 import { TooManyRequestsError, TroveError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import { MISS_CODES } from '../files/file-rules.js';
 import { clientAddress } from './client-ip.js';
 
 /**
@@ -74,9 +75,6 @@ interface Limit {
   /** "too many … from your address" */
   what: string;
 }
-
-/** Error codes of download attempts whose id leads to no file (download.ts `findFile`, `assertNotGone`). */
-const MISS_CODES = new Set(['FILE_NOT_FOUND', 'FILE_EXPIRED', 'FILE_DELETED']);
 
 /** Redis gets this long to answer before the request goes through unlimited. */
 const REDIS_TIMEOUT_MS = 250;
