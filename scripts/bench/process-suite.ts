@@ -24,7 +24,7 @@ import {
 } from '../../shared/image-ops.js';
 import { progress, settle, type BenchContext } from './context.js';
 import { CpuMeter } from './procfs.js';
-import type { Row } from './report.js';
+import { fmt, type Row } from './table.js';
 
 const CONNECTIONS = [4, 16];
 const QUERY = 'op=thumbnail';
@@ -292,8 +292,6 @@ function report(ctx: BenchContext, r: ProcessRun): void {
     );
   }
 }
-
-const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
 
 /** Report rows: Trove's images/s beside the in-process reference's (ratio = Trove / in-process). */
 export function processRows(r: ProcessResults): Row[] {

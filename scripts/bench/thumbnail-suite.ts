@@ -43,7 +43,7 @@ import { findExecutable, progress, safeJson, settle, type BenchContext } from '.
 import { sha256 } from './payload.js';
 import { makePhotos, PHOTO_SIZES, type Photo } from './photos.js';
 import { cpuSeconds, exitedChildrenCpuSeconds, isAlive, type Watched } from './procfs.js';
-import type { Row } from './report.js';
+import { fmt, type Row } from './table.js';
 
 const THUMB = VARIANT_SPECS.find((s) => s.name === 'thumb')!;
 const COPY = VARIANT_SPECS.find((s) => s.name === 'compressed')!;
@@ -745,8 +745,6 @@ function report(label: string, r: BatchRate, concurrency: number | undefined): v
       `${concurrency ? `, ${concurrency} at a time` : ''}; ${r.cpuMsPerImage.toFixed(0)} ms CPU each)`,
   );
 }
-
-const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
 
 /** The round with the median images/s (the middle one of an odd number). */
 function median(runs: BatchRate[]): BatchRate | undefined {
