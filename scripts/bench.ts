@@ -31,7 +31,7 @@ import { RssSampler, isAlive } from './bench/procfs.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
 import { runLbSuite, type LbResults } from './bench/lb-suite.js';
 import { runProcessSuite, type ProcessResults } from './bench/process-suite.js';
-import { runThumbnailSuite, type ThumbnailResults } from './bench/thumbnail-trove.js';
+import { runThumbnailSuite, type ThumbnailResults } from './bench/thumbnail-suite.js';
 import { buildRows, machineInfo, printReport, writeResults } from './bench/report.js';
 import type { SmallRun } from './bench/small.js';
 import { runSmallSuite } from './bench/small-suite.js';

@@ -15,7 +15,7 @@ import type { LargeKind, LargeResults } from './large-suite.js';
 import { lbRows, type LbResults } from './lb-suite.js';
 import { processRows, type ProcessResults } from './process-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
-import { thumbnailRows, type ThumbnailResults } from './thumbnail-trove.js';
+import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
 import type { SmallRun } from './small.js';
 import { contextRow, fmt, ms, renderTable, verdictOf, type Row } from './table.js';
 
