@@ -30,7 +30,7 @@ export const VARIANT_SPECS: readonly VariantSpec[] = [
 ];
 
 export const VARIANT_CONTENT_TYPE = 'image/webp';
-const WEBP_QUALITY = 80;
+export const WEBP_QUALITY = 80;
 
 export interface RenderLimits {
   /** MAX_INPUT_PIXELS: width × height, times the frames of an animation. */

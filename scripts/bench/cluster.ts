@@ -7,10 +7,16 @@ import { request, type Dispatcher } from 'undici';
 import { loadCommonConfig, loadDotEnv } from '../../shared/config.js';
 import { pidFilePath } from '../../shared/pid-file.js';
 import { commandLine, isAlive, type Watched } from './procfs.js';
+import { GATEWAY_DEFAULTS } from './service-defaults.js';
 
-export const SERVICES = ['gateway', 'node1', 'node2', 'node3', 'worker'] as const;
+/** The storage nodes `npm start` runs with the default NODES. */
+const DEFAULT_NODE_IDS = GATEWAY_DEFAULTS.nodes.map((n) => n.id);
+/** The processes of `npm start`, by the names of their pid files. */
+export const SERVICES = ['gateway', ...DEFAULT_NODE_IDS, 'worker'];
 /** Storage nodes the figures assume: three replicas, as `npm start` runs them. */
-const NODES = 3;
+const NODES = DEFAULT_NODE_IDS.length;
+/** The bench's --gateway when none is given: the gateway's default PORT on this machine. */
+export const DEFAULT_GATEWAY = `http://127.0.0.1:${GATEWAY_DEFAULTS.port}`;
 
 export interface ClusterView {
   storageDir: string;
@@ -81,7 +87,7 @@ async function checkGateway(gateway: string, dispatcher: Dispatcher): Promise<un
     throw new ClusterUnavailableError(
       `the Trove gateway does not answer at ${gateway} (${(err as Error).message}).\n` +
         'Start the cluster first, in another terminal:  RATE_LIMITS=off npm start\n' +
-        'then run the bench again (with the same STORAGE_DIR, and --gateway <url> if it is not on port 8080).',
+        `then run the bench again (with the same STORAGE_DIR, and --gateway <url> if it is not on port ${GATEWAY_DEFAULTS.port}).`,
     );
   }
   const ready = body as { ready?: boolean; nodes_online?: number } | undefined;

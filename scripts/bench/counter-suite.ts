@@ -15,6 +15,7 @@ import { request } from 'undici';
 import { progress, safeJson, settle, type BenchContext } from './context.js';
 import { getFile } from './large.js';
 import { jpegBody, sha256 } from './payload.js';
+import { GATEWAY_DEFAULTS } from './service-defaults.js';
 import { SMALL_BYTES, uploadOne } from './small-suite.js';
 import { counts, discardResponseBodies, smallFailures, type LoadCounts } from './small.js';
 
@@ -26,7 +27,7 @@ const HOT_CONNECTIONS = 64;
  * The gateway's default MAX_DOWNLOADS_LIMIT (it refuses more): far beyond what
  * a run serves, so every GET goes through the counter and none runs out.
  */
-export const COUNTED_MAX_DOWNLOADS = 1_000_000;
+export const COUNTED_MAX_DOWNLOADS = GATEWAY_DEFAULTS.maxDownloadsLimit;
 const UPLOAD_CONCURRENCY = 8;
 /** Seconds an answer may take before autocannon counts a timeout (an error). */
 const TIMEOUT_S = 30;

@@ -15,9 +15,9 @@ import autocannon from 'autocannon';
 import { request } from 'undici';
 import { progress, settle, type BenchContext } from './context.js';
 import { jpegBody, sha256 } from './payload.js';
-import type { Row } from './report.js';
 import { SMALL_BYTES, uploadOne } from './small-suite.js';
 import { measureSmall, type SmallRun } from './small.js';
+import type { Row } from './table.js';
 
 const CONNECTIONS = [64, 256];
 const FILES = 20;

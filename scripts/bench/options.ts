@@ -1,5 +1,6 @@
 /** Command-line flags of `npm run bench`. */
 import { parseArgs } from 'node:util';
+import { DEFAULT_GATEWAY } from './cluster.js';
 
 export interface BenchOptions {
   /** Base URL of the Trove gateway under test. */
@@ -36,7 +37,7 @@ export interface BenchOptions {
 
 export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|large|process|thumbnails|lb|repair|memory] [--node <id>]
 
-  --gateway <url>   Trove gateway to measure (default http://127.0.0.1:8080)
+  --gateway <url>   Trove gateway to measure (default ${DEFAULT_GATEWAY})
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
   --quick           3 s runs and a 64 MiB large file instead of 256 MiB
   --large-mib <n>   size of the large file in MiB (default 256; 64 with --quick), e.g. 1024
@@ -65,7 +66,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        gateway: { type: 'string', default: 'http://127.0.0.1:8080' },
+        gateway: { type: 'string', default: DEFAULT_GATEWAY },
         duration: { type: 'string' },
         quick: { type: 'boolean', default: false },
         'large-mib': { type: 'string' },

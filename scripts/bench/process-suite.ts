@@ -17,6 +17,8 @@
 import sharp from 'sharp';
 import { request } from 'undici';
 import {
+  FORMAT_TYPES,
+  THUMBNAIL_SIZE,
   openImage,
   processImage,
   resolveImageOptions,
@@ -24,14 +26,15 @@ import {
 } from '../../shared/image-ops.js';
 import { progress, settle, type BenchContext } from './context.js';
 import { CpuMeter } from './procfs.js';
-import type { Row } from './report.js';
+import { GATEWAY_DEFAULTS } from './service-defaults.js';
+import { fmt, type Row } from './table.js';
 
 const CONNECTIONS = [4, 16];
 const QUERY = 'op=thumbnail';
 const WIDTH = 2048;
 const HEIGHT = 1536;
 /** The gateway's default MAX_INPUT_PIXELS, for the in-process reference. */
-const LIMITS: ImageLimits = { maxInputPixels: 50_000_000 };
+const LIMITS: ImageLimits = { maxInputPixels: GATEWAY_DEFAULTS.maxInputPixels };
 const TIMEOUT_MS = 60_000;
 
 export type ProcessSide = 'trove' | 'in-process';
@@ -132,7 +135,7 @@ async function checkOnce(ctx: BenchContext, jpeg: Buffer): Promise<Expected | un
       throw new Error(`POST ${url} → ${res.statusCode} ${body.toString().slice(0, 200)}`);
     }
     const meta = await sharp(body).metadata();
-    const want = { width: 256, height: Math.round((256 * HEIGHT) / WIDTH) };
+    const want = { width: THUMBNAIL_SIZE, height: Math.round((THUMBNAIL_SIZE * HEIGHT) / WIDTH) };
     if (meta.format !== 'webp' || meta.width !== want.width || meta.height !== want.height) {
       throw new Error(`POST ${url} answered a ${meta.format} of ${meta.width}×${meta.height}`);
     }
@@ -167,7 +170,7 @@ function overHttp(ctx: BenchContext, jpeg: Buffer, expected: Expected): Attempt 
         return { status: 503, retryAfterS: Number(res.headers['retry-after'] ?? 1) };
       }
       const right =
-        res.headers['content-type'] === 'image/webp' &&
+        res.headers['content-type'] === FORMAT_TYPES.webp &&
         res.headers['x-image-width'] === String(expected.width) &&
         body.byteLength > 0;
       if (res.statusCode === 200 && !right) return { status: 'error' };
@@ -292,8 +295,6 @@ function report(ctx: BenchContext, r: ProcessRun): void {
     );
   }
 }
-
-const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
 
 /** Report rows: Trove's images/s beside the in-process reference's (ratio = Trove / in-process). */
 export function processRows(r: ProcessResults): Row[] {

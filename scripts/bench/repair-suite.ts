@@ -41,14 +41,13 @@ import {
 import { progress, safeJson, type BenchContext } from './context.js';
 import { putFile } from './large.js';
 import { jpegBody, sha256, writeLargeFile } from './payload.js';
+import { WORKER_DEFAULTS } from './service-defaults.js';
 import { SMALL_BYTES, uploadOne } from './small-suite.js';
 
 const SMALL_COUNT = 1000;
 const LARGE_COUNT = 10;
 const LARGE_BYTES = 50e6;
 const UPLOAD_CONCURRENCY = 8;
-/** The worker's defaults, for when its settings cannot be read here. */
-const WORKER_DEFAULTS = { repairBytesPerSecond: 50e6, prefetch: 8 };
 
 interface BenchObject {
   key: string;

@@ -17,18 +17,7 @@ import { processRows, type ProcessResults } from './process-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
 import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
 import type { SmallRun } from './small.js';
-
-export interface Row {
-  figure: string;
-  trove: string;
-  reference: string;
-  /** Trove / reference (for memory rows: undefined). */
-  ratio: number | undefined;
-  target: string;
-  verdict: 'ok' | 'MISS' | 'n/a' | '—';
-  /** OpenStack Swift on the reference machine (BENCHMARKS.md), for context only. */
-  swift: string;
-}
+import { contextRow, fmt, ms, renderTable, verdictOf, type Row } from './table.js';
 
 /** OpenStack Swift 2.30, 3 replicas, from /work/shared/BENCHMARKS.md: a context column, never a ratio. */
 const SWIFT = {
@@ -39,19 +28,8 @@ const SWIFT = {
 };
 export const RSS_LIMIT_MB = 150;
 
-const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
-
-/** autocannon records whole milliseconds, so 0 means "under a millisecond". */
-export const ms = (v: number) => (v < 1 ? '<1' : String(v));
-
 function smallCell(r: SmallRun): string {
   return `${fmt(r.rps)} req/s (p50 ${ms(r.latencyMs.p50)}, p99 ${ms(r.latencyMs.p99)} ms)`;
-}
-
-function verdictOf(ratio: number | undefined, min: number | undefined): Row['verdict'] {
-  if (min === undefined) return '—';
-  if (ratio === undefined) return 'n/a';
-  return ratio >= min ? 'ok' : 'MISS';
 }
 
 export interface RowInput {
@@ -184,16 +162,6 @@ function memoryRows(m: MemoryResults, watched: string[]): Row[] {
 
 const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
-/** A row with no target and no Swift context. */
-function contextRow(
-  figure: string,
-  trove: string,
-  reference: string,
-  ratio: number | undefined,
-): Row {
-  return { figure, trove, reference, ratio, target: '—', verdict: '—', swift: '—' };
-}
-
 /** Counted GETs beside unlimited ones (max_downloads=0 skips the counter): ratio = counted / unlimited. */
 function counterRows(counter: CounterResults): Row[] {
   const rows: Row[] = [];
@@ -293,27 +261,6 @@ function repairRows(r: RepairResults): Row[] {
     );
   }
   return rows;
-}
-
-/** The rows as an aligned Markdown table, readable as is and pasteable into docs. */
-export function renderTable(rows: Row[]): string {
-  const header = ['figure', 'Trove', 'reference', 'ratio', 'target', 'ok?', 'Swift (context)'];
-  const cells = rows.map((r) => [
-    r.figure,
-    r.trove,
-    r.reference,
-    r.ratio === undefined ? '—' : r.ratio.toFixed(2),
-    r.target,
-    r.verdict,
-    r.swift,
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
-  return [
-    line(header),
-    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
-    ...cells.map(line),
-  ].join('\n');
 }
 
 /** Where CPU went in each small run: ms per request of the servers and of the load client. */

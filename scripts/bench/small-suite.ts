@@ -9,7 +9,6 @@ import { request } from 'undici';
 import { progress, safeJson, settle, type BenchContext } from './context.js';
 import { jpegBody, sha256 } from './payload.js';
 import { getFile } from './large.js';
-import { ms } from './report.js';
 import {
   discardResponseBodies,
   measureSmall,
@@ -18,6 +17,7 @@ import {
   type SmallRun,
   type SmallSpec,
 } from './small.js';
+import { ms } from './table.js';
 
 export const SMALL_BYTES = 64 * 1024;
 /** Downloads checked byte for byte before the timed runs, per side. */

@@ -1,0 +1,62 @@
+/**
+ * The report's table: one row per figure, the number formats its cells
+ * share, and how it is drawn. Suites build their rows with these; report.ts
+ * puts them together, so every import points from the report to the suites
+ * and from both to here.
+ */
+
+export interface Row {
+  figure: string;
+  trove: string;
+  reference: string;
+  /** Trove / reference (for memory rows: undefined). */
+  ratio: number | undefined;
+  target: string;
+  verdict: 'ok' | 'MISS' | 'n/a' | '—';
+  /** OpenStack Swift on the reference machine (BENCHMARKS.md), for context only. */
+  swift: string;
+}
+
+/** Three significant figures or so: 0.42, 4.20, 42.0, 420. */
+export const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+
+/** autocannon records whole milliseconds, so 0 means "under a millisecond". */
+export const ms = (v: number) => (v < 1 ? '<1' : String(v));
+
+/** 'ok' when `ratio` reaches `min`; '—' for a figure without a target. */
+export function verdictOf(ratio: number | undefined, min: number | undefined): Row['verdict'] {
+  if (min === undefined) return '—';
+  if (ratio === undefined) return 'n/a';
+  return ratio >= min ? 'ok' : 'MISS';
+}
+
+/** A row with no target and no Swift context. */
+export function contextRow(
+  figure: string,
+  trove: string,
+  reference: string,
+  ratio: number | undefined,
+): Row {
+  return { figure, trove, reference, ratio, target: '—', verdict: '—', swift: '—' };
+}
+
+/** The rows as an aligned Markdown table, readable as is and pasteable into docs. */
+export function renderTable(rows: Row[]): string {
+  const header = ['figure', 'Trove', 'reference', 'ratio', 'target', 'ok?', 'Swift (context)'];
+  const cells = rows.map((r) => [
+    r.figure,
+    r.trove,
+    r.reference,
+    r.ratio === undefined ? '—' : r.ratio.toFixed(2),
+    r.target,
+    r.verdict,
+    r.swift,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
+  return [
+    line(header),
+    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
+    ...cells.map(line),
+  ].join('\n');
+}
