@@ -13,7 +13,8 @@
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { NodeAddress } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
-import type { NodeClient, PutReport, ReplicaOutcome } from '../shared/node-client.js';
+import type { NodeClient } from '../shared/node-client.js';
+import type { PutReport, ReplicaOutcome } from '../shared/node-protocol.js';
 import { pipeChain } from '../shared/streams.js';
 import type { BlobStore } from './blob-store.js';
 
