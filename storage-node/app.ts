@@ -120,6 +120,7 @@ export function createApp(deps: NodeAppDeps) {
     }
     const length = c.req.header('content-length');
     deps.log.debug({ key, hop, chain: chain.map((n) => n.id) }, 'blob write started');
+    // Throws BlobNotStoredError, answered with the same report, when this node could not store it.
     const report = await replicateWrite(chainDeps, {
       key,
       body: c.env.incoming,
@@ -128,17 +129,9 @@ export function createApp(deps: NodeAppDeps) {
       contentLength: length === undefined ? undefined : Number(length),
       hop,
     });
-    const self = report.replicas[0]!;
-    const status = self.ok
-      ? 201
-      : self.code === 'CHECKSUM_MISMATCH'
-        ? 422
-        : self.code === 'INSUFFICIENT_STORAGE'
-          ? 507
-          : 500;
-    if (!self.ok) deps.log.warn({ key, error: self.error }, 'blob not stored');
-    else metrics.blobWritten(self.size);
-    return c.json(report, status);
+    const self = report.replicas[0];
+    if (self?.ok) metrics.blobWritten(self.size);
+    return c.json(report, 201);
   });
 
   app.on('HEAD', '/blobs/:key', async (c) => {
