@@ -1,8 +1,12 @@
 /**
  * Typed errors. Every error a client may see is a TroveError carrying its wire
- * code and HTTP status; `errorBody` and the services' `onError` handlers turn
- * them into `{"error":{"code","message"}}`. Anything else is a bug: logged, 500.
+ * code and HTTP status; the services' one `onError` handler (shared/http.ts)
+ * answers with that status and the error's `body()`, which is
+ * `{"error":{"code","message"}}` but for a storage node's failed write (its
+ * replica report). Anything else is a bug: logged, 500.
  */
+import type { PutReport } from './node-protocol.js';
+
 export class TroveError extends Error {
   constructor(
     readonly code: string,
@@ -12,6 +16,11 @@ export class TroveError extends Error {
   ) {
     super(message, options);
     this.name = new.target.name;
+  }
+
+  /** The JSON the error answers with. */
+  body(): object {
+    return errorBody(this.code, this.message);
   }
 }
 
@@ -90,6 +99,31 @@ export class CorruptBlobError extends TroveError {
       404,
       `blob ${key} failed its checksum (expected ${expected}, read ${actual}) and was quarantined`,
     );
+  }
+}
+
+/**
+ * A storage node could not store a blob written to it. Its PUT still answers
+ * the chain's report, not an error body: the sender reads every node's outcome
+ * from it. The status is that of the node's own failure: 422 a checksum
+ * mismatch, 507 a full disk, 500 anything else.
+ */
+export class BlobNotStoredError extends TroveError {
+  constructor(
+    readonly report: PutReport,
+    failure: unknown,
+  ) {
+    const typed = failure instanceof TroveError ? failure : undefined;
+    super(
+      typed?.code ?? 'BLOB_NOT_STORED',
+      typed?.status ?? 500,
+      `blob ${report.key} not stored: ${failure instanceof Error ? failure.message : String(failure)}`,
+      { cause: failure },
+    );
+  }
+
+  override body(): PutReport {
+    return this.report;
   }
 }
 

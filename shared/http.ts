@@ -37,7 +37,7 @@ export function errorHandler(log: Logger) {
       if (err.status === 503) c.header('retry-after', '2');
       if (err instanceof TooManyRequestsError)
         c.header('retry-after', String(err.retryAfterSeconds));
-      return c.json(errorBody(err.code, err.message), err.status as ContentfulStatusCode);
+      return c.json(err.body(), err.status as ContentfulStatusCode);
     }
     log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
     return c.json(errorBody('INTERNAL', 'internal error'), 500);

@@ -2,7 +2,8 @@
  * Client of the storage-node API, used by the gateway, by nodes forwarding
  * down the chain, and by workers. Keep-alive undici Pools per node; every
  * request carries the cluster secret, and the current request id when there
- * is one (shared/request-context.ts).
+ * is one (shared/request-context.ts). The protocol it speaks (headers, the
+ * chain format, the answers' shapes) is in shared/node-protocol.ts.
  *
  * A Pool queues a request beyond its connections without limit, and none of
  * undici's timeouts runs while it waits there (headersTimeout starts once the
@@ -18,43 +19,16 @@ import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { NodeAddress } from './config.js';
 import { TroveError } from './errors.js';
-import { REQUEST_ID_HEADER, currentRequestId } from './request-context.js';
-
-/** Headers of the internal protocol. */
-export const H = {
-  chain: 'x-trove-chain',
-  hop: 'x-trove-hop',
-  sha256: 'x-trove-sha256',
-  /** The id of the request or job in hand, so the node logs under it too. */
-  requestId: REQUEST_ID_HEADER,
-} as const;
-
-/** What one node did with a replicated write. */
-export type ReplicaOutcome =
-  | { node: string; ok: true; sha256: string; size: number }
-  | { node: string; ok: false; code?: string; error: string };
-
-/** A chain's answer to PUT /blobs/:key: one outcome per node it was given. */
-export interface PutReport {
-  key: string;
-  replicas: ReplicaOutcome[];
-}
-
-export interface NodeHealth {
-  id: string;
-  objects: number;
-  bytes: number;
-  free_bytes: number;
-  total_bytes: number;
-}
-
-/** A blob as a node lists it. */
-export interface ListedBlob {
-  key: string;
-  size: number;
-  sha256: string;
-  mtimeMs: number;
-}
+import {
+  H,
+  formatChain,
+  parsePutReport,
+  type BlobListing,
+  type NodeHealth,
+  type PutReport,
+  type ScrubStarted,
+} from './node-protocol.js';
+import { currentRequestId } from './request-context.js';
 
 /** A node answered with an HTTP error we cannot interpret as a report. */
 export class NodeHttpError extends TroveError {
@@ -113,24 +87,6 @@ export class NodeBusyError extends TroveError {
   ) {
     super('NODE_BUSY', 503, `storage node ${node} has all ${limit} read connections busy`);
   }
-}
-
-export function formatChain(chain: NodeAddress[]): string {
-  return chain.map((n) => `${n.id}=${n.url}`).join(',');
-}
-
-export function parseChain(header: string | undefined): NodeAddress[] | undefined {
-  if (!header) return [];
-  const chain: NodeAddress[] = [];
-  for (const entry of header.split(',')) {
-    const eq = entry.indexOf('=');
-    const id = entry.slice(0, eq).trim();
-    const url = entry.slice(eq + 1).trim();
-    if (eq <= 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(id) || !/^https?:\/\/[^\s/]+$/.test(url))
-      return undefined;
-    chain.push({ id, url });
-  }
-  return chain;
 }
 
 export interface NodeClientOptions {
@@ -205,10 +161,9 @@ export class NodeClient {
       bodyTimeout: this.opts.timeoutMs,
     });
     const text = await res.body.text();
-    const report = safeJson(text) as Partial<PutReport> | undefined;
-    if (!Array.isArray(report?.replicas))
-      throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
-    return { key, replicas: report.replicas };
+    const report = parsePutReport(key, text);
+    if (!report) throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    return report;
   }
 
   /**
@@ -251,7 +206,7 @@ export class NodeClient {
     target: NodeAddress,
     after: string | undefined,
     limit = 1000,
-  ): Promise<{ blobs: ListedBlob[]; next: string | null }> {
+  ): Promise<BlobListing> {
     const query = new URLSearchParams({ limit: String(limit) });
     if (after) query.set('after', after);
     const res = await this.pool(target.url).request({
@@ -264,7 +219,7 @@ export class NodeClient {
     const text = await res.body.text();
     if (res.statusCode !== 200)
       throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
-    return JSON.parse(text) as { blobs: ListedBlob[]; next: string | null };
+    return JSON.parse(text) as BlobListing;
   }
 
   async deleteBlob(target: NodeAddress, key: string, signal?: AbortSignal): Promise<boolean> {
@@ -317,7 +272,7 @@ export class NodeClient {
   }
 
   /** Asks a node to start a scrub pass now (`POST /scrub`); answers the node's report. */
-  async startScrub(target: NodeAddress): Promise<{ started: boolean; scrub: unknown }> {
+  async startScrub(target: NodeAddress): Promise<ScrubStarted> {
     const res = await this.pool(target.url).request({
       method: 'POST',
       path: '/scrub',
@@ -328,7 +283,7 @@ export class NodeClient {
     const text = await res.body.text();
     if (res.statusCode !== 202)
       throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
-    return JSON.parse(text) as { started: boolean; scrub: unknown };
+    return JSON.parse(text) as ScrubStarted;
   }
 
   async close(): Promise<void> {
@@ -370,13 +325,5 @@ export class NodeClient {
       this.pools.set(name, pool);
     }
     return pool;
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

@@ -18,7 +18,14 @@ import { errorHandler, notFoundHandler } from '../shared/http.js';
 import { SHA256_HEX, isValidKey } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { requestLog } from '../shared/request-log.js';
-import { H, parseChain, type NodeClient } from '../shared/node-client.js';
+import type { NodeClient } from '../shared/node-client.js';
+import {
+  H,
+  parseChain,
+  type BlobListing,
+  type NodeHealth,
+  type ScrubStarted,
+} from '../shared/node-protocol.js';
 import { contentRange, parseRange } from '../shared/range.js';
 import { pipeChain } from '../shared/streams.js';
 import type { BlobInfo, BlobStore } from './blob-store.js';
@@ -66,7 +73,7 @@ export function createApp(deps: NodeAppDeps) {
       total_bytes: u.totalBytes,
       uptime_s: Math.round(process.uptime()),
       ...(deps.scrubStatus && { scrub: deps.scrubStatus() }),
-    });
+    } satisfies NodeHealth);
   });
 
   const requireSecret: MiddlewareHandler = async (c, next) => {
@@ -82,7 +89,7 @@ export function createApp(deps: NodeAppDeps) {
     if (!deps.startScrub || !deps.scrubStatus)
       throw new NotFoundError('this node runs no scrubber', 'NO_SCRUBBER');
     const started = deps.startScrub();
-    return c.json({ id: deps.id, started, scrub: deps.scrubStatus() }, 202);
+    return c.json({ id: deps.id, started, scrub: deps.scrubStatus() } satisfies ScrubStarted, 202);
   });
 
   app.get('/blobs', async (c) => {
@@ -94,7 +101,8 @@ export function createApp(deps: NodeAppDeps) {
     if (after !== undefined && !/^[0-9a-f]{2}\/[A-Za-z0-9._@-]+$/.test(after)) {
       throw new BadRequestError('after must be a cursor returned by a previous page');
     }
-    return c.json(await deps.store.list(after, limit));
+    const page: BlobListing = await deps.store.list(after, limit);
+    return c.json(page);
   });
 
   app.put('/blobs/:key', async (c) => {
@@ -112,6 +120,7 @@ export function createApp(deps: NodeAppDeps) {
     }
     const length = c.req.header('content-length');
     deps.log.debug({ key, hop, chain: chain.map((n) => n.id) }, 'blob write started');
+    // Throws BlobNotStoredError, answered with the same report, when this node could not store it.
     const report = await replicateWrite(chainDeps, {
       key,
       body: c.env.incoming,
@@ -120,17 +129,9 @@ export function createApp(deps: NodeAppDeps) {
       contentLength: length === undefined ? undefined : Number(length),
       hop,
     });
-    const self = report.replicas[0]!;
-    const status = self.ok
-      ? 201
-      : self.code === 'CHECKSUM_MISMATCH'
-        ? 422
-        : self.code === 'INSUFFICIENT_STORAGE'
-          ? 507
-          : 500;
-    if (!self.ok) deps.log.warn({ key, error: self.error }, 'blob not stored');
-    else metrics.blobWritten(self.size);
-    return c.json(report, status);
+    const self = report.replicas[0];
+    if (self?.ok) metrics.blobWritten(self.size);
+    return c.json(report, 201);
   });
 
   app.on('HEAD', '/blobs/:key', async (c) => {

@@ -12,8 +12,10 @@
  */
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { NodeAddress } from '../shared/config.js';
+import { BlobNotStoredError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import type { NodeClient, PutReport, ReplicaOutcome } from '../shared/node-client.js';
+import type { NodeClient } from '../shared/node-client.js';
+import type { PutReport, ReplicaOutcome } from '../shared/node-protocol.js';
 import { pipeChain } from '../shared/streams.js';
 import type { BlobStore } from './blob-store.js';
 
@@ -34,12 +36,14 @@ export interface ChainWrite {
   hop: number;
 }
 
-/** Stores `w.body` here and on every node of `w.chain`; never throws for a successor's failure. */
+/**
+ * Stores `w.body` here and on every node of `w.chain`, and answers one outcome
+ * per node. Throws BlobNotStoredError, carrying that same report, when this
+ * node's own write failed; never throws for a successor's failure.
+ */
 export async function replicateWrite(deps: ChainDeps, w: ChainWrite): Promise<PutReport> {
   const [next, ...rest] = w.chain;
-  if (!next) {
-    return { key: w.key, replicas: [await storeLocally(deps, w.key, w.body, w.expectedSha256)] };
-  }
+  if (!next) return reportOf(w.key, await storeLocally(deps, w.key, w.body, w.expectedSha256), []);
 
   const forwardBody = new PassThrough({ highWaterMark: 256 * 1024 });
   const forwarded = deps.client
@@ -58,24 +62,39 @@ export async function replicateWrite(deps: ChainDeps, w: ChainWrite): Promise<Pu
   // A successor that answers before reading everything (an error) must not stall the local write.
   void forwarded.then(() => forwardBody.destroy());
   pipeChain(w.body, tap).catch(() => {}); // a failure surfaces through the local write below
-  const local = storeLocally(deps, w.key, tap, w.expectedSha256);
-  const [self, forward] = await Promise.all([local, forwarded]);
+  const [local, forward] = await Promise.all([
+    storeLocally(deps, w.key, tap, w.expectedSha256),
+    forwarded,
+  ]);
 
-  if (forward.report) return { key: w.key, replicas: [self, ...forward.report.replicas] };
+  if (forward.report) return reportOf(w.key, local, forward.report.replicas);
 
   deps.log.warn(
     { key: w.key, node: next.id, err: forward.error?.message },
     'chain successor failed',
   );
-  const replicas: ReplicaOutcome[] = [
-    self,
+  const successors: ReplicaOutcome[] = [
     { node: next.id, ok: false, error: describe(forward.error) },
   ];
+  const self = local.outcome;
   if (self.ok && rest.length > 0)
-    replicas.push(...(await replayFromDisk(deps, w.key, self.sha256, rest, w.hop)));
+    successors.push(...(await replayFromDisk(deps, w.key, self.sha256, rest, w.hop)));
   else
-    replicas.push(...rest.map((n) => ({ node: n.id, ok: false as const, error: 'not reached' })));
-  return { key: w.key, replicas };
+    successors.push(...rest.map((n) => ({ node: n.id, ok: false as const, error: 'not reached' })));
+  return reportOf(w.key, local, successors);
+}
+
+/** This node's own write: its outcome in the report and, when it failed, the error. */
+interface LocalWrite {
+  outcome: ReplicaOutcome;
+  failure?: unknown;
+}
+
+/** The chain's report, thrown (BlobNotStoredError) when this node's own write failed. */
+function reportOf(key: string, local: LocalWrite, successors: ReplicaOutcome[]): PutReport {
+  const report = { key, replicas: [local.outcome, ...successors] };
+  if (!local.outcome.ok) throw new BlobNotStoredError(report, local.failure);
+  return report;
 }
 
 async function storeLocally(
@@ -83,17 +102,15 @@ async function storeLocally(
   key: string,
   body: Readable,
   expectedSha256: string | undefined,
-): Promise<ReplicaOutcome> {
+): Promise<LocalWrite> {
   try {
     const info = await deps.store.put(key, body, { expectedSha256 });
-    return { node: deps.selfId, ok: true, sha256: info.sha256, size: info.size };
+    return { outcome: { node: deps.selfId, ok: true, sha256: info.sha256, size: info.size } };
   } catch (err) {
-    return {
-      node: deps.selfId,
-      ok: false,
-      code: (err as { code?: string }).code,
-      error: describe(err),
-    };
+    const error = describe(err);
+    deps.log.warn({ key, error }, 'blob not stored');
+    const code = (err as { code?: string }).code;
+    return { outcome: { node: deps.selfId, ok: false, code, error }, failure: err };
   }
 }
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NodeAddress } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
-import type { ListedBlob, NodeClient } from '../shared/node-client.js';
+import type { NodeClient } from '../shared/node-client.js';
+import type { ListedBlob } from '../shared/node-protocol.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
 import { AntiEntropy } from './anti-entropy.js';
 

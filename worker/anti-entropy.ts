@@ -16,7 +16,8 @@ import type { NodeCheckJob } from '../shared/jobs.js';
 import { fileIdOf } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
-import { isUnreachable, type ListedBlob, type NodeClient } from '../shared/node-client.js';
+import { isUnreachable, type NodeClient } from '../shared/node-client.js';
+import type { ListedBlob } from '../shared/node-protocol.js';
 
 export interface AntiEntropyDeps {
   store: MetadataStore;

@@ -21,7 +21,8 @@ import type { NodeAddress } from '../shared/config.js';
 import { repairStatsKey, type ReplicaRepairJob } from '../shared/jobs.js';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore, ReplicaRecord } from '../shared/metadata-store.js';
-import { H, isUnreachable, type NodeClient } from '../shared/node-client.js';
+import { isUnreachable, type NodeClient } from '../shared/node-client.js';
+import { H } from '../shared/node-protocol.js';
 import type { ByteRate } from './byte-rate.js';
 
 export interface RepairDeps {

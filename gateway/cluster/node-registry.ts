@@ -26,7 +26,8 @@ import type { Redis } from 'ioredis';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { NodeAddress } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
-import type { NodeClient, NodeHealth } from '../../shared/node-client.js';
+import type { NodeClient } from '../../shared/node-client.js';
+import type { NodeHealth } from '../../shared/node-protocol.js';
 
 export type NodeStatus = 'online' | 'suspect' | 'offline';
 

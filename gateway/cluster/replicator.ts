@@ -12,12 +12,8 @@ import type { Readable } from 'node:stream';
 import type { NodeAddress } from '../../shared/config.js';
 import { UnavailableError } from '../../shared/errors.js';
 import type { ReplicaState } from '../../shared/metadata-store.js';
-import {
-  isTransportFailure,
-  isUnreachable,
-  type NodeClient,
-  type ReplicaOutcome,
-} from '../../shared/node-client.js';
+import { isTransportFailure, isUnreachable, type NodeClient } from '../../shared/node-client.js';
+import type { ReplicaOutcome } from '../../shared/node-protocol.js';
 import { lazyBody } from '../../shared/streams.js';
 import type { NodeRegistry } from './node-registry.js';
 import { writeChain } from '../../shared/placement.js';

@@ -13,7 +13,7 @@ import type { Logger } from '../../shared/logger.js';
 import { ClientGoneError, PayloadTooLargeError, UnavailableError } from '../../shared/errors.js';
 import { blobKey, newFileId } from '../../shared/keys.js';
 import type { MetadataStore, ReplicaState } from '../../shared/metadata-store.js';
-import type { ReplicaOutcome } from '../../shared/node-client.js';
+import type { ReplicaOutcome } from '../../shared/node-protocol.js';
 import { ByteLimit, HashCounter, pipeChain } from '../../shared/streams.js';
 import { PassThrough } from 'node:stream';
 import { UploadSpool } from './upload-spool.js';

@@ -1,0 +1,101 @@
+/**
+ * The storage node's wire protocol: what the node (storage-node/app.ts) and
+ * its client (shared/node-client.ts) must agree on. The header names, the
+ * chain header's format, a write's replica report, and the shapes of the
+ * health, listing and scrub answers. The routes and statuses are described in
+ * docs/storage-node.md.
+ */
+import type { NodeAddress } from './config.js';
+import { REQUEST_ID_HEADER } from './request-context.js';
+
+/** Headers of the internal protocol. */
+export const H = {
+  chain: 'x-trove-chain',
+  hop: 'x-trove-hop',
+  sha256: 'x-trove-sha256',
+  /** The id of the request or job in hand, so the node logs under it too. */
+  requestId: REQUEST_ID_HEADER,
+} as const;
+
+/** The `x-trove-chain` header: the nodes a write is forwarded to, as `id=url,id=url`. */
+export function formatChain(chain: NodeAddress[]): string {
+  return chain.map((n) => `${n.id}=${n.url}`).join(',');
+}
+
+/** Reads an `x-trove-chain` header (absent or empty: no successor); undefined when malformed. */
+export function parseChain(header: string | undefined): NodeAddress[] | undefined {
+  if (!header) return [];
+  const chain: NodeAddress[] = [];
+  for (const entry of header.split(',')) {
+    const eq = entry.indexOf('=');
+    const id = entry.slice(0, eq).trim();
+    const url = entry.slice(eq + 1).trim();
+    if (eq <= 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(id) || !/^https?:\/\/[^\s/]+$/.test(url))
+      return undefined;
+    chain.push({ id, url });
+  }
+  return chain;
+}
+
+/** What one node did with a replicated write. */
+export type ReplicaOutcome =
+  | { node: string; ok: true; sha256: string; size: number }
+  | { node: string; ok: false; code?: string; error: string };
+
+/**
+ * A chain's answer to PUT /blobs/:key: one outcome per node it was given. The
+ * node answers it whatever its status (201 when it stored the blob itself,
+ * the status of its own failure otherwise), as JSON.
+ */
+export interface PutReport {
+  key: string;
+  replicas: ReplicaOutcome[];
+}
+
+/** A PUT's answer body read as the report for `key`; undefined when it is not one. */
+export function parsePutReport(key: string, text: string): PutReport | undefined {
+  const body = safeJson(text) as Partial<PutReport> | undefined;
+  return Array.isArray(body?.replicas) ? { key, replicas: body.replicas } : undefined;
+}
+
+/** GET /health. */
+export interface NodeHealth {
+  id: string;
+  status: 'ok';
+  objects: number;
+  bytes: number;
+  free_bytes: number;
+  total_bytes: number;
+  uptime_s: number;
+  /** The scrubber's state, when the node runs one. */
+  scrub?: unknown;
+}
+
+/** A blob as a node lists it. */
+export interface ListedBlob {
+  key: string;
+  size: number;
+  sha256: string;
+  mtimeMs: number;
+}
+
+/** GET /blobs: one page of blobs; `next` is the cursor of the following page, null after the last. */
+export interface BlobListing {
+  blobs: ListedBlob[];
+  next: string | null;
+}
+
+/** POST /scrub: whether a pass started now (false: one was running), and the scrubber's state. */
+export interface ScrubStarted {
+  id: string;
+  started: boolean;
+  scrub: unknown;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
