@@ -17,7 +17,7 @@ import {
   METRIC_PREFIX as P,
   type HttpMetrics,
 } from '../shared/metrics.js';
-import type { NodeRegistry, NodeStatus } from './cluster/node-registry.js';
+import type { NodeStates, NodeStatus } from './cluster/node-registry.js';
 import { requireBearer } from './http/bearer-auth.js';
 
 const NODE_STATES: readonly NodeStatus[] = ['online', 'suspect', 'offline'];
@@ -27,7 +27,7 @@ export type UploadOutcome = 'rejected' | 'failed' | 'aborted';
 
 export interface GatewayMetricsDeps {
   store: MetadataStore;
-  registry: NodeRegistry;
+  registry: NodeStates;
   copies: number;
   log: Logger;
 }

@@ -31,13 +31,13 @@ import {
 } from '../../shared/node-client.js';
 import { contentRange, parseRange, type ByteRange } from '../../shared/range.js';
 import { firstChunk, pipeChain } from '../../shared/streams.js';
-import type { AmqpClient } from '../../shared/amqp.js';
-import type { DownloadCounter, Grant } from './download-counter.js';
+import type { JobPublisher } from '../../shared/amqp.js';
+import type { DownloadGrants, Grant } from './download-counter.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 import { requestRepair } from '../cluster/repair-requests.js';
 import { downloadsLeft, fileStatus } from '../files/file-view.js';
 import { contentDisposition } from '../http/http-names.js';
-import type { NodeRegistry } from '../cluster/node-registry.js';
+import type { NodeStates } from '../cluster/node-registry.js';
 import { rankNodes } from '../../shared/placement.js';
 import { readOrder, type ReadOrder, type ReplicaRow } from './read-order.js';
 import { disconnectSignal } from '../http/request-signal.js';
@@ -48,9 +48,9 @@ import type { GatewayMetrics } from '../metrics.js';
 export interface DownloadDeps {
   store: MetadataStore;
   client: NodeClient;
-  registry: NodeRegistry;
-  counter: DownloadCounter;
-  amqp: AmqpClient;
+  registry: NodeStates;
+  counter: DownloadGrants;
+  amqp: JobPublisher;
   /** A replica found missing or corrupt is queued for repair here. */
   repairs: RepairQueue;
   nodes: NodeAddress[];

@@ -12,7 +12,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
-import type { AmqpClient } from '../../shared/amqp.js';
+import type { JobPublisher } from '../../shared/amqp.js';
 import type { NodeAddress } from '../../shared/config.js';
 import {
   BadRequestError,
@@ -49,7 +49,7 @@ export interface AdminDeps {
   /** ADMIN_TOKEN; undefined turns the admin API off (every route 401). */
   adminToken: string | undefined;
   store: MetadataStore;
-  amqp: AmqpClient;
+  amqp: JobPublisher;
   client: NodeClient;
   nodes: NodeAddress[];
   log: Logger;
@@ -250,7 +250,7 @@ function adminFileJson(f: FileRecord, base: string, now: number) {
 
 // ── POST /admin/repairs ────────────────────────────────────────────────────
 
-function queue(deps: AdminDeps): AmqpClient {
+function queue(deps: AdminDeps): JobPublisher {
   if (!deps.amqp.connected)
     throw new UnavailableError(
       'RabbitMQ is not reachable: no job can be queued',
@@ -360,7 +360,7 @@ async function startScrubs(deps: AdminDeps, req: z.output<typeof adminScrubReque
 // ── GET /admin/queues ──────────────────────────────────────────────────────
 
 /** Messages waiting in each work queue and the dead-letter queue, and jobs held in the delay ladder. */
-async function queueDepths(amqp: AmqpClient) {
+async function queueDepths(amqp: JobPublisher) {
   const n = amqp.names;
   const depths = async (queues: string[]) =>
     Object.fromEntries(

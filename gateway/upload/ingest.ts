@@ -18,11 +18,11 @@ import { ByteLimit, HashCounter, pipeChain } from '../../shared/streams.js';
 import { PassThrough } from 'node:stream';
 import { UploadSpool } from './upload-spool.js';
 import { TypeSniffer } from './content-type.js';
-import { ChainHeadFailedError, type Replicator } from '../cluster/replicator.js';
+import { ChainHeadFailedError, type Replication } from '../cluster/replicator.js';
 
 export interface IngestDeps {
   store: MetadataStore;
-  replicator: Replicator;
+  replicator: Replication;
   log: Logger;
   gatewayId: string;
   /** This gateway's spool directory (see upload-spool.ts). */
