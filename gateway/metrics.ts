@@ -10,6 +10,7 @@ import type { MiddlewareHandler } from 'hono';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { TroveError, isDisconnect } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import type { GatewayConfig } from '../shared/config.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import {
   createHttpMetrics,
@@ -28,7 +29,8 @@ export type UploadOutcome = 'rejected' | 'failed' | 'aborted';
 export interface GatewayMetricsDeps {
   store: MetadataStore;
   registry: NodeStates;
-  copies: number;
+  /** REPLICATION_FACTOR: a file with fewer healthy copies is under-replicated. */
+  replication: GatewayConfig['replication'];
   log: Logger;
 }
 
@@ -75,7 +77,7 @@ export class GatewayMetrics {
     for (const outcome of ['stored', 'rejected', 'failed', 'aborted'])
       this.uploads.inc({ outcome }, 0);
     for (const blob of ['original', 'compressed', 'thumb']) this.downloads.inc({ blob }, 0);
-    const counts = shared(() => deps.store.counts(deps.copies));
+    const counts = shared(() => deps.store.counts(deps.replication.replicationFactor));
     new Gauge({
       name: `${P}node_state`,
       help: "1 for each storage node's current state as this gateway sees it (online, suspect, offline), 0 for the others",

@@ -13,7 +13,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import type { JobPublisher } from '../../shared/amqp.js';
-import type { NodeAddress } from '../../shared/config.js';
+import type { GatewayConfig, NodeAddress } from '../../shared/config.js';
 import {
   BadRequestError,
   GoneError,
@@ -47,7 +47,7 @@ import type { UploadLimits } from '../upload/upload-options.js';
 
 export interface AdminDeps {
   /** ADMIN_TOKEN; undefined turns the admin API off (every route 401). */
-  adminToken: string | undefined;
+  auth: GatewayConfig['auth'];
   store: MetadataStore;
   amqp: JobPublisher;
   client: NodeClient;
@@ -136,7 +136,7 @@ export function requireAdminToken(token: string | undefined): MiddlewareHandler 
 
 /** Mounts the admin API on `app`: `/admin` and everything under it go through the token check first. */
 export function mountAdmin(app: Hono<Env>, deps: AdminDeps): void {
-  const auth = requireAdminToken(deps.adminToken);
+  const auth = requireAdminToken(deps.auth.adminToken);
   app.use('/admin', auth);
   app.use('/admin/*', auth);
   app.route('/admin', adminRoutes(deps));

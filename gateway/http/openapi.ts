@@ -33,16 +33,16 @@ import {
   UPLOAD_ANSWER,
 } from './api-schemas.js';
 import { QR_TEXT } from './qr.js';
-import { uploadOptionSchemas, type UploadLimits } from '../upload/upload-options.js';
+import type { GatewayConfig } from '../../shared/config.js';
+import { uploadOptionSchemas } from '../upload/upload-options.js';
 import { UPLOAD_FILENAME } from '../upload/upload.js';
 import { uploadLinkAnswer } from '../upload/upload-links.js';
 import { DOWNLOAD_VARIANT } from '../files/variants.js';
 
 /** What the document states about this gateway (its limits show in the schemas). */
 export interface ApiDocDeps {
-  limits: UploadLimits;
-  maxUploadBytes: number;
-  maxFilesPerUpload: number;
+  limits: GatewayConfig['limits'];
+  uploads: GatewayConfig['uploads'];
 }
 
 type Responses = RouteConfig['responses'];
@@ -101,7 +101,7 @@ function uploadRoutes(deps: ApiDocDeps): RouteConfig[] {
     401: UNAUTHORIZED,
     403: error('UPLOAD_LINK_INVALID, UPLOAD_LINK_EXPIRED, UPLOAD_LINK_USED_UP (?link=)'),
     413: error(
-      `PAYLOAD_TOO_LARGE: a file over ${deps.maxUploadBytes} bytes, or more than ${deps.maxFilesPerUpload} files`,
+      `PAYLOAD_TOO_LARGE: a file over ${deps.uploads.maxUploadBytes} bytes, or more than ${deps.uploads.maxFilesPerUpload} files`,
     ),
     415: error('UNSUPPORTED_MEDIA_TYPE: the magic bytes are not an allowed type'),
     429: RATE_LIMITED,

@@ -48,7 +48,7 @@ const LARGE_COUNT = 10;
 const LARGE_BYTES = 50e6;
 const UPLOAD_CONCURRENCY = 8;
 /** The worker's defaults, for when its settings cannot be read here. */
-const WORKER_DEFAULTS = { repairBytesPerSecond: 50e6, prefetch: 8 };
+const WORKER_DEFAULTS = { repairBytesPerSecond: 50e6, workerPrefetch: 8 };
 
 interface BenchObject {
   key: string;
@@ -95,7 +95,7 @@ export async function runRepairSuite(
     node: ctx.opts.repairNode,
     objects: { small: 0, large: 0, bytes: 0 },
     limitBytesPerS: worker.repairBytesPerSecond,
-    concurrency: worker.prefetch,
+    concurrency: worker.workerPrefetch,
     firstCopyS: undefined,
     restoreS: undefined,
     smallBackS: undefined,
@@ -128,14 +128,21 @@ export async function runRepairSuite(
     ctx.failures.push(`repair: ${(err as Error).message}`);
   }
   if (results.restoreS !== undefined) {
-    results.reference = await plainCopy(ctx, storageDir, source, target, objects, worker.prefetch);
+    results.reference = await plainCopy(
+      ctx,
+      storageDir,
+      source,
+      target,
+      objects,
+      worker.workerPrefetch,
+    );
   }
   return results;
 }
 
 function workerSettings(
   ctx: BenchContext,
-): Pick<WorkerConfig, 'repairBytesPerSecond' | 'prefetch'> {
+): Pick<WorkerConfig, 'repairBytesPerSecond' | 'workerPrefetch'> {
   try {
     return loadWorkerConfig(process.env);
   } catch (err) {
