@@ -10,6 +10,7 @@ import type { MiddlewareHandler } from 'hono';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { TroveError, isDisconnect } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import type { GatewayConfig } from '../shared/config.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import {
   createHttpMetrics,
@@ -17,7 +18,7 @@ import {
   METRIC_PREFIX as P,
   type HttpMetrics,
 } from '../shared/metrics.js';
-import type { NodeRegistry, NodeStatus } from './cluster/node-registry.js';
+import type { NodeStates, NodeStatus } from './cluster/node-registry.js';
 import { requireBearer } from './http/bearer-auth.js';
 
 const NODE_STATES: readonly NodeStatus[] = ['online', 'suspect', 'offline'];
@@ -27,8 +28,9 @@ export type UploadOutcome = 'rejected' | 'failed' | 'aborted';
 
 export interface GatewayMetricsDeps {
   store: MetadataStore;
-  registry: NodeRegistry;
-  copies: number;
+  registry: NodeStates;
+  /** REPLICATION_FACTOR: a file with fewer healthy copies is under-replicated. */
+  replication: GatewayConfig['replication'];
   log: Logger;
 }
 
@@ -75,7 +77,7 @@ export class GatewayMetrics {
     for (const outcome of ['stored', 'rejected', 'failed', 'aborted'])
       this.uploads.inc({ outcome }, 0);
     for (const blob of ['original', 'compressed', 'thumb']) this.downloads.inc({ blob }, 0);
-    const counts = shared(() => deps.store.counts(deps.copies));
+    const counts = shared(() => deps.store.counts(deps.replication.replicationFactor));
     new Gauge({
       name: `${P}node_state`,
       help: "1 for each storage node's current state as this gateway sees it (online, suspect, offline), 0 for the others",

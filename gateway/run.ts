@@ -34,29 +34,29 @@ try {
 }
 
 const log = createLogger('gateway', config.logLevel, { format: config.logFormat });
-const hazard = trustProxyHazard(config.host, config.trustProxy);
-if (hazard) log.warn({ host: config.host }, hazard);
+const hazard = trustProxyHazard(config.server.host, config.urls.trustProxy);
+if (hazard) log.warn({ host: config.server.host }, hazard);
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = new SqliteMetadataStore(openDatabase(config.dbPath));
 const client = new NodeClient({
   secret,
-  timeoutMs: config.nodeTimeoutMs,
-  readConnections: config.nodeReadConnections,
+  timeoutMs: config.storageNodes.nodeTimeoutMs,
+  readConnections: config.storageNodes.nodeReadConnections,
 });
 const redis = createRedis(config.redisUrl, log);
 const counter = new DownloadCounter({ redis, redlock: createRedlock(redis), store, log });
 const amqp = new AmqpClient({
   url: config.amqpUrl,
   prefix: config.clusterName,
-  connectionName: config.gatewayId,
+  connectionName: config.server.gatewayId,
   log,
 });
 void amqp.start(); // uploads do not wait for RabbitMQ; deletions are scheduled once it is up
 const registry = new NodeRegistry(config.nodes, client, {
   redis,
   prefix: config.clusterName,
-  schedule: config.probeSchedule,
-  offlineAfter: config.offlineAfterFailures,
+  schedule: config.storageNodes.probeSchedule,
+  offlineAfter: config.storageNodes.offlineAfterFailures,
   log,
   onCheckNeeded: (node, why) => void requestNodeCheck({ amqp, log }, node, why),
 });
@@ -65,17 +65,17 @@ const replicator = new Replicator({
   client,
   registry,
   nodes: config.nodes,
-  copies: config.replicationFactor,
-  quorum: config.writeQuorum,
+  copies: config.replication.replicationFactor,
+  quorum: config.replication.writeQuorum,
 });
-const spoolDir = join(config.storageDir, 'spool', config.gatewayId);
+const spoolDir = join(config.storageDir, 'spool', config.server.gatewayId);
 await UploadSpool.reset(spoolDir);
 const sweeper = new UploadSweeper({
   store,
   replicator,
   log,
-  gatewayId: config.gatewayId,
-  pendingTimeoutMs: config.pendingUploadTimeoutSeconds * 1000,
+  gatewayId: config.server.gatewayId,
+  pendingTimeoutMs: config.uploads.pendingUploadTimeoutSeconds * 1000,
 });
 sweeper.start();
 
@@ -93,11 +93,11 @@ const app = createApp(
     secret,
   }),
 );
-const server = await listen(app, config.host, config.port);
-writePidFile(config.storageDir, config.pidName);
+const server = await listen(app, config.server.host, config.server.port);
+writePidFile(config.storageDir, config.server.pidName);
 log.info(
   {
-    urls: lanUrls(config.host, config.port),
+    urls: lanUrls(config.server.host, config.server.port),
     nodes_online: registry.onlineCount(),
     db: config.dbPath,
   },

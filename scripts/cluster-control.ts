@@ -52,7 +52,7 @@ export function clusterLayout(): { storageDir: string; nodes: NodeAddress[] } {
 
 /** A node's data directory, resolved as the node itself resolves it (NODE_DATA_DIR or STORAGE_DIR/<id>). */
 export function nodeDataDir(nodeId: string): string {
-  return loadNodeConfig(process.env, ['--id', nodeId]).dataDir;
+  return loadNodeConfig(process.env, ['--id', nodeId]).nodeDataDir;
 }
 
 /** The project root, whether this file runs from scripts/ (tsx) or dist/scripts/ (built). */

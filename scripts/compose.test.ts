@@ -120,20 +120,23 @@ describe('docker-compose.yml', () => {
   it('configures each node so it listens on the port NODES gives it, in the network', () => {
     for (const id of nodes) {
       const config = loadNodeConfig(envOf(id, secret), services[id]!.command);
-      expect(config.id).toBe(id);
-      expect(config.host).toBe('0.0.0.0');
-      expect(config.dataDir).toBe('/data');
+      expect(config.nodeId).toBe(id);
+      expect(config.nodeHost).toBe('0.0.0.0');
+      expect(config.nodeDataDir).toBe('/data');
       const own = config.nodes.find((n) => n.id === id)!;
-      expect(own.url).toBe(`http://${id}:${config.port}`);
-      expect(services[id]!.healthcheck!.test.join(' ')).toContain(`127.0.0.1:${config.port}/`);
+      expect(own.url).toBe(`http://${id}:${config.nodePort}`);
+      expect(services[id]!.healthcheck!.test.join(' ')).toContain(`127.0.0.1:${config.nodePort}/`);
     }
   });
 
   it('configures two gateways behind the proxy, on one database, Redis and secret', () => {
     const configs = gateways.map((g) => loadGatewayConfig(envOf(g, secret)));
-    expect(configs.map((c) => c.gatewayId)).toEqual(gateways);
+    expect(configs.map((c) => c.server.gatewayId)).toEqual(gateways);
     for (const c of configs) {
-      expect(c).toMatchObject({ host: '0.0.0.0', port: 8080, trustProxy: true });
+      expect(c).toMatchObject({
+        server: { host: '0.0.0.0', port: 8080 },
+        urls: { trustProxy: true },
+      });
       expect(c.nodes.map((n) => n.id)).toEqual(nodes);
     }
     const worker = loadWorkerConfig(envOf('worker', secret));
@@ -192,18 +195,18 @@ describe('docker-compose.yml', () => {
     const jobs = Object.fromEntries(prometheus.scrape_configs.map((j) => [j.job_name, j]));
     const targets = (job: string) => jobs[job]!.static_configs!.flatMap((c) => c.targets);
     expect(targets('trove-gateway')).toEqual(
-      gateways.map((g) => `${g}:${loadGatewayConfig(envOf(g, secret)).port}`),
+      gateways.map((g) => `${g}:${loadGatewayConfig(envOf(g, secret)).server.port}`),
     );
     expect(targets('trove-node')).toEqual(
-      nodes.map((n) => `${n}:${loadNodeConfig(envOf(n, secret), services[n]!.command).port}`),
+      nodes.map((n) => `${n}:${loadNodeConfig(envOf(n, secret), services[n]!.command).nodePort}`),
     );
     // Workers scale, so they are found by the service's name; each listens beyond loopback.
     const worker = loadWorkerConfig(envOf('worker', secret));
     expect(jobs['trove-worker']!.dns_sd_configs).toEqual([
-      expect.objectContaining({ names: ['worker'], type: 'A', port: worker.metricsPort }),
+      expect.objectContaining({ names: ['worker'], type: 'A', port: worker.workerMetricsPort }),
     ]);
-    expect(worker.metricsPort).toBeGreaterThan(0);
-    expect(worker.metricsHost).toBe('0.0.0.0');
+    expect(worker.workerMetricsPort).toBeGreaterThan(0);
+    expect(worker.workerMetricsHost).toBe('0.0.0.0');
   });
 
   it('provisions Grafana with Prometheus and a dashboard of the Trove metrics', () => {

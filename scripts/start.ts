@@ -186,7 +186,7 @@ async function main(): Promise<void> {
       await startBalanced(config);
     } else {
       const gateway = launch('gateway', entryPoint('gateway'), [], 37);
-      await waitHealthy('gateway', `http://127.0.0.1:${config.port}`, gateway);
+      await waitHealthy('gateway', `http://127.0.0.1:${config.server.port}`, gateway);
     }
     launch('worker', entryPoint('worker'), [], 90);
   } catch (err) {
@@ -195,11 +195,11 @@ async function main(): Promise<void> {
     return;
   }
 
-  const urls = lanUrls(config.host, config.port);
+  const urls = lanUrls(config.server.host, config.server.port);
   if (lb && !nginxUp) {
     say('Trove is up without nginx (not installed: apt-get install nginx-light). Gateways:');
-    for (const port of [config.port + 1, config.port + 2])
-      for (const url of lanUrls(config.host, port)) say(`    ${url}`);
+    for (const port of [config.server.port + 1, config.server.port + 2])
+      for (const url of lanUrls(config.server.host, port)) say(`    ${url}`);
     say('Ctrl-C stops everything.');
     await waitForExits();
     return;
@@ -208,7 +208,7 @@ async function main(): Promise<void> {
     lb ? 'Trove is up behind nginx (two gateways). Open or share:' : 'Trove is up. Open or share:',
   );
   for (const url of urls) say(`    ${url}`);
-  process.stdout.write(await phoneQr(urls, config.publicUrl));
+  process.stdout.write(await phoneQr(urls, config.urls.publicUrl));
   say(`upload:  curl -F file=@photo.jpg ${urls.at(-1)}/upload`);
   say(`pids:    ${config.storageDir}/run/*.pid   (kill -9 one node to see failover)`);
   say('Ctrl-C stops everything.');
@@ -232,7 +232,7 @@ let nginxUp = false;
  */
 async function startBalanced(config: GatewayConfig): Promise<void> {
   const nginxBinary = findNginx();
-  const ports = [config.port + 1, config.port + 2];
+  const ports = [config.server.port + 1, config.server.port + 2];
   await Promise.all(
     ports.map((port, i) => {
       const name = `gateway${i + 1}`;
@@ -244,7 +244,10 @@ async function startBalanced(config: GatewayConfig): Promise<void> {
     }),
   );
   if (!nginxBinary) return;
-  const listen = config.host === '0.0.0.0' ? String(config.port) : `${config.host}:${config.port}`;
+  const listen =
+    config.server.host === '0.0.0.0'
+      ? String(config.server.port)
+      : `${config.server.host}:${config.server.port}`;
   const nginx = await startNginx(nginxBinary, join(config.storageDir, 'run', 'nginx'), {
     listen,
     gateways: ports.map((p) => `127.0.0.1:${p}`),

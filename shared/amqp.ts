@@ -25,7 +25,20 @@ export interface AmqpOptions {
 
 type ChannelListener = (channel: ConfirmChannel) => void | Promise<void>;
 
-export class AmqpClient {
+/**
+ * The job queue as a publisher (the gateway) uses it: publish jobs, read
+ * queue depths. AmqpClient is one; a test may pass a fake.
+ */
+export interface JobPublisher {
+  readonly names: TopologyNames;
+  /** False while RabbitMQ is unreachable: publishers then leave the work to the sweeps. */
+  readonly connected: boolean;
+  publish(queue: string, body: object, opts?: { due?: number; timeoutMs?: number }): Promise<void>;
+  /** Messages waiting in `queue`, or null when RabbitMQ is not reachable. */
+  depth(queue: string): Promise<number | null>;
+}
+
+export class AmqpClient implements JobPublisher {
   readonly names: TopologyNames;
   private conn: ChannelModel | undefined;
   private channel: ConfirmChannel | undefined;

@@ -23,23 +23,23 @@ function configError(load: () => unknown): ConfigError {
 describe('loadGatewayConfig', () => {
   it('has working defaults for an empty environment', () => {
     const c = loadGatewayConfig({});
-    expect(c.port).toBe(8080);
+    expect(c.server.port).toBe(8080);
     expect(c.nodes).toEqual([
       { id: 'node1', url: 'http://127.0.0.1:9001' },
       { id: 'node2', url: 'http://127.0.0.1:9002' },
       { id: 'node3', url: 'http://127.0.0.1:9003' },
     ]);
-    expect(c.replicationFactor).toBe(3);
-    expect(c.writeQuorum).toBe(2);
-    expect(c.allowedTypes).toEqual(['image/*']);
-    expect(c.maxUploadBytes).toBe(1024 ** 3);
-    expect(c.trustProxy).toBe(false);
+    expect(c.replication.replicationFactor).toBe(3);
+    expect(c.replication.writeQuorum).toBe(2);
+    expect(c.uploads.allowedTypes).toEqual(['image/*']);
+    expect(c.uploads.maxUploadBytes).toBe(1024 ** 3);
+    expect(c.urls.trustProxy).toBe(false);
     expect(c.storageDir).toBe(resolve('storage'));
     expect(c.dbPath).toBe(resolve('storage/trove.db'));
   });
 
   it('treats empty strings as unset', () => {
-    expect(loadGatewayConfig({ PORT: '', WRITE_QUORUM: '' }).port).toBe(8080);
+    expect(loadGatewayConfig({ PORT: '', WRITE_QUORUM: '' }).server.port).toBe(8080);
   });
 
   it('reads explicit values', () => {
@@ -52,15 +52,15 @@ describe('loadGatewayConfig', () => {
       ALLOWED_TYPES: 'image/*, Application/PDF',
       TRUST_PROXY: 'yes',
     });
-    expect(c.port).toBe(3000);
+    expect(c.server.port).toBe(3000);
     expect(c.nodes).toEqual([
       { id: 'a', url: 'http://h1:1' },
       { id: 'b', url: 'http://h2:2' },
     ]);
-    expect(c.writeQuorum).toBe(1);
-    expect(c.maxUploadBytes).toBe(100_000_000);
-    expect(c.allowedTypes).toEqual(['image/*', 'application/pdf']);
-    expect(c.trustProxy).toBe(true);
+    expect(c.replication.writeQuorum).toBe(1);
+    expect(c.uploads.maxUploadBytes).toBe(100_000_000);
+    expect(c.uploads.allowedTypes).toEqual(['image/*', 'application/pdf']);
+    expect(c.urls.trustProxy).toBe(true);
   });
 
   const bad: [Env, string][] = [
@@ -91,18 +91,18 @@ describe('loadGatewayConfig', () => {
   }
 
   it('has image processing settings: a slot per core by default', () => {
-    expect(loadGatewayConfig({})).toMatchObject({
+    expect(loadGatewayConfig({}).processing).toMatchObject({
       maxInputPixels: 50_000_000,
       processConcurrency: availableParallelism(),
       maxBatchFiles: 20,
       maxBatchBytes: 256 * 1024 ** 2,
     });
-    const c = loadGatewayConfig({ PROCESS_CONCURRENCY: '3', MAX_BATCH_BYTES: '10MB' });
+    const c = loadGatewayConfig({ PROCESS_CONCURRENCY: '3', MAX_BATCH_BYTES: '10MB' }).processing;
     expect([c.processConcurrency, c.maxBatchBytes]).toEqual([3, 10_000_000]);
   });
 
   it('bounds /process and /batch bodies: 30 s plus 1 s per 1000 bytes, and the spool they fill', () => {
-    expect(loadGatewayConfig({ PROCESS_CONCURRENCY: '2' })).toMatchObject({
+    expect(loadGatewayConfig({ PROCESS_CONCURRENCY: '2' }).processing).toMatchObject({
       bodyTimeoutSeconds: 30,
       bodyMinRate: 1000,
       // What PROCESS_CONCURRENCY requests could spool when each held its slot from its first byte.
@@ -112,7 +112,7 @@ describe('loadGatewayConfig', () => {
       BODY_TIMEOUT_SECONDS: '5',
       BODY_MIN_RATE: '10KB',
       PROCESS_SPOOL_BYTES: '500MB',
-    });
+    }).processing;
     expect([c.bodyTimeoutSeconds, c.bodyMinRate, c.processSpoolBytes]).toEqual([
       5, 10_000, 500_000_000,
     ]);
@@ -144,9 +144,9 @@ describe('loadGatewayConfig', () => {
 
 describe('ADMIN_TOKEN', () => {
   it('is off unless set, and must be 16+ characters', () => {
-    expect(loadGatewayConfig({}).adminToken).toBeUndefined();
-    expect(loadGatewayConfig({ ADMIN_TOKEN: '' }).adminToken).toBeUndefined();
-    expect(loadGatewayConfig({ ADMIN_TOKEN: '0123456789abcdef' }).adminToken).toBe(
+    expect(loadGatewayConfig({}).auth.adminToken).toBeUndefined();
+    expect(loadGatewayConfig({ ADMIN_TOKEN: '' }).auth.adminToken).toBeUndefined();
+    expect(loadGatewayConfig({ ADMIN_TOKEN: '0123456789abcdef' }).auth.adminToken).toBe(
       '0123456789abcdef',
     );
     const err = configError(() => loadGatewayConfig({ ADMIN_TOKEN: 'short-token' }));
@@ -156,8 +156,10 @@ describe('ADMIN_TOKEN', () => {
 
 describe('NODE_READ_CONNECTIONS', () => {
   it('allows 128 reads in flight per node by default, and at least one', () => {
-    expect(loadGatewayConfig({}).nodeReadConnections).toBe(128);
-    expect(loadGatewayConfig({ NODE_READ_CONNECTIONS: '2' }).nodeReadConnections).toBe(2);
+    expect(loadGatewayConfig({}).storageNodes.nodeReadConnections).toBe(128);
+    expect(loadGatewayConfig({ NODE_READ_CONNECTIONS: '2' }).storageNodes.nodeReadConnections).toBe(
+      2,
+    );
     const err = configError(() => loadGatewayConfig({ NODE_READ_CONNECTIONS: '0' }));
     expect(err.problems).toEqual([expect.stringMatching(/^NODE_READ_CONNECTIONS: /)]);
   });
@@ -166,17 +168,17 @@ describe('NODE_READ_CONNECTIONS', () => {
 describe('RATE_LIMIT_*', () => {
   it('is on by default, with per-minute budgets', () => {
     expect(loadGatewayConfig({}).rateLimits).toEqual({
-      enabled: true,
-      windowSeconds: 60,
-      uploads: 120,
-      downloads: 600,
-      misses: 30,
+      rateLimits: true,
+      rateLimitWindowSeconds: 60,
+      rateLimitUploads: 120,
+      rateLimitDownloads: 600,
+      rateLimitMisses: 30,
     });
   });
 
   it('turns off as a whole or one by one, and refuses nonsense', () => {
-    expect(loadGatewayConfig({ RATE_LIMITS: 'off' }).rateLimits.enabled).toBe(false);
-    expect(loadGatewayConfig({ RATE_LIMIT_MISSES: '0' }).rateLimits.misses).toBe(0);
+    expect(loadGatewayConfig({ RATE_LIMITS: 'off' }).rateLimits.rateLimits).toBe(false);
+    expect(loadGatewayConfig({ RATE_LIMIT_MISSES: '0' }).rateLimits.rateLimitMisses).toBe(0);
     const err = configError(() =>
       loadGatewayConfig({ RATE_LIMIT_UPLOADS: '-1', RATE_LIMIT_WINDOW_SECONDS: '0' }),
     );
@@ -190,22 +192,22 @@ describe('RATE_LIMIT_*', () => {
 describe('loadNodeConfig', () => {
   it('takes its id from --id and its port from NODES', () => {
     const c = loadNodeConfig({}, ['node', 'main.ts', '--id', 'node2']);
-    expect(c.id).toBe('node2');
-    expect(c.port).toBe(9002);
-    expect(c.host).toBe('127.0.0.1');
-    expect(c.dataDir).toBe(resolve('storage/node2'));
+    expect(c.nodeId).toBe('node2');
+    expect(c.nodePort).toBe(9002);
+    expect(c.nodeHost).toBe('127.0.0.1');
+    expect(c.nodeDataDir).toBe(resolve('storage/node2'));
   });
 
   it('prefers --id over NODE_ID, and NODE_PORT over NODES', () => {
-    expect(loadNodeConfig({ NODE_ID: 'node1' }, ['--id', 'node3']).port).toBe(9003);
-    expect(loadNodeConfig({ NODE_ID: 'node1', NODE_PORT: '7000' }).port).toBe(7000);
+    expect(loadNodeConfig({ NODE_ID: 'node1' }, ['--id', 'node3']).nodePort).toBe(9003);
+    expect(loadNodeConfig({ NODE_ID: 'node1', NODE_PORT: '7000' }).nodePort).toBe(7000);
   });
 
   it('requires an id, and a port for a node missing from NODES', () => {
     expect(configError(() => loadNodeConfig({})).message).toContain('NODE_ID');
     expect(configError(() => loadNodeConfig({}, ['--id', 'node9'])).message).toContain('NODE_PORT');
     expect(configError(() => loadNodeConfig({}, ['--id', '../etc'])).message).toContain('NODE_ID');
-    expect(loadNodeConfig({ NODE_PORT: '9100' }, ['--id', 'node9']).port).toBe(9100);
+    expect(loadNodeConfig({ NODE_PORT: '9100' }, ['--id', 'node9']).nodePort).toBe(9100);
   });
 });
 
@@ -234,19 +236,24 @@ describe('loadWorkerConfig', () => {
 
 describe('metrics settings', () => {
   it('leaves the gateway /metrics open unless METRICS_TOKEN is set, 16+ characters', () => {
-    expect(loadGatewayConfig({}).metricsToken).toBeUndefined();
-    expect(loadGatewayConfig({ METRICS_TOKEN: 'a'.repeat(16) }).metricsToken).toBe('a'.repeat(16));
+    expect(loadGatewayConfig({}).auth.metricsToken).toBeUndefined();
+    expect(loadGatewayConfig({ METRICS_TOKEN: 'a'.repeat(16) }).auth.metricsToken).toBe(
+      'a'.repeat(16),
+    );
     expect(configError(() => loadGatewayConfig({ METRICS_TOKEN: 'short' })).message).toMatch(
       /METRICS_TOKEN/,
     );
   });
 
   it('serves the worker metrics on loopback:9464 by default; port 0 turns them off', () => {
-    expect(loadWorkerConfig({})).toMatchObject({ metricsPort: 9464, metricsHost: '127.0.0.1' });
-    expect(loadWorkerConfig({ WORKER_METRICS_PORT: '0' }).metricsPort).toBe(0);
+    expect(loadWorkerConfig({})).toMatchObject({
+      workerMetricsPort: 9464,
+      workerMetricsHost: '127.0.0.1',
+    });
+    expect(loadWorkerConfig({ WORKER_METRICS_PORT: '0' }).workerMetricsPort).toBe(0);
     expect(
       loadWorkerConfig({ WORKER_METRICS_PORT: '9500', WORKER_METRICS_HOST: '0.0.0.0' }),
-    ).toMatchObject({ metricsPort: 9500, metricsHost: '0.0.0.0' });
+    ).toMatchObject({ workerMetricsPort: 9500, workerMetricsHost: '0.0.0.0' });
     for (const bad of ['70000', '-1', 'http'])
       expect(configError(() => loadWorkerConfig({ WORKER_METRICS_PORT: bad })).message).toMatch(
         /WORKER_METRICS_PORT/,

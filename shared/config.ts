@@ -3,6 +3,12 @@
  * project reads `process.env`: each service's `run.ts` calls a loader here and passes
  * the typed result down. A bad value throws a ConfigError that names every
  * offending variable, and the process stops before listening.
+ *
+ * Each setting is one zod field keyed by its variable; its typed value is what
+ * the schema outputs, under the variable's name in camelCase
+ * (MAX_UPLOAD_BYTES → `maxUploadBytes`). The gateway's settings are grouped in
+ * sections (`config.uploads.maxUploadBytes`), and its handlers are handed the
+ * sections they read: a new setting is one line in a section, plus its use.
  */
 import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
@@ -104,6 +110,50 @@ const nodeList = z.string().transform((text, ctx) => {
 export const DEFAULT_NODES =
   'node1=http://127.0.0.1:9001,node2=http://127.0.0.1:9002,node3=http://127.0.0.1:9003';
 
+/** A group of settings: zod fields keyed by their variables. */
+type Fields = Record<string, z.ZodType>;
+
+/** MAX_UPLOAD_BYTES → maxUploadBytes: in code, a setting goes by its variable's name. */
+type Camel<S extends string> = S extends `${infer Word}_${infer Rest}`
+  ? `${Lowercase<Word>}${Capitalize<Camel<Rest>>}`
+  : Lowercase<S>;
+
+/** What `fields` parse to, each under its camelCase name. */
+type Settings<F extends Fields> = { [K in keyof F & string as Camel<K>]: z.output<F[K]> };
+
+function camel(variable: string): string {
+  return variable.toLowerCase().replace(/_(.)/g, (_, letter: string) => letter.toUpperCase());
+}
+
+function settings<F extends Fields>(fields: F, values: Record<string, unknown>): Settings<F> {
+  return Object.fromEntries(
+    Object.keys(fields).map((variable) => [camel(variable), values[variable]]),
+  ) as Settings<F>;
+}
+
+/**
+ * A schema of the whole (flat) environment: `top`'s settings at the top level,
+ * each section's under the section's name. Every variable is checked, and all
+ * the bad ones are named, before anything is returned.
+ */
+function envSchema<T extends Fields, S extends Record<string, Fields> = {}>(
+  top: T,
+  sections: S = {} as S,
+) {
+  const fields: Fields = Object.assign({}, top, ...Object.values(sections));
+  return z.object(fields).transform((values) => ({
+    ...settings(top, values),
+    ...(Object.fromEntries(
+      Object.entries(sections).map(([name, section]) => [name, settings(section, values)]),
+    ) as { [N in keyof S]: Settings<S[N]> }),
+  }));
+}
+
+/** A problem found across variables, named after `variable` like any other. */
+function problem(ctx: z.RefinementCtx, variable: string, message: string): void {
+  ctx.addIssue({ code: 'custom', path: [variable], message });
+}
+
 const common = {
   /** Root of runtime data: node disks, the metadata database, pid files, the secret. */
   STORAGE_DIR: z.string().min(1).default('storage'),
@@ -138,7 +188,68 @@ const common = {
   DB_PATH: z.string().min(1).optional(),
 };
 
-const nodeSchema = z.object({
+function parse<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
+  // Empty strings mean "unset", as in most .env conventions.
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v !== ''),
+  );
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`),
+    );
+  }
+  return result.data;
+}
+
+/** The port of a URL, with the scheme's default when none is written. */
+function urlPort(url: string): number {
+  const u = new URL(url);
+  return u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
+}
+
+/** STORAGE_DIR made absolute, and DB_PATH with its default (STORAGE_DIR/trove.db). */
+function withPaths<C extends { storageDir: string; dbPath: string | undefined }>(c: C) {
+  const storageDir = resolve(c.storageDir);
+  return { ...c, storageDir, dbPath: resolve(c.dbPath ?? `${storageDir}/trove.db`) };
+}
+
+/** `<prefix>-<host>-<suffix>`: a default name of a process, unique enough on one machine. */
+function defaultName(prefix: string, suffix: number): string {
+  return `${prefix}-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${suffix}`.slice(0, 64);
+}
+
+/** Copies and quorum that the NODES can hold (the gateway and the worker both write). */
+function checkReplication(
+  ctx: z.RefinementCtx,
+  c: { nodes: NodeAddress[]; replicationFactor: number; writeQuorum: number },
+): void {
+  if (c.replicationFactor > c.nodes.length) {
+    problem(
+      ctx,
+      'REPLICATION_FACTOR',
+      `${c.replicationFactor} copies need at least as many NODES (have ${c.nodes.length})`,
+    );
+  }
+  if (c.writeQuorum > c.replicationFactor) {
+    problem(
+      ctx,
+      'WRITE_QUORUM',
+      `${c.writeQuorum} is more than REPLICATION_FACTOR ${c.replicationFactor}`,
+    );
+  }
+}
+
+const commonSchema = envSchema(common).transform(withPaths);
+
+export type CommonConfig = z.output<typeof commonSchema>;
+
+/** What `npm start` needs to lay out the local cluster. */
+export function loadCommonConfig(env: Env): CommonConfig {
+  return parse(commonSchema, env);
+}
+
+const nodeSchema = envSchema({
   ...common,
   /** Which node this process is (or `--id`). */
   NODE_ID: nodeId,
@@ -154,101 +265,184 @@ const nodeSchema = z.object({
   SCRUB_INTERVAL_SECONDS: int(0).default(86400),
   /** Read rate of the scrubber, so it never starves requests. */
   SCRUB_BYTES_PER_SECOND: bytes.default(50e6),
+}).transform((c, ctx) => {
+  // Runs once every variable is valid; NODE_PORT and NODE_DATA_DIR get their defaults.
+  const self = c.nodes.find((n) => n.id === c.nodeId);
+  const nodePort = c.nodePort ?? (self ? urlPort(self.url) : undefined);
+  if (nodePort === undefined) {
+    problem(ctx, 'NODE_PORT', `node "${c.nodeId}" is not in NODES, so NODE_PORT must be set`);
+    return z.NEVER;
+  }
+  const paths = withPaths(c);
+  return {
+    ...paths,
+    nodePort,
+    nodeDataDir: resolve(c.nodeDataDir ?? `${paths.storageDir}/${c.nodeId}`),
+  };
 });
 
-const gatewaySchema = z.object({
-  ...common,
-  HOST: z.string().min(1).default('0.0.0.0'),
-  PORT: port.default(8080),
-  /** Stable name of this gateway; pending uploads are tagged with it for crash cleanup. */
-  GATEWAY_ID: nodeId.optional(),
-  /** Copies kept of every object. */
-  REPLICATION_FACTOR: int(1, 16).default(3),
-  /** Copies that must be fsynced, with the right sha256, before an upload is answered 201. */
-  WRITE_QUORUM: int(1, 16).default(2),
-  /** Largest accepted file, enforced while streaming. */
-  MAX_UPLOAD_BYTES: bytes.default(1024 ** 3),
-  /** Most files accepted in one multipart upload. */
-  MAX_FILES_PER_UPLOAD: int(1, 1000).default(20),
-  /** Comma-separated MIME patterns decided from magic bytes, e.g. "image/*,application/pdf" or "*\/*". */
-  ALLOWED_TYPES: z
-    .string()
-    .default('image/*')
-    .transform((s) =>
-      s
-        .split(',')
-        .map((t) => t.trim().toLowerCase())
-        .filter(Boolean),
-    )
-    .refine(
-      (list) =>
-        list.length > 0 && list.every((t) => /^[a-z0-9.+-]+\/(\*|[a-z0-9.+-]+)$|^\*\/\*$/.test(t)),
-      {
-        message: 'expected MIME patterns such as image/*,application/pdf',
-      },
-    ),
-  /** Largest image (width × height) /process and /batch decode; bounds the memory of one decode. */
-  MAX_INPUT_PIXELS: int(1).default(50_000_000),
-  /** Images /process and /batch decode at once, a slot each, taken once a request's body is in; beyond that, 503 instead of a queue. */
-  PROCESS_CONCURRENCY: int(1, 256).default(availableParallelism()),
-  /** Most images in one /batch request. */
-  MAX_BATCH_FILES: int(1, 1000).default(20),
-  /** Largest /batch request body (every image together); each image is also held to MAX_UPLOAD_BYTES. */
-  MAX_BATCH_BYTES: bytes.default(256 * 1024 ** 2),
-  /** Inputs of /process and /batch on the spool at once, in bytes; defaults to PROCESS_CONCURRENCY × the larger of MAX_UPLOAD_BYTES and MAX_BATCH_BYTES. */
-  PROCESS_SPOOL_BYTES: bytes.optional(),
-  /** Time a /process or /batch body gets to arrive, whatever its rate, in s; each BODY_MIN_RATE bytes received add 1 s. */
-  BODY_TIMEOUT_SECONDS: int(1, 3600).default(30),
-  /** Slowest average rate, in bytes per second, at which a /process or /batch body keeps arriving once BODY_TIMEOUT_SECONDS is spent. */
-  BODY_MIN_RATE: bytes.default(1000),
-  /** Downloads a share link allows when the upload does not say. */
-  DEFAULT_MAX_DOWNLOADS: int(0, 1_000_000).default(3),
-  /** Highest max_downloads an upload may ask for. */
-  MAX_DOWNLOADS_LIMIT: int(1, Number.MAX_SAFE_INTEGER).default(1_000_000),
-  /** Lifetime of an upload when it does not say, in seconds. */
-  DEFAULT_TTL_SECONDS: int(1).default(3600),
-  /** Longest lifetime an upload may ask for, in seconds. */
-  MAX_TTL_SECONDS: int(1).default(7 * 24 * 3600),
-  /** Base of absolute links (e.g. https://abc.ngrok.app); else derived from the request. */
-  PUBLIC_URL: z
-    .string()
-    .refine((s) => URL.canParse(s) && /^https?:/.test(s), { message: 'expected an http(s) URL' })
-    .transform((s) => s.replace(/\/+$/, ''))
-    .optional(),
-  /** Honour X-Forwarded-Proto/Host (behind ngrok or nginx). */
-  TRUST_PROXY: bool.default(false),
-  /** When set, uploads and processing need `Authorization: Bearer <token>` (set it before going public). */
-  UPLOAD_TOKEN: z.string().min(8, 'use at least 8 characters').optional(),
-  /** When set, GET /metrics needs `Authorization: Bearer <token>`; open when unset (docs/metrics.md). */
-  METRICS_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
-  /** When set, turns on the admin API (/admin/*), which needs `Authorization: Bearer <token>`; off when unset. */
-  ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
-  /** Time a node gets to connect and send the first byte of a read, in ms. */
-  NODE_TIMEOUT_MS: int(100).default(5000),
-  /** Connections per storage node for reads; a download holds one for its whole transfer, and one more is refused (503 NODES_BUSY when every replica is full). */
-  NODE_READ_CONNECTIONS: int(1, 10_000).default(128),
-  /** node-cron schedule (with seconds) of the gateway's node health probes. */
-  PROBE_SCHEDULE: z
-    .string()
-    .default('*/2 * * * * *')
-    .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. */2 * * * * *' }),
-  /** Consecutive failed probes or requests (from any gateway) that make a suspect node offline. */
-  OFFLINE_AFTER_FAILURES: int(1, 100).default(3),
-  /** Uploads still pending after this many seconds are treated as abandoned and cleaned up. */
-  PENDING_UPLOAD_TIMEOUT_SECONDS: int(60).default(6 * 3600),
-  /** Per-client rate limits (gateway/http/rate-limit.ts), shared by every gateway through Redis; `off` disables them all. */
-  RATE_LIMITS: bool.default(true),
-  /** The window the RATE_LIMIT_* counts are per, in seconds. */
-  RATE_LIMIT_WINDOW_SECONDS: int(1, 86400).default(60),
-  /** Upload, /process and /batch requests per client per window; 0 = no limit. */
-  RATE_LIMIT_UPLOADS: int(0, 1_000_000).default(120),
-  /** Download attempts (/download/:id, /s/:id, thumbnails) per client per window; 0 = no limit. */
-  RATE_LIMIT_DOWNLOADS: int(0, 1_000_000).default(600),
-  /** Download attempts answered "no such file" (404, or 410 expired/deleted) per client per window, before its attempts are refused; 0 = no limit. */
-  RATE_LIMIT_MISSES: int(0, 1_000_000).default(30),
+export type NodeConfig = z.output<typeof nodeSchema>;
+
+/** Reads the storage node's configuration; `--id <id>` in argv wins over NODE_ID. */
+export function loadNodeConfig(env: Env, argv: string[] = []): NodeConfig {
+  const idFlag = argv.indexOf('--id');
+  const withId = idFlag >= 0 && argv[idFlag + 1] ? { ...env, NODE_ID: argv[idFlag + 1] } : env;
+  return parse(nodeSchema, withId);
+}
+
+const gatewaySchema = envSchema(common, {
+  server: {
+    HOST: z.string().min(1).default('0.0.0.0'),
+    PORT: port.default(8080),
+    /** Stable name of this gateway; pending uploads are tagged with it for crash cleanup. */
+    GATEWAY_ID: nodeId.optional(),
+  },
+  replication: {
+    /** Copies kept of every object. */
+    REPLICATION_FACTOR: int(1, 16).default(3),
+    /** Copies that must be fsynced, with the right sha256, before an upload is answered 201. */
+    WRITE_QUORUM: int(1, 16).default(2),
+  },
+  uploads: {
+    /** Largest accepted file, enforced while streaming. */
+    MAX_UPLOAD_BYTES: bytes.default(1024 ** 3),
+    /** Most files accepted in one multipart upload. */
+    MAX_FILES_PER_UPLOAD: int(1, 1000).default(20),
+    /** Comma-separated MIME patterns decided from magic bytes, e.g. "image/*,application/pdf" or "*\/*". */
+    ALLOWED_TYPES: z
+      .string()
+      .default('image/*')
+      .transform((s) =>
+        s
+          .split(',')
+          .map((t) => t.trim().toLowerCase())
+          .filter(Boolean),
+      )
+      .refine(
+        (list) =>
+          list.length > 0 &&
+          list.every((t) => /^[a-z0-9.+-]+\/(\*|[a-z0-9.+-]+)$|^\*\/\*$/.test(t)),
+        {
+          message: 'expected MIME patterns such as image/*,application/pdf',
+        },
+      ),
+    /** Uploads still pending after this many seconds are treated as abandoned and cleaned up. */
+    PENDING_UPLOAD_TIMEOUT_SECONDS: int(60).default(6 * 3600),
+  },
+  limits: {
+    /** Downloads a share link allows when the upload does not say. */
+    DEFAULT_MAX_DOWNLOADS: int(0, 1_000_000).default(3),
+    /** Highest max_downloads an upload may ask for. */
+    MAX_DOWNLOADS_LIMIT: int(1, Number.MAX_SAFE_INTEGER).default(1_000_000),
+    /** Lifetime of an upload when it does not say, in seconds. */
+    DEFAULT_TTL_SECONDS: int(1).default(3600),
+    /** Longest lifetime an upload may ask for, in seconds. */
+    MAX_TTL_SECONDS: int(1).default(7 * 24 * 3600),
+  },
+  processing: {
+    /** Largest image (width × height) /process and /batch decode; bounds the memory of one decode. */
+    MAX_INPUT_PIXELS: int(1).default(50_000_000),
+    /** Images /process and /batch decode at once, a slot each, taken once a request's body is in; beyond that, 503 instead of a queue. */
+    PROCESS_CONCURRENCY: int(1, 256).default(availableParallelism()),
+    /** Most images in one /batch request. */
+    MAX_BATCH_FILES: int(1, 1000).default(20),
+    /** Largest /batch request body (every image together); each image is also held to MAX_UPLOAD_BYTES. */
+    MAX_BATCH_BYTES: bytes.default(256 * 1024 ** 2),
+    /** Inputs of /process and /batch on the spool at once, in bytes; defaults to PROCESS_CONCURRENCY × the larger of MAX_UPLOAD_BYTES and MAX_BATCH_BYTES. */
+    PROCESS_SPOOL_BYTES: bytes.optional(),
+    /** Time a /process or /batch body gets to arrive, whatever its rate, in s; each BODY_MIN_RATE bytes received add 1 s. */
+    BODY_TIMEOUT_SECONDS: int(1, 3600).default(30),
+    /** Slowest average rate, in bytes per second, at which a /process or /batch body keeps arriving once BODY_TIMEOUT_SECONDS is spent. */
+    BODY_MIN_RATE: bytes.default(1000),
+  },
+  urls: {
+    /** Base of absolute links (e.g. https://abc.ngrok.app); else derived from the request. */
+    PUBLIC_URL: z
+      .string()
+      .refine((s) => URL.canParse(s) && /^https?:/.test(s), { message: 'expected an http(s) URL' })
+      .transform((s) => s.replace(/\/+$/, ''))
+      .optional(),
+    /** Honour X-Forwarded-Proto/Host (behind ngrok or nginx). */
+    TRUST_PROXY: bool.default(false),
+  },
+  auth: {
+    /** When set, uploads and processing need `Authorization: Bearer <token>` (set it before going public). */
+    UPLOAD_TOKEN: z.string().min(8, 'use at least 8 characters').optional(),
+    /** When set, GET /metrics needs `Authorization: Bearer <token>`; open when unset (docs/metrics.md). */
+    METRICS_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+    /** When set, turns on the admin API (/admin/*), which needs `Authorization: Bearer <token>`; off when unset. */
+    ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+  },
+  storageNodes: {
+    /** Time a node gets to connect and send the first byte of a read, in ms. */
+    NODE_TIMEOUT_MS: int(100).default(5000),
+    /** Connections per storage node for reads; a download holds one for its whole transfer, and one more is refused (503 NODES_BUSY when every replica is full). */
+    NODE_READ_CONNECTIONS: int(1, 10_000).default(128),
+    /** node-cron schedule (with seconds) of the gateway's node health probes. */
+    PROBE_SCHEDULE: z
+      .string()
+      .default('*/2 * * * * *')
+      .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. */2 * * * * *' }),
+    /** Consecutive failed probes or requests (from any gateway) that make a suspect node offline. */
+    OFFLINE_AFTER_FAILURES: int(1, 100).default(3),
+  },
+  rateLimits: {
+    /** Per-client rate limits (gateway/http/rate-limit.ts), shared by every gateway through Redis; `off` disables them all. */
+    RATE_LIMITS: bool.default(true),
+    /** The window the RATE_LIMIT_* counts are per, in seconds. */
+    RATE_LIMIT_WINDOW_SECONDS: int(1, 86400).default(60),
+    /** Upload, /process and /batch requests per client per window; 0 = no limit. */
+    RATE_LIMIT_UPLOADS: int(0, 1_000_000).default(120),
+    /** Download attempts (/download/:id, /s/:id, thumbnails) per client per window; 0 = no limit. */
+    RATE_LIMIT_DOWNLOADS: int(0, 1_000_000).default(600),
+    /** Download attempts answered "no such file" (404, or 410 expired/deleted) per client per window, before its attempts are refused; 0 = no limit. */
+    RATE_LIMIT_MISSES: int(0, 1_000_000).default(30),
+  },
+}).transform((c, ctx) => {
+  // Runs once every variable is valid: checks across variables, then the derived values.
+  checkReplication(ctx, { nodes: c.nodes, ...c.replication });
+  const { limits, server, processing } = c;
+  if (limits.defaultTtlSeconds > limits.maxTtlSeconds) {
+    problem(
+      ctx,
+      'DEFAULT_TTL_SECONDS',
+      `${limits.defaultTtlSeconds} is more than MAX_TTL_SECONDS ${limits.maxTtlSeconds}`,
+    );
+  }
+  if (limits.defaultMaxDownloads > limits.maxDownloadsLimit) {
+    problem(
+      ctx,
+      'DEFAULT_MAX_DOWNLOADS',
+      `${limits.defaultMaxDownloads} is more than MAX_DOWNLOADS_LIMIT ${limits.maxDownloadsLimit}`,
+    );
+  }
+  return {
+    ...withPaths(c),
+    server: {
+      ...server,
+      gatewayId: server.gatewayId ?? defaultName('gw', server.port),
+      /** storage/run/<pidName>.pid: `gateway`, or the GATEWAY_ID when one is set (several gateways on a host). */
+      pidName: server.gatewayId ?? 'gateway',
+    },
+    processing: {
+      ...processing,
+      // What PROCESS_CONCURRENCY requests could spool if each held its slot from its first byte.
+      processSpoolBytes:
+        processing.processSpoolBytes ??
+        processing.processConcurrency *
+          Math.max(c.uploads.maxUploadBytes, processing.maxBatchBytes),
+    },
+  };
 });
 
-const workerSchema = z.object({
+/** The gateway's settings: the common ones at the top, the rest by section (`config.uploads`, `config.limits`, …). */
+export type GatewayConfig = z.output<typeof gatewaySchema>;
+
+export function loadGatewayConfig(env: Env): GatewayConfig {
+  return parse(gatewaySchema, env);
+}
+
+const workerSchema = envSchema({
   ...common,
   /** Name of this worker in logs and in its RabbitMQ connection. */
   WORKER_ID: nodeId.optional(),
@@ -290,271 +484,30 @@ const workerSchema = z.object({
   WORKER_METRICS_PORT: port.default(9464),
   /** Interface of the worker's metrics server; loopback by default (0.0.0.0 in a container). */
   WORKER_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+}).transform((c, ctx) => {
+  // Runs once every variable is valid; durations become ms, the unit the worker uses.
+  checkReplication(ctx, c);
+  const {
+    deleteGraceSeconds,
+    tombstoneRetentionSeconds,
+    orphanGraceSeconds,
+    imageJobTimeoutSeconds,
+    ...rest
+  } = withPaths(c);
+  return {
+    ...rest,
+    workerId: c.workerId ?? defaultName('worker', process.pid),
+    deleteGraceMs: deleteGraceSeconds * 1000,
+    tombstoneRetentionMs: tombstoneRetentionSeconds * 1000,
+    orphanGraceMs: orphanGraceSeconds * 1000,
+    imageJobTimeoutMs: imageJobTimeoutSeconds * 1000,
+  };
 });
 
-function parse<S extends z.ZodType>(schema: S, env: Env): z.output<S> {
-  // Empty strings mean "unset", as in most .env conventions.
-  const cleaned = Object.fromEntries(
-    Object.entries(env).filter(([, v]) => v !== undefined && v !== ''),
-  );
-  const result = schema.safeParse(cleaned);
-  if (!result.success) {
-    throw new ConfigError(
-      result.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`),
-    );
-  }
-  return result.data;
-}
-
-/** The port of a URL, with the scheme's default when none is written. */
-function urlPort(url: string): number {
-  const u = new URL(url);
-  return u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
-}
-
-export interface CommonConfig {
-  storageDir: string;
-  clusterSecret: string | undefined;
-  logLevel: string;
-  logFormat: 'auto' | 'json' | 'pretty';
-  nodes: NodeAddress[];
-  redisUrl: string;
-  amqpUrl: string;
-  clusterName: string;
-  dbPath: string;
-}
-
-function commonOf(c: z.output<z.ZodObject<typeof common>>): CommonConfig {
-  const storageDir = resolve(c.STORAGE_DIR);
-  return {
-    storageDir,
-    clusterSecret: c.CLUSTER_SECRET,
-    logLevel: c.LOG_LEVEL,
-    logFormat: c.LOG_FORMAT,
-    nodes: c.NODES,
-    redisUrl: c.REDIS_URL,
-    amqpUrl: c.AMQP_URL,
-    clusterName: c.CLUSTER_NAME,
-    dbPath: resolve(c.DB_PATH ?? `${storageDir}/trove.db`),
-  };
-}
-
-export interface NodeConfig extends CommonConfig {
-  id: string;
-  host: string;
-  port: number;
-  dataDir: string;
-  timeoutMs: number;
-  scrubIntervalSeconds: number;
-  scrubBytesPerSecond: number;
-}
-
-/** Reads the storage node's configuration; `--id <id>` in argv wins over NODE_ID. */
-export function loadNodeConfig(env: Env, argv: string[] = []): NodeConfig {
-  const idFlag = argv.indexOf('--id');
-  const withId = idFlag >= 0 && argv[idFlag + 1] ? { ...env, NODE_ID: argv[idFlag + 1] } : env;
-  const c = parse(nodeSchema, withId);
-  const self = c.NODES.find((n) => n.id === c.NODE_ID);
-  const port = c.NODE_PORT ?? (self ? urlPort(self.url) : undefined);
-  if (port === undefined) {
-    throw new ConfigError([
-      `NODE_PORT: node "${c.NODE_ID}" is not in NODES, so NODE_PORT must be set`,
-    ]);
-  }
-  const base = commonOf(c);
-  return {
-    ...base,
-    id: c.NODE_ID,
-    host: c.NODE_HOST,
-    port,
-    dataDir: resolve(c.NODE_DATA_DIR ?? `${base.storageDir}/${c.NODE_ID}`),
-    timeoutMs: c.NODE_TIMEOUT_MS,
-    scrubIntervalSeconds: c.SCRUB_INTERVAL_SECONDS,
-    scrubBytesPerSecond: c.SCRUB_BYTES_PER_SECOND,
-  };
-}
-
-export interface GatewayConfig extends CommonConfig {
-  gatewayId: string;
-  /** storage/run/<pidName>.pid: `gateway`, or the GATEWAY_ID when one is set (several gateways on a host). */
-  pidName: string;
-  host: string;
-  port: number;
-  replicationFactor: number;
-  writeQuorum: number;
-  maxUploadBytes: number;
-  maxFilesPerUpload: number;
-  allowedTypes: string[];
-  maxInputPixels: number;
-  processConcurrency: number;
-  maxBatchFiles: number;
-  maxBatchBytes: number;
-  /** PROCESS_SPOOL_BYTES, with its default worked out. */
-  processSpoolBytes: number;
-  bodyTimeoutSeconds: number;
-  /** BODY_MIN_RATE, in bytes per second. */
-  bodyMinRate: number;
-  defaultMaxDownloads: number;
-  maxDownloadsLimit: number;
-  defaultTtlSeconds: number;
-  maxTtlSeconds: number;
-  publicUrl: string | undefined;
-  trustProxy: boolean;
-  uploadToken: string | undefined;
-  /** METRICS_TOKEN: the Bearer token GET /metrics needs; undefined leaves it open. */
-  metricsToken: string | undefined;
-  /** ADMIN_TOKEN: the admin API's Bearer token; undefined turns the admin API off. */
-  adminToken: string | undefined;
-  nodeTimeoutMs: number;
-  /** NODE_READ_CONNECTIONS: reads in flight to one node at most (gateway/download/read-order.ts). */
-  nodeReadConnections: number;
-  probeSchedule: string;
-  offlineAfterFailures: number;
-  pendingUploadTimeoutSeconds: number;
-  rateLimits: RateLimitConfig;
-}
-
-/** Per-client request limits: each is a count per `windowSeconds`; 0 turns that one off. */
-export interface RateLimitConfig {
-  enabled: boolean;
-  windowSeconds: number;
-  uploads: number;
-  downloads: number;
-  misses: number;
-}
-
-/** Copies and quorum that the NODES can hold (the gateway and the worker both write). */
-function replicationProblems(c: {
-  NODES: NodeAddress[];
-  REPLICATION_FACTOR: number;
-  WRITE_QUORUM: number;
-}): string[] {
-  const problems: string[] = [];
-  if (c.REPLICATION_FACTOR > c.NODES.length) {
-    problems.push(
-      `REPLICATION_FACTOR: ${c.REPLICATION_FACTOR} copies need at least as many NODES (have ${c.NODES.length})`,
-    );
-  }
-  if (c.WRITE_QUORUM > c.REPLICATION_FACTOR) {
-    problems.push(
-      `WRITE_QUORUM: ${c.WRITE_QUORUM} is more than REPLICATION_FACTOR ${c.REPLICATION_FACTOR}`,
-    );
-  }
-  return problems;
-}
-
-export function loadGatewayConfig(env: Env): GatewayConfig {
-  const c = parse(gatewaySchema, env);
-  const problems = replicationProblems(c);
-  if (c.DEFAULT_TTL_SECONDS > c.MAX_TTL_SECONDS) {
-    problems.push(
-      `DEFAULT_TTL_SECONDS: ${c.DEFAULT_TTL_SECONDS} is more than MAX_TTL_SECONDS ${c.MAX_TTL_SECONDS}`,
-    );
-  }
-  if (c.DEFAULT_MAX_DOWNLOADS > c.MAX_DOWNLOADS_LIMIT) {
-    problems.push(
-      `DEFAULT_MAX_DOWNLOADS: ${c.DEFAULT_MAX_DOWNLOADS} is more than MAX_DOWNLOADS_LIMIT ${c.MAX_DOWNLOADS_LIMIT}`,
-    );
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-  const base = commonOf(c);
-  return {
-    ...base,
-    pidName: c.GATEWAY_ID ?? 'gateway',
-    gatewayId:
-      c.GATEWAY_ID ?? `gw-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${c.PORT}`.slice(0, 64),
-    host: c.HOST,
-    port: c.PORT,
-    replicationFactor: c.REPLICATION_FACTOR,
-    writeQuorum: c.WRITE_QUORUM,
-    maxUploadBytes: c.MAX_UPLOAD_BYTES,
-    maxFilesPerUpload: c.MAX_FILES_PER_UPLOAD,
-    allowedTypes: c.ALLOWED_TYPES,
-    maxInputPixels: c.MAX_INPUT_PIXELS,
-    processConcurrency: c.PROCESS_CONCURRENCY,
-    maxBatchFiles: c.MAX_BATCH_FILES,
-    maxBatchBytes: c.MAX_BATCH_BYTES,
-    processSpoolBytes:
-      c.PROCESS_SPOOL_BYTES ??
-      c.PROCESS_CONCURRENCY * Math.max(c.MAX_UPLOAD_BYTES, c.MAX_BATCH_BYTES),
-    bodyTimeoutSeconds: c.BODY_TIMEOUT_SECONDS,
-    bodyMinRate: c.BODY_MIN_RATE,
-    defaultMaxDownloads: c.DEFAULT_MAX_DOWNLOADS,
-    maxDownloadsLimit: c.MAX_DOWNLOADS_LIMIT,
-    defaultTtlSeconds: c.DEFAULT_TTL_SECONDS,
-    maxTtlSeconds: c.MAX_TTL_SECONDS,
-    publicUrl: c.PUBLIC_URL,
-    trustProxy: c.TRUST_PROXY,
-    uploadToken: c.UPLOAD_TOKEN,
-    metricsToken: c.METRICS_TOKEN,
-    adminToken: c.ADMIN_TOKEN,
-    nodeTimeoutMs: c.NODE_TIMEOUT_MS,
-    nodeReadConnections: c.NODE_READ_CONNECTIONS,
-    probeSchedule: c.PROBE_SCHEDULE,
-    offlineAfterFailures: c.OFFLINE_AFTER_FAILURES,
-    pendingUploadTimeoutSeconds: c.PENDING_UPLOAD_TIMEOUT_SECONDS,
-    rateLimits: {
-      enabled: c.RATE_LIMITS,
-      windowSeconds: c.RATE_LIMIT_WINDOW_SECONDS,
-      uploads: c.RATE_LIMIT_UPLOADS,
-      downloads: c.RATE_LIMIT_DOWNLOADS,
-      misses: c.RATE_LIMIT_MISSES,
-    },
-  };
-}
-
-export interface WorkerConfig extends CommonConfig {
-  workerId: string;
-  prefetch: number;
-  jobAttempts: number;
-  deleteGraceMs: number;
-  tombstoneRetentionMs: number;
-  sweepSchedule: string;
-  nodeTimeoutMs: number;
-  repairSchedule: string;
-  repairBytesPerSecond: number;
-  orphanGraceMs: number;
-  replicationFactor: number;
-  writeQuorum: number;
-  maxInputPixels: number;
-  imageJobTimeoutMs: number;
-  imageConcurrency: number;
-  /** The metrics server's port; 0 = off. */
-  metricsPort: number;
-  metricsHost: string;
-}
+export type WorkerConfig = z.output<typeof workerSchema>;
 
 export function loadWorkerConfig(env: Env): WorkerConfig {
-  const c = parse(workerSchema, env);
-  const problems = replicationProblems(c);
-  if (problems.length > 0) throw new ConfigError(problems);
-  return {
-    ...commonOf(c),
-    workerId:
-      c.WORKER_ID ??
-      `worker-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${process.pid}`.slice(0, 64),
-    prefetch: c.WORKER_PREFETCH,
-    jobAttempts: c.JOB_ATTEMPTS,
-    deleteGraceMs: c.DELETE_GRACE_SECONDS * 1000,
-    tombstoneRetentionMs: c.TOMBSTONE_RETENTION_SECONDS * 1000,
-    sweepSchedule: c.SWEEP_SCHEDULE,
-    nodeTimeoutMs: c.NODE_TIMEOUT_MS,
-    repairSchedule: c.REPAIR_SCHEDULE,
-    repairBytesPerSecond: c.REPAIR_BYTES_PER_SECOND,
-    orphanGraceMs: c.ORPHAN_GRACE_SECONDS * 1000,
-    replicationFactor: c.REPLICATION_FACTOR,
-    writeQuorum: c.WRITE_QUORUM,
-    maxInputPixels: c.MAX_INPUT_PIXELS,
-    imageJobTimeoutMs: c.IMAGE_JOB_TIMEOUT_SECONDS * 1000,
-    imageConcurrency: c.IMAGE_CONCURRENCY,
-    metricsPort: c.WORKER_METRICS_PORT,
-    metricsHost: c.WORKER_METRICS_HOST,
-  };
-}
-
-/** What `npm start` needs to lay out the local cluster. */
-export function loadCommonConfig(env: Env): CommonConfig {
-  return commonOf(parse(z.object(common), env));
+  return parse(workerSchema, env);
 }
 
 /** Loads `.env` from the working directory when present (Node's own parser). */

@@ -22,10 +22,10 @@ try {
   process.exit(1);
 }
 
-const log = createLogger(config.id, config.logLevel, { format: config.logFormat });
+const log = createLogger(config.nodeId, config.logLevel, { format: config.logFormat });
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
-const store = await FsBlobStore.open(config.dataDir, { log });
-const client = new NodeClient({ secret, timeoutMs: config.timeoutMs });
+const store = await FsBlobStore.open(config.nodeDataDir, { log });
+const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
 const scrubber = new Scrubber({
   store,
   log,
@@ -34,7 +34,7 @@ const scrubber = new Scrubber({
 });
 const server = await listen(
   createApp({
-    id: config.id,
+    id: config.nodeId,
     secret,
     store,
     client,
@@ -42,13 +42,17 @@ const server = await listen(
     scrubStatus: () => scrubber.status(),
     startScrub: () => scrubber.startNow(),
   }),
-  config.host,
-  config.port,
+  config.nodeHost,
+  config.nodePort,
 );
-writePidFile(config.storageDir, config.id);
+writePidFile(config.storageDir, config.nodeId);
 const usage = await store.usage();
 log.info(
-  { url: `http://${config.host}:${config.port}`, dataDir: config.dataDir, objects: usage.objects },
+  {
+    url: `http://${config.nodeHost}:${config.nodePort}`,
+    dataDir: config.nodeDataDir,
+    objects: usage.objects,
+  },
   'storage node listening',
 );
 scrubber.start();

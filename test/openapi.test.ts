@@ -130,8 +130,8 @@ async function servedRoutes(): Promise<string[]> {
   const registry = new NodeRegistry(config.nodes, client, {
     redis,
     prefix: config.clusterName,
-    schedule: config.probeSchedule,
-    offlineAfter: config.offlineAfterFailures,
+    schedule: config.storageNodes.probeSchedule,
+    offlineAfter: config.storageNodes.offlineAfterFailures,
     log,
   });
   try {
@@ -144,8 +144,8 @@ async function servedRoutes(): Promise<string[]> {
           client,
           registry,
           nodes: config.nodes,
-          copies: config.replicationFactor,
-          quorum: config.writeQuorum,
+          copies: config.replication.replicationFactor,
+          quorum: config.replication.writeQuorum,
         }),
         counter: new DownloadCounter({ redis, redlock: createRedlock(redis), store, log }),
         redis,

@@ -143,7 +143,7 @@ const consumer = new JobConsumer(
       handle: (job) => images.handleCompressed(job),
     }),
   ],
-  { prefetch: config.prefetch, attempts: config.jobAttempts, log, metrics },
+  { prefetch: config.workerPrefetch, attempts: config.jobAttempts, log, metrics },
 );
 const sweep = new ExpirySweep({
   store,
@@ -170,8 +170,8 @@ const processingSweep = new ProcessingSweep({
 
 // Before the jobs, so a worker that consumes is already scrapeable.
 const metricsServer = await serveMetrics(metrics.registry, {
-  host: config.metricsHost,
-  port: config.metricsPort,
+  host: config.workerMetricsHost,
+  port: config.workerMetricsPort,
   log,
 });
 await consumer.start();
@@ -190,7 +190,7 @@ const tasks = [
 void amqp.start();
 writePidFile(config.storageDir, 'worker');
 log.info(
-  { db: config.dbPath, sweep: config.sweepSchedule, prefetch: config.prefetch },
+  { db: config.dbPath, sweep: config.sweepSchedule, prefetch: config.workerPrefetch },
   'worker started',
 );
 

@@ -90,7 +90,20 @@ const PROBE_TIMEOUT_MS = 1000;
 /** How often an offline node is probed besides the schedule (a refused connection costs next to nothing). */
 export const RECOVERY_PROBE_MS = 250;
 
-export class NodeRegistry {
+/**
+ * The registry as request handlers use it: node states to read, and what a
+ * request saw of a node to report. run.ts passes the NodeRegistry; a test may
+ * pass a fake.
+ */
+export interface NodeStates {
+  all(): NodeView[];
+  isOnline(id: string): boolean;
+  onlineCount(): number;
+  reportFailure(id: string, err: unknown): void;
+  reportSuccess(id: string): void;
+}
+
+export class NodeRegistry implements NodeStates {
   private readonly views: Map<string, NodeView>;
   private task: ScheduledTask | undefined;
   private recovery: NodeJS.Timeout | undefined;

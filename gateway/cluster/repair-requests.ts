@@ -5,12 +5,12 @@
  * corrupt blobs). Best effort: if
  * RabbitMQ is down the worker's repair sweep finds the same work later.
  */
-import type { AmqpClient } from '../../shared/amqp.js';
+import type { JobPublisher } from '../../shared/amqp.js';
 import type { Logger } from '../../shared/logger.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 
 export interface RepairRequestDeps {
-  amqp: AmqpClient;
+  amqp: JobPublisher;
   log: Logger;
 }
 

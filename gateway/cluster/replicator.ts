@@ -47,7 +47,35 @@ export interface ReplicatorDeps {
   quorum: number;
 }
 
-export class Replicator {
+/**
+ * Replicated writes and deletes as uploads use them (see Replicator, which
+ * run.ts passes; a test may pass a fake).
+ */
+export interface Replication {
+  chainFor(key: string, exclude?: ReadonlySet<string>): NodeAddress[];
+  write(
+    key: string,
+    chain: NodeAddress[],
+    body: Readable,
+    o: WriteOptions,
+  ): Promise<ReplicaOutcome[]>;
+  rewrite(
+    placementKey: string,
+    key: string,
+    open: () => Readable,
+    failed: Set<string>,
+    reached: Set<NodeAddress>,
+    o: WriteOptions,
+  ): Promise<{ chain: NodeAddress[]; outcomes: ReplicaOutcome[] }>;
+  placementOutcome(
+    key: string,
+    chain: NodeAddress[],
+    stored: Set<string>,
+  ): { node: string; state: ReplicaState }[];
+  deleteFrom(key: string, nodes?: NodeAddress[]): Promise<string[]>;
+}
+
+export class Replicator implements Replication {
   constructor(private readonly deps: ReplicatorDeps) {}
 
   /**

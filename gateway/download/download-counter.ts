@@ -66,7 +66,15 @@ export interface CounterDeps {
   log: Logger;
 }
 
-export class DownloadCounter {
+/** Download counting as the download handler uses it (run.ts passes the DownloadCounter; a test may pass a fake). */
+export interface DownloadGrants {
+  /** Consumes one download of a limited file, if one is left. */
+  take(file: CountedFile): Promise<Grant>;
+  /** Returns a download that served no byte. */
+  giveBack(file: CountedFile): Promise<void>;
+}
+
+export class DownloadCounter implements DownloadGrants {
   private readonly queues = new Map<string, FileQueue>();
 
   constructor(private readonly deps: CounterDeps) {

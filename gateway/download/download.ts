@@ -19,8 +19,8 @@ import type { FileRecord, MetadataStore } from '../../shared/metadata-store.js';
 import type { NodeClient } from '../../shared/node-client.js';
 import { contentRange, parseRange } from '../../shared/range.js';
 import { pipeChain } from '../../shared/streams.js';
-import type { AmqpClient } from '../../shared/amqp.js';
-import type { DownloadCounter, Grant } from './download-counter.js';
+import type { JobPublisher } from '../../shared/amqp.js';
+import type { DownloadGrants, Grant } from './download-counter.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 import {
   assertDownloadable,
@@ -31,7 +31,7 @@ import {
   limitReached,
 } from '../files/file-rules.js';
 import { contentDisposition } from '../http/http-names.js';
-import type { NodeRegistry } from '../cluster/node-registry.js';
+import type { NodeStates } from '../cluster/node-registry.js';
 import { disconnectSignal } from '../http/request-signal.js';
 import { blobRead } from './replica-reader.js';
 import { originalBlob, parseVariant, variantBlob, type ServedBlob } from '../files/variants.js';
@@ -40,9 +40,9 @@ import type { GatewayMetrics } from '../metrics.js';
 export interface DownloadDeps {
   store: MetadataStore;
   client: NodeClient;
-  registry: NodeRegistry;
-  counter: DownloadCounter;
-  amqp: AmqpClient;
+  registry: NodeStates;
+  counter: DownloadGrants;
+  amqp: JobPublisher;
   /** A replica found missing or corrupt is queued for repair here. */
   repairs: RepairQueue;
   nodes: NodeAddress[];

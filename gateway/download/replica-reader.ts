@@ -18,7 +18,7 @@
  * node found down is reported to the node registry.
  */
 import type { Readable } from 'node:stream';
-import type { AmqpClient } from '../../shared/amqp.js';
+import type { JobPublisher } from '../../shared/amqp.js';
 import type { NodeAddress } from '../../shared/config.js';
 import { fileIdOf } from '../../shared/keys.js';
 import type { Logger } from '../../shared/logger.js';
@@ -33,7 +33,7 @@ import { rankNodes } from '../../shared/placement.js';
 import { contentRange, type ByteRange } from '../../shared/range.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 import { firstChunk } from '../../shared/streams.js';
-import type { NodeRegistry } from '../cluster/node-registry.js';
+import type { NodeStates } from '../cluster/node-registry.js';
 import { requestRepair } from '../cluster/repair-requests.js';
 import type { ServedBlob } from '../files/variants.js';
 import { readOrder, type ReadOrder, type ReplicaRow } from './read-order.js';
@@ -43,8 +43,8 @@ import { resumableRead, type Source } from './resumable-read.js';
 export interface ReplicaReaderDeps {
   store: MetadataStore;
   client: NodeClient;
-  registry: NodeRegistry;
-  amqp: AmqpClient;
+  registry: NodeStates;
+  amqp: JobPublisher;
   /** A replica found missing or corrupt is queued for repair here. */
   repairs: RepairQueue;
   nodes: NodeAddress[];

@@ -9,7 +9,7 @@
  */
 import type { Context } from 'hono';
 import { timingSafeEqual } from 'node:crypto';
-import type { AmqpClient } from '../../shared/amqp.js';
+import type { JobPublisher } from '../../shared/amqp.js';
 import { ForbiddenError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { MetadataStore } from '../../shared/metadata-store.js';
@@ -18,7 +18,7 @@ import { hashToken } from '../upload/ingest.js';
 
 export interface DeletionDeps {
   store: MetadataStore;
-  amqp: AmqpClient;
+  amqp: JobPublisher;
   log: Logger;
 }
 

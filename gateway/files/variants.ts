@@ -4,7 +4,7 @@
  * exists). Serving goes through download.ts, like any other read.
  */
 import { z } from 'zod';
-import type { AmqpClient } from '../../shared/amqp.js';
+import type { JobPublisher } from '../../shared/amqp.js';
 import { BadRequestError, NotFoundError } from '../../shared/errors.js';
 import { blobKey } from '../../shared/keys.js';
 import type { Logger } from '../../shared/logger.js';
@@ -94,7 +94,7 @@ export function variantFileName(name: string, variant: VariantName): string {
 }
 
 export interface ProcessingRequestDeps {
-  amqp: AmqpClient;
+  amqp: JobPublisher;
   log: Logger;
 }
 

@@ -12,8 +12,8 @@ import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
-import type { AmqpClient } from '../../shared/amqp.js';
-import type { NodeAddress } from '../../shared/config.js';
+import type { JobPublisher } from '../../shared/amqp.js';
+import type { GatewayConfig, NodeAddress } from '../../shared/config.js';
 import {
   BadRequestError,
   GoneError,
@@ -47,9 +47,9 @@ import type { UploadLimits } from '../upload/upload-options.js';
 
 export interface AdminDeps {
   /** ADMIN_TOKEN; undefined turns the admin API off (every route 401). */
-  adminToken: string | undefined;
+  auth: GatewayConfig['auth'];
   store: MetadataStore;
-  amqp: AmqpClient;
+  amqp: JobPublisher;
   client: NodeClient;
   nodes: NodeAddress[];
   log: Logger;
@@ -136,7 +136,7 @@ export function requireAdminToken(token: string | undefined): MiddlewareHandler 
 
 /** Mounts the admin API on `app`: `/admin` and everything under it go through the token check first. */
 export function mountAdmin(app: Hono<Env>, deps: AdminDeps): void {
-  const auth = requireAdminToken(deps.adminToken);
+  const auth = requireAdminToken(deps.auth.adminToken);
   app.use('/admin', auth);
   app.use('/admin/*', auth);
   app.route('/admin', adminRoutes(deps));
@@ -250,7 +250,7 @@ function adminFileJson(f: FileRecord, base: string, now: number) {
 
 // ── POST /admin/repairs ────────────────────────────────────────────────────
 
-function queue(deps: AdminDeps): AmqpClient {
+function queue(deps: AdminDeps): JobPublisher {
   if (!deps.amqp.connected)
     throw new UnavailableError(
       'RabbitMQ is not reachable: no job can be queued',
@@ -360,7 +360,7 @@ async function startScrubs(deps: AdminDeps, req: z.output<typeof adminScrubReque
 // ── GET /admin/queues ──────────────────────────────────────────────────────
 
 /** Messages waiting in each work queue and the dead-letter queue, and jobs held in the delay ladder. */
-async function queueDepths(amqp: AmqpClient) {
+async function queueDepths(amqp: JobPublisher) {
   const n = amqp.names;
   const depths = async (queues: string[]) =>
     Object.fromEntries(

@@ -4,26 +4,25 @@
  */
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import type { NodeAddress, RateLimitConfig } from '../../shared/config.js';
+import type { GatewayConfig } from '../../shared/config.js';
 import { errorHandler, notFoundHandler } from '../../shared/http.js';
 import type { Logger } from '../../shared/logger.js';
 import { requestLog } from '../../shared/request-log.js';
 import type { MetadataStore } from '../../shared/metadata-store.js';
 import type { NodeClient } from '../../shared/node-client.js';
-import type { AmqpClient } from '../../shared/amqp.js';
+import type { JobPublisher } from '../../shared/amqp.js';
 import type { Redis } from 'ioredis';
 import { repairStatsKey } from '../../shared/jobs.js';
 import { handleDelete } from '../files/deletion.js';
-import type { DownloadCounter } from '../download/download-counter.js';
+import type { DownloadGrants } from '../download/download-counter.js';
 import { handleDownload, handleThumbnail } from '../download/download.js';
 import { findFile } from '../files/file-rules.js';
 import { fileJson } from '../files/file-view.js';
-import type { NodeRegistry } from '../cluster/node-registry.js';
-import { baseUrl, type PublicUrlConfig } from './public-url.js';
-import type { Replicator } from '../cluster/replicator.js';
+import type { NodeStates } from '../cluster/node-registry.js';
+import { baseUrl } from './public-url.js';
+import type { Replication } from '../cluster/replicator.js';
 import { handleMultipartUpload, handleRawUpload } from '../upload/upload.js';
-import { handleProcess, type ProcessingDeps } from '../processing/process.js';
-import type { UploadLimits } from '../upload/upload-options.js';
+import { handleProcess, type ProcessingParts } from '../processing/process.js';
 import { requireUploadAuth, requireUploadToken } from '../upload/upload-auth.js';
 import { mountAdmin } from './admin.js';
 import { UploadLinks, handleUploadLinkPage } from '../upload/upload-links.js';
@@ -35,44 +34,40 @@ import { GatewayMetrics, requireMetricsToken } from '../metrics.js';
 import { httpMetricsMiddleware, metricsHandler } from '../../shared/metrics.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 
-export interface GatewayDeps {
+/**
+ * The services gateway/run.ts builds and starts. The registry, replicator,
+ * counter and job queue are typed by what the handlers call of them, so the
+ * app can be built in-process on fakes.
+ */
+export interface GatewayParts {
   store: MetadataStore;
   client: NodeClient;
-  registry: NodeRegistry;
-  replicator: Replicator;
-  counter: DownloadCounter;
+  registry: NodeStates;
+  replicator: Replication;
+  counter: DownloadGrants;
   redis: Redis;
-  amqp: AmqpClient;
+  amqp: JobPublisher;
   log: Logger;
-  nodes: NodeAddress[];
-  gatewayId: string;
-  copies: number;
-  quorum: number;
-  maxUploadBytes: number;
-  maxFilesPerUpload: number;
-  allowedTypes: string[];
-  limits: UploadLimits;
-  urls: PublicUrlConfig;
-  /** The cluster's name: prefix of its shared Redis keys. */
-  clusterName: string;
-  /** Repairs asked for by uploads short of copies and by reads that found a replica gone. */
-  repairs: RepairQueue;
+  /** This gateway's spool directory (see upload-spool.ts). */
   spoolDir: string;
-  /** Image processing (/process, /batch): slots and limits. */
-  processing: ProcessingDeps;
-  /** UPLOAD_TOKEN: when set, uploads, /process and /batch need it as a Bearer token. */
-  uploadToken: string | undefined;
-  /** ADMIN_TOKEN: the admin API's Bearer token; undefined turns the admin API off (401). */
-  adminToken: string | undefined;
-  /** uploadLinkKey(cluster secret): signs and checks upload links, the same on every gateway. */
-  uploadLinkKey: Buffer;
-  /** RATE_LIMIT_*: per-client limits on uploads and download attempts; absent = none. */
-  rateLimits?: RateLimitConfig;
-  /** METRICS_TOKEN: when set, GET /metrics needs it as a Bearer token. */
-  metricsToken?: string;
-  /** Prometheus metrics; createApp makes them when not given. */
-  metrics?: GatewayMetrics;
 }
+
+/**
+ * What createApp hands its handlers: the configuration as loaded (its common
+ * settings and its sections, `uploads`, `limits`, …: each handler's deps
+ * interface names the sections it reads), the running parts, and what
+ * gateway/deps.ts derives from both.
+ */
+export type GatewayDeps = GatewayConfig &
+  GatewayParts &
+  ProcessingParts & {
+    /** Repairs asked for by uploads short of copies and by reads that found a replica gone. */
+    repairs: RepairQueue;
+    /** uploadLinkKey(cluster secret): signs and checks upload links, the same on every gateway. */
+    uploadLinkKey: Buffer;
+    /** Prometheus metrics; createApp makes them when not given. */
+    metrics?: GatewayMetrics;
+  };
 
 /**
  * A module loaded on its first request rather than at start-up: what only a
@@ -100,7 +95,11 @@ export function createApp(deps: GatewayDeps) {
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
   // Prometheus (docs/metrics.md); open unless METRICS_TOKEN is set.
-  app.get('/metrics', requireMetricsToken(deps.metricsToken), metricsHandler(metrics.registry));
+  app.get(
+    '/metrics',
+    requireMetricsToken(deps.auth.metricsToken),
+    metricsHandler(metrics.registry),
+  );
 
   app.get('/ready', async (c) => {
     const online = deps.registry.onlineCount();
@@ -113,15 +112,16 @@ export function createApp(deps: GatewayDeps) {
     ]);
     const queue = deps.amqp.connected;
     // The queue is not required: uploads and downloads work without it (the sweep catches up).
-    const ready = metadata && redis && online >= deps.quorum;
+    const quorum = deps.replication.writeQuorum;
+    const ready = metadata && redis && online >= quorum;
     return c.json(
-      { ready, metadata, redis, queue, nodes_online: online, write_quorum: deps.quorum },
+      { ready, metadata, redis, queue, nodes_online: online, write_quorum: quorum },
       ready ? 200 : 503,
     );
   });
 
   // Before the body is read: without the token, not a byte reaches the spool or sharp.
-  const auth = requireUploadToken(deps.uploadToken);
+  const auth = requireUploadToken(deps.auth.uploadToken);
   const links = new UploadLinks({
     key: deps.uploadLinkKey,
     redis: deps.redis,
@@ -130,7 +130,7 @@ export function createApp(deps: GatewayDeps) {
     log: deps.log,
   });
   // Uploads also take a signed upload link (?link=) in the token's place; /process and /batch do not.
-  const uploadAuth = requireUploadAuth(deps.uploadToken, links);
+  const uploadAuth = requireUploadAuth(deps.auth.uploadToken, links);
   // Rate limits first: a client guessing the token is held to them too.
   const limits = new RateLimits({
     redis: deps.redis,
@@ -179,7 +179,7 @@ export function createApp(deps: GatewayDeps) {
 
   app.get('/api/cluster', async (c) => {
     const [counts, queued, stats] = await Promise.all([
-      deps.store.counts(deps.copies),
+      deps.store.counts(deps.replication.replicationFactor),
       deps.amqp.depth(deps.amqp.names.replicaRepair),
       deps.redis
         .hgetall(repairStatsKey(deps.clusterName))
@@ -204,8 +204,8 @@ export function createApp(deps: GatewayDeps) {
         done: Number(stats.done ?? 0),
         bytes: Number(stats.bytes ?? 0),
       },
-      replication_factor: deps.copies,
-      write_quorum: deps.quorum,
+      replication_factor: deps.replication.replicationFactor,
+      write_quorum: deps.replication.writeQuorum,
     });
   });
 
@@ -234,9 +234,9 @@ function addPages(
   app.get('/qr', async (c) => (await qrModule()).handleQr(c));
   app.get('/api/config', (c) =>
     c.json({
-      upload_token_required: deps.uploadToken !== undefined,
-      max_upload_bytes: deps.maxUploadBytes,
-      max_files_per_upload: deps.maxFilesPerUpload,
+      upload_token_required: deps.auth.uploadToken !== undefined,
+      max_upload_bytes: deps.uploads.maxUploadBytes,
+      max_files_per_upload: deps.uploads.maxFilesPerUpload,
       default_max_downloads: deps.limits.defaultMaxDownloads,
       max_downloads_limit: deps.limits.maxDownloadsLimit,
       default_ttl_seconds: deps.limits.defaultTtlSeconds,

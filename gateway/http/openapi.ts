@@ -9,7 +9,7 @@
  * that every example in it is accepted.
  */
 import { createRoute, OpenAPIHono, type RouteConfig } from '@hono/zod-openapi';
-import type { UploadLimits } from '../upload/upload-options.js';
+import type { GatewayConfig } from '../../shared/config.js';
 import { uploadLinkPageRoute, uploadRoutes } from '../upload/upload-openapi.js';
 import { processingRoutes } from '../processing/processing-openapi.js';
 import { downloadRoutes, sharePageRoute } from '../download/download-openapi.js';
@@ -20,9 +20,8 @@ import { pageHelperRoutes, pageRoutes } from './pages-openapi.js';
 
 /** What the document states about this gateway (its limits show in the schemas). */
 export interface ApiDocDeps {
-  limits: UploadLimits;
-  maxUploadBytes: number;
-  maxFilesPerUpload: number;
+  limits: GatewayConfig['limits'];
+  uploads: GatewayConfig['uploads'];
 }
 
 /** The whole document, for this gateway's limits. */

@@ -3,10 +3,10 @@
  * when set; else X-Forwarded-Proto/Host when TRUST_PROXY is on (ngrok,
  * nginx); else the request's own Host.
  */
-export interface PublicUrlConfig {
-  publicUrl: string | undefined;
-  trustProxy: boolean;
-}
+import type { GatewayConfig } from '../../shared/config.js';
+
+/** PUBLIC_URL and TRUST_PROXY: the `urls` section of the configuration. */
+export type PublicUrlConfig = GatewayConfig['urls'];
 
 const HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 

@@ -31,7 +31,7 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Redis } from 'ioredis';
-import type { RateLimitConfig } from '../../shared/config.js';
+import type { GatewayConfig } from '../../shared/config.js';
 import { TooManyRequestsError, TroveError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { MISS_CODES } from '../files/file-rules.js';
@@ -89,7 +89,7 @@ export interface RateLimitDeps {
   /** TRUST_PROXY: take the client from X-Forwarded-For. */
   trustProxy: boolean;
   /** Absent (unit tests that build the app) or disabled: no limits. */
-  config: RateLimitConfig | undefined;
+  config: GatewayConfig['rateLimits'] | undefined;
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
@@ -103,20 +103,20 @@ export class RateLimits {
 
   constructor(private readonly deps: RateLimitDeps) {
     const c = deps.config;
-    const on = c?.enabled ?? false;
-    this.windowMs = (c?.windowSeconds ?? 60) * 1000;
+    const on = c?.rateLimits ?? false;
+    this.windowMs = (c?.rateLimitWindowSeconds ?? 60) * 1000;
     const limit = (name: Limit['name'], max: number, variable: string, what: string) =>
       on && max > 0 ? { name, max, variable, what } : undefined;
-    this.uploadLimit = limit('uploads', c?.uploads ?? 0, 'RATE_LIMIT_UPLOADS', 'uploads');
+    this.uploadLimit = limit('uploads', c?.rateLimitUploads ?? 0, 'RATE_LIMIT_UPLOADS', 'uploads');
     this.downloadLimit = limit(
       'downloads',
-      c?.downloads ?? 0,
+      c?.rateLimitDownloads ?? 0,
       'RATE_LIMIT_DOWNLOADS',
       'download attempts',
     );
     this.missLimit = limit(
       'misses',
-      c?.misses ?? 0,
+      c?.rateLimitMisses ?? 0,
       'RATE_LIMIT_MISSES',
       'requests for files that do not exist or are gone',
     );

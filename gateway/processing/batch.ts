@@ -52,7 +52,7 @@ import { isMultipart, readImageForm } from './image-form.js';
 import { spoolImage } from './image-spool.js';
 import { pacedBody } from './paced-body.js';
 import type { Release } from './process-slots.js';
-import type { ProcessDeps } from './process.js';
+import { bodyRate, type ProcessDeps } from './process.js';
 import { disconnectSignal } from '../http/request-signal.js';
 import type { SpoolClaim } from './spool-budget.js';
 
@@ -92,14 +92,14 @@ export async function handleBatch(deps: BatchDeps, c: Ctx) {
   )
     throw batchTooLarge(deps.processing.maxBatchBytes);
   const dir = await mkdtemp(join(deps.spoolDir, 'batch-'));
-  const claim = deps.processing.spool.claim();
-  const body = pacedBody(c.env.incoming, deps.processing.bodyRate);
+  const claim = deps.spoolBudget.claim();
+  const body = pacedBody(c.env.incoming, bodyRate(deps.processing));
   let release: Release | undefined;
   try {
     const clientGone = disconnectSignal(c.env.outgoing, c.env.incoming);
     const into: PartDestination = { dir, claim, signal: clientGone };
     const { options, images } = await receive(deps, c, body.stream, given, into);
-    release = deps.processing.slots.acquire();
+    release = deps.processSlots.acquire();
     return await respondZip(deps, c, options, images, clientGone);
   } finally {
     release?.();
@@ -179,7 +179,7 @@ async function spool(
 ): Promise<SpooledImage> {
   const label = `${name} (file ${index})`;
   const path = join(dir, String(index));
-  const maxBytes = deps.maxUploadBytes;
+  const maxBytes = deps.uploads.maxUploadBytes;
   const type = await spoolImage(stream, path, { label, maxBytes, signal, claim });
   return { path, name, label, type };
 }
@@ -269,7 +269,7 @@ async function make(
   image: SpooledImage,
   failures: Failure[],
 ): Promise<Made | undefined> {
-  const limits = deps.processing.image;
+  const limits = deps.processing;
   try {
     const file = openImage(limits, image.path);
     const result = await processImage(file, options, image.type, limits, image.label);

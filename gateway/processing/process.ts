@@ -31,7 +31,6 @@ import {
   resolveImageOptions,
   setImageOption,
   type GivenImageOptions,
-  type ImageLimits,
   type ImageOptions,
   type ProcessedImage,
 } from '../../shared/image-ops.js';
@@ -46,46 +45,32 @@ import { SpoolBudget, type SpoolClaim } from './spool-budget.js';
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
 
-/** What /process and /batch share: the slots, the spool budget, the body rate and the limits. */
-export interface ProcessingDeps {
-  slots: ProcessSlots;
+/** What /process and /batch share, made once per gateway: the decode slots and the spool budget. */
+export interface ProcessingParts {
+  processSlots: ProcessSlots;
   /** PROCESS_SPOOL_BYTES: the inputs being received and processed, together. */
-  spool: SpoolBudget;
-  /** BODY_TIMEOUT_SECONDS and BODY_MIN_RATE. */
-  bodyRate: MinRateRule;
-  image: ImageLimits;
-  maxBatchFiles: number;
-  maxBatchBytes: number;
+  spoolBudget: SpoolBudget;
 }
 
-export interface ProcessDeps {
-  maxUploadBytes: number;
-  processing: ProcessingDeps;
+export interface ProcessDeps extends ProcessingParts {
+  /** MAX_UPLOAD_BYTES holds each image. */
+  uploads: GatewayConfig['uploads'];
+  processing: GatewayConfig['processing'];
   /** This gateway's spool directory: inputs wait there as files while sharp reads them. */
   spoolDir: string;
 }
 
-type ProcessingConfig = Pick<
-  GatewayConfig,
-  | 'processConcurrency'
-  | 'maxInputPixels'
-  | 'maxBatchFiles'
-  | 'maxBatchBytes'
-  | 'processSpoolBytes'
-  | 'bodyTimeoutSeconds'
-  | 'bodyMinRate'
->;
-
-export function createProcessing(config: ProcessingConfig): ProcessingDeps {
+export function createProcessing(config: GatewayConfig['processing']): ProcessingParts {
   configureSharp();
   return {
-    slots: new ProcessSlots(config.processConcurrency),
-    spool: new SpoolBudget(config.processSpoolBytes),
-    bodyRate: { graceMs: config.bodyTimeoutSeconds * 1000, bytesPerSecond: config.bodyMinRate },
-    image: { maxInputPixels: config.maxInputPixels },
-    maxBatchFiles: config.maxBatchFiles,
-    maxBatchBytes: config.maxBatchBytes,
+    processSlots: new ProcessSlots(config.processConcurrency),
+    spoolBudget: new SpoolBudget(config.processSpoolBytes),
   };
+}
+
+/** BODY_TIMEOUT_SECONDS and BODY_MIN_RATE, as the rule a body is paced by. */
+export function bodyRate(config: GatewayConfig['processing']): MinRateRule {
+  return { graceMs: config.bodyTimeoutSeconds * 1000, bytesPerSecond: config.bodyMinRate };
 }
 
 export async function handleProcess(deps: ProcessDeps, c: Ctx) {
@@ -93,17 +78,17 @@ export async function handleProcess(deps: ProcessDeps, c: Ctx) {
   const multipart = isMultipart(c.req.header('content-type'));
   // A raw body carries no fields: every option is known now, so refuse bad ones before reading it.
   const options = multipart ? undefined : resolveImageOptions(given);
-  if (!multipart) refuseDeclaredLength(c.req.header('content-length'), deps.maxUploadBytes);
+  if (!multipart) refuseDeclaredLength(c.req.header('content-length'), deps.uploads.maxUploadBytes);
   const path = join(deps.spoolDir, `process-${randomBytes(8).toString('hex')}`);
-  const claim = deps.processing.spool.claim();
-  const body = pacedBody(c.env.incoming, deps.processing.bodyRate);
+  const claim = deps.spoolBudget.claim();
+  const body = pacedBody(c.env.incoming, bodyRate(deps.processing));
   try {
     const clientGone = disconnectSignal(c.env.outgoing, c.env.incoming);
     const into: Destination = { deps, path, claim, signal: clientGone };
     const input = options
       ? await receiveRaw(body.stream, options, into)
       : await receiveForm(body.stream, c.env.incoming.headers, given, into);
-    const image = await decode(deps.processing, input);
+    const image = await decode(deps, input);
     return respondImage(c, image, input.name);
   } finally {
     body.release();
@@ -201,7 +186,7 @@ async function spool(
   signal: AbortSignal,
 ): Promise<Omit<Received, 'options'>> {
   const label = name ?? 'request body';
-  const maxBytes = deps.maxUploadBytes;
+  const maxBytes = deps.uploads.maxUploadBytes;
   const type = await spoolImage(source, path, { label, maxBytes, signal, claim });
   return { path, type, name, label };
 }
@@ -211,10 +196,10 @@ async function spool(
  * now: the slot bounds the decodes (a whole image in memory, a core busy), and
  * a busy gateway answers 503 PROCESSING_BUSY at once.
  */
-async function decode(processing: ProcessingDeps, input: Received): Promise<ProcessedImage> {
-  const release = processing.slots.acquire();
+async function decode(deps: ProcessDeps, input: Received): Promise<ProcessedImage> {
+  const release = deps.processSlots.acquire();
   try {
-    const limits = processing.image;
+    const limits = deps.processing;
     const file = openImage(limits, input.path);
     return await processImage(file, input.options, input.type, limits, input.label);
   } finally {

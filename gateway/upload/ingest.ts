@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { NodeAddress } from '../../shared/config.js';
+import type { GatewayConfig, NodeAddress } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
 import { ClientGoneError, PayloadTooLargeError, UnavailableError } from '../../shared/errors.js';
 import { blobKey, newFileId } from '../../shared/keys.js';
@@ -18,18 +18,20 @@ import { ByteLimit, HashCounter, pipeChain } from '../../shared/streams.js';
 import { PassThrough } from 'node:stream';
 import { UploadSpool } from './upload-spool.js';
 import { TypeSniffer } from './content-type.js';
-import { ChainHeadFailedError, type Replicator } from '../cluster/replicator.js';
+import { ChainHeadFailedError, type Replication } from '../cluster/replicator.js';
 
 export interface IngestDeps {
   store: MetadataStore;
-  replicator: Replicator;
+  replicator: Replication;
   log: Logger;
-  gatewayId: string;
+  /** GATEWAY_ID: the owner of the pending rows. */
+  server: GatewayConfig['server'];
   /** This gateway's spool directory (see upload-spool.ts). */
   spoolDir: string;
-  maxUploadBytes: number;
-  allowedTypes: readonly string[];
-  quorum: number;
+  /** MAX_UPLOAD_BYTES and ALLOWED_TYPES. */
+  uploads: GatewayConfig['uploads'];
+  /** WRITE_QUORUM. */
+  replication: GatewayConfig['replication'];
   /** Counts the bytes read (GET /metrics). */
   metrics?: { uploadRead(bytes: number): void };
 }
@@ -64,13 +66,14 @@ export function hashToken(token: string): string {
 }
 
 export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<IngestedFile> {
-  if (req.declaredLength !== undefined && req.declaredLength > deps.maxUploadBytes) {
-    throw PayloadTooLargeError.forBytes(deps.maxUploadBytes);
+  const { maxUploadBytes, allowedTypes } = deps.uploads;
+  if (req.declaredLength !== undefined && req.declaredLength > maxUploadBytes) {
+    throw PayloadTooLargeError.forBytes(maxUploadBytes);
   }
   const id = newFileId();
   let chain = deps.replicator.chainFor(id);
-  const limit = new ByteLimit(deps.maxUploadBytes);
-  const sniffer = new TypeSniffer(deps.allowedTypes, req.name);
+  const limit = new ByteLimit(maxUploadBytes);
+  const sniffer = new TypeSniffer(allowedTypes, req.name);
   const hasher = new HashCounter();
   const spool = new UploadSpool(deps.spoolDir, id);
   let streamError: Error | undefined;
@@ -109,7 +112,7 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
       createdAt,
       expiresAt: req.expiresAt,
       deleteTokenHash: hashToken(deleteToken),
-      owner: deps.gatewayId,
+      owner: deps.server.gatewayId,
       uploadLink: req.uploadLink,
     });
   } catch (err) {
@@ -182,11 +185,12 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
       chain.filter((n) => garbled.includes(n.id)),
     );
   }
-  if (good.length < deps.quorum) {
+  const quorum = deps.replication.writeQuorum;
+  if (good.length < quorum) {
     deps.log.warn({ id, outcomes }, 'upload below write quorum');
     await discardUpload(deps, id, [...tried]);
     throw new UnavailableError(
-      `only ${good.length} of ${chain.length} storage nodes stored the file; ${deps.quorum} are needed`,
+      `only ${good.length} of ${chain.length} storage nodes stored the file; ${quorum} are needed`,
       'WRITE_QUORUM_FAILED',
     );
   }

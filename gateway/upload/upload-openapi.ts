@@ -54,7 +54,7 @@ export function uploadRoutes(deps: ApiDocDeps): RouteConfig[] {
     401: UNAUTHORIZED,
     403: error('UPLOAD_LINK_INVALID, UPLOAD_LINK_EXPIRED, UPLOAD_LINK_USED_UP (?link=)'),
     413: error(
-      `PAYLOAD_TOO_LARGE: a file over ${deps.maxUploadBytes} bytes, or more than ${deps.maxFilesPerUpload} files`,
+      `PAYLOAD_TOO_LARGE: a file over ${deps.uploads.maxUploadBytes} bytes, or more than ${deps.uploads.maxFilesPerUpload} files`,
     ),
     415: error('UNSUPPORTED_MEDIA_TYPE: the magic bytes are not an allowed type'),
     429: RATE_LIMITED,

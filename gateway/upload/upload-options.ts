@@ -4,15 +4,12 @@
  * that validate them are also what /openapi.json documents them from.
  */
 import { z } from 'zod';
+import type { GatewayConfig } from '../../shared/config.js';
 import { BadRequestError } from '../../shared/errors.js';
 import { integerParam } from '../../shared/string-params.js';
 
-export interface UploadLimits {
-  defaultMaxDownloads: number;
-  maxDownloadsLimit: number;
-  defaultTtlSeconds: number;
-  maxTtlSeconds: number;
-}
+/** DEFAULT_MAX_DOWNLOADS, MAX_DOWNLOADS_LIMIT, DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS: the `limits` section of the configuration. */
+export type UploadLimits = GatewayConfig['limits'];
 
 export interface UploadOptions {
   /** 0 means unlimited. */

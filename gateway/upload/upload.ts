@@ -33,7 +33,6 @@ import {
 
 export interface UploadDeps extends IngestDeps, DeletionDeps {
   limits: UploadLimits;
-  maxFilesPerUpload: number;
   urls: PublicUrlConfig;
   /** An upload stored on fewer nodes than wanted is queued for repair here. */
   repairs: RepairQueue;
@@ -173,10 +172,10 @@ function readParts(incoming: IncomingMessage, deps: UploadDeps, h: PartHandlers)
         headers: incoming.headers,
         defParamCharset: 'utf8',
         limits: {
-          files: deps.maxFilesPerUpload,
+          files: deps.uploads.maxFilesPerUpload,
           fields: 32,
           fieldSize: 1024,
-          parts: deps.maxFilesPerUpload + 32,
+          parts: deps.uploads.maxFilesPerUpload + 32,
         },
       });
     } catch (err) {
@@ -219,7 +218,7 @@ function readParts(incoming: IncomingMessage, deps: UploadDeps, h: PartHandlers)
       h.onFile(stream, info.filename ?? 'file').catch(fail);
     });
     parser.on('filesLimit', () =>
-      fail(new PayloadTooLargeError(`at most ${deps.maxFilesPerUpload} files per upload`)),
+      fail(new PayloadTooLargeError(`at most ${deps.uploads.maxFilesPerUpload} files per upload`)),
     );
     parser.on('partsLimit', () => fail(new BadRequestError('too many parts in the form')));
     parser.on('fieldsLimit', () => fail(new BadRequestError('too many fields in the form')));

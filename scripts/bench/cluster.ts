@@ -16,7 +16,7 @@ export const SERVICES = ['gateway', ...DEFAULT_NODE_IDS, 'worker'];
 /** Storage nodes the figures assume: three replicas, as `npm start` runs them. */
 const NODES = DEFAULT_NODE_IDS.length;
 /** The bench's --gateway when none is given: the gateway's default PORT on this machine. */
-export const DEFAULT_GATEWAY = `http://127.0.0.1:${GATEWAY_DEFAULTS.port}`;
+export const DEFAULT_GATEWAY = `http://127.0.0.1:${GATEWAY_DEFAULTS.server.port}`;
 
 export interface ClusterView {
   storageDir: string;
@@ -87,7 +87,7 @@ async function checkGateway(gateway: string, dispatcher: Dispatcher): Promise<un
     throw new ClusterUnavailableError(
       `the Trove gateway does not answer at ${gateway} (${(err as Error).message}).\n` +
         'Start the cluster first, in another terminal:  RATE_LIMITS=off npm start\n' +
-        `then run the bench again (with the same STORAGE_DIR, and --gateway <url> if it is not on port ${GATEWAY_DEFAULTS.port}).`,
+        `then run the bench again (with the same STORAGE_DIR, and --gateway <url> if it is not on port ${GATEWAY_DEFAULTS.server.port}).`,
     );
   }
   const ready = body as { ready?: boolean; nodes_online?: number } | undefined;

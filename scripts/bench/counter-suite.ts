@@ -27,7 +27,7 @@ const HOT_CONNECTIONS = 64;
  * The gateway's default MAX_DOWNLOADS_LIMIT (it refuses more): far beyond what
  * a run serves, so every GET goes through the counter and none runs out.
  */
-export const COUNTED_MAX_DOWNLOADS = GATEWAY_DEFAULTS.maxDownloadsLimit;
+export const COUNTED_MAX_DOWNLOADS = GATEWAY_DEFAULTS.limits.maxDownloadsLimit;
 const UPLOAD_CONCURRENCY = 8;
 /** Seconds an answer may take before autocannon counts a timeout (an error). */
 const TIMEOUT_S = 30;

@@ -34,7 +34,7 @@ const QUERY = 'op=thumbnail';
 const WIDTH = 2048;
 const HEIGHT = 1536;
 /** The gateway's default MAX_INPUT_PIXELS, for the in-process reference. */
-const LIMITS: ImageLimits = { maxInputPixels: GATEWAY_DEFAULTS.maxInputPixels };
+const LIMITS: ImageLimits = { maxInputPixels: GATEWAY_DEFAULTS.processing.maxInputPixels };
 const TIMEOUT_MS = 60_000;
 
 export type ProcessSide = 'trove' | 'in-process';

@@ -94,7 +94,7 @@ export async function runRepairSuite(
     node: ctx.opts.repairNode,
     objects: { small: 0, large: 0, bytes: 0 },
     limitBytesPerS: worker.repairBytesPerSecond,
-    concurrency: worker.prefetch,
+    concurrency: worker.workerPrefetch,
     firstCopyS: undefined,
     restoreS: undefined,
     smallBackS: undefined,
@@ -127,14 +127,21 @@ export async function runRepairSuite(
     ctx.failures.push(`repair: ${(err as Error).message}`);
   }
   if (results.restoreS !== undefined) {
-    results.reference = await plainCopy(ctx, storageDir, source, target, objects, worker.prefetch);
+    results.reference = await plainCopy(
+      ctx,
+      storageDir,
+      source,
+      target,
+      objects,
+      worker.workerPrefetch,
+    );
   }
   return results;
 }
 
 function workerSettings(
   ctx: BenchContext,
-): Pick<WorkerConfig, 'repairBytesPerSecond' | 'prefetch'> {
+): Pick<WorkerConfig, 'repairBytesPerSecond' | 'workerPrefetch'> {
   try {
     return loadWorkerConfig(process.env);
   } catch (err) {
