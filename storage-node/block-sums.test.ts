@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { flipByte } from '../test/disk-faults.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -12,14 +12,12 @@ import type { MetadataStore } from '../../shared/metadata-store.js';
 import type { NodeClient } from '../../shared/node-client.js';
 import type { JobPublisher } from '../../shared/amqp.js';
 import type { Redis } from 'ioredis';
-import { repairStatsKey } from '../../shared/jobs.js';
 import { handleDelete } from '../files/deletion.js';
+import { handleFileInfo } from '../files/file-info.js';
+import { handleClusterStatus, handleReady } from '../cluster/cluster-status.js';
 import type { DownloadGrants } from '../download/download-counter.js';
 import { handleDownload, handleThumbnail } from '../download/download.js';
-import { findFile } from '../files/file-rules.js';
-import { fileJson } from '../files/file-view.js';
 import type { NodeStates } from '../cluster/node-registry.js';
-import { baseUrl } from './public-url.js';
 import type { Replication } from '../cluster/replicator.js';
 import { handleMultipartUpload, handleRawUpload } from '../upload/upload.js';
 import { handleProcess, type ProcessingParts } from '../processing/process.js';
@@ -101,24 +99,7 @@ export function createApp(deps: GatewayDeps) {
     metricsHandler(metrics.registry),
   );
 
-  app.get('/ready', async (c) => {
-    const online = deps.registry.onlineCount();
-    const [metadata, redis] = await Promise.all([
-      deps.store.ping().catch(() => false),
-      deps.redis.ping().then(
-        (r) => r === 'PONG',
-        () => false,
-      ),
-    ]);
-    const queue = deps.amqp.connected;
-    // The queue is not required: uploads and downloads work without it (the sweep catches up).
-    const quorum = deps.replication.writeQuorum;
-    const ready = metadata && redis && online >= quorum;
-    return c.json(
-      { ready, metadata, redis, queue, nodes_online: online, write_quorum: quorum },
-      ready ? 200 : 503,
-    );
-  });
+  app.get('/ready', (c) => handleReady(deps, c));
 
   // Before the body is read: without the token, not a byte reaches the spool or sharp.
   const auth = requireUploadToken(deps.auth.uploadToken);
@@ -159,55 +140,11 @@ export function createApp(deps: GatewayDeps) {
   app.get('/download/:id', (c) => handleDownload(deps, c, c.req.method === 'HEAD'));
 
   app.delete('/files/:id', (c) => handleDelete(deps, c));
-  app.get('/files/:id', async (c) => {
-    const file = await findFile(deps.store, c.req.param('id'));
-    const [replicas, variants] = await Promise.all([
-      deps.store.replicasOf(file.id),
-      deps.store.variantsOf(file.id),
-    ]);
-    return c.json(
-      fileJson(
-        file,
-        replicas,
-        baseUrl((n) => c.req.header(n), c.req.url, deps.urls),
-        variants,
-      ),
-    );
-  });
+  app.get('/files/:id', (c) => handleFileInfo(deps, c));
   // Like /download, HEAD comes here too; a thumbnail never counts as a download.
   app.get('/files/:id/thumbnail', (c) => handleThumbnail(deps, c, c.req.method === 'HEAD'));
 
-  app.get('/api/cluster', async (c) => {
-    const [counts, queued, stats] = await Promise.all([
-      deps.store.counts(deps.replication.replicationFactor),
-      deps.amqp.depth(deps.amqp.names.replicaRepair),
-      deps.redis
-        .hgetall(repairStatsKey(deps.clusterName))
-        .catch(() => ({}) as Record<string, string>),
-    ]);
-    return c.json({
-      nodes: deps.registry.all().map((n) => ({
-        id: n.id,
-        url: n.url,
-        status: n.status,
-        last_seen: n.lastSeen === null ? null : new Date(n.lastSeen).toISOString(),
-        latency_ms: n.latencyMs,
-        objects: n.objects,
-        free_bytes: n.freeBytes,
-        last_error: n.lastError,
-        scrub: n.scrub,
-      })),
-      objects: counts.objects,
-      under_replicated: counts.underReplicated,
-      repairs: {
-        queued,
-        done: Number(stats.done ?? 0),
-        bytes: Number(stats.bytes ?? 0),
-      },
-      replication_factor: deps.replication.replicationFactor,
-      write_quorum: deps.replication.writeQuorum,
-    });
-  });
+  app.get('/api/cluster', (c) => handleClusterStatus(deps, c));
 
   // Every /admin route, behind ADMIN_TOKEN (admin.ts).
   mountAdmin(app, { ...deps, links });
