@@ -17,7 +17,7 @@ import {
   withCurl,
   type Responses,
 } from '../http/api-schemas.js';
-import type { ApiDocDeps } from '../http/openapi.js';
+import type { GatewayConfig } from '../../shared/config.js';
 import { FILE } from '../files/files-openapi.js';
 import { uploadOptionSchemas } from './upload-options.js';
 import { UPLOAD_FILENAME } from './upload.js';
@@ -40,7 +40,8 @@ const LINK_TOKEN = z.string().meta({
     'The token of a signed upload link (POST /admin/upload-links): uploads through it need no upload token.',
 });
 
-export function uploadRoutes(deps: ApiDocDeps): RouteConfig[] {
+/** The upload entries state this gateway's limits. */
+export function uploadRoutes(deps: Pick<GatewayConfig, 'limits' | 'uploads'>): RouteConfig[] {
   const options = uploadOptionSchemas(deps.limits);
   const query = options.query.extend({ link: LINK_TOKEN.optional() });
   const created = {
