@@ -118,7 +118,25 @@ export interface PutOptions {
 
 type Lane = 'probe' | 'read' | 'other';
 
-export class NodeClient {
+/**
+ * The node client as the gateway's request handlers use it: blob reads and
+ * the load they put on each node, health, stat and scrub. NodeClient is one;
+ * a test may pass a fake (test/in-process-gateway.ts).
+ */
+export interface GatewayNodeClient {
+  readsInFlight(node: NodeAddress): number;
+  readsFull(node: NodeAddress): boolean;
+  getBlob(
+    target: NodeAddress,
+    key: string,
+    o?: { range?: string; signal?: AbortSignal },
+  ): Promise<Dispatcher.ResponseData>;
+  health(target: NodeAddress, timeoutMs?: number): Promise<NodeHealth>;
+  statBlob(target: NodeAddress, key: string): Promise<{ sha256: string; size: number } | undefined>;
+  startScrub(target: NodeAddress): Promise<ScrubStarted>;
+}
+
+export class NodeClient implements GatewayNodeClient {
   private readonly pools = new Map<string, Pool>();
   /** Blob reads in flight, by node URL: from dispatch until the body ended or was destroyed. */
   private readonly reads = new Map<string, number>();

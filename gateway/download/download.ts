@@ -16,7 +16,7 @@ import type { NodeAddress } from '../../shared/config.js';
 import { UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../../shared/metadata-store.js';
-import type { NodeClient } from '../../shared/node-client.js';
+import type { GatewayNodeClient } from '../../shared/node-client.js';
 import { contentRange, parseRange } from '../../shared/range.js';
 import { pipeChain } from '../../shared/streams.js';
 import type { JobPublisher } from '../../shared/amqp.js';
@@ -39,7 +39,7 @@ import type { GatewayMetrics } from '../metrics.js';
 
 export interface DownloadDeps {
   store: MetadataStore;
-  client: NodeClient;
+  client: GatewayNodeClient;
   registry: NodeStates;
   counter: DownloadGrants;
   amqp: JobPublisher;

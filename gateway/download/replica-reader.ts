@@ -27,7 +27,7 @@ import {
   isUnreachable,
   NodeBusyError,
   NodeHttpError,
-  type NodeClient,
+  type GatewayNodeClient,
 } from '../../shared/node-client.js';
 import { rankNodes } from '../../shared/placement.js';
 import { contentRange, type ByteRange } from '../../shared/range.js';
@@ -42,7 +42,7 @@ import { resumableRead, type Source } from './resumable-read.js';
 /** What a replica read needs (a part of the download handler's deps). */
 export interface ReplicaReaderDeps {
   store: MetadataStore;
-  client: NodeClient;
+  client: GatewayNodeClient;
   registry: NodeStates;
   amqp: JobPublisher;
   /** A replica found missing or corrupt is queued for repair here. */

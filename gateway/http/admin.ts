@@ -31,7 +31,7 @@ import {
   type MetadataStore,
   type ReplicaState,
 } from '../../shared/metadata-store.js';
-import { isUnreachable, type NodeClient } from '../../shared/node-client.js';
+import { isUnreachable, type GatewayNodeClient } from '../../shared/node-client.js';
 import { integerParam } from '../../shared/string-params.js';
 import { deleteNow } from '../files/deletion.js';
 import { fileStatus, findFile } from '../files/file-rules.js';
@@ -50,7 +50,7 @@ export interface AdminDeps {
   auth: GatewayConfig['auth'];
   store: MetadataStore;
   amqp: JobPublisher;
-  client: NodeClient;
+  client: GatewayNodeClient;
   nodes: NodeAddress[];
   log: Logger;
   links: UploadLinks;
@@ -320,7 +320,7 @@ async function repairFile(deps: AdminDeps, fileId: string) {
 
 /** What a node holds under `key`: ok, missing, corrupt (sha256 differs, when known), or unreachable. */
 async function replicaOnDisk(
-  client: NodeClient,
+  client: GatewayNodeClient,
   node: NodeAddress,
   key: string,
   sha256: string | undefined,

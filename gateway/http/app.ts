@@ -9,7 +9,7 @@ import { errorHandler, notFoundHandler } from '../../shared/http.js';
 import type { Logger } from '../../shared/logger.js';
 import { requestLog } from '../../shared/request-log.js';
 import type { MetadataStore } from '../../shared/metadata-store.js';
-import type { NodeClient } from '../../shared/node-client.js';
+import type { GatewayNodeClient } from '../../shared/node-client.js';
 import type { JobPublisher } from '../../shared/amqp.js';
 import type { Redis } from 'ioredis';
 import { handleDelete } from '../files/deletion.js';
@@ -39,7 +39,7 @@ import type { RepairQueue } from '../../shared/repair-queue.js';
  */
 export interface GatewayParts {
   store: MetadataStore;
-  client: NodeClient;
+  client: GatewayNodeClient;
   registry: NodeStates;
   replicator: Replication;
   counter: DownloadGrants;
