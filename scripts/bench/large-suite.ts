@@ -46,7 +46,7 @@ export interface LargeResults {
    * (Trove's, or nginx's; none for three-fsynced-files) and the bench (client).
    */
   cpuMsPerMb: Partial<Record<LargeKind, CpuCost[]>>;
-  /** Per field and per process, the median of `cpuMsPerMb`. */
+  /** The round of `cpuMsPerMb` with the median server CPU (the lower one of an even count). */
   cpuMedian: Partial<Record<LargeKind, CpuCost>>;
   /** RSS of each process at rest before the transfers, at its peak during them, at rest after. */
   memory: MemoryAround;
@@ -292,14 +292,12 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/** The median of each field, and of each process's figure, over the rounds. */
+/**
+ * The round with the median CPU of the servers, whole: its processes' figures
+ * add up to its total (medians taken process by process would not, when
+ * downloads are served by a different node from one round to the next).
+ */
 function medianCost(costs: CpuCost[]): CpuCost {
-  const names = [...new Set(costs.flatMap((c) => Object.keys(c.byProcess)))];
-  return {
-    server: median(costs.map((c) => c.server)),
-    client: median(costs.map((c) => c.client)),
-    byProcess: Object.fromEntries(
-      names.map((n) => [n, median(costs.map((c) => c.byProcess[n] ?? 0))]),
-    ),
-  };
+  const sorted = [...costs].sort((a, b) => a.server - b.server);
+  return sorted[(sorted.length - 1) >> 1]!;
 }
