@@ -3,8 +3,12 @@
  * against a running cluster, the same requests as `npm run bench -- --only
  * small` makes (1 s warm-up, then --duration s), with no reference, so a
  * profile of each process (`NODE_OPTIONS=--cpu-prof npm start`) covers just
- * that traffic. Prints the 2xx count, warm-up included, to pass to
- * profile-summary.ts --requests.
+ * that traffic. Prints the 2xx count, warm-up included, and the load's
+ * window on the profiles' clock, to pass to profile-summary.ts as
+ * --requests <n> --from <µs> --to <µs>, and the CPU per request of each
+ * process (from /proc, over the measured part) as --cpu <name>=<ms>: on two
+ * shared cores a profile's "busy" is wall time, waits for a core included,
+ * so its shares are what to read and this is what to scale them by.
  *
  * usage: node --import tsx scripts/bench/profile-load.ts put|get|prepare \
  *          [--connections 16] [--duration 10] [--ids <file>] [--gateway <url>]
@@ -17,7 +21,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Agent } from 'undici';
-import { DEFAULT_GATEWAY } from './cluster.js';
+import { DEFAULT_GATEWAY, inspectCluster, storageDirFromEnv } from './cluster.js';
 import type { BenchContext } from './context.js';
 import { jpegBody, sha256 } from './payload.js';
 import { SMALL_BYTES, uploadOne } from './small-suite.js';
@@ -58,9 +62,14 @@ async function main(): Promise<number> {
   }
 
   discardResponseBodies();
+  const probe = new Agent();
+  const cluster = await inspectCluster(origin, storageDirFromEnv(), probe);
+  await probe.close();
   const ids = what === 'get' ? (JSON.parse(readFileSync(values.ids, 'utf8')) as string[]) : [];
   const tag = Date.now().toString(36);
   let seq = 0;
+  const now = () => process.hrtime.bigint() / 1000n; // µs, the monotonic clock V8's profiles use
+  const from = now();
   const run = await measureSmall(
     {
       side: 'trove',
@@ -72,17 +81,22 @@ async function main(): Promise<number> {
         what === 'put'
           ? () => `/upload/profile-${tag}-${seq++}.jpg?max_downloads=0`
           : () => `/download/${ids[seq++ % ids.length]}`,
-      servers: () => [],
+      servers: () => cluster.processes,
     },
     Number(values.duration),
     1,
   );
+  const to = now();
   const bad = run.non2xx + run.errors + run.warmup.non2xx + run.warmup.errors;
   console.log(
     `${what.toUpperCase()} c${values.connections}: ${run.ok + run.warmup.ok} × 2xx, warm-up included; ` +
       `measured ${run.ok} in ${run.seconds} s (${run.rps.toFixed(0)}/s, p50 ${run.latencyMs.p50}, ` +
       `p99 ${run.latencyMs.p99} ms), ${bad} failed`,
   );
+  const cpu = Object.entries(run.cpuMsPerRequest.byProcess)
+    .map(([name, ms]) => `--cpu ${name}=${ms.toFixed(3)}`)
+    .join(' ');
+  console.log(`--requests ${run.ok + run.warmup.ok} --from ${from} --to ${to} ${cpu}`);
   return bad > 0 ? 1 : 0;
 }
 

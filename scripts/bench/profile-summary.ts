@@ -3,16 +3,24 @@
  * where each process's main thread spent its time during a bench run.
  *
  * usage: node --import tsx scripts/bench/profile-summary.ts <dir or .cpuprofile>… \
- *          [--top 20] [--requests <n>] [--name <pid>=<label>]…
+ *          [--top 20] [--requests <n>] [--name <pid>=<label>]… [--from <µs> --to <µs>]
  *
  *   --top <n>        frames listed per process (default 20)
  *   --requests <n>   requests served while profiling: adds µs of self time per request
  *   --name pid=label names a process (e.g. --name 4242=node1); otherwise the role is
  *                    guessed from the scripts it ran (gateway, storage-node, worker, start)
+ *   --cpu name=ms    the process's CPU per request (from /proc; profile-load.ts prints it): the
+ *                    µs/req column is then its share of the busy samples × that, rather than
+ *                    the profile's wall time, which on shared cores includes waits for a core
+ *   --from, --to     count only samples in this window, in µs of the system's monotonic clock
+ *                    (the profiles' own clock; profile-load.ts prints the window of its load),
+ *                    so start-up and shutdown stay out of the figures
  *
  * Self time is summed by function, file and line over the whole profile;
  * "busy" is the profile's time minus (idle), i.e. the main thread's work,
  * including (garbage collector) and (program) (V8 and native code outside JS).
+ * A process paused with SIGSTOP shows its pause as busy time in the frame
+ * it stopped in: profile a paused worker only to ignore it.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -74,7 +82,7 @@ function shortUrl(url: string): string {
 }
 
 function moduleOf(url: string): string {
-  if (!url) return '(native, GC, idle)';
+  if (!url) return '(no script: GC, native bindings, program)';
   if (url.startsWith('node:')) return 'node: internals';
   const nm = url.lastIndexOf('node_modules/');
   if (nm !== -1) {
@@ -84,12 +92,22 @@ function moduleOf(url: string): string {
   return shortUrl(url);
 }
 
-export function summarize(file: string): ProfileSummary {
+/** Samples between `from` and `to` (µs, the profile's clock) count; all when they are undefined. */
+export interface Window {
+  from?: number;
+  to?: number;
+}
+
+export function summarize(file: string, window: Window = {}): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
   const self = new Map<number, number>();
   // timeDeltas[i] is the time from sample i-1 to sample i: charge it to sample i-1's frame.
+  let at = profile.startTime + (profile.timeDeltas[0] ?? 0);
   for (let i = 1; i < profile.samples.length; i++) {
+    const sampledAt = at;
+    at += profile.timeDeltas[i]!;
+    if (sampledAt < (window.from ?? -Infinity) || sampledAt > (window.to ?? Infinity)) continue;
     const id = profile.samples[i - 1]!;
     self.set(id, (self.get(id) ?? 0) + profile.timeDeltas[i]!);
   }
@@ -134,15 +152,27 @@ function profilesIn(paths: string[]): string[] {
   );
 }
 
-function render(s: ProfileSummary, label: string, top: number, requests?: number): string {
+function render(
+  s: ProfileSummary,
+  label: string,
+  top: number,
+  requests?: number,
+  cpuMs?: number,
+): string {
   const busy = s.totalUs - s.idleUs;
+  // µs of CPU per request a frame stands for: its share of the busy samples × the measured CPU.
+  const scale = cpuMs !== undefined ? (cpuMs * 1000) / Math.max(busy, 1) : 1 / (requests ?? 1);
   const ms = (us: number) => (us / 1000).toFixed(0);
   const pct = (us: number) => `${((100 * us) / Math.max(busy, 1)).toFixed(1)} %`.padStart(7);
-  const per = (us: number) => (requests ? `${(us / requests).toFixed(1).padStart(8)} µs/req` : '');
+  const per = (us: number) =>
+    requests || cpuMs !== undefined ? `${(us * scale).toFixed(1).padStart(8)} µs/req` : '';
   const lines = [
     `## ${label} (${basename(s.file)})`,
     `${ms(s.totalUs)} ms profiled, ${ms(busy)} ms busy (${((100 * busy) / Math.max(s.totalUs, 1)).toFixed(0)} %)` +
-      (requests ? `, ${(busy / requests).toFixed(0)} µs of main-thread time per request` : ''),
+      (requests
+        ? `, ${(busy / requests).toFixed(0)} µs of main-thread wall time per request`
+        : '') +
+      (cpuMs !== undefined ? `; ${(cpuMs * 1000).toFixed(0)} µs of CPU per request (/proc)` : ''),
     '',
     'self time by module:',
     ...s.modules.slice(0, 8).map((m) => `${pct(m.selfUs)} ${per(m.selfUs)}  ${m.name}`),
@@ -159,6 +189,9 @@ function main(): number {
       top: { type: 'string', default: '20' },
       requests: { type: 'string' },
       name: { type: 'string', multiple: true, default: [] },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      cpu: { type: 'string', multiple: true, default: [] },
     },
     allowPositionals: true,
   });
@@ -172,11 +205,21 @@ function main(): number {
       return [Number(pid), label ?? pid!];
     }),
   );
+  const cpuByName = new Map(
+    values.cpu.map((c) => {
+      const [name, ms] = c.split('=');
+      return [name!, Number(ms)];
+    }),
+  );
   const requests = values.requests === undefined ? undefined : Number(values.requests);
+  const window = {
+    from: values.from === undefined ? undefined : Number(values.from),
+    to: values.to === undefined ? undefined : Number(values.to),
+  };
   const blocks = profilesIn(positionals).map((file) => {
-    const s = summarize(file);
+    const s = summarize(file, window);
     const label = (s.pid !== undefined && names.get(s.pid)) || `${s.role} (pid ${s.pid ?? '?'})`;
-    return render(s, label, Number(values.top), requests);
+    return render(s, label, Number(values.top), requests, cpuByName.get(label));
   });
   console.log(blocks.join('\n\n'));
   return 0;
