@@ -27,14 +27,13 @@ import { startNginx, type Nginx } from './bench/nginx.js';
 import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/options.js';
 import { restingRss, runMemoryNote } from './bench/memory.js';
 import { runMemorySuite, type MemoryResults } from './bench/memory-suite.js';
-import { RssSampler, isAlive } from './bench/procfs.js';
+import { RssSampler, isAlive, processState } from './bench/procfs.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
 import { runLbSuite, type LbResults } from './bench/lb-suite.js';
 import { runProcessSuite, type ProcessResults } from './bench/process-suite.js';
 import { runThumbnailSuite, type ThumbnailResults } from './bench/thumbnail-suite.js';
 import { buildRows, machineInfo, printReport, writeResults } from './bench/report.js';
-import type { SmallRun } from './bench/small.js';
-import { runSmallSuite } from './bench/small-suite.js';
+import { runSmallSuite, type SmallResults } from './bench/small-suite.js';
 
 /** Everything that must not outlive the bench, whichever way it ends. */
 const leftovers = {
@@ -89,7 +88,7 @@ async function prepare(
   cluster: ClusterView,
   dispatcher: Dispatcher,
 ): Promise<{ ctx: BenchContext; nginxMissing: string | undefined }> {
-  const notes = [...cluster.warnings];
+  const notes = [...cluster.warnings, workerNote(cluster)];
   const scratch = await mkdtemp(join(os.tmpdir(), 'trove-bench-'));
   leftovers.scratch = scratch;
   const www = join(scratch, 'www');
@@ -127,6 +126,7 @@ async function prepare(
           .filter((p) => p.name !== 'worker')
           .map((p) => p.pid)
           .filter(isAlive),
+      processes: () => cluster.processes.filter((p) => isAlive(p.pid)),
     },
     nginx: leftovers.nginx,
     www,
@@ -136,6 +136,15 @@ async function prepare(
     notes,
   };
   return { ctx, nginxMissing };
+}
+
+/** Whether the figures include the worker's work: it may be paused (SIGSTOP) to measure the request path alone. */
+function workerNote(cluster: ClusterView): string {
+  const worker = cluster.processes.find((p) => p.name === 'worker');
+  if (!worker) return 'worker: not found, so its CPU is not counted';
+  return processState(worker.pid) === 'T'
+    ? `worker (pid ${worker.pid}) is paused (SIGSTOP): the figures are the request path alone`
+    : `worker (pid ${worker.pid}) is running: its CPU counts in every "server" figure`;
 }
 
 /**
@@ -179,7 +188,7 @@ async function main(): Promise<number> {
 
     sampler.start();
     const restAtStart = sampler.now();
-    let small: SmallRun[] = [];
+    let small: SmallResults = { runs: [], syncLimit: undefined };
     let counter: CounterResults | undefined;
     let large: LargeResults | undefined;
     let repair: RepairResults | undefined;
@@ -267,7 +276,15 @@ async function main(): Promise<number> {
       failures: ctx.failures,
       notes: ctx.notes,
     });
-    printReport({ opts, startedAt, rows, small, notes: ctx.notes, failures: ctx.failures, file });
+    printReport({
+      opts,
+      startedAt,
+      rows,
+      small: small.runs,
+      notes: ctx.notes,
+      failures: ctx.failures,
+      file,
+    });
     return ctx.failures.length > 0 ? 1 : 0;
   } catch (err) {
     if (!(err instanceof ClusterUnavailableError)) throw err;

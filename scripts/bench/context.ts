@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import type { Nginx } from './nginx.js';
 import type { BenchOptions } from './options.js';
-import type { RssSampler } from './procfs.js';
+import type { RssSampler, Watched } from './procfs.js';
 
 export interface BenchContext {
   opts: BenchOptions;
@@ -17,14 +17,16 @@ export interface BenchContext {
     origin: string;
     /** Path the gateway is mounted under ('' normally; set when behind a proxy path). */
     prefix: string;
-    /** Gateway and storage nodes that are alive, for CPU accounting. */
+    /** Gateway and storage nodes that are alive: the request path, for CPU accounting. */
     pids: () => number[];
+    /** Every process of the cluster that is alive (the worker too), by name, for CPU per process. */
+    processes: () => Watched[];
   };
   /** The reference server; undefined when nginx is not installed or did not start. */
   nginx: Nginx | undefined;
   /** nginx's document root: the same bytes Trove gets, as plain files. */
   www: string;
-  /** Temp space for the three-fsynced-files reference. */
+  /** Temp space for the disk references (three-fsynced-files, the sync limit). */
   scratch: string;
   sampler: RssSampler;
   /** Failed requests and wrong bytes; any entry makes the run fail. */

@@ -23,6 +23,7 @@ import {
 } from './large.js';
 import { restingRss, type MemoryAround } from './memory.js';
 import { writeLargeFile } from './payload.js';
+import { costPer, metered, named, type CpuCost, type CpuUse, type Watched } from './procfs.js';
 
 export type LargeKind =
   | 'trovePut'
@@ -40,6 +41,13 @@ export interface LargeResults {
   mbps: Partial<Record<LargeKind, number[]>>;
   /** Median of `mbps`. */
   median: Partial<Record<LargeKind, number>>;
+  /**
+   * CPU per MB, ms, of each timed transfer, in order: the serving processes
+   * (Trove's, or nginx's; none for three-fsynced-files) and the bench (client).
+   */
+  cpuMsPerMb: Partial<Record<LargeKind, CpuCost[]>>;
+  /** The round of `cpuMsPerMb` with the median server CPU (the lower one of an even count). */
+  cpuMedian: Partial<Record<LargeKind, CpuCost>>;
   /** RSS of each process at rest before the transfers, at its peak during them, at rest after. */
   memory: MemoryAround;
   /** Seconds the upload and two downloads run at once took (undefined if one failed). */
@@ -63,14 +71,22 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
     sha256,
     mbps: {},
     median: {},
+    cpuMsPerMb: {},
+    cpuMedian: {},
     memory: { before, peak: {}, after: {} },
     concurrentS: undefined,
   };
-  const record = (kind: LargeKind, seconds: number) => {
+  const record = (kind: LargeKind, seconds: number, cpu: CpuUse) => {
     const mbps = bytes / seconds / 1e6;
+    const cost = costPer(cpu, bytes / 1e6);
     (results.mbps[kind] ??= []).push(mbps);
-    progress(`  ${kind}: ${mbps.toFixed(0)} MB/s`);
+    (results.cpuMsPerMb[kind] ??= []).push(cost);
+    progress(
+      `  ${kind}: ${mbps.toFixed(0)} MB/s, CPU ${cost.server.toFixed(2)} ms/MB (client ${cost.client.toFixed(2)})`,
+    );
   };
+  const troveProcesses = ctx.trove.processes;
+  const nginxProcesses = named('nginx', () => ctx.nginx?.pids() ?? []);
 
   const uploads: Uploaded[] = [];
   const ids: string[] = [];
@@ -78,22 +94,24 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
     progress(`large uploads, round ${round} of ${opts.largeRounds}`);
     await settle();
     const url = uploadUrl(ctx, `bench-large-${round}.jpg`);
-    const put = await attempt(ctx, `PUT ${url}`, () => putFile(url, source, bytes, ctx.dispatcher));
+    const { result: put, cpu } = await timed(ctx, troveProcesses, `PUT ${url}`, () =>
+      putFile(url, source, bytes, ctx.dispatcher),
+    );
     const uploaded = put && checkUpload(ctx, url, put, bytes, sha256);
     if (uploaded) {
       uploads.push(uploaded);
       ids.push(uploaded.id);
-      record('trovePut', put.seconds);
+      record('trovePut', put.seconds, cpu);
     }
 
     if (ctx.nginx) {
       await settle();
       const davPath = join(ctx.www, 'dav', `large-${round}.jpg`);
       const davUrl = `${ctx.nginx.url}/dav/large-${round}.jpg`;
-      const dav = await attempt(ctx, `PUT ${davUrl}`, () =>
+      const { result: dav, cpu } = await timed(ctx, nginxProcesses, `PUT ${davUrl}`, () =>
         putFile(davUrl, source, bytes, ctx.dispatcher),
       );
-      if (dav && dav.status >= 200 && dav.status < 300) record('nginxPut', dav.seconds);
+      if (dav && dav.status >= 200 && dav.status < 300) record('nginxPut', dav.seconds, cpu);
       else if (dav) ctx.failures.push(`PUT ${davUrl} → ${dav.status} ${dav.answer.slice(0, 200)}`);
       await flushFile(davPath).catch(() => {});
       await rm(davPath, { force: true });
@@ -101,8 +119,11 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
 
     await settle();
     try {
-      const floor = await threeFsyncedFiles(source, ctx.scratch);
-      record('threeFsyncedFiles', floor.seconds);
+      const { result: floor, cpu } = await metered(
+        () => [],
+        () => threeFsyncedFiles(source, ctx.scratch),
+      );
+      record('threeFsyncedFiles', floor.seconds, cpu);
       await Promise.all(floor.paths.map((p) => rm(p, { force: true })));
     } catch (err) {
       ctx.failures.push(`three-fsynced-files in ${ctx.scratch}: ${(err as Error).message}`);
@@ -117,23 +138,31 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
     const nginxUrl = ctx.nginx && `${ctx.nginx.url}/${LARGE_NAME}`;
     if (troveUrl) {
       await settle();
-      const got = await attempt(ctx, `GET ${troveUrl}`, () => getFile(troveUrl, ctx.dispatcher));
-      if (got && checkDownload(ctx, troveUrl, got, bytes, sha256)) record('troveGet', got.seconds);
+      const { result: got, cpu } = await timed(ctx, troveProcesses, `GET ${troveUrl}`, () =>
+        getFile(troveUrl, ctx.dispatcher),
+      );
+      if (got && checkDownload(ctx, troveUrl, got, bytes, sha256))
+        record('troveGet', got.seconds, cpu);
     }
     if (nginxUrl) {
       await settle();
-      const got = await attempt(ctx, `GET ${nginxUrl}`, () => getFile(nginxUrl, ctx.dispatcher));
-      if (got && checkDownload(ctx, nginxUrl, got, bytes, sha256)) record('nginxGet', got.seconds);
+      const { result: got, cpu } = await timed(ctx, nginxProcesses, `GET ${nginxUrl}`, () =>
+        getFile(nginxUrl, ctx.dispatcher),
+      );
+      if (got && checkDownload(ctx, nginxUrl, got, bytes, sha256))
+        record('nginxGet', got.seconds, cpu);
     }
     // Context only: the same downloads with curl, bytes counted but not hashed.
-    for (const [kind, url] of [
-      ['troveGetCurl', troveUrl],
-      ['nginxGetCurl', nginxUrl],
+    for (const [kind, url, servers] of [
+      ['troveGetCurl', troveUrl, troveProcesses],
+      ['nginxGetCurl', nginxUrl, nginxProcesses],
     ] as const) {
       if (!curl || !url) continue;
       await settle();
-      const got = await attempt(ctx, `curl ${url}`, () => curlGet(curl, url));
-      if (got && got.status === 200 && got.bytes === bytes) record(kind, got.seconds);
+      const { result: got, cpu } = await timed(ctx, servers, `curl ${url}`, () =>
+        curlGet(curl, url),
+      );
+      if (got && got.status === 200 && got.bytes === bytes) record(kind, got.seconds, cpu);
       else if (got)
         ctx.failures.push(`curl ${url} → ${got.status}, ${got.bytes} bytes (expected ${bytes})`);
     }
@@ -141,6 +170,8 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
 
   for (const [kind, values] of Object.entries(results.mbps))
     results.median[kind as LargeKind] = median(values);
+  for (const [kind, costs] of Object.entries(results.cpuMsPerMb))
+    results.cpuMedian[kind as LargeKind] = medianCost(costs);
 
   if (ids[0]) {
     await settle();
@@ -193,6 +224,16 @@ async function concurrentRound(
   if (!uploaded || !ok.every(Boolean)) return undefined;
   progress(`  at once: ${seconds.toFixed(1)} s`);
   return seconds;
+}
+
+/** `attempt`, and the CPU of `servers` and the bench while it ran. */
+function timed(
+  ctx: BenchContext,
+  servers: () => Watched[],
+  what: string,
+  run: () => Promise<Transfer>,
+): Promise<{ result: Transfer | undefined; cpu: CpuUse }> {
+  return metered(servers, () => attempt(ctx, what, run));
 }
 
 async function attempt(
@@ -249,4 +290,14 @@ function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * The round with the median CPU of the servers, whole: its processes' figures
+ * add up to its total (medians taken process by process would not, when
+ * downloads are served by a different node from one round to the next).
+ */
+function medianCost(costs: CpuCost[]): CpuCost {
+  const sorted = [...costs].sort((a, b) => a.server - b.server);
+  return sorted[(sorted.length - 1) >> 1]!;
 }

@@ -17,6 +17,7 @@ import { progress, settle, type BenchContext } from './context.js';
 import { jpegBody, sha256 } from './payload.js';
 import { SMALL_BYTES, uploadOne } from './small-suite.js';
 import { measureSmall, type SmallRun } from './small.js';
+import { named } from './procfs.js';
 import type { Row } from './table.js';
 
 const CONNECTIONS = [64, 256];
@@ -98,7 +99,7 @@ export async function runLbSuite(ctx: BenchContext): Promise<LbResults | undefin
             origin,
             connections,
             nextPath: path,
-            serverPids: ctx.trove.pids,
+            servers: named('trove', ctx.trove.pids),
           },
           ctx.opts.durationS,
           ctx.opts.warmupS,

@@ -25,7 +25,7 @@ import {
   type ImageLimits,
 } from '../../shared/image-ops.js';
 import { progress, settle, type BenchContext } from './context.js';
-import { CpuMeter } from './procfs.js';
+import { CpuMeter, named } from './procfs.js';
 import { GATEWAY_DEFAULTS } from './service-defaults.js';
 import { fmt, type Row } from './table.js';
 
@@ -215,7 +215,7 @@ async function load(
     errors: 0,
     cpuS: 0,
   };
-  const meter = new CpuMeter(serverPids ?? (() => []));
+  const meter = new CpuMeter(named('trove', serverPids ?? (() => [])));
   meter.start();
   const started = performance.now();
   const end = started + seconds * 1000;

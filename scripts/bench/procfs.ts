@@ -87,30 +87,83 @@ export function childPids(pid: number): number[] {
   return children;
 }
 
-/** CPU seconds used by a set of processes between `start()` and `stop()`. */
+/** The processes `pids` answers, all under one name (nginx's master and workers as "nginx"). */
+export function named(name: string, pids: () => number[]): () => Watched[] {
+  return () => pids().map((pid) => ({ name, pid }));
+}
+
+/** CPU seconds between `start()` and `stop()`. */
+export interface CpuUse {
+  /** The watched processes together. */
+  serverS: number;
+  /** This process: the load client. */
+  clientS: number;
+  /** Each watched process by name (processes sharing a name are summed). */
+  byProcess: Record<string, number>;
+}
+
+/** CPU used by a set of processes between `start()` and `stop()`, per process and in total. */
 export class CpuMeter {
-  private startTotal = 0;
+  private startByName = new Map<string, number>();
   private startClient = process.cpuUsage();
 
-  constructor(private readonly pids: () => number[]) {}
+  constructor(private readonly watched: () => Watched[]) {}
 
   start(): void {
-    this.startTotal = this.total();
+    this.startByName = this.byName();
     this.startClient = process.cpuUsage();
   }
 
-  /** Server CPU (the watched processes) and client CPU (this process), in seconds. */
-  stop(): { serverS: number; clientS: number } {
+  stop(): CpuUse {
     const client = process.cpuUsage(this.startClient);
+    const byProcess: Record<string, number> = {};
+    // A process gone by now (a killed node) drops out rather than counting negative.
+    for (const [name, s] of this.byName()) byProcess[name] = s - (this.startByName.get(name) ?? 0);
     return {
-      serverS: this.total() - this.startTotal,
+      serverS: Object.values(byProcess).reduce((sum, s) => sum + s, 0),
       clientS: (client.user + client.system) / 1e6,
+      byProcess,
     };
   }
 
-  private total(): number {
-    return this.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  private byName(): Map<string, number> {
+    const seconds = new Map<string, number>();
+    for (const { name, pid } of this.watched())
+      seconds.set(name, (seconds.get(name) ?? 0) + cpuSeconds(pid));
+    return seconds;
   }
+}
+
+/** `run`, and the CPU the watched processes and this one used meanwhile. */
+export async function metered<T>(
+  watched: () => Watched[],
+  run: () => Promise<T>,
+): Promise<{ result: T; cpu: CpuUse }> {
+  const meter = new CpuMeter(watched);
+  meter.start();
+  const result = await run();
+  return { result, cpu: meter.stop() };
+}
+
+/** CPU per unit of work (a request, a MB), in ms: `use` divided by `units`. */
+export interface CpuCost {
+  server: number;
+  client: number;
+  byProcess: Record<string, number>;
+}
+
+export function costPer(use: CpuUse, units: number): CpuCost {
+  const ms = (s: number) => (units > 0 ? (s * 1000) / units : 0);
+  return {
+    server: ms(use.serverS),
+    client: ms(use.clientS),
+    byProcess: Object.fromEntries(Object.entries(use.byProcess).map(([n, s]) => [n, ms(s)])),
+  };
+}
+
+/** The process's scheduler state: 'R' running, 'S' sleeping, 'T' stopped (SIGSTOP)…; undefined if gone. */
+export function processState(pid: number): string | undefined {
+  return statFields(pid)?.[0];
 }
 
 /**

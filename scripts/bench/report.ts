@@ -17,7 +17,10 @@ import { processRows, type ProcessResults } from './process-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
 import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
 import type { SmallRun } from './small.js';
-import { contextRow, fmt, ms, renderTable, verdictOf, type Row } from './table.js';
+import type { SmallResults } from './small-suite.js';
+import type { SyncLimit } from './sync-limit.js';
+import type { CpuCost } from './procfs.js';
+import { contextRow, fmt, ms, renderTable, verdictIf, verdictOf, type Row } from './table.js';
 
 /** OpenStack Swift 2.30, 3 replicas, from /work/shared/BENCHMARKS.md: a context column, never a ratio. */
 const SWIFT = {
@@ -28,12 +31,30 @@ const SWIFT = {
 };
 export const RSS_LIMIT_MB = 150;
 
+/** The targets of issue 15 ("The data path at the speed of the machine") the rows check. */
+const TARGETS = {
+  /** 64 KiB GET at 64 connections, × nginx. */
+  smallGetRatio: 0.25,
+  /** 64 KiB PUT at 16 connections, × the three-copy sync limit. */
+  smallPutSyncRatio: 0.5,
+  /** CPU per 64 KiB PUT at 16 connections, all processes, ms. */
+  smallPutCpuMs: 2,
+  /** CPU per 64 KiB GET at 64 connections, all processes, ms. */
+  smallGetCpuMs: 0.3,
+  /** p99 of a 64 KiB GET at 16 connections, under this many ms. */
+  smallGetP99Ms: 20,
+  /** 256 MiB PUT, × three-fsynced-files. */
+  largePutRatio: 0.6,
+  /** 256 MiB GET, × nginx. */
+  largeGetRatio: 0.5,
+};
+
 function smallCell(r: SmallRun): string {
   return `${fmt(r.rps)} req/s (p50 ${ms(r.latencyMs.p50)}, p99 ${ms(r.latencyMs.p99)} ms)`;
 }
 
 export interface RowInput {
-  small: SmallRun[];
+  small: SmallResults;
   counter: CounterResults | undefined;
   large: LargeResults | undefined;
   repair: RepairResults | undefined;
@@ -50,16 +71,18 @@ export interface RowInput {
 export function buildRows(input: RowInput): Row[] {
   const rows: Row[] = [];
   const missingRef = input.nginxMissing ? 'skipped (see notes)' : 'no result';
+  const smallRuns = input.small.runs;
   const small = (op: 'put' | 'get', c: number, side: 'trove' | 'nginx') =>
-    input.small.find((r) => r.op === op && r.connections === c && r.side === side);
+    smallRuns.find((r) => r.op === op && r.connections === c && r.side === side);
+  const concurrencies = [...new Set(smallRuns.map((r) => r.connections))];
 
   for (const op of ['put', 'get'] as const) {
-    for (const c of [...new Set(input.small.map((r) => r.connections))]) {
+    for (const c of concurrencies) {
       const trove = small(op, c, 'trove');
       if (!trove) continue;
       const ref = small(op, c, 'nginx');
       const ratio = ref && ref.rps > 0 ? trove.rps / ref.rps : undefined;
-      const min = op === 'put' ? 0.25 : c === 64 ? 0.3 : undefined;
+      const min = op === 'put' ? 0.25 : c === 64 ? TARGETS.smallGetRatio : undefined;
       rows.push({
         figure: `64 KiB ${op.toUpperCase()}, ${c} connections`,
         trove: smallCell(trove),
@@ -71,6 +94,15 @@ export function buildRows(input: RowInput): Row[] {
         verdict: verdictOf(ratio, min),
         swift: op === 'put' ? SWIFT.smallPut : SWIFT.smallGet,
       });
+      if (op === 'put' && input.small.syncLimit)
+        rows.push(syncLimitRow(trove, input.small.syncLimit));
+      if (op === 'get' && c === 16) rows.push(p99Row(trove, ref, missingRef));
+    }
+  }
+  for (const op of ['put', 'get'] as const) {
+    for (const c of concurrencies) {
+      const trove = small(op, c, 'trove');
+      if (trove) rows.push(smallCpuRow(trove, small(op, c, 'nginx'), missingRef));
     }
   }
 
@@ -115,9 +147,16 @@ export function buildRows(input: RowInput): Row[] {
       m('trovePut'),
       `three-fsynced-files ${cell(m('threeFsyncedFiles'))}`,
       m('threeFsyncedFiles'),
-      0.5,
+      TARGETS.largePutRatio,
     );
-    largeRow(`${size} GET`, m('troveGet'), nginxCell(m('nginxGet'), ''), m('nginxGet'), 0.5, 0.8);
+    largeRow(
+      `${size} GET`,
+      m('troveGet'),
+      nginxCell(m('nginxGet'), ''),
+      m('nginxGet'),
+      TARGETS.largeGetRatio,
+      0.8,
+    );
     if (m('troveGetCurl') !== undefined) {
       largeRow(
         `${size} GET, curl client`,
@@ -127,9 +166,97 @@ export function buildRows(input: RowInput): Row[] {
       );
     }
 
+    for (const [op, trove, ref, what] of [
+      ['PUT', 'trovePut', 'nginxPut', 'nginx dav'],
+      ['GET', 'troveGet', 'nginxGet', 'nginx'],
+    ] as const) {
+      const t = large.cpuMedian[trove];
+      const r = large.cpuMedian[ref];
+      if (!t) continue;
+      const perFile = (c: CpuCost) => `${fmt((c.server * large.bytes) / 1e6 / 1000)} s per file`;
+      rows.push(
+        contextRow(
+          `CPU per MB, ${size} ${op}`,
+          `${fmt(t.server)} ms/MB, ${perFile(t)} (${byProcessCell(t)})`,
+          r
+            ? `${what} ${fmt(r.server)} ms/MB, ${perFile(r)}`
+            : `nginx ${input.nginxMissing ? missingRef : 'no result'}`,
+          r && r.server > 0 ? t.server / r.server : undefined,
+        ),
+      );
+    }
+
     rows.push(...rssRows(large.memory, `${size} transfers`, input.watched));
   }
   return rows;
+}
+
+/** The processes in the order of `npm start` (gateway, nodes, worker), then any other. */
+function byProcessCell(cost: CpuCost): string {
+  const names = Object.keys(cost.byProcess).sort((a, b) => rank(a) - rank(b));
+  return names.map((n) => `${n} ${fmt(cost.byProcess[n]!)}`).join(', ');
+}
+
+function rank(name: string): number {
+  const i = SERVICES.indexOf(name);
+  return i === -1 ? SERVICES.length : i;
+}
+
+/** The upload rate beside what three synced copies on this disk allow, one write at a time. */
+function syncLimitRow(trove: SmallRun, limit: SyncLimit): Row {
+  const ratio = limit.threeCopyPerS > 0 ? trove.rps / limit.threeCopyPerS : undefined;
+  const min = trove.connections === 16 ? TARGETS.smallPutSyncRatio : undefined;
+  return {
+    figure: `64 KiB PUT, ${trove.connections} connections`,
+    trove: `${fmt(trove.rps)} req/s`,
+    reference:
+      `three-copy sync limit ${fmt(limit.threeCopyPerS)}/s ` +
+      `(${fmt(limit.dsyncWritesPerS)} O_DSYNC 64 KiB writes/s ÷ 3)`,
+    ratio,
+    target: min === undefined ? '—' : `≥ ${min}`,
+    verdict: verdictOf(ratio, min),
+    swift: '—',
+  };
+}
+
+/** The tail latency of small downloads, against an absolute target. */
+function p99Row(trove: SmallRun, ref: SmallRun | undefined, missingRef: string): Row {
+  const p99 = trove.latencyMs.p99;
+  const refP99 = ref?.latencyMs.p99;
+  return {
+    figure: `64 KiB GET p99, ${trove.connections} connections`,
+    trove: `${ms(p99)} ms`,
+    reference: ref ? `nginx ${ms(refP99!)} ms` : `nginx ${missingRef}`,
+    ratio: refP99 ? p99 / refP99 : undefined,
+    target: `< ${TARGETS.smallGetP99Ms} ms`,
+    verdict: verdictIf(p99 < TARGETS.smallGetP99Ms),
+    swift: '—',
+  };
+}
+
+/**
+ * CPU per request of every serving process together, each one beside it,
+ * against nginx's (ratio = Trove / nginx: how many times nginx's CPU); the
+ * targets are absolute (ms per request, all of Trove's processes).
+ */
+function smallCpuRow(trove: SmallRun, ref: SmallRun | undefined, missingRef: string): Row {
+  const t = trove.cpuMsPerRequest;
+  const r = ref?.cpuMsPerRequest;
+  const max =
+    trove.op === 'put' && trove.connections === 16
+      ? TARGETS.smallPutCpuMs
+      : trove.op === 'get' && trove.connections === 64
+        ? TARGETS.smallGetCpuMs
+        : undefined;
+  return {
+    figure: `CPU per 64 KiB ${trove.op.toUpperCase()}, ${trove.connections} connections`,
+    trove: `${fmt(t.server)} ms (${byProcessCell(t)})`,
+    reference: r ? `nginx ${fmt(r.server)} ms` : `nginx ${missingRef}`,
+    ratio: r && r.server > 0 ? t.server / r.server : undefined,
+    target: max === undefined ? '—' : `≤ ${max} ms`,
+    verdict: max === undefined ? '—' : verdictIf(t.server <= max),
+    swift: '—',
+  };
 }
 
 /** One row per process: its peak and resting RSS around a suite, against RSS_LIMIT_MB. */
@@ -263,16 +390,17 @@ function repairRows(r: RepairResults): Row[] {
   return rows;
 }
 
-/** Where CPU went in each small run: ms per request of the servers and of the load client. */
+/** Where CPU went in each small run: ms per request of each server process and of the load client. */
 export function renderCpu(small: SmallRun[]): string {
   if (small.length === 0) return '';
   const lines = [
-    'CPU per 64 KiB request, ms (server: gateway + 3 nodes, or nginx master + workers; client: this process):',
+    'CPU per 64 KiB request, ms (server: every watched process, the worker too, or nginx master + workers; client: this process):',
   ];
   for (const r of small) {
     const what = `${r.side.padEnd(5)} ${r.op.toUpperCase()} c${r.connections}`;
+    const c = r.cpuMsPerRequest;
     lines.push(
-      `  ${what.padEnd(14)} server ${r.cpuMsPerRequest.server.toFixed(2).padStart(6)}   client ${r.cpuMsPerRequest.client.toFixed(2).padStart(5)}`,
+      `  ${what.padEnd(14)} server ${c.server.toFixed(2).padStart(6)}   client ${c.client.toFixed(2).padStart(5)}   ${byProcessCell(c)}`,
     );
   }
   return lines.join('\n');

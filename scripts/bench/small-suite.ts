@@ -1,7 +1,8 @@
 /**
- * The 64 KiB figures: uploads (Trove PUT vs nginx WebDAV PUT) and downloads
- * (Trove GET vs nginx sendfile) at each concurrency, Trove and nginx back to
- * back so both see the same machine state.
+ * The 64 KiB figures: uploads (Trove PUT vs nginx WebDAV PUT, and vs the
+ * three-copy sync limit of the disk, measured first) and downloads (Trove
+ * GET vs nginx sendfile) at each concurrency, Trove and nginx back to back
+ * so both see the same machine state.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,15 +18,26 @@ import {
   type SmallRun,
   type SmallSpec,
 } from './small.js';
+import { named } from './procfs.js';
+import { measureSyncLimit, type SyncLimit } from './sync-limit.js';
 import { ms } from './table.js';
 
 export const SMALL_BYTES = 64 * 1024;
 /** Downloads checked byte for byte before the timed runs, per side. */
 const SPOT_CHECKS = 5;
 const UPLOAD_CONCURRENCY = 8;
+/** Seconds of `O_DSYNC` writes for the sync limit. */
+const SYNC_LIMIT_S = 2.5;
 
-export async function runSmallSuite(ctx: BenchContext): Promise<SmallRun[]> {
+export interface SmallResults {
+  runs: SmallRun[];
+  /** The three-copy sync limit, undefined if it could not be measured. */
+  syncLimit: SyncLimit | undefined;
+}
+
+export async function runSmallSuite(ctx: BenchContext): Promise<SmallResults> {
   const runs: SmallRun[] = [];
+  const syncLimit = await syncLimitOf(ctx);
   const sides: Side[] = ctx.nginx ? ['trove', 'nginx'] : ['trove'];
   const { opts } = ctx;
   if (!discardResponseBodies()) {
@@ -51,7 +63,7 @@ export async function runSmallSuite(ctx: BenchContext): Promise<SmallRun[]> {
   }
 
   const ids = await prepareDownloads(ctx);
-  if (ids.length === 0) return runs;
+  if (ids.length === 0) return { runs, syncLimit };
   for (const connections of opts.connections) {
     for (const side of sides) {
       await settle();
@@ -63,12 +75,27 @@ export async function runSmallSuite(ctx: BenchContext): Promise<SmallRun[]> {
       runs.push(await measured(ctx, { ...specFor(ctx, side), op: 'get', connections, nextPath }));
     }
   }
-  return runs;
+  return { runs, syncLimit };
 }
 
-function specFor(ctx: BenchContext, side: Side): Pick<SmallSpec, 'side' | 'origin' | 'serverPids'> {
-  if (side === 'trove') return { side, origin: ctx.trove.origin, serverPids: ctx.trove.pids };
-  return { side, origin: ctx.nginx!.url, serverPids: () => ctx.nginx!.pids() };
+async function syncLimitOf(ctx: BenchContext): Promise<SyncLimit | undefined> {
+  await settle();
+  progress(`three-copy sync limit: ${SYNC_LIMIT_S} s of O_DSYNC 64 KiB writes in ${ctx.scratch}…`);
+  try {
+    const limit = measureSyncLimit(ctx.scratch, SYNC_LIMIT_S);
+    progress(
+      `three-copy sync limit: ${limit.dsyncWritesPerS.toFixed(0)} writes/s ÷ 3 = ${limit.threeCopyPerS.toFixed(0)}/s`,
+    );
+    return limit;
+  } catch (err) {
+    ctx.failures.push(`O_DSYNC writes in ${ctx.scratch}: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+function specFor(ctx: BenchContext, side: Side): Pick<SmallSpec, 'side' | 'origin' | 'servers'> {
+  if (side === 'trove') return { side, origin: ctx.trove.origin, servers: ctx.trove.processes };
+  return { side, origin: ctx.nginx!.url, servers: named('nginx', () => ctx.nginx!.pids()) };
 }
 
 async function measured(ctx: BenchContext, spec: SmallSpec): Promise<SmallRun> {

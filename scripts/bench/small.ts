@@ -5,7 +5,7 @@
  */
 import autocannon from 'autocannon';
 import { createRequire } from 'node:module';
-import { CpuMeter } from './procfs.js';
+import { CpuMeter, costPer, type CpuCost, type Watched } from './procfs.js';
 
 export type Side = 'trove' | 'nginx';
 
@@ -19,8 +19,8 @@ export interface SmallSpec {
   body?: Buffer;
   /** Path of the next request; called once per request, from every connection. */
   nextPath: () => string;
-  /** Processes serving the side, for CPU accounting. */
-  serverPids: () => number[];
+  /** Processes serving the side, by name, for CPU accounting. */
+  servers: () => Watched[];
 }
 
 export interface LoadCounts {
@@ -43,8 +43,8 @@ export interface SmallRun extends LoadCounts {
   latencyMs: { mean: number; p50: number; p90: number; p99: number; max: number };
   /** Mean bytes received per response, headers included: a full 64 KiB body shows as a little over 65536. */
   bytesPerResponse: number;
-  /** CPU per 2xx response, ms: the serving processes, and this process (the load client). */
-  cpuMsPerRequest: { server: number; client: number };
+  /** CPU per 2xx response, ms: the serving processes (in total and each), and this process (the load client). */
+  cpuMsPerRequest: CpuCost;
   warmup: LoadCounts & { seconds: number };
 }
 
@@ -116,12 +116,11 @@ export async function measureSmall(
   warmupS: number,
 ): Promise<SmallRun> {
   const warm = await load(spec, warmupS);
-  const meter = new CpuMeter(spec.serverPids);
+  const meter = new CpuMeter(spec.servers);
   meter.start();
   const r = await load(spec, seconds);
   const cpu = meter.stop();
   const c = counts(r);
-  const per = (s: number) => (c.ok > 0 ? (s * 1000) / c.ok : 0);
   return {
     side: spec.side,
     op: spec.op,
@@ -137,7 +136,7 @@ export async function measureSmall(
       max: r.latency.max,
     },
     bytesPerResponse: c.ok + c.non2xx > 0 ? r.throughput.total / (c.ok + c.non2xx) : 0,
-    cpuMsPerRequest: { server: per(cpu.serverS), client: per(cpu.clientS) },
+    cpuMsPerRequest: costPer(cpu, c.ok),
     warmup: { ...counts(warm), seconds: warm.duration },
   };
 }

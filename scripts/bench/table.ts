@@ -30,6 +30,12 @@ export function verdictOf(ratio: number | undefined, min: number | undefined): R
   return ratio >= min ? 'ok' : 'MISS';
 }
 
+/** 'ok' or 'MISS' for an absolute target (a latency, a CPU time); 'n/a' without a figure. */
+export function verdictIf(met: boolean | undefined): Row['verdict'] {
+  if (met === undefined) return 'n/a';
+  return met ? 'ok' : 'MISS';
+}
+
 /** A row with no target and no Swift context. */
 export function contextRow(
   figure: string,
