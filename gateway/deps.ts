@@ -9,6 +9,7 @@ import { RepairQueue } from '../shared/repair-queue.js';
 import { createProcessing } from './processing/process.js';
 import { REPAIR_PUBLISH_TIMEOUT_MS } from './cluster/repair-requests.js';
 import { uploadLinkKey } from './upload/upload-link-token.js';
+import { SpoolMemory } from './upload/upload-spool.js';
 
 export function gatewayDeps(
   config: GatewayConfig,
@@ -31,5 +32,6 @@ export function gatewayDeps(
     }),
     ...createProcessing(config.processing),
     uploadLinkKey: uploadLinkKey(secret),
+    spoolMemory: new SpoolMemory(config.uploads.uploadSpoolMemory),
   };
 }

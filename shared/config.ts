@@ -328,6 +328,8 @@ const gatewaySchema = envSchema(common, {
       ),
     /** Uploads still pending after this many seconds are treated as abandoned and cleaned up. */
     PENDING_UPLOAD_TIMEOUT_SECONDS: int(60).default(6 * 3600),
+    /** Memory all uploads of a gateway may use together for their replay copies (1 MiB each at most; the rest goes to spool files); 0 = files only. */
+    UPLOAD_SPOOL_MEMORY: bytes.or(z.literal('0').transform(() => 0)).default(64 * 1024 ** 2),
   },
   limits: {
     /** Downloads a share link allows when the upload does not say. */

@@ -31,6 +31,7 @@ import { RateLimits } from './rate-limit.js';
 import { GatewayMetrics, requireMetricsToken } from '../metrics.js';
 import { httpMetricsMiddleware, metricsHandler } from '../../shared/metrics.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
+import type { SpoolMemory } from '../upload/upload-spool.js';
 
 /**
  * The services gateway/run.ts builds and starts. The registry, replicator,
@@ -63,6 +64,8 @@ export type GatewayDeps = GatewayConfig &
     repairs: RepairQueue;
     /** uploadLinkKey(cluster secret): signs and checks upload links, the same on every gateway. */
     uploadLinkKey: Buffer;
+    /** The upload spool's bytes kept in memory, across every upload (upload-spool.ts). */
+    spoolMemory: SpoolMemory;
     /** Prometheus metrics; createApp makes them when not given. */
     metrics?: GatewayMetrics;
   };

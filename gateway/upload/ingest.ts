@@ -16,7 +16,7 @@ import type { MetadataStore, ReplicaState } from '../../shared/metadata-store.js
 import type { ReplicaOutcome } from '../../shared/node-protocol.js';
 import { ByteLimit, HashCounter, pipeChain } from '../../shared/streams.js';
 import { PassThrough } from 'node:stream';
-import { UploadSpool } from './upload-spool.js';
+import { UploadSpool, type SpoolMemory } from './upload-spool.js';
 import { TypeSniffer } from './content-type.js';
 import { ChainHeadFailedError, type Replication } from '../cluster/replicator.js';
 
@@ -28,6 +28,8 @@ export interface IngestDeps {
   server: GatewayConfig['server'];
   /** This gateway's spool directory (see upload-spool.ts). */
   spoolDir: string;
+  /** The spool's bytes kept in memory, across every upload of this gateway. */
+  spoolMemory: SpoolMemory;
   /** MAX_UPLOAD_BYTES and ALLOWED_TYPES. */
   uploads: GatewayConfig['uploads'];
   /** WRITE_QUORUM. */
@@ -75,7 +77,7 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
   const limit = new ByteLimit(maxUploadBytes);
   const sniffer = new TypeSniffer(allowedTypes, req.name);
   const hasher = new HashCounter();
-  const spool = new UploadSpool(deps.spoolDir, id);
+  const spool = new UploadSpool(deps.spoolDir, id, deps.spoolMemory);
   let streamError: Error | undefined;
   for (const stage of [limit, sniffer, hasher, spool])
     stage.once('error', (err) => (streamError ??= err));

@@ -1,27 +1,66 @@
 /**
- * A copy of an upload's bytes on the gateway's disk while it streams to the
- * nodes. If the chain's head dies mid-stream, no node holds the whole file
- * and the client's bytes are gone from memory; the spool lets the gateway
- * replay them to the nodes still up, so the upload succeeds anyway.
+ * A copy of an upload's bytes at the gateway while it streams to the nodes.
+ * If the chain's head dies mid-stream, no node holds the whole file and the
+ * client's bytes are gone; the spool lets the gateway replay them to the
+ * nodes still up, so the upload succeeds anyway.
  *
- * Not fsynced (it only has to outlive the request; the nodes' copies are the
- * durable ones) and always removed when the upload ends, either way. Memory
- * stays flat: a chunk is forwarded once it is written.
+ * The first bytes of an upload stay in memory, as the chunks that arrived,
+ * while the gateway-wide budget (SpoolMemory, UPLOAD_SPOOL_MEMORY) has room,
+ * up to MEMORY_PER_UPLOAD each: a small upload then costs no file at all (opening,
+ * writing, closing and removing one cost about as much CPU as the rest of
+ * the gateway's work on a 64 KiB upload). What does not fit goes to a file
+ * in the spool directory. Memory stays flat whatever the file size or the
+ * number of uploads: the budget bounds the sum.
+ *
+ * The file is not fsynced (it only has to outlive the request; the nodes'
+ * copies are the durable ones) and always removed when the upload ends,
+ * either way. A chunk is forwarded once it is kept.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+
+/** Bytes one upload keeps in memory at most; the rest of a larger one goes to its file. */
+export const MEMORY_PER_UPLOAD = 1024 * 1024;
+
+/** The gateway-wide room for spooled bytes held in memory (UPLOAD_SPOOL_MEMORY). */
+export class SpoolMemory {
+  private used = 0;
+
+  constructor(readonly size: number) {}
+
+  get inUse(): number {
+    return this.used;
+  }
+
+  /** Takes `bytes` if they fit; false (nothing taken) if not. */
+  tryTake(bytes: number): boolean {
+    if (this.used + bytes > this.size) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.used -= bytes;
+  }
+}
 
 export class UploadSpool extends Transform {
   readonly path: string;
-  private readonly file: Promise<FileHandle>;
+  /** The first bytes, as they arrived; once a chunk did not fit, every later one goes to the file. */
+  private readonly kept: Buffer[] = [];
+  private keptBytes = 0;
+  private file: Promise<FileHandle> | undefined;
+  private discarded = false;
 
-  constructor(dir: string, id: string) {
+  constructor(
+    dir: string,
+    id: string,
+    private readonly memory: SpoolMemory,
+  ) {
     super();
     this.path = join(dir, `${id}.part`);
-    this.file = open(this.path, 'w');
-    this.file.catch(() => undefined); // surfaced by the first write
   }
 
   /** Empties (or creates) a gateway's spool directory: leftovers of a crash are useless. */
@@ -30,18 +69,53 @@ export class UploadSpool extends Transform {
     await mkdir(dir, { recursive: true });
   }
 
+  /** Whether part of the upload went to a file (for tests and logs). */
+  get spilled(): boolean {
+    return this.file !== undefined;
+  }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.file.then((fh) => fh.write(chunk)).then(() => done(null, chunk), done);
+    // Bytes still passing after the upload ended (a stage being torn down) need no copy.
+    if (this.discarded) return done(null, chunk);
+    if (!this.file && this.keep(chunk)) return done(null, chunk);
+    this.openFile()
+      .then((fh) => fh.write(chunk))
+      .then(() => done(null, chunk), done);
   }
 
   /** The bytes spooled so far, from the first; call once the upload stream has ended. */
   replay(): Readable {
-    return createReadStream(this.path, { highWaterMark: 1024 * 1024 });
+    const kept = [...this.kept];
+    const file = this.file ? createReadStream(this.path, { highWaterMark: 1024 * 1024 }) : null;
+    return Readable.from(
+      (async function* () {
+        yield* kept;
+        if (file) yield* file;
+      })(),
+      { objectMode: false },
+    );
   }
 
-  /** Closes and removes the spool file. */
+  /** Gives back the memory and closes and removes the file, if any. */
   async discard(): Promise<void> {
+    this.discarded = true;
+    this.memory.give(this.keptBytes);
+    this.kept.length = 0;
+    this.keptBytes = 0;
+    if (!this.file) return;
     await this.file.then((fh) => fh.close()).catch(() => undefined);
     await rm(this.path, { force: true });
+  }
+
+  private keep(chunk: Buffer): boolean {
+    if (this.keptBytes + chunk.length > MEMORY_PER_UPLOAD) return false;
+    if (!this.memory.tryTake(chunk.length)) return false;
+    this.kept.push(chunk);
+    this.keptBytes += chunk.length;
+    return true;
+  }
+
+  private openFile(): Promise<FileHandle> {
+    return (this.file ??= open(this.path, 'w'));
   }
 }
