@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,5 +93,27 @@ describe('UploadSpool', () => {
     expectSame(await replayed(spool), data);
     await spool.discard();
     expect(existsSync(spool.path)).toBe(false);
+  });
+
+  it('holds no file open for a replay destroyed before it was read, nor one read to its end', async () => {
+    const memory = new SpoolMemory(MEMORY_PER_UPLOAD);
+    const data = randomBytes(MEMORY_PER_UPLOAD + 64 * 1024);
+    const { spool } = await spoolOf(data, memory);
+    const open = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === spool.path;
+        } catch {
+          return false;
+        }
+      }).length;
+    const writing = open(); // the spool's own file handle, until discard
+    spool.replay().destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(open()).toBe(writing);
+    expectSame(await replayed(spool), data);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(open()).toBe(writing);
+    await spool.discard();
   });
 });

@@ -86,11 +86,12 @@ export class UploadSpool extends Transform {
   /** The bytes spooled so far, from the first; call once the upload stream has ended. */
   replay(): Readable {
     const kept = [...this.kept];
-    const file = this.file ? createReadStream(this.path, { highWaterMark: 1024 * 1024 }) : null;
+    const path = this.file ? this.path : null;
     return Readable.from(
       (async function* () {
         yield* kept;
-        if (file) yield* file;
+        // Opened only when read this far: a replay destroyed unread (every node refused) holds no file.
+        if (path) yield* createReadStream(path, { highWaterMark: 1024 * 1024 });
       })(),
       { objectMode: false },
     );
