@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ChecksumMismatchError, CorruptBlobError } from '../shared/errors.js';
 import { FsBlobStore, type BlobStore } from './blob-store.js';
-import { BLOCK_SIZE, encodeSums } from './block-sums.js';
+import { BLOCK_SIZE, SUMS_SUFFIX, encodeSums } from './block-sums.js';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -288,12 +288,15 @@ describe('FsBlobStore on disk', () => {
     await writeFile(file!, bytes);
   }
 
-  /** Quarantine happens just after the stream fails; give it a moment (bounded). */
-  async function waitForQuarantine(): Promise<string[]> {
+  /**
+   * Quarantine happens just after the stream fails, one rename per file (the
+   * blob, then its block sums): wait until `count` files are there (bounded).
+   */
+  async function waitForQuarantine(count: number): Promise<string[]> {
     const deadline = Date.now() + 2000;
     for (;;) {
       const files = await quarantined();
-      if (files.length > 0 || Date.now() > deadline) return files;
+      if (files.length >= count || Date.now() > deadline) return files;
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -372,7 +375,11 @@ describe('FsBlobStore on disk', () => {
     expect(error).toBeInstanceOf(ChecksumMismatchError);
     expect(got.length).toBeLessThan(data.length);
 
-    expect(await waitForQuarantine()).toHaveLength(1);
+    // The blob and its block sums (2.5 MiB has three blocks), moved aside together.
+    const aside = (await waitForQuarantine(2)).map((f) => basename(f)).sort();
+    expect(aside).toHaveLength(2);
+    expect(aside[0]).toMatch(new RegExp(`^rotten@${sha256(data)}\\.\\d+$`));
+    expect(aside[1]).toBe(`${aside[0]}${SUMS_SUFFIX}`);
     expect(await blobFiles()).toEqual([]);
     expect(await store.get('rotten')).toBeUndefined();
     expect(await store.usage()).toMatchObject({ objects: 0, bytes: 0 });

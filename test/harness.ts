@@ -57,15 +57,52 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+/**
+ * The kernel's ephemeral range (where it picks ports for `listen(0)` and for
+ * every outgoing connection). A test port inside it could be taken by any
+ * client socket on the machine between our check and the service's listen,
+ * or while a killed node is down before its restart on the same port.
+ */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (low && high) return [low, high];
+  } catch {
+    // not Linux: the IANA range
+  }
+  return [49152, 65535];
+}
+
+const handedOut = new Set<number>();
+
+/** Whether nothing listens on 127.0.0.1:port now. */
+function canListen(port: number): Promise<boolean> {
+  return new Promise((done) => {
     const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolvePort(port));
-    });
+    srv.once('error', () => done(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => done(true)));
   });
+}
+
+/**
+ * A port for a service under test: free now, below the ephemeral range (so
+ * no outgoing connection can take it before the service binds it, nor while
+ * the service is down for a restart), never handed out twice by this process.
+ */
+export async function freePort(): Promise<number> {
+  const [ephemeralLow] = ephemeralRange();
+  const high = ephemeralLow - 1;
+  const low = Math.max(1024, high - 12_000);
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port found in ${low}-${high}`);
 }
 
 function spawnService(

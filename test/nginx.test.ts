@@ -260,7 +260,9 @@ describe.skipIf(noNginx)('nginx in front of two gateways', () => {
 
     let owner: string | undefined;
     try {
-      const [outcome, errors] = await nginxErrorsDuring(async () => {
+      const from = nginxLog.length;
+      const errors = () => nginxLog.slice(from).split('\n').filter(Boolean);
+      const outcome = await (async () => {
         // A gateway has the upload (its row is pending) and is writing it to the nodes;
         // stopped, they take no more bytes, so it stays there, unfinished.
         owner = await waitFor('a gateway receiving the upload', async () => rows().at(0)?.owner);
@@ -274,7 +276,7 @@ describe.skipIf(noNginx)('nginx in front of two gateways', () => {
             setTimeout(() => r({ error: 'no answer' }), 30_000),
           ),
         ]);
-      });
+      })();
       await post.done();
       const other = [...gateways.keys()].find((g) => g !== owner)!;
 
@@ -284,9 +286,14 @@ describe.skipIf(noNginx)('nginx in front of two gateways', () => {
         retryAfter: '2',
         body: expect.stringContaining('"code":"GATEWAY_UNAVAILABLE"'),
       });
-      // nginx saw the POST fail on the gateway that died, and on no other.
-      const failed = errors.filter((l) => l.includes(`"POST /upload`));
-      expect(failed.length, errors.join('\n')).toBeGreaterThan(0);
+      // nginx saw the POST fail on the gateway that died, and on no other. Its
+      // error line reaches us through a pipe, which may deliver it after the
+      // answer (another socket): wait for it rather than read it once.
+      const failed = await waitFor('nginx logging the failed POST', async () => {
+        const posts = errors().filter((l) => l.includes(`"POST /upload`));
+        return posts.length > 0 && posts;
+      }, 5000).catch(() => errors().filter((l) => l.includes(`"POST /upload`)));
+      expect(failed.length, errors().join('\n')).toBeGreaterThan(0);
       for (const line of failed)
         expect(line).toContain(`upstream: "http://${hostPort(gateways.get(owner!)!)}/upload`);
       // The other gateway never saw it: no line of that request, no upload counted, no row.
