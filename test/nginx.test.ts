@@ -289,10 +289,14 @@ describe.skipIf(noNginx)('nginx in front of two gateways', () => {
       // nginx saw the POST fail on the gateway that died, and on no other. Its
       // error line reaches us through a pipe, which may deliver it after the
       // answer (another socket): wait for it rather than read it once.
-      const failed = await waitFor('nginx logging the failed POST', async () => {
-        const posts = errors().filter((l) => l.includes(`"POST /upload`));
-        return posts.length > 0 && posts;
-      }, 5000).catch(() => errors().filter((l) => l.includes(`"POST /upload`)));
+      const failed = await waitFor(
+        'nginx logging the failed POST',
+        async () => {
+          const posts = errors().filter((l) => l.includes(`"POST /upload`));
+          return posts.length > 0 && posts;
+        },
+        5000,
+      ).catch(() => errors().filter((l) => l.includes(`"POST /upload`)));
       expect(failed.length, errors().join('\n')).toBeGreaterThan(0);
       for (const line of failed)
         expect(line).toContain(`upstream: "http://${hostPort(gateways.get(owner!)!)}/upload`);
