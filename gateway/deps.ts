@@ -10,6 +10,7 @@ import { createProcessing } from './processing/process.js';
 import { REPAIR_PUBLISH_TIMEOUT_MS } from './cluster/repair-requests.js';
 import { uploadLinkKey } from './upload/upload-link-token.js';
 import { SpoolMemory } from './upload/upload-spool.js';
+import { BlobCache } from './download/blob-cache.js';
 
 export function gatewayDeps(
   config: GatewayConfig,
@@ -33,5 +34,6 @@ export function gatewayDeps(
     ...createProcessing(config.processing),
     uploadLinkKey: uploadLinkKey(secret),
     spoolMemory: new SpoolMemory(config.uploads.uploadSpoolMemory),
+    blobCache: new BlobCache(config.downloads.downloadCacheBytes),
   };
 }

@@ -20,6 +20,7 @@ import {
 } from '../shared/metrics.js';
 import type { NodeStates, NodeStatus } from './cluster/node-registry.js';
 import { requireBearer } from './http/bearer-auth.js';
+import type { BlobCache } from './download/blob-cache.js';
 
 const NODE_STATES: readonly NodeStatus[] = ['online', 'suspect', 'offline'];
 
@@ -31,6 +32,8 @@ export interface GatewayMetricsDeps {
   registry: NodeStates;
   /** REPLICATION_FACTOR: a file with fewer healthy copies is under-replicated. */
   replication: GatewayConfig['replication'];
+  /** Read at scrape time: hits, misses and bytes of the cache of small blobs. */
+  blobCache?: Pick<BlobCache, 'stats'>;
   log: Logger;
 }
 
@@ -78,6 +81,31 @@ export class GatewayMetrics {
       this.uploads.inc({ outcome }, 0);
     for (const blob of ['original', 'compressed', 'thumb']) this.downloads.inc({ blob }, 0);
     const counts = shared(() => deps.store.counts(deps.replication.replicationFactor));
+    const cache = deps.blobCache;
+    if (cache) {
+      const seen = { hit: 0, miss: 0 };
+      new Counter({
+        name: `${P}download_cache_lookups_total`,
+        help: 'Lookups of blobs small enough for the cache of verified blobs, by result (hit: served without a node hop; miss: read from a node)',
+        labelNames: ['result'],
+        registers: [this.registry],
+        collect() {
+          // The cache counts; a scrape adds what it counted since the last one.
+          const { hits, misses } = cache.stats();
+          this.inc({ result: 'hit' }, hits - seen.hit);
+          this.inc({ result: 'miss' }, misses - seen.miss);
+          Object.assign(seen, { hit: hits, miss: misses });
+        },
+      });
+      new Gauge({
+        name: `${P}download_cache_bytes`,
+        help: 'Bytes of blobs held in the cache of small verified blobs (at most DOWNLOAD_CACHE_BYTES)',
+        registers: [this.registry],
+        collect() {
+          this.set(cache.stats().bytes);
+        },
+      });
+    }
     new Gauge({
       name: `${P}node_state`,
       help: "1 for each storage node's current state as this gateway sees it (online, suspect, offline), 0 for the others",

@@ -331,6 +331,10 @@ const gatewaySchema = envSchema(common, {
     /** Memory all uploads of a gateway may use together for their replay copies (1 MiB each at most; the rest goes to spool files); 0 = files only. */
     UPLOAD_SPOOL_MEMORY: bytes.or(z.literal('0').transform(() => 0)).default(64 * 1024 ** 2),
   },
+  downloads: {
+    /** Memory for the gateway's cache of small blobs (1 MiB or less) it has read and verified, served again without a node hop; 0 = off. */
+    DOWNLOAD_CACHE_BYTES: bytes.or(z.literal('0').transform(() => 0)).default(32 * 1024 ** 2),
+  },
   limits: {
     /** Downloads a share link allows when the upload does not say. */
     DEFAULT_MAX_DOWNLOADS: int(0, 1_000_000).default(3),

@@ -28,6 +28,7 @@ import { createLogger } from '../shared/logger.js';
 import type { VariantName } from '../shared/metadata-store.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
 import { gatewayDeps } from '../gateway/deps.js';
+import type { BlobCache } from '../gateway/download/blob-cache.js';
 import { createApp } from '../gateway/http/app.js';
 import {
   FakeCounter,
@@ -77,6 +78,8 @@ export interface InProcessGateway {
   counter: FakeCounter;
   jobs: FakeJobs;
   spoolDir: string;
+  /** The gateway's cache of small verified blobs (gateway/download/blob-cache.ts). */
+  blobCache: BlobCache;
   /** PUT /upload/<name> (`photo.jpg` by default) with `query`; the 201's JSON (throws on any other answer). */
   upload(bytes?: Buffer, o?: { name?: string; query?: string }): Promise<UploadAnswer>;
   /** Records variant `variant` of file `id` with its bytes on every node, as the worker would. */
@@ -127,20 +130,19 @@ export async function inProcessGateway(env: Env = {}): Promise<InProcessGateway>
   const replicator = new FakeReplicator(nodes, registry, config.nodes, config.replication);
   const counter = new FakeCounter(store);
   const jobs = new FakeJobs(config.clusterName);
-  const app = createApp(
-    gatewayDeps(config, {
-      store,
-      client: nodes,
-      registry,
-      replicator,
-      counter,
-      redis: fakeRedis(),
-      amqp: jobs,
-      log: createLogger('in-process-gateway', 'silent'),
-      spoolDir,
-      secret: config.clusterSecret!,
-    }),
-  );
+  const deps = gatewayDeps(config, {
+    store,
+    client: nodes,
+    registry,
+    replicator,
+    counter,
+    redis: fakeRedis(),
+    amqp: jobs,
+    log: createLogger('in-process-gateway', 'silent'),
+    spoolDir,
+    secret: config.clusterSecret!,
+  });
+  const app = createApp(deps);
   const server = await listen(app, '127.0.0.1', 0);
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const request = (path: string, init?: RequestInit) => fetch(new URL(path, url), init);
@@ -156,6 +158,7 @@ export async function inProcessGateway(env: Env = {}): Promise<InProcessGateway>
     counter,
     jobs,
     spoolDir,
+    blobCache: deps.blobCache,
     async upload(bytes = PHOTO, o = {}) {
       const query = o.query ? `?${o.query}` : '';
       const res = await request(`/upload/${o.name ?? 'photo.jpg'}${query}`, {

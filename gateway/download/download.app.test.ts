@@ -335,6 +335,80 @@ describe('GET /download/:id from the replicas', () => {
   });
 });
 
+describe("the gateway's cache of small verified blobs", () => {
+  /** GETs `id` (with `headers`): its status and bytes. */
+  async function get(gw: InProcessGateway, id: string, headers: Record<string, string> = {}) {
+    const res = await gw.request(`/download/${id}`, { headers });
+    return {
+      status: res.status,
+      bytes: Buffer.from(await res.arrayBuffer()),
+      headers: res.headers,
+    };
+  }
+
+  it('serves a read file again without a node read, and still counts every download', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=3' });
+    for (let i = 0; i < 3; i++) {
+      const got = await get(gw, file.id);
+      expect(got.status).toBe(200);
+      expect(got.bytes).toEqual(PHOTO);
+      expect(got.headers.get('x-downloads-left')).toBe(String(2 - i));
+    }
+    expect(gw.nodes.reads).toHaveLength(1); // the first GET only
+    await expectError(await gw.request(`/download/${file.id}`), 410, 'DOWNLOAD_LIMIT_REACHED');
+    expect(await used(gw, file.id)).toBe(3);
+    // A range of a cached blob comes from the cache too.
+    const other = await gw.upload(PHOTO, { query: 'max_downloads=0' });
+    await get(gw, other.id);
+    const part = await get(gw, other.id, { range: 'bytes=10-19' });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 10-19/${PHOTO.length}`);
+    expect(part.bytes).toEqual(PHOTO.subarray(10, 20));
+    expect(gw.nodes.reads.filter((r) => r.key === other.id)).toHaveLength(1);
+    const metrics = await (await gw.request('/metrics')).text();
+    expect(metrics).toMatch(/trove_download_cache_lookups_total\{result="hit"\} 3/);
+    expect(metrics).toMatch(/trove_download_cache_lookups_total\{result="miss"\} 2/);
+    expect(metrics).toMatch(new RegExp(`trove_download_cache_bytes ${2 * PHOTO.length}`));
+  });
+
+  it('keeps nothing of a read that failed its checksum, nor of a range', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=0' });
+    const rotten = Buffer.from(PHOTO);
+    rotten[rotten.length - 1]! ^= 1;
+    const holders = gw.nodes.holders(file.id);
+    for (const node of holders) gw.nodes.blobs.get(node)!.set(file.id, rotten);
+    const bad = await gw.request(`/download/${file.id}`);
+    await expect(bad.arrayBuffer()).rejects.toThrow(); // cut short: the client sees a truncated body
+    // A part of a blob cannot be checked against its sha256, so it is never kept either
+    // (a node checks its block sums; these fake ones do not).
+    expect((await get(gw, file.id, { range: `bytes=1-${PHOTO.length - 1}` })).status).toBe(206);
+    for (const node of holders) gw.nodes.blobs.get(node)!.set(file.id, PHOTO);
+    const reads = gw.nodes.reads.length;
+    expect(await get(gw, file.id)).toMatchObject({ status: 200, bytes: PHOTO });
+    expect(gw.nodes.reads.length).toBe(reads + 1); // read from a node, not the cache
+  });
+
+  it('forgets a file deleted through this gateway; DOWNLOAD_CACHE_BYTES=0 turns it off', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=0' });
+    await get(gw, file.id);
+    expect(gw.blobCache.stats().entries).toBe(1);
+    await gw.request(`/files/${file.id}`, {
+      method: 'DELETE',
+      headers: { 'x-delete-token': file.delete_token },
+    });
+    expect(gw.blobCache.stats()).toMatchObject({ entries: 0, bytes: 0 });
+    await expectError(await gw.request(`/download/${file.id}`), 410, 'FILE_DELETED');
+
+    const off = await gateway({ DOWNLOAD_CACHE_BYTES: '0' });
+    const again = await off.upload(PHOTO, { query: 'max_downloads=0' });
+    for (let i = 0; i < 3; i++) expect((await get(off, again.id)).bytes).toEqual(PHOTO);
+    expect(off.nodes.reads).toHaveLength(3);
+  });
+});
+
 describe('GET /files/:id/thumbnail', () => {
   it('answers 404 NOT_READY until the thumbnail is made, NO_VARIANT when it never will be', async () => {
     const gw = await gateway({ ALLOWED_TYPES: '*/*' });

@@ -1,6 +1,7 @@
 /**
  * GET/HEAD /download/:id (the original, or `?variant=compressed`) and
- * GET/HEAD /files/:id/thumbnail: metadata from SQLite, bytes streamed from
+ * GET/HEAD /files/:id/thumbnail: metadata from SQLite, bytes from the
+ * gateway's cache of small verified blobs (blob-cache.ts) or streamed from
  * the first replica of the blob that can serve them (replica-reader.ts).
  *
  * This module is the HTTP side: the file's rules (file-rules.ts), ETag and
@@ -33,6 +34,7 @@ import {
 import { contentDisposition } from '../http/http-names.js';
 import type { NodeStates } from '../cluster/node-registry.js';
 import { disconnectSignal } from '../http/request-signal.js';
+import type { BlobCache } from './blob-cache.js';
 import { blobRead } from './replica-reader.js';
 import { originalBlob, parseVariant, variantBlob, type ServedBlob } from '../files/variants.js';
 import type { GatewayMetrics } from '../metrics.js';
@@ -46,6 +48,8 @@ export interface DownloadDeps {
   /** A replica found missing or corrupt is queued for repair here. */
   repairs: RepairQueue;
   nodes: NodeAddress[];
+  /** Small blobs already read and verified, served without a node hop. */
+  blobCache: BlobCache;
   log: Logger;
   metrics?: Pick<GatewayMetrics, 'downloadStarted' | 'downloadSent' | 'downloadRefused'>;
 }
@@ -129,10 +133,11 @@ async function serveBlob(
   const statusCode = range ? 206 : 200;
   if (o.headOnly) return c.body(null, statusCode, headers);
 
-  const read = await blobRead(deps, file.id, blob);
+  const cached = deps.blobCache.get(blob);
+  const read = cached ? undefined : await blobRead(deps, file.id, blob);
   // Refused before a download is taken: no counter traffic while the nodes are overloaded.
-  const planned = read.order();
-  if (planned.nodes.length === 0) throw unavailable(c, planned.busy.length > 0, headers);
+  const planned = read?.order();
+  if (planned && planned.nodes.length === 0) throw unavailable(c, planned.busy.length > 0, headers);
 
   let grant: Grant | undefined;
   if (o.counted && file.maxDownloads > 0) {
@@ -144,17 +149,41 @@ async function serveBlob(
     headers['x-downloads-left'] = String(grant.left);
   }
 
+  if (cached) {
+    sendCached(deps, c, blob.key, range ? cached.subarray(range.start, range.end + 1) : cached, {
+      statusCode,
+      headers,
+    });
+    return RESPONSE_ALREADY_SENT;
+  }
   const signal = disconnectSignal(c.env.outgoing);
   // In read order again after the take (it may have waited for a lock): the loads as they are now.
-  const result = await read.open({ range, signal });
+  const result = await read!.open({ range, signal });
   if ('stream' in result) {
     send(deps, c, blob.key, result.stream, { statusCode, headers, signal });
+    // Only a whole-blob read ends verified against the blob's sha256.
+    if (!range) deps.blobCache.fillFrom(blob, result.stream);
     return RESPONSE_ALREADY_SENT;
   }
   if (grant) await giveBack(deps, file);
   if (signal.aborted) return RESPONSE_ALREADY_SENT;
   if (grant) headers['x-downloads-left'] = String(grant.left + 1);
   throw unavailable(c, result.busy, headers);
+}
+
+/** Sends bytes of blob `key` from the gateway's cache, whole, in one write. */
+function sendCached(
+  deps: DownloadDeps,
+  c: Ctx,
+  key: string,
+  bytes: Buffer,
+  o: { statusCode: number; headers: Record<string, string> },
+): void {
+  const out = c.env.outgoing;
+  out.writeHead(o.statusCode, o.headers);
+  out.end(bytes);
+  deps.metrics?.downloadStarted(key);
+  deps.metrics?.downloadSent(bytes.length);
 }
 
 /**

@@ -15,10 +15,13 @@ import type { Logger } from '../../shared/logger.js';
 import type { MetadataStore } from '../../shared/metadata-store.js';
 import { findFile } from './file-rules.js';
 import { hashToken } from '../upload/ingest.js';
+import type { BlobCache } from '../download/blob-cache.js';
 
 export interface DeletionDeps {
   store: MetadataStore;
   amqp: JobPublisher;
+  /** A deleted file's bytes leave this gateway's cache at once (other gateways' age out). */
+  blobCache: Pick<BlobCache, 'deleteFile'>;
   log: Logger;
 }
 
@@ -81,5 +84,6 @@ export async function deleteNow(deps: DeletionDeps, fileId: string, by: string):
   if (await deps.store.markDeleted(fileId, 'deleted', now)) {
     deps.log.info({ id: fileId, by }, `file deleted by ${by}`);
   }
+  deps.blobCache.deleteFile(fileId);
   await scheduleDeletion(deps, fileId, now);
 }

@@ -33,7 +33,7 @@ import {
 } from '../../shared/metadata-store.js';
 import { isUnreachable, type GatewayNodeClient } from '../../shared/node-client.js';
 import { integerParam } from '../../shared/string-params.js';
-import { deleteNow } from '../files/deletion.js';
+import { deleteNow, type DeletionDeps } from '../files/deletion.js';
 import { fileStatus, findFile } from '../files/file-rules.js';
 import { fileFields } from '../files/file-view.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
@@ -52,6 +52,7 @@ export interface AdminDeps {
   amqp: JobPublisher;
   client: GatewayNodeClient;
   nodes: NodeAddress[];
+  blobCache: DeletionDeps['blobCache'];
   log: Logger;
   links: UploadLinks;
   limits: UploadLimits;

@@ -32,6 +32,7 @@ import { GatewayMetrics, requireMetricsToken } from '../metrics.js';
 import { httpMetricsMiddleware, metricsHandler } from '../../shared/metrics.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 import type { SpoolMemory } from '../upload/upload-spool.js';
+import type { BlobCache } from '../download/blob-cache.js';
 
 /**
  * The services gateway/run.ts builds and starts. The registry, replicator,
@@ -66,6 +67,8 @@ export type GatewayDeps = GatewayConfig &
     uploadLinkKey: Buffer;
     /** The upload spool's bytes kept in memory, across every upload (upload-spool.ts). */
     spoolMemory: SpoolMemory;
+    /** Small blobs already read and verified, served without a node hop (blob-cache.ts). */
+    blobCache: BlobCache;
     /** Prometheus metrics; createApp makes them when not given. */
     metrics?: GatewayMetrics;
   };
