@@ -9,7 +9,7 @@ import { RepairQueue } from '../shared/repair-queue.js';
 import { createProcessing } from './processing/process.js';
 import { REPAIR_PUBLISH_TIMEOUT_MS } from './cluster/repair-requests.js';
 import { uploadLinkKey } from './upload/upload-link-token.js';
-import { SpoolMemory } from './upload/upload-spool.js';
+import { MemoryBudget } from '../shared/memory-budget.js';
 import { BlobCache } from './download/blob-cache.js';
 
 export function gatewayDeps(
@@ -33,7 +33,7 @@ export function gatewayDeps(
     }),
     ...createProcessing(config.processing),
     uploadLinkKey: uploadLinkKey(secret),
-    spoolMemory: new SpoolMemory(config.uploads.uploadSpoolMemory),
+    spoolMemory: new MemoryBudget(config.uploads.uploadSpoolMemory),
     blobCache: new BlobCache(config.downloads.downloadCacheBytes),
   };
 }

@@ -115,6 +115,46 @@ export function firstChunk(stream: Readable): Promise<Buffer | null> {
 }
 
 /**
+ * The whole of `stream`, a body announced as `length` bytes (a small one:
+ * the caller bounds it), in one buffer. Rejects if the stream fails, closes
+ * before its end, or ends with another length.
+ */
+export function readExactly(stream: Readable, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const data = Buffer.allocUnsafe(length);
+    let got = 0;
+    const fail = (err: Error) => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onClose);
+      reject(err);
+    };
+    const onData = (chunk: Buffer) => {
+      if (got + chunk.length > length) {
+        stream.destroy();
+        return fail(bodyError(`body longer than its ${length} bytes`));
+      }
+      chunk.copy(data, got);
+      got += chunk.length;
+    };
+    const onEnd = () => {
+      stream.off('close', onClose);
+      if (got === length) resolve(data);
+      else fail(bodyError(`body ended after ${got} of its ${length} bytes`));
+    };
+    const onClose = () => fail(bodyError(`body cut off after ${got} of its ${length} bytes`));
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('error', fail);
+    stream.once('close', onClose);
+  });
+}
+
+function bodyError(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+}
+
+/**
  * Pipes `streams` into each other and resolves when the last one has
  * finished (a Writable) or ended (a Readable); on the first error or early
  * close of any of them, destroys them all and rejects.

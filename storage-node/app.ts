@@ -24,11 +24,13 @@ import {
   parseChain,
   type BlobListing,
   type NodeHealth,
+  type PutReport,
   type ScrubStarted,
 } from '../shared/node-protocol.js';
 import { contentRange, parseRange } from '../shared/range.js';
-import { pipeChain } from '../shared/streams.js';
-import type { BlobInfo, BlobStore } from './blob-store.js';
+import { MemoryBudget } from '../shared/memory-budget.js';
+import { pipeChain, readExactly } from '../shared/streams.js';
+import { SMALL_BLOB, type BlobInfo, type BlobStore } from './blob-store.js';
 import { replicateWrite } from './chain.js';
 import type { ScrubStatus } from './scrubber.js';
 import { NodeMetrics } from './metrics.js';
@@ -50,8 +52,12 @@ export interface NodeAppDeps {
 
 const MAX_HOPS = 16;
 
+/** Memory for small blobs taken whole by writes in flight (each at most SMALL_BLOB); beyond it they stream. */
+const SMALL_WRITE_MEMORY = 32 * 1024 * 1024;
+
 export function createApp(deps: NodeAppDeps) {
   const chainDeps = { selfId: deps.id, store: deps.store, client: deps.client, log: deps.log };
+  const smallWrites = new MemoryBudget(SMALL_WRITE_MEMORY);
   const app = new Hono<{ Bindings: HttpBindings }>();
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
@@ -118,17 +124,28 @@ export function createApp(deps: NodeAppDeps) {
     if (expectedSha256 !== undefined && !SHA256_HEX.test(expectedSha256)) {
       throw new BadRequestError(`${H.sha256} must be 64 lowercase hex digits`);
     }
-    const length = c.req.header('content-length');
+    const header = c.req.header('content-length');
+    const length = header === undefined ? undefined : Number(header);
     deps.log.debug({ key, hop, chain: chain.map((n) => n.id) }, 'blob write started');
-    // Throws BlobNotStoredError, answered with the same report, when this node could not store it.
-    const report = await replicateWrite(chainDeps, {
-      key,
-      body: c.env.incoming,
-      chain,
-      expectedSha256,
-      contentLength: length === undefined ? undefined : Number(length),
-      hop,
-    });
+    // A small blob is taken whole first, while the node-wide budget has room: one write
+    // here and one to the successor instead of a stream through stages.
+    const whole =
+      length !== undefined && length > 0 && length <= SMALL_BLOB && smallWrites.tryTake(length);
+    let report: PutReport;
+    try {
+      const body = whole ? await readExactly(c.env.incoming, length) : c.env.incoming;
+      // Throws BlobNotStoredError, answered with the same report, when this node could not store it.
+      report = await replicateWrite(chainDeps, {
+        key,
+        body,
+        chain,
+        expectedSha256,
+        contentLength: length,
+        hop,
+      });
+    } finally {
+      if (whole) smallWrites.give(length);
+    }
     const self = report.replicas[0];
     if (self?.ok) metrics.blobWritten(self.size);
     return c.json(report, 201);

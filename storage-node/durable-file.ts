@@ -3,6 +3,7 @@
  * fdatasync before the stream reports completion. Buffered chunks go down in
  * one writev, so a burst from the network costs one syscall.
  */
+import fsCb from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { writevAll } from '../shared/streams.js';
@@ -40,5 +41,32 @@ export async function writeDurableFile(path: string, data: Buffer): Promise<void
     await file.datasync();
   } finally {
     await file.close();
+  }
+}
+
+/** A callback fs call as a promise: for one small file, a fraction of a FileHandle's CPU. */
+function call<T>(fn: (done: (err: NodeJS.ErrnoException | null, value?: T) => void) => void) {
+  return new Promise<T>((resolve, reject) =>
+    fn((err, value) => (err ? reject(err) : resolve(value as T))),
+  );
+}
+
+/**
+ * As writeDurableFile, for a whole small blob on the write path: callback fs
+ * calls on a file descriptor (open, write until done, fdatasync, close)
+ * instead of a FileHandle, whose promises and objects cost several times
+ * more CPU per file than the writing itself at 64 KiB.
+ */
+export async function writeSmallFileDurably(path: string, data: Buffer): Promise<void> {
+  const fd = await call<number>((done) => fsCb.open(path, 'wx', 0o644, done));
+  try {
+    for (let at = 0; at < data.length;) {
+      at += await call<number>((done) =>
+        fsCb.write(fd, data, at, data.length - at, null, (err, n) => done(err, n)),
+      );
+    }
+    await call<void>((done) => fsCb.fdatasync(fd, done));
+  } finally {
+    await call<void>((done) => fsCb.close(fd, done));
   }
 }

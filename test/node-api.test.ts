@@ -4,6 +4,8 @@
  * checks on write and on read.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -144,6 +146,36 @@ describe('storage node API', () => {
       expect(await blobFiles(i, 'bad-sum')).toEqual([]);
       expect(await filesUnder(join(node(i).dataDir, 'tmp'))).toEqual([]);
     }
+  });
+
+  it.each([
+    ['small, taken whole', 100_000],
+    ['large, streamed', 3_000_000],
+  ])('stores nothing anywhere of a %s blob whose sender leaves mid-body', async (_, size) => {
+    // Half the announced bytes, then the connection closes.
+    const socket = connect(node(0).port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(
+      `PUT /blobs/cut-${size} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${cluster.secret}\r\n` +
+        `x-trove-chain: ${chainOf(1, 2)}\r\ncontent-length: ${size}\r\n\r\n`,
+    );
+    socket.write(randomBytes(size / 2));
+    // Until node1 has the bytes (and node2 the forwarded ones): a cut now is mid-body.
+    await waitFor(
+      'the half-body written',
+      async () => (await filesUnder(join(node(0).dataDir, 'tmp'))).length > 0 || size === 100_000,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    socket.destroy();
+    for (const i of [0, 1, 2]) {
+      await waitFor(
+        `node${i + 1} without a temp file`,
+        async () => (await filesUnder(join(node(i).dataDir, 'tmp'))).length === 0,
+      );
+      expect(await blobFiles(i, `cut-${size}`)).toEqual([]);
+    }
+    // Still up, and storing.
+    expect((await put(0, `after-cut-${size}`, randomBytes(1000))).status).toBe(201);
   });
 
   /** Stores `size` random bytes under `key` on node1, then flips one byte of its file on disk. */

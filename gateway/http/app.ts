@@ -31,7 +31,7 @@ import { RateLimits } from './rate-limit.js';
 import { GatewayMetrics, requireMetricsToken } from '../metrics.js';
 import { httpMetricsMiddleware, metricsHandler } from '../../shared/metrics.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
-import type { SpoolMemory } from '../upload/upload-spool.js';
+import type { MemoryBudget } from '../../shared/memory-budget.js';
 import type { BlobCache } from '../download/blob-cache.js';
 
 /**
@@ -66,7 +66,7 @@ export type GatewayDeps = GatewayConfig &
     /** uploadLinkKey(cluster secret): signs and checks upload links, the same on every gateway. */
     uploadLinkKey: Buffer;
     /** The upload spool's bytes kept in memory, across every upload (upload-spool.ts). */
-    spoolMemory: SpoolMemory;
+    spoolMemory: MemoryBudget;
     /** Small blobs already read and verified, served without a node hop (blob-cache.ts). */
     blobCache: BlobCache;
     /** Prometheus metrics; createApp makes them when not given. */

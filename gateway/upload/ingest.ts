@@ -16,7 +16,8 @@ import type { MetadataStore, ReplicaState } from '../../shared/metadata-store.js
 import type { ReplicaOutcome } from '../../shared/node-protocol.js';
 import { ByteLimit, HashCounter, pipeChain } from '../../shared/streams.js';
 import { PassThrough } from 'node:stream';
-import { UploadSpool, type SpoolMemory } from './upload-spool.js';
+import { UploadSpool } from './upload-spool.js';
+import type { MemoryBudget } from '../../shared/memory-budget.js';
 import { TypeSniffer } from './content-type.js';
 import { ChainHeadFailedError, type Replication } from '../cluster/replicator.js';
 
@@ -29,7 +30,7 @@ export interface IngestDeps {
   /** This gateway's spool directory (see upload-spool.ts). */
   spoolDir: string;
   /** The spool's bytes kept in memory, across every upload of this gateway. */
-  spoolMemory: SpoolMemory;
+  spoolMemory: MemoryBudget;
   /** MAX_UPLOAD_BYTES and ALLOWED_TYPES. */
   uploads: GatewayConfig['uploads'];
   /** WRITE_QUORUM. */

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MEMORY_PER_UPLOAD, SpoolMemory, UploadSpool } from './upload-spool.js';
+import { MEMORY_PER_UPLOAD, UploadSpool } from './upload-spool.js';
+import { MemoryBudget } from '../../shared/memory-budget.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -17,7 +18,7 @@ afterEach(async () => {
 });
 
 /** Streams `data` through a spool in 64 KiB chunks; what came out of it, and the spool. */
-async function spoolOf(data: Buffer, memory: SpoolMemory, id = 'f1') {
+async function spoolOf(data: Buffer, memory: MemoryBudget, id = 'f1') {
   const spool = new UploadSpool(dir, id, memory);
   const chunks = [];
   for (let at = 0; at < data.length; at += 64 * 1024)
@@ -43,7 +44,7 @@ async function replayed(spool: UploadSpool): Promise<Buffer> {
 
 describe('UploadSpool', () => {
   it('keeps a small upload in memory: no file, the same bytes replayed, the memory given back', async () => {
-    const memory = new SpoolMemory(8 * MEMORY_PER_UPLOAD);
+    const memory = new MemoryBudget(8 * MEMORY_PER_UPLOAD);
     const data = randomBytes(200 * 1024);
     const { spool, passed } = await spoolOf(data, memory);
     expectSame(passed, data);
@@ -58,7 +59,7 @@ describe('UploadSpool', () => {
   });
 
   it('keeps the first MiB of a larger upload in memory and the rest in its file', async () => {
-    const memory = new SpoolMemory(8 * MEMORY_PER_UPLOAD);
+    const memory = new MemoryBudget(8 * MEMORY_PER_UPLOAD);
     const data = randomBytes(3 * MEMORY_PER_UPLOAD + 5000);
     const { spool, passed } = await spoolOf(data, memory);
     expectSame(passed, data);
@@ -71,7 +72,7 @@ describe('UploadSpool', () => {
   });
 
   it('goes to its file once the gateway-wide memory is taken by other uploads', async () => {
-    const memory = new SpoolMemory(MEMORY_PER_UPLOAD + 100 * 1024);
+    const memory = new MemoryBudget(MEMORY_PER_UPLOAD + 100 * 1024);
     const first = await spoolOf(randomBytes(MEMORY_PER_UPLOAD), memory, 'a');
     const data = randomBytes(300 * 1024);
     const second = await spoolOf(data, memory, 'b');
@@ -85,7 +86,7 @@ describe('UploadSpool', () => {
   });
 
   it('uses files only when the memory budget is 0', async () => {
-    const memory = new SpoolMemory(0);
+    const memory = new MemoryBudget(0);
     const data = randomBytes(10 * 1024);
     const { spool } = await spoolOf(data, memory);
     expect(spool.spilled).toBe(true);
@@ -96,7 +97,7 @@ describe('UploadSpool', () => {
   });
 
   it('holds no file open for a replay destroyed before it was read, nor one read to its end', async () => {
-    const memory = new SpoolMemory(MEMORY_PER_UPLOAD);
+    const memory = new MemoryBudget(MEMORY_PER_UPLOAD);
     const data = randomBytes(MEMORY_PER_UPLOAD + 64 * 1024);
     const { spool } = await spoolOf(data, memory);
     const open = () =>

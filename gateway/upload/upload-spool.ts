@@ -5,7 +5,7 @@
  * nodes still up, so the upload succeeds anyway.
  *
  * The first bytes of an upload stay in memory, as the chunks that arrived,
- * while the gateway-wide budget (SpoolMemory, UPLOAD_SPOOL_MEMORY) has room,
+ * while the gateway-wide budget (a MemoryBudget of UPLOAD_SPOOL_MEMORY) has room,
  * up to MEMORY_PER_UPLOAD each: a small upload then costs no file at all (opening,
  * writing, closing and removing one cost about as much CPU as the rest of
  * the gateway's work on a 64 KiB upload). What does not fit goes to a file
@@ -20,31 +20,10 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
+import type { MemoryBudget } from '../../shared/memory-budget.js';
 
 /** Bytes one upload keeps in memory at most; the rest of a larger one goes to its file. */
 export const MEMORY_PER_UPLOAD = 1024 * 1024;
-
-/** The gateway-wide room for spooled bytes held in memory (UPLOAD_SPOOL_MEMORY). */
-export class SpoolMemory {
-  private used = 0;
-
-  constructor(readonly size: number) {}
-
-  get inUse(): number {
-    return this.used;
-  }
-
-  /** Takes `bytes` if they fit; false (nothing taken) if not. */
-  tryTake(bytes: number): boolean {
-    if (this.used + bytes > this.size) return false;
-    this.used += bytes;
-    return true;
-  }
-
-  give(bytes: number): void {
-    this.used -= bytes;
-  }
-}
 
 export class UploadSpool extends Transform {
   readonly path: string;
@@ -57,7 +36,7 @@ export class UploadSpool extends Transform {
   constructor(
     dir: string,
     id: string,
-    private readonly memory: SpoolMemory,
+    private readonly memory: MemoryBudget,
   ) {
     super();
     this.path = join(dir, `${id}.part`);
