@@ -13,6 +13,15 @@ export const H = {
   chain: 'x-trove-chain',
   hop: 'x-trove-hop',
   sha256: 'x-trove-sha256',
+  /**
+   * On a blob read, `before-send`: the node checked every byte of this
+   * response against the blob's checksums before sending it (a small blob
+   * read whole, a larger one block by block), so a cut stream never carries
+   * a wrong byte and the gateway need not hash it again. Absent: the node
+   * checks the whole blob's sha256 as it streams and cuts the stream at the
+   * end if it fails (a blob whose block sums are missing or damaged).
+   */
+  verified: 'x-trove-verified',
   /** The id of the request or job in hand, so the node logs under it too. */
   requestId: REQUEST_ID_HEADER,
 } as const;

@@ -172,6 +172,7 @@ export function createApp(deps: NodeAppDeps) {
     const length = range ? range.end - range.start + 1 : info.size;
     const headers = blobHeaders(info, length);
     if (range) headers['content-range'] = contentRange(range, info.size);
+    if (read.verifiedBeforeSend) headers[H.verified] = 'before-send';
     const out = c.env.outgoing;
     out.writeHead(range ? 206 : 200, headers);
     if (read.data) {

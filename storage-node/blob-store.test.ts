@@ -363,17 +363,19 @@ describe('FsBlobStore on disk', () => {
     expect(data.equals(pattern(4000))).toBe(true);
   });
 
-  it('fails a read of a corrupted blob and quarantines it', async () => {
+  it('fails a whole read of a blob corrupted past its first block, passing on only verified bytes, and quarantines it', async () => {
     const store = await openStore(root);
-    // Several read chunks (1 MiB each), corrupted in the first one.
+    // Three blocks (1 MiB each), corrupted in the second one.
     const data = pattern(2_500 * 1024, 21);
     await store.put('rotten', chunked(data));
-    await corrupt('rotten', 1000);
+    await corrupt('rotten', BLOCK_SIZE + 1000);
 
     const read = await store.get('rotten');
+    expect(read!.verifiedBeforeSend).toBe(true);
     const { data: got, error } = await drain(read!.stream);
     expect(error).toBeInstanceOf(ChecksumMismatchError);
-    expect(got.length).toBeLessThan(data.length);
+    // The first block, which verified, and not a byte of the second.
+    expect(got.equals(data.subarray(0, BLOCK_SIZE))).toBe(true);
 
     // The blob and its block sums (2.5 MiB has three blocks), moved aside together.
     const aside = (await waitForQuarantine(2)).map((f) => basename(f)).sort();
@@ -436,7 +438,12 @@ describe('FsBlobStore on disk', () => {
     await drain((await store.get('small'))!.stream);
     expect(store.bytesReadFromDisk()).toBe(small.length);
     await drain((await store.get('large'))!.stream);
-    expect(store.bytesReadFromDisk()).toBe(small.length + large.length);
+    // The large blob is read block by block, checked against its sums: their digests are read too.
+    const sums = (await blobFiles()).find((f) => f.includes('large@') && f.endsWith(SUMS_SUFFIX));
+    const sumsBytes = (await readFile(sums!)).length;
+    const read = store.bytesReadFromDisk() - small.length - large.length;
+    expect(read).toBeGreaterThanOrEqual(3 * 32); // a sha256 per block
+    expect(read).toBeLessThanOrEqual(sumsBytes);
   });
 
   /** The sha256 of each 1 MiB block, computed the plain way. */

@@ -73,6 +73,13 @@ export interface BlobRead {
   stream: Readable;
   /** The same bytes, already read and verified, when the blob is small (one read). */
   data?: Buffer;
+  /**
+   * Every byte is checked before the stream passes it on (a small blob, or
+   * block by block), so a stream that fails has only passed on good bytes;
+   * false when the whole blob's sha256 is checked as it streams, with the
+   * last chunk held back (a blob without usable block sums).
+   */
+  verifiedBeforeSend: boolean;
 }
 
 export interface BlobPage {
@@ -274,8 +281,8 @@ export class FsBlobStore implements BlobStore {
     if (fd === undefined) return undefined;
     const span = range ?? { start: 0, end: info.size - 1 };
     if (info.size <= SMALL_BLOB) return { ...(await this.readSmall(info, fd, span)), range };
-    // A range verifies only its blocks; a whole read hashes everything anyway, and keeps the sha256 check.
-    const sums = range && (await this.openSums(info, fd));
+    // Block by block, a range or the whole blob: each byte checked once, before it leaves.
+    const sums = await this.openSums(info, fd);
     if (!sums) return { ...this.readStreaming(info, fd, span), range };
     const read = await this.readBlocks(info, fd, sums, span);
     if (read) return { ...read, range };
@@ -332,7 +339,7 @@ export class FsBlobStore implements BlobStore {
       throw new CorruptBlobError(info.key, info.sha256, actual);
     }
     const data = bytes.subarray(span.start, span.end + 1);
-    return { info, data, stream: onceReadable(data) };
+    return { info, data, stream: onceReadable(data), verifiedBeforeSend: true };
   }
 
   /** A larger blob streams, hashed as it goes; see VerifiedRange for what a failed check does. */
@@ -348,7 +355,7 @@ export class FsBlobStore implements BlobStore {
     source.pipe(verify);
     // Added once piped, so this listener does not start the flow on its own.
     source.on('data', (chunk) => this.counted(chunk.length));
-    return { info, stream: verify };
+    return { info, stream: verify, verifiedBeforeSend: false };
   }
 
   /**
@@ -388,7 +395,7 @@ export class FsBlobStore implements BlobStore {
       if (err instanceof ChecksumMismatchError) void this.quarantine(info);
       else if (err instanceof CorruptSumsError) void this.dropSums(info, err);
     });
-    return { info, stream };
+    return { info, stream, verifiedBeforeSend: true };
   }
 
   async stat(key: string): Promise<BlobInfo | undefined> {

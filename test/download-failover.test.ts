@@ -7,7 +7,7 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { request } from 'undici';
@@ -217,14 +217,69 @@ describe('a corrupt replica cut off mid-stream', () => {
     await writeFile(path, bytes);
   }
 
-  // The node sends its blob until its own hash check fails at the end, then cuts the stream:
-  // the bytes it sent include the flipped one, and the other replicas would complete them.
-  it('never yields a complete whole file: the gateway checks its sha256', async () => {
+  /** Removes the block sums of the copy of `id` on `nodeId`, as for a blob stored before they existed. */
+  async function dropSums(id: string, nodeId: string): Promise<void> {
+    const node = cluster.nodes.find((n) => n.id === nodeId)!;
+    const [name] = (await filesUnder(join(node.dataDir, 'blobs'))).filter(
+      (f) => f.includes(`${id}@`) && f.endsWith('.blocks'),
+    );
+    await rm(join(node.dataDir, 'blobs', name!));
+  }
+
+  // A node checks a large blob block by block before sending each block: a bad block past
+  // the first cuts the stream after only good bytes, so the next replica completes them.
+  it('completes a whole file from the next replica after a node cut it at a bad block', async () => {
     showLogsOnFailure();
     await reviveAll();
     const size = 8 * 1024 * 1024;
     const file = await uploadBig(undefined, size);
     const [first] = readOrder(file.id);
+    await corrupt(file.id, first!, 5 * 1024 * 1024 + 1000);
+
+    const got = await startDownload(file.id);
+    expect(got.res.statusCode).toBe(200);
+    expect(await got.rest()).toEqual({ size, sha256: file.sha256 });
+    const lines = failoverLines(file.id);
+    expect(lines.map((l) => [l.msg, l.node])).toEqual([
+      ['replica failed mid-stream', first],
+      ['download resumed', expect.any(String)],
+    ]);
+    // From the first byte of the bad block: the good ones before it were sent.
+    expect(lines[0]!.at).toBe(5 * 1024 * 1024);
+  });
+
+  it('resumes a range after a live node cut it at a bad block', async () => {
+    showLogsOnFailure();
+    await reviveAll();
+    const size = 8 * 1024 * 1024;
+    const range = { start: 500, end: size - 500 };
+    const file = await uploadBig(range, size);
+    const [first] = readOrder(file.id);
+    // Past the first 1 MiB blocks (damage in the first block fails before any byte).
+    await corrupt(file.id, first!, 5 * 1024 * 1024 + 1000);
+
+    const got = await startDownload(file.id, { range: `bytes=${range.start}-${range.end}` });
+    expect(got.res.statusCode).toBe(206);
+    expect(await got.rest()).toEqual({
+      size: range.end - range.start + 1,
+      sha256: file.rangeSha256,
+    });
+    expect(failoverLines(file.id).map((l) => l.msg)).toEqual([
+      'replica failed mid-stream',
+      'download resumed',
+    ]);
+  });
+
+  // Without block sums, the node streams its blob until its own whole-file check fails at the
+  // end, then cuts the stream: the bytes it sent include the flipped one, and the other
+  // replicas would complete them.
+  it('never yields a complete whole file from a copy without block sums: the gateway checks its sha256', async () => {
+    showLogsOnFailure();
+    await reviveAll();
+    const size = 8 * 1024 * 1024;
+    const file = await uploadBig(undefined, size);
+    const [first] = readOrder(file.id);
+    await dropSums(file.id, first!);
     await corrupt(file.id, first!, 1000);
 
     const got = await startDownload(file.id);
@@ -244,15 +299,14 @@ describe('a corrupt replica cut off mid-stream', () => {
     expect(await again.rest()).toEqual({ size, sha256: file.sha256 });
   });
 
-  it('ends a range short rather than resume after a live node cut it', async () => {
+  it('ends a range short rather than resume after a live node without block sums cut it', async () => {
     showLogsOnFailure();
     await reviveAll();
     const size = 8 * 1024 * 1024;
     const range = { start: 500, end: size - 500 };
     const file = await uploadBig(range, size);
     const [first] = readOrder(file.id);
-    // Past the first 1 MiB blocks: a node checks a range block by block, so it sends
-    // the good blocks before it cuts (damage in the first block fails before any byte).
+    await dropSums(file.id, first!);
     await corrupt(file.id, first!, 5 * 1024 * 1024 + 1000);
 
     const got = await startDownload(file.id, { range: `bytes=${range.start}-${range.end}` });

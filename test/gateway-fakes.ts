@@ -18,7 +18,12 @@ import { UnavailableError } from '../shared/errors.js';
 import { topologyNames } from '../shared/jobs.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import { NodeBusyError, type GatewayNodeClient } from '../shared/node-client.js';
-import type { NodeHealth, ReplicaOutcome, ScrubStarted } from '../shared/node-protocol.js';
+import {
+  H,
+  type NodeHealth,
+  type ReplicaOutcome,
+  type ScrubStarted,
+} from '../shared/node-protocol.js';
 import { writeChain } from '../shared/placement.js';
 import type { NodeStates, NodeStatus, NodeView } from '../gateway/cluster/node-registry.js';
 import type { Replication } from '../gateway/cluster/replicator.js';
@@ -51,6 +56,8 @@ export class FakeNodes implements GatewayNodeClient {
   readonly faults = new Map<string, NodeFault>();
   /** Nodes with every read connection busy (NODE_READ_CONNECTIONS reads in flight). */
   readonly full = new Set<string>();
+  /** Nodes that say they checked each byte before sending it (H.verified); the others do not. */
+  readonly verifying = new Set<string>();
   /** Every read a node was asked for, in order. */
   readonly reads: { node: string; key: string; range?: string }[] = [];
   private readonly inFlight = new Map<string, number>();
@@ -86,6 +93,7 @@ export class FakeNodes implements GatewayNodeClient {
     const part = range ? bytes.subarray(range.start, range.end + 1) : bytes;
     const headers: Record<string, string> = { 'content-length': String(part.length) };
     if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${bytes.length}`;
+    if (this.verifying.has(target.id)) headers[H.verified] = 'before-send';
     const chunks = [];
     for (let at = 0; at < part.length; at += CHUNK) chunks.push(part.subarray(at, at + CHUNK));
     const body =

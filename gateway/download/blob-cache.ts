@@ -12,8 +12,9 @@
  * its entry ages out.
  *
  * Only whole-blob reads fill it, once the read stream has ended, which the
- * replica reader allows only after the bytes matched the blob's sha256: what
- * is cached was verified when read, as every byte served must be. Bounded in
+ * replica reader allows only when every byte verified (checked by the node
+ * before it was sent, or against the blob's sha256 here): what is cached was
+ * verified when read, as every byte served must be. Bounded in
  * bytes (least recently used go first); blobs over MAX_CACHED_BLOB stream as
  * before.
  */
@@ -68,7 +69,7 @@ export class BlobCache {
 
   /**
    * Keeps the bytes of `stream`, a whole-blob read that ends only once they
-   * matched `blob.sha256`, when it ends. Listens without taking the flow:
+   * all verified, when it ends. Listens without taking the flow:
    * call it after the stream is piped to its consumer.
    */
   fillFrom(blob: CacheableBlob, stream: Readable): void {

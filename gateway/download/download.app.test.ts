@@ -298,6 +298,39 @@ describe('GET /download/:id from the replicas', () => {
     expect(await used(gw, file.id)).toBe(1);
   });
 
+  it('resumes a range after a node that checks each byte before sending it cut its stream', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=3' });
+    const [first, second] = readOrder(gw, file.id);
+    for (const node of readOrder(gw, file.id)) gw.nodes.verifying.add(node);
+    gw.nodes.faults.set(first!, 'cut'); // its health still answers: up, it cut its own stream
+    const res = await gw.request(`/download/${file.id}`, { headers: { range: 'bytes=100-9999' } });
+    expect(res.status).toBe(206);
+    // What it sent had verified, so the rest comes from the next replica.
+    expect(Buffer.from(await res.arrayBuffer())).toEqual(PHOTO.subarray(100, 10000));
+    expect(gw.nodes.reads).toEqual([
+      { node: first, key: file.id, range: 'bytes=100-9999' },
+      { node: second, key: file.id, range: 'bytes=4196-9999' },
+    ]);
+  });
+
+  it('resumes a read it does not hash only from nodes that check each byte before sending it', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=3' });
+    const [first, second, third] = readOrder(gw, file.id);
+    gw.nodes.verifying.add(first!).add(third!); // `second` would stream unchecked bytes
+    gw.nodes.faults.set(first!, 'cut');
+    const res = await gw.request(`/download/${file.id}`);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer())).toEqual(PHOTO);
+    const rest = `bytes=4096-${PHOTO.length - 1}`;
+    expect(gw.nodes.reads).toEqual([
+      { node: first, key: file.id, range: undefined },
+      { node: second, key: file.id, range: rest },
+      { node: third, key: file.id, range: rest },
+    ]);
+  });
+
   it('answers 503 NO_REPLICA_AVAILABLE when every replica fails before its first byte, and gives the download back', async () => {
     const gw = await gateway();
     const file = await gw.upload(PHOTO, { query: 'max_downloads=3' });

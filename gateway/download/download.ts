@@ -161,7 +161,7 @@ async function serveBlob(
   const result = await read!.open({ range, signal });
   if ('stream' in result) {
     send(deps, c, blob.key, result.stream, { statusCode, headers, signal });
-    // Only a whole-blob read ends verified against the blob's sha256.
+    // Only a whole-blob read is kept: it ends only once every byte verified.
     if (!range) deps.blobCache.fillFrom(blob, result.stream);
     return RESPONSE_ALREADY_SENT;
   }

@@ -12,8 +12,10 @@
  * corrupt blob fails its checksum before any byte) costs the client nothing:
  * the next replica serves. A node that fails after it is handed on to the
  * next replicas in read order, from the first byte not yet sent
- * (resumable-read.ts, the offsets and checksum of such a read); a whole-blob
- * read is checked against the blob's sha256 before its last chunk goes out.
+ * (resumable-read.ts, the offsets and checksum of such a read). A node that
+ * checks each byte before sending it says so (H.verified) and is not checked
+ * again here; a whole-blob read from one that does not is checked against
+ * the blob's sha256 before its last chunk goes out.
  * A replica found missing or corrupt is recorded and queued for repair; a
  * node found down is reported to the node registry.
  */
@@ -38,6 +40,7 @@ import { requestRepair } from '../cluster/repair-requests.js';
 import type { ServedBlob } from '../files/variants.js';
 import { readOrder, type ReadOrder, type ReplicaRow } from './read-order.js';
 import { resumableRead, type Source } from './resumable-read.js';
+import { H } from '../../shared/node-protocol.js';
 
 /** What a replica read needs (a part of the download handler's deps). */
 export interface ReplicaReaderDeps {
@@ -123,32 +126,41 @@ async function tryRead(
   o: { range?: ByteRange; signal: AbortSignal },
 ): Promise<Readable | 'busy' | 'failed'> {
   const key = blob.key;
-  let body: Readable | undefined;
+  let first: Source | undefined;
   let head: Buffer | null;
   try {
-    body = await openBlob(deps, node, key, {
+    first = await openBlob(deps, node, key, {
       range: o.range && `bytes=${o.range.start}-${o.range.end}`,
       status: o.range ? 206 : 200,
       signal: o.signal,
     });
-    if (!body) return 'failed';
-    head = await firstChunk(body);
+    if (!first) return 'failed';
+    head = await firstChunk(first.body);
   } catch (err) {
-    body?.destroy();
+    first?.body.destroy();
     return readFailed(deps, node, key, err, o.signal);
   }
   deps.registry.reportSuccess(node.id);
 
   const span = o.range ?? { start: 0, end: blob.size - 1 };
-  // Only a read of the whole blob can be checked against its sha256.
-  const verified = span.start === 0 && span.end === blob.size - 1;
+  // A node that checks each byte before sending it has verified them; else only a read
+  // of the whole blob can be checked here, against its sha256.
+  const whole = span.start === 0 && span.end === blob.size - 1;
+  const hashHere = whole && !first.verifiedByNode;
   return resumableRead({
     range: span,
-    sha256: verified ? blob.sha256 : undefined,
-    first: { node, body },
+    sha256: hashHere ? blob.sha256 : undefined,
+    first,
     head,
     next: (from, failed, err) =>
-      resume(deps, blob, rest, { from, end: span.end, failed, err, verified, signal: o.signal }),
+      resume(deps, blob, rest, {
+        from,
+        end: span.end,
+        failed,
+        err,
+        hashHere,
+        signal: o.signal,
+      }),
   });
 }
 
@@ -178,16 +190,17 @@ function readFailed(
 }
 
 /**
- * GETs `key` from `node`: the body if the node answered `status` (and
- * `contentRange`, when given), else undefined, marking a replica the node
- * does not have as missing. Throws what the request throws.
+ * GETs `key` from `node`: its body (and whether the node verified each byte
+ * before sending it) if the node answered `status` (and `contentRange`,
+ * when given), else undefined, marking a replica the node does not have as
+ * missing. Throws what the request throws.
  */
 async function openBlob(
   deps: ReplicaReaderDeps,
   node: NodeAddress,
   key: string,
   o: { range?: string; status: number; contentRange?: string; signal: AbortSignal },
-): Promise<Readable | undefined> {
+): Promise<Source | undefined> {
   const res = await deps.client.getBlob(node, key, { range: o.range, signal: o.signal });
   // Whoever reads the body next also hears of its errors, though maybe a tick late: no crash meanwhile.
   res.body.on('error', () => undefined);
@@ -195,7 +208,7 @@ async function openBlob(
     res.statusCode === o.status &&
     (o.contentRange === undefined || res.headers['content-range'] === o.contentRange)
   )
-    return res.body;
+    return { node, body: res.body, verifiedByNode: res.headers[H.verified] === 'before-send' };
   await res.body.dump();
   if (res.statusCode === 404) await replicaLost(deps, fileIdOf(key), key, node);
   return undefined;
@@ -218,10 +231,13 @@ async function replicaLost(
  * next node of `rest` that serves [from..end], or undefined to end the
  * download short.
  *
- * A node still up that cut its stream most likely failed its own checksum, so
- * the bytes it already sent may be wrong. A whole-file read carries on anyway
- * (its sha256 is checked before the last chunk goes out); a range cannot be
- * checked here, so it ends short, as the node meant it to.
+ * A node still up that cut its stream most likely failed its own checksum.
+ * If it checked each byte before sending it, what it sent is good and the
+ * read carries on. If not, the bytes it sent may be wrong: a whole-file read
+ * hashed here carries on anyway (its sha256 is checked before the last
+ * chunk goes out); anything else ends short, as the node meant it to. A read
+ * not hashed here resumes only from nodes that check each byte before
+ * sending it, so no unchecked byte joins it.
  */
 async function resume(
   deps: ReplicaReaderDeps,
@@ -232,7 +248,8 @@ async function resume(
     end: number;
     failed: Source;
     err: Error;
-    verified: boolean;
+    /** The gateway hashes this read (a whole blob from a node that does not check each byte). */
+    hashHere: boolean;
     signal: AbortSignal;
   },
 ): Promise<Source | undefined> {
@@ -245,10 +262,10 @@ async function resume(
   const nodeUp = !isTimeout(r.err) && !(await isDown(deps, r.failed.node, r.err));
   // A node that is up and cut its stream has quarantined its copy (failed checksum): replace it.
   if (nodeUp) await replicaLost(deps, fileIdOf(key), key, r.failed.node);
-  if (!r.verified && nodeUp) {
+  if (!r.hashHere && nodeUp && !r.failed.verifiedByNode) {
     deps.log.warn(
       { key, node: r.failed.node.id },
-      'node is up but cut its stream (failed checksum?): not resuming a range that cannot be verified',
+      'node is up but cut its stream (failed checksum?): not resuming a read that cannot be verified',
     );
     return undefined;
   }
@@ -256,17 +273,24 @@ async function resume(
   while (rest.length > 0 && !r.signal.aborted) {
     const node = rest.shift()!;
     try {
-      const body = await openBlob(deps, node, key, {
+      const next = await openBlob(deps, node, key, {
         range: `bytes=${wanted.start}-${wanted.end}`,
         status: 206,
         contentRange: contentRange(wanted, blob.size),
         signal: r.signal,
       });
-      if (body) {
-        deps.registry.reportSuccess(node.id);
-        deps.log.info({ key, node: node.id, from: r.from }, 'download resumed');
-        return { node, body };
+      if (!next) continue;
+      if (!r.hashHere && !next.verifiedByNode) {
+        next.body.destroy();
+        deps.log.warn(
+          { key, node: node.id },
+          'replica does not check each byte before sending it: not resuming from it',
+        );
+        continue;
       }
+      deps.registry.reportSuccess(node.id);
+      deps.log.info({ key, node: node.id, from: r.from }, 'download resumed');
+      return next;
     } catch (err) {
       readFailed(deps, node, key, err, r.signal);
     }

@@ -25,12 +25,14 @@ import type { ByteRange } from '../../shared/range.js';
 export interface Source {
   node: NodeAddress;
   body: Readable;
+  /** The node checked every byte of `body` before sending it (node-protocol's H.verified). */
+  verifiedByNode?: boolean;
 }
 
 export interface ResumableReadOptions {
   /** The bytes to deliver, as inclusive offsets into the blob. */
   range: ByteRange;
-  /** The whole blob's sha256, when `range` covers the whole blob: it is then verified. */
+  /** The whole blob's sha256, to verify here (a whole-blob read from a node that does not check each byte before sending it). */
   sha256?: string;
   /** The replica already serving from `range.start`... */
   first: Source;
