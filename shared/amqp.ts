@@ -92,10 +92,13 @@ export class AmqpClient implements JobPublisher {
     const conn = await amqp.connect(withHeartbeat(this.opts.url), {
       clientProperties: { connection_name: `${this.opts.prefix}:${this.opts.connectionName}` },
     });
+    // From the first moment: the broker may close a connection while we set it up (as it
+    // does to a process resumed after missing its heartbeats), and an 'error' event with
+    // no listener would end the process. The failed setup below then retries.
+    conn.on('error', (err: Error) => this.opts.log.warn({ err: err.message }, 'RabbitMQ error'));
     try {
       const channel = await conn.createConfirmChannel();
       await this.assertTopology(channel);
-      conn.on('error', (err: Error) => this.opts.log.warn({ err: err.message }, 'RabbitMQ error'));
       conn.once('close', () => this.lost());
       channel.on('error', (err: Error) =>
         this.opts.log.warn({ err: err.message }, 'RabbitMQ channel error'),

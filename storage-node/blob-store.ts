@@ -156,6 +156,8 @@ export class FsBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
   private readonly quarantineDir: string;
+  private readonly tmpTag = randomBytes(4).toString('hex');
+  private tmpSeq = 0;
   private readonly dirs = new DirSyncer();
   private readonly index = new Map<string, BlobInfo>();
   private bytes = 0;
@@ -251,8 +253,16 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  /**
+   * A temp name no other write has: this store's random tag and a sequence
+   * number, cheaper than random bytes on every write.
+   */
+  private nextTmp(): string {
+    return `${this.tmpTag}${(++this.tmpSeq).toString(36)}`;
+  }
+
   private tmpPath(key: string): string {
-    return join(this.tmpDir, `${key}.${randomBytes(6).toString('hex')}.tmp`);
+    return join(this.tmpDir, `${key}.${this.nextTmp()}.tmp`);
   }
 
   /**
@@ -495,7 +505,7 @@ export class FsBlobStore implements BlobStore {
 
   /** Sidecar temp file → fdatasync → rename beside the blob; the caller fsyncs the directory. */
   private async placeSums(info: BlobInfo, sums: Buffer): Promise<void> {
-    const tmp = join(this.tmpDir, `${info.key}.${randomBytes(6).toString('hex')}.blocks.tmp`);
+    const tmp = join(this.tmpDir, `${info.key}.${this.nextTmp()}.blocks.tmp`);
     try {
       await writeDurableFile(tmp, sums);
       await rename(tmp, this.sumsPathOf(info));
