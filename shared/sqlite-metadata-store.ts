@@ -216,9 +216,15 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly processing;
   private readonly completeTx;
   private durableQueue: DurableWork[] = [];
+  /** Prepared once: db.pragma() prepares its statement anew on every call, twice per commit. */
+  private readonly syncMode;
   private readonly listStatements = new Map<string, Database.Statement>();
 
   constructor(private readonly db: Database.Database) {
+    this.syncMode = {
+      full: db.prepare('PRAGMA synchronous = FULL'),
+      normal: db.prepare('PRAGMA synchronous = NORMAL'),
+    };
     this.stmts = {
       insert: db.prepare(
         `INSERT INTO files (id, name, content_type, state, max_downloads, created_at, expires_at, delete_token_hash, owner, processing, upload_link)
@@ -411,13 +417,13 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /** Runs `fn` in a transaction whose commit is fsynced (synchronous = FULL). */
   private durably(fn: () => void): void {
-    this.db.pragma('synchronous = FULL');
+    this.syncMode.full.run();
     try {
       // IMMEDIATE: a read-then-write transaction that starts deferred fails at once with
       // SQLITE_BUSY_SNAPSHOT when another process commits in between; this one waits its turn.
       this.db.transaction(fn).immediate();
     } finally {
-      this.db.pragma('synchronous = NORMAL');
+      this.syncMode.normal.run();
     }
   }
 
