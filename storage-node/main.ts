@@ -6,5 +6,6 @@
  */
 import { tuneMemory } from '../shared/memory-tuning.js';
 
-tuneMemory();
+// Without the old-generation flag: it made streaming large blobs collect far too often.
+tuneMemory({ oldGeneration: false });
 await import('./run.js');
