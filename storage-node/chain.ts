@@ -48,28 +48,18 @@ export async function replicateWrite(deps: ChainDeps, w: ChainWrite): Promise<Pu
   if (Buffer.isBuffer(w.body)) return replicateSmall(deps, w, w.body, next, rest);
 
   const forwardBody = new PassThrough({ highWaterMark: 256 * 1024 });
-  const forwarded = deps.client
-    .putBlob(next, w.key, forwardBody, {
-      chain: rest,
-      expectedSha256: w.expectedSha256,
-      contentLength: w.contentLength,
-      hop: w.hop + 1,
-    })
-    .then(
-      (report) => ({ report, error: undefined }),
-      (error: Error) => ({ report: undefined, error }),
-    );
+  const forwarded = forward(deps, w, forwardBody, next, rest);
 
   const tap = new ForwardTap(forwardBody);
   // A successor that answers before reading everything (an error) must not stall the local write.
   void forwarded.then(() => forwardBody.destroy());
   pipeChain(w.body, tap).catch(() => {}); // a failure surfaces through the local write below
-  const [local, forward] = await Promise.all([
+  const [local, successor] = await Promise.all([
     storeLocally(deps, w.key, tap, w.expectedSha256),
     forwarded,
   ]);
 
-  return chainReport(deps, w, local, forward, next, rest);
+  return chainReport(deps, w, local, successor, next, rest);
 }
 
 /**
@@ -84,21 +74,35 @@ async function replicateSmall(
   next: NodeAddress,
   rest: NodeAddress[],
 ): Promise<PutReport> {
-  const [local, forward] = await Promise.all([
+  const [local, successor] = await Promise.all([
     storeLocally(deps, w.key, data, w.expectedSha256),
-    deps.client
-      .putBlob(next, w.key, data, {
-        chain: rest,
-        expectedSha256: w.expectedSha256,
-        contentLength: data.length,
-        hop: w.hop + 1,
-      })
-      .then(
-        (report) => ({ report, error: undefined }),
-        (error: Error) => ({ report: undefined, error }),
-      ),
+    forward(deps, w, data, next, rest),
   ]);
-  return chainReport(deps, w, local, forward, next, rest);
+  return chainReport(deps, w, local, successor, next, rest);
+}
+
+/** What the successor answered: the rest of the chain's report, or why it failed. */
+type Forwarded = { report: PutReport; error: undefined } | { report: undefined; error: Error };
+
+/** Sends `body` to `next` with the rest of the chain; never throws. */
+function forward(
+  deps: ChainDeps,
+  w: ChainWrite,
+  body: Readable | Buffer,
+  next: NodeAddress,
+  rest: NodeAddress[],
+): Promise<Forwarded> {
+  return deps.client
+    .putBlob(next, w.key, body, {
+      chain: rest,
+      expectedSha256: w.expectedSha256,
+      contentLength: Buffer.isBuffer(body) ? body.length : w.contentLength,
+      hop: w.hop + 1,
+    })
+    .then(
+      (report) => ({ report, error: undefined }),
+      (error: Error) => ({ report: undefined, error }),
+    );
 }
 
 /** Our outcome and the chain's; when the successor failed, our copy replayed to the rest. */
@@ -106,18 +110,18 @@ async function chainReport(
   deps: ChainDeps,
   w: ChainWrite,
   local: LocalWrite,
-  forward: { report: PutReport; error: undefined } | { report: undefined; error: Error },
+  successor: Forwarded,
   next: NodeAddress,
   rest: NodeAddress[],
 ): Promise<PutReport> {
-  if (forward.report) return reportOf(w.key, local, forward.report.replicas);
+  if (successor.report) return reportOf(w.key, local, successor.report.replicas);
 
   deps.log.warn(
-    { key: w.key, node: next.id, err: forward.error?.message },
+    { key: w.key, node: next.id, err: successor.error?.message },
     'chain successor failed',
   );
   const successors: ReplicaOutcome[] = [
-    { node: next.id, ok: false, error: describe(forward.error) },
+    { node: next.id, ok: false, error: describe(successor.error) },
   ];
   const self = local.outcome;
   if (self.ok && rest.length > 0)
