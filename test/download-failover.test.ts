@@ -239,7 +239,11 @@ describe('a corrupt replica cut off mid-stream', () => {
     const got = await startDownload(file.id);
     expect(got.res.statusCode).toBe(200);
     expect(await got.rest()).toEqual({ size, sha256: file.sha256 });
-    const lines = failoverLines(file.id);
+    // The gateway's log reaches its file a moment after the bytes reach the client.
+    const lines = await waitFor('the gateway logging the resume', async () => {
+      const found = failoverLines(file.id);
+      return found.length >= 2 && found;
+    });
     expect(lines.map((l) => [l.msg, l.node])).toEqual([
       ['replica failed mid-stream', first],
       ['download resumed', expect.any(String)],
@@ -264,6 +268,7 @@ describe('a corrupt replica cut off mid-stream', () => {
       size: range.end - range.start + 1,
       sha256: file.rangeSha256,
     });
+    await waitFor('the gateway logging the resume', async () => failoverLines(file.id).length >= 2);
     expect(failoverLines(file.id).map((l) => l.msg)).toEqual([
       'replica failed mid-stream',
       'download resumed',

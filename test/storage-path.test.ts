@@ -294,11 +294,15 @@ describe('a corrupt replica', () => {
         logLines(cluster, bad, (l) => l.msg === 'corrupt blob quarantined' && l.key === body.id)
           .length === 1,
     );
-    const failover = logLines(
-      cluster,
-      'gateway',
-      (l) => l.request_id === `corrupt-${body.id}` && typeof l.msg === 'string',
-    ).map((l) => [l.msg, l.node]);
+    // The gateway's log reaches its file a moment after the bytes reach the client.
+    const failover = await waitFor('the gateway logging the resume', async () => {
+      const lines = logLines(
+        cluster,
+        'gateway',
+        (l) => l.request_id === `corrupt-${body.id}` && typeof l.msg === 'string',
+      ).map((l) => [l.msg, l.node]);
+      return lines.some(([msg]) => msg === 'download resumed') && lines;
+    });
     expect(failover).toContainEqual(['replica failed mid-stream', bad]);
     expect(failover).toContainEqual(['download resumed', expect.any(String)]);
     const meta = (await (await fetch(`${cluster.gatewayUrl}/files/${body.id}`)).json()) as any;
