@@ -226,15 +226,33 @@ describe('a corrupt replica cut off mid-stream', () => {
     await rm(join(node.dataDir, 'blobs', name!));
   }
 
+  const CORRUPT_SIZE = 8 * 1024 * 1024;
+  /** A byte past the first 1 MiB blocks (damage in the first block fails before any byte). */
+  const PAST_FIRST_BLOCKS = 5 * 1024 * 1024 + 1000;
+
+  /**
+   * Uploads an 8 MiB file (tracking `range`'s sha256 too) and flips the byte at
+   * `at` in the copy of the node first in read order, after removing that
+   * copy's block sums when `withoutSums`; answers the file and that node.
+   */
+  async function uploadCorrupted(o: {
+    range?: { start: number; end: number };
+    at: number;
+    withoutSums?: boolean;
+  }) {
+    await reviveAll();
+    const file = await uploadBig(o.range, CORRUPT_SIZE);
+    const [first] = readOrder(file.id);
+    if (o.withoutSums) await dropSums(file.id, first!);
+    await corrupt(file.id, first!, o.at);
+    return { file, first: first!, size: CORRUPT_SIZE };
+  }
+
   // A node checks a large blob block by block before sending each block: a bad block past
   // the first cuts the stream after only good bytes, so the next replica completes them.
   it('completes a whole file from the next replica after a node cut it at a bad block', async () => {
     showLogsOnFailure();
-    await reviveAll();
-    const size = 8 * 1024 * 1024;
-    const file = await uploadBig(undefined, size);
-    const [first] = readOrder(file.id);
-    await corrupt(file.id, first!, 5 * 1024 * 1024 + 1000);
+    const { file, first, size } = await uploadCorrupted({ at: PAST_FIRST_BLOCKS });
 
     const got = await startDownload(file.id);
     expect(got.res.statusCode).toBe(200);
@@ -254,13 +272,8 @@ describe('a corrupt replica cut off mid-stream', () => {
 
   it('resumes a range after a live node cut it at a bad block', async () => {
     showLogsOnFailure();
-    await reviveAll();
-    const size = 8 * 1024 * 1024;
-    const range = { start: 500, end: size - 500 };
-    const file = await uploadBig(range, size);
-    const [first] = readOrder(file.id);
-    // Past the first 1 MiB blocks (damage in the first block fails before any byte).
-    await corrupt(file.id, first!, 5 * 1024 * 1024 + 1000);
+    const range = { start: 500, end: CORRUPT_SIZE - 500 };
+    const { file } = await uploadCorrupted({ range, at: PAST_FIRST_BLOCKS });
 
     const got = await startDownload(file.id, { range: `bytes=${range.start}-${range.end}` });
     expect(got.res.statusCode).toBe(206);
@@ -280,12 +293,7 @@ describe('a corrupt replica cut off mid-stream', () => {
   // replicas would complete them.
   it('never yields a complete whole file from a copy without block sums: the gateway checks its sha256', async () => {
     showLogsOnFailure();
-    await reviveAll();
-    const size = 8 * 1024 * 1024;
-    const file = await uploadBig(undefined, size);
-    const [first] = readOrder(file.id);
-    await dropSums(file.id, first!);
-    await corrupt(file.id, first!, 1000);
+    const { file, size } = await uploadCorrupted({ at: 1000, withoutSums: true });
 
     const got = await startDownload(file.id);
     expect(got.res.statusCode).toBe(200);
@@ -306,13 +314,8 @@ describe('a corrupt replica cut off mid-stream', () => {
 
   it('ends a range short rather than resume after a live node without block sums cut it', async () => {
     showLogsOnFailure();
-    await reviveAll();
-    const size = 8 * 1024 * 1024;
-    const range = { start: 500, end: size - 500 };
-    const file = await uploadBig(range, size);
-    const [first] = readOrder(file.id);
-    await dropSums(file.id, first!);
-    await corrupt(file.id, first!, 5 * 1024 * 1024 + 1000);
+    const range = { start: 500, end: CORRUPT_SIZE - 500 };
+    const { file } = await uploadCorrupted({ range, at: PAST_FIRST_BLOCKS, withoutSums: true });
 
     const got = await startDownload(file.id, { range: `bytes=${range.start}-${range.end}` });
     expect(got.res.statusCode).toBe(206);
