@@ -126,6 +126,17 @@ function failoverLines(id: string): { msg: string; node: string; at?: number; fr
     .filter((l) => l.msg === 'replica failed mid-stream' || l.msg === 'download resumed');
 }
 
+/**
+ * The failover lines of `id` once there are at least `count`: the gateway's
+ * log reaches its file a moment after the bytes reach the client.
+ */
+function loggedFailover(id: string, count: number): Promise<ReturnType<typeof failoverLines>> {
+  return waitFor(`the gateway logging ${count} failover lines`, async () => {
+    const lines = failoverLines(id);
+    return lines.length >= count && lines;
+  });
+}
+
 /** Lets the pipeline from node to client fill up while the client reads nothing. */
 const settle = () => new Promise((r) => setTimeout(r, 300));
 
@@ -144,7 +155,7 @@ describe('mid-stream download failover', () => {
     await cluster.kill(serving!, 'SIGKILL');
 
     expect(await dl.rest()).toEqual({ size: file.size, sha256: file.sha256 });
-    const lines = failoverLines(file.id);
+    const lines = await loggedFailover(file.id, 2);
     expect(lines.find((l) => l.msg === 'replica failed mid-stream')).toMatchObject({
       node: serving,
     });
@@ -172,7 +183,8 @@ describe('mid-stream download failover', () => {
       size: range.end - range.start + 1,
       sha256: file.rangeSha256,
     });
-    const resumed = failoverLines(file.id).find((l) => l.msg === 'download resumed')!;
+    const lines = await loggedFailover(file.id, 2);
+    const resumed = lines.find((l) => l.msg === 'download resumed')!;
     expect(resumed).toMatchObject({ node: next });
     expect(resumed.from).toBeGreaterThan(range.start);
     expect(resumed.from).toBeLessThanOrEqual(range.end);
@@ -198,9 +210,10 @@ describe('mid-stream download failover', () => {
     await cluster.kill(second!, 'SIGKILL');
 
     expect(await dl.rest()).toEqual({ size: file.size, sha256: file.sha256 });
-    const failed = failoverLines(file.id).filter((l) => l.msg === 'replica failed mid-stream');
+    const lines = await loggedFailover(file.id, 4);
+    const failed = lines.filter((l) => l.msg === 'replica failed mid-stream');
     expect(failed.map((l) => l.node)).toEqual([first, second]);
-    expect(failoverLines(file.id).at(-1)).toMatchObject({ msg: 'download resumed', node: third });
+    expect(lines.at(-1)).toMatchObject({ msg: 'download resumed', node: third });
   });
 });
 
@@ -257,11 +270,7 @@ describe('a corrupt replica cut off mid-stream', () => {
     const got = await startDownload(file.id);
     expect(got.res.statusCode).toBe(200);
     expect(await got.rest()).toEqual({ size, sha256: file.sha256 });
-    // The gateway's log reaches its file a moment after the bytes reach the client.
-    const lines = await waitFor('the gateway logging the resume', async () => {
-      const found = failoverLines(file.id);
-      return found.length >= 2 && found;
-    });
+    const lines = await loggedFailover(file.id, 2);
     expect(lines.map((l) => [l.msg, l.node])).toEqual([
       ['replica failed mid-stream', first],
       ['download resumed', expect.any(String)],
@@ -281,8 +290,7 @@ describe('a corrupt replica cut off mid-stream', () => {
       size: range.end - range.start + 1,
       sha256: file.rangeSha256,
     });
-    await waitFor('the gateway logging the resume', async () => failoverLines(file.id).length >= 2);
-    expect(failoverLines(file.id).map((l) => l.msg)).toEqual([
+    expect((await loggedFailover(file.id, 2)).map((l) => l.msg)).toEqual([
       'replica failed mid-stream',
       'download resumed',
     ]);
