@@ -44,7 +44,7 @@ const client = new NodeClient({
   readConnections: config.storageNodes.nodeReadConnections,
 });
 const redis = createRedis(config.redisUrl, log);
-const counter = new DownloadCounter({ redis, redlock: createRedlock(redis), store, log });
+const counter = new DownloadCounter({ redlock: createRedlock(redis), store, log });
 const amqp = new AmqpClient({
   url: config.amqpUrl,
   prefix: config.clusterName,

@@ -213,12 +213,20 @@ export interface MetadataStore {
   pendingProcessing(createdBefore: number, limit: number): Promise<FileRecord[]>;
 
   /**
-   * Moves the durable download count from `from` to `to`, only if it still is
-   * `from`, and resolves once that is on disk. False when the count had moved:
-   * the caller's view is stale (its lock expired mid-section, or Redis lags the
-   * store), so the store refuses the write instead of taking a count backwards.
+   * Settles a batch of downloads of a limited file in one conditional write:
+   * `returns` slots handed back first (never below zero), then up to `takes`
+   * granted while `downloads_used` stays within `max_downloads`. Resolves once
+   * the new count is durable, with the count before and after the batch (the
+   * grants are `after - max(0, before - returns)`), or undefined for an
+   * unknown file. The store is the arbiter: two gateways, or a lock holder
+   * that stalled past its lock's TTL, can never grant the same slot twice or
+   * move the count backwards.
    */
-  updateDownloadsUsed(id: string, from: number, to: number): Promise<boolean>;
+  grantDownloads(
+    id: string,
+    takes: number,
+    returns: number,
+  ): Promise<{ before: number; after: number } | undefined>;
 
   /** Turns a live committed file into a tombstone; false if it already was one (or is unknown). */
   markDeleted(id: string, reason: DeleteReason, at: number): Promise<boolean>;

@@ -8,19 +8,25 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UploadAbortedError } from './errors.js';
 import {
+  listFilesSql,
+  toFile,
+  toReplica,
+  toVariant,
+  type FileRow,
+  type ReplicaRow,
+  type VariantRow,
+} from './metadata-rows.js';
+import {
   initialProcessing,
   type CommitFile,
   type DeleteReason,
   type FileListQuery,
-  type FileListStatus,
   type FileRecord,
   type MetadataStore,
   type NewUpload,
   type NodeReplica,
-  type ProcessingState,
   type ReplicaRecord,
   type ReplicaState,
-  type VariantName,
   type VariantRecord,
 } from './metadata-store.js';
 
@@ -83,84 +89,6 @@ const MIGRATIONS: string[] = [
    CREATE INDEX files_by_upload_link ON files (upload_link) WHERE upload_link IS NOT NULL;`,
 ];
 
-interface FileRow {
-  id: string;
-  name: string;
-  size: number;
-  content_type: string;
-  sha256: string;
-  state: FileRecord['state'];
-  max_downloads: number;
-  downloads_used: number;
-  created_at: number;
-  expires_at: number;
-  delete_token_hash: string;
-  owner: string;
-  deleted_at: number | null;
-  delete_reason: FileRecord['deleteReason'];
-  processing: ProcessingState;
-  processing_error: string | null;
-  processing_attempts: number;
-}
-
-function toFile(r: FileRow): FileRecord {
-  return {
-    id: r.id,
-    name: r.name,
-    size: r.size,
-    contentType: r.content_type,
-    sha256: r.sha256,
-    state: r.state,
-    maxDownloads: r.max_downloads,
-    downloadsUsed: r.downloads_used,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    deleteTokenHash: r.delete_token_hash,
-    owner: r.owner,
-    deletedAt: r.deleted_at,
-    deleteReason: r.delete_reason,
-    processing: r.processing,
-    processingError: r.processing_error,
-    processingAttempts: r.processing_attempts,
-  };
-}
-
-interface ReplicaRow {
-  key: string;
-  file_id: string;
-  node: string;
-  state: ReplicaState;
-  updated_at: number;
-}
-
-function toReplica(r: ReplicaRow): ReplicaRecord {
-  return { key: r.key, fileId: r.file_id, node: r.node, state: r.state, updatedAt: r.updated_at };
-}
-
-interface VariantRow {
-  file_id: string;
-  variant: VariantName;
-  size: number;
-  width: number;
-  height: number;
-  content_type: string;
-  sha256: string;
-  created_at: number;
-}
-
-function toVariant(r: VariantRow): VariantRecord {
-  return {
-    fileId: r.file_id,
-    variant: r.variant,
-    size: r.size,
-    width: r.width,
-    height: r.height,
-    contentType: r.content_type,
-    sha256: r.sha256,
-    createdAt: r.created_at,
-  };
-}
-
 export function openDatabase(path: string): Database.Database {
   mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
@@ -188,20 +116,6 @@ export function migrate(db: Database.Database): void {
     // next step
   }
 }
-
-/**
- * Each listing status as a condition on a files row (at time @now): the SQL
- * twin of fileStatus() in gateway/files/file-rules.ts, which must decide alike.
- */
-const LIVE = `state = 'committed' AND deleted_at IS NULL AND expires_at > @now`;
-const STATUS_SQL: Record<FileListStatus, string> = {
-  pending: `state = 'pending'`,
-  aborted: `state = 'aborted'`,
-  deleted: `state = 'committed' AND deleted_at IS NOT NULL`,
-  expired: `state = 'committed' AND deleted_at IS NULL AND expires_at <= @now`,
-  exhausted: `${LIVE} AND max_downloads > 0 AND downloads_used >= max_downloads`,
-  active: `${LIVE} AND (max_downloads = 0 OR downloads_used < max_downloads)`,
-};
 
 /** A piece of work waiting for the next group commit. */
 interface DurableWork {
@@ -268,9 +182,10 @@ export class SqliteMetadataStore implements MetadataStore {
          FROM replicas r JOIN files f ON f.id = r.file_id WHERE r.node = ?`,
       ),
       forgetReplica: db.prepare(`DELETE FROM replicas WHERE key = ? AND node = ?`),
-      updateUsed: db.prepare(
-        `UPDATE files SET downloads_used = @to WHERE id = @id AND downloads_used = @from`,
+      used: db.prepare(
+        `SELECT downloads_used AS used, max_downloads AS max FROM files WHERE id = ?`,
       ),
+      setUsed: db.prepare(`UPDATE files SET downloads_used = ? WHERE id = ?`),
       markDeleted: db.prepare(
         `UPDATE files SET deleted_at = ?, delete_reason = ?
          WHERE id = ? AND state = 'committed' AND deleted_at IS NULL`,
@@ -523,13 +438,24 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   /**
-   * Fsynced before it resolves: a grant goes out only once its count survives
-   * a power cut (Redis keeps nothing on disk, so a lost count would come back
-   * lower and a used-up link would work again). Grants of other files in the
-   * same turn share the fsync.
+   * Read and written in one IMMEDIATE transaction (SQLite's single writer
+   * orders batches from every process), fsynced before it resolves: a grant
+   * goes out only once its count survives a power cut. Batches of other files
+   * in the same turn share the fsync.
    */
-  updateDownloadsUsed(id: string, from: number, to: number): Promise<boolean> {
-    return this.groupDurably(() => this.stmts.updateUsed.run({ id, from, to }).changes === 1);
+  grantDownloads(
+    id: string,
+    takes: number,
+    returns: number,
+  ): Promise<{ before: number; after: number } | undefined> {
+    return this.groupDurably(() => {
+      const row = this.stmts.used.get(id) as { used: number; max: number } | undefined;
+      if (!row) return undefined;
+      const base = Math.max(0, row.used - returns);
+      const after = base + Math.min(takes, Math.max(0, row.max - base));
+      if (after !== row.used) this.stmts.setUsed.run(after, id);
+      return { before: row.used, after };
+    });
   }
 
   async markDeleted(id: string, reason: DeleteReason, at: number): Promise<boolean> {
@@ -557,22 +483,12 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listFiles(q: FileListQuery): Promise<FileRecord[]> {
-    const where: string[] = [];
-    const params: Record<string, number | string> = { now: q.now, limit: q.limit };
-    if (q.status) where.push(STATUS_SQL[q.status]);
-    if (q.expiringBefore !== undefined) {
-      where.push(
-        `state = 'committed' AND deleted_at IS NULL AND expires_at > @now AND expires_at <= @expiringBefore`,
-      );
-      params.expiringBefore = q.expiringBefore;
-    }
-    if (q.after) {
-      where.push(`(created_at < @afterCreated OR (created_at = @afterCreated AND id < @afterId))`);
-      params.afterCreated = q.after.createdAt;
-      params.afterId = q.after.id;
-    }
-    const sql = `SELECT * FROM files ${where.length ? `WHERE (${where.join(') AND (')})` : ''}
-       ORDER BY created_at DESC, id DESC LIMIT @limit`;
+    const params: Record<string, number | string> = {};
+    const sql = listFilesSql(q, (value) => {
+      const name = `p${Object.keys(params).length + 1}`;
+      params[name] = value;
+      return `@${name}`;
+    });
     return (this.listStatement(sql).all(params) as FileRow[]).map(toFile);
   }
 

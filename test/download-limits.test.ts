@@ -7,7 +7,7 @@
 import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { counterKey, lockKey } from '../gateway/download/download-counter.js';
+import { lockKey } from '../gateway/download/download-counter.js';
 import { fixture, queryDb, sha256, startCluster, waitFor, type Cluster } from './harness.js';
 import { skipWithout } from './required-tools.js';
 import { strace, traceSyscalls } from './strace.js';
@@ -34,7 +34,7 @@ afterAll(async () => {
  */
 async function loseRedisState(fileId: string): Promise<void> {
   const keys = await redis.keys(`${cluster.clusterName}:*`);
-  await redis.del(counterKey(fileId), lockKey(fileId), ...keys);
+  await redis.del(lockKey(fileId), ...keys);
 }
 
 function showLogsOnFailure() {

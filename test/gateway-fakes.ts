@@ -308,11 +308,9 @@ export class FakeCounter implements DownloadGrants {
     const next = this.last.then(async () => {
       if (this.unavailable)
         throw new UnavailableError('the download counter is unavailable', 'COUNTER_UNAVAILABLE');
-      const before = (await this.store.getFile(file.id))?.downloadsUsed ?? 0;
-      const { used, grants } = applyBatch(before, file.maxDownloads, [{ kind }]);
-      if (used !== before && !(await this.store.updateDownloadsUsed(file.id, before, used)))
-        throw new Error('the download count moved');
-      return grants[0]!;
+      const take = kind === 'take' ? 1 : 0;
+      const counts = await this.store.grantDownloads(file.id, take, 1 - take);
+      return applyBatch(counts?.before ?? file.maxDownloads, file.maxDownloads, [{ kind }]).grants[0]!;
     });
     this.last = next.catch(() => undefined);
     return next;

@@ -147,7 +147,7 @@ async function servedRoutes(): Promise<string[]> {
           copies: config.replication.replicationFactor,
           quorum: config.replication.writeQuorum,
         }),
-        counter: new DownloadCounter({ redis, redlock: createRedlock(redis), store, log }),
+        counter: new DownloadCounter({ redlock: createRedlock(redis), store, log }),
         redis,
         amqp,
         log,

@@ -1,26 +1,21 @@
 /**
  * Download counters, exact across any number of gateways.
  *
- * The metadata store is the arbiter: a download is granted only by a
- * conditional write of the file's durable count (`updateDownloadsUsed`, from
- * the value read to the new one, fsynced), so a holder whose lock expired
- * mid-section (a GC pause, SIGSTOP, a busy database) cannot grant twice or
- * move the count backwards: its write finds the count moved and fails.
+ * The metadata store is the arbiter: a batch of downloads is settled by one
+ * conditional write of the file's durable count (`grantDownloads`: grants
+ * only while the count stays within `max_downloads`, durable before it
+ * resolves), so two gateways, or a lock holder that stalled past its lock's
+ * TTL (a GC pause, SIGSTOP, a busy database), can never grant the same slot
+ * twice or move the count backwards: the database fences them.
  *
- * Redis caches each limited file's count (`trove:downloads:<id>`) and hosts
- * the per-file Redlock lock that keeps holders from colliding in the normal
- * case. Redis follows the store, never leads it: it is set (compare-and-set)
- * only after the store accepted a count, and dropped whenever it might be
- * stale, so the next holder reloads from the store. When Redis has lost the
- * key (restart, FLUSHALL) the count is restored from the store, never reset.
- *
- * Within one gateway, requests for the same file queue up behind a single
- * lock holder, which settles the whole queue in one critical section (grants
- * up to what is left, refuses the rest). So a hot file costs one lock round
- * and one store write per batch, not per request, and unrelated files never
- * wait for each other (their store writes share an fsync).
+ * Redis and Redlock coalesce: within one gateway, requests for the same
+ * file queue up behind a single lock holder, which settles the whole queue
+ * in one store write (grants up to what is left, refuses the rest); across
+ * gateways the per-file lock makes them take turns, so each turn is a
+ * batch. A hot file costs one lock round and one store write per batch, not
+ * per request, and unrelated files never wait for each other. Redis holds
+ * no count: losing it (restart, failover, FLUSHALL) loses nothing.
  */
-import type { Redis } from 'ioredis';
 import type Redlock from 'redlock';
 import { UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
@@ -43,24 +38,10 @@ interface FileQueue {
 }
 
 const LOCK_TTL_MS = 5000;
-const CAS_ATTEMPTS = 3;
-/** Redis keeps a count for a day past the file's expiry, then lets it go. */
-const KEY_LINGER_MS = 24 * 3600 * 1000;
 
-/** SET key new PXAT t, only if key still holds `expected` ('' = absent). */
-const CAS_SCRIPT = `
-local cur = redis.call('GET', KEYS[1])
-if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-  return 1
-end
-return 0`;
-
-export const counterKey = (id: string) => `trove:downloads:${id}`;
 export const lockKey = (id: string) => `trove:lock:downloads:${id}`;
 
 export interface CounterDeps {
-  redis: Redis;
   redlock: Redlock;
   store: MetadataStore;
   log: Logger;
@@ -77,9 +58,7 @@ export interface DownloadGrants {
 export class DownloadCounter implements DownloadGrants {
   private readonly queues = new Map<string, FileQueue>();
 
-  constructor(private readonly deps: CounterDeps) {
-    deps.redis.defineCommand('troveCas', { numberOfKeys: 1, lua: CAS_SCRIPT });
-  }
+  constructor(private readonly deps: CounterDeps) {}
 
   /** Consumes one download of a limited file, if one is left. */
   take(file: CountedFile): Promise<Grant> {
@@ -124,72 +103,23 @@ export class DownloadCounter implements DownloadGrants {
     this.queues.delete(queue.file.id);
   }
 
-  /** One critical section: apply the batch to the count, in the store, then in Redis. */
+  /** One critical section: the batch settled by the store, under the file's lock. */
   private async settle(file: CountedFile, batch: Op[]): Promise<Grant[]> {
     const lock = await this.deps.redlock.acquire([lockKey(file.id)], LOCK_TTL_MS);
     try {
-      for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt++) {
-        const key = counterKey(file.id);
-        const cached = await this.deps.redis.get(key);
-        const before = cached !== null ? Number(cached) : await this.durableCount(file.id);
-        const { used, grants } = applyBatch(before, file.maxDownloads, batch);
-        if (used === before) {
-          // Nothing to write. A refusal judged on Redis's count is confirmed by the store first.
-          const refused = grants.some((g) => !g.granted);
-          if (cached !== null && refused && (await this.durableCount(file.id)) !== before) {
-            await this.deps.redis.del(key);
-            continue;
-          }
-          if (cached === null) await this.cache(file, '', before);
-          return grants;
-        }
-        if (!(await this.deps.store.updateDownloadsUsed(file.id, before, used))) {
-          // The store moved on without us (our lock expired and another holder wrote, or Redis
-          // lagged the store): nothing was granted. Drop the cached count and redo the batch.
-          this.deps.log.warn(
-            { id: file.id, before, attempt },
-            'download count moved; batch redone',
-          );
-          await this.deps.redis.del(key);
-          continue;
-        }
-        await this.cache(file, cached ?? '', used);
-        return grants;
+      const takes = batch.filter((op) => op.kind === 'take').length;
+      const counts = await this.deps.store.grantDownloads(file.id, takes, batch.length - takes);
+      // The store applied the rule of applyBatch; the grants are read back from its count.
+      const { used, grants } = applyBatch(counts?.before ?? file.maxDownloads, file.maxDownloads, batch);
+      if (counts && used !== counts.after) {
+        throw new Error(`store settled ${counts.before}→${counts.after}, expected ${used}`);
       }
-      throw new Error('download count kept changing under the lock');
+      return grants;
     } finally {
       await lock.release().catch(() => undefined); // it expires on its own
     }
   }
-
-  /**
-   * Sets the cached count from `expected` to `used`. If Redis moved meanwhile
-   * (or fails), the key is dropped instead: the next holder reloads from the
-   * store. The grants stand either way: the store has them.
-   */
-  private async cache(file: CountedFile, expected: string, used: number): Promise<void> {
-    const key = counterKey(file.id);
-    const redis = this.deps.redis as RedisWithCas;
-    try {
-      const pxat = String(file.expiresAt + KEY_LINGER_MS);
-      if ((await redis.troveCas(key, expected, String(used), pxat)) !== 1) await redis.del(key);
-    } catch (err) {
-      this.deps.log.warn({ id: file.id, err: (err as Error).message }, 'counter cache not updated');
-      await redis.del(key).catch(() => undefined);
-    }
-  }
-
-  private async durableCount(id: string): Promise<number> {
-    const file = await this.deps.store.getFile(id);
-    // The first download of a file, or Redis lost the key (restart, FLUSHALL): the store has the truth.
-    if (file) this.deps.log.debug({ id, used: file.downloadsUsed }, 'counter loaded from store');
-    return file?.downloadsUsed ?? 0;
-  }
 }
-
-type RedisWithCas = Redis & {
-  troveCas(key: string, expected: string, next: string, pxat: string): Promise<number>;
-};
 
 /**
  * The pure part: returns first (a slot handed back can serve a request in the

@@ -1,0 +1,503 @@
+/**
+ * The contract of a MetadataStore, one suite for every implementation (as
+ * tus-node-server runs one suite over every data store): states, races
+ * between two connections, paging, expiry queries, variants, repairs,
+ * download grants. Each store's test file calls `metadataStoreContract` with
+ * a way to open a fresh, empty store and a second connection to it.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { MetadataStore, NewUpload } from './metadata-store.js';
+
+export interface ContractTarget {
+  /** A fresh, empty store (a new file, a new database). */
+  open(): Promise<MetadataStore>;
+  /** Another connection (another process's view) to the store `open` last returned. */
+  connect(): Promise<MetadataStore>;
+  /** Removes what `open` made, once its stores are closed. */
+  cleanup(): Promise<void>;
+}
+
+/** Sets a committed file's download count to `used` through the store's own grants. */
+async function setUsed(store: MetadataStore, id: string, used: number): Promise<void> {
+  const file = (await store.getFile(id))!;
+  const unlimited = file.maxDownloads === 0;
+  // An unlimited file (max 0) takes no grants: its count stays as the store left it.
+  if (!unlimited) await store.grantDownloads(id, used, 0);
+}
+
+export function metadataStoreContract(name: string, target: ContractTarget): void {
+  describe(`${name} (MetadataStore contract)`, () => {
+    let store: MetadataStore;
+    const others: MetadataStore[] = [];
+
+    beforeEach(async () => {
+      store = await target.open();
+    });
+    afterEach(async () => {
+      for (const other of others.splice(0)) await other.close();
+      await store.close();
+      await target.cleanup();
+    });
+
+    /** A second connection to the same store, closed after the test. */
+    async function second(): Promise<MetadataStore> {
+      const other = await target.connect();
+      others.push(other);
+      return other;
+    }
+
+    /** Starts upload `id` (an image, 3 downloads, expiring at 10 s of the epoch) with `o` changed. */
+    function begin(id: string, o: Partial<NewUpload> = {}): Promise<void> {
+      return store.beginUpload({
+        id,
+        name: 'a.jpg',
+        contentType: 'image/jpeg',
+        maxDownloads: 3,
+        createdAt: 1,
+        expiresAt: 10_000,
+        deleteTokenHash: 'h',
+        owner: 'gw',
+        ...o,
+      });
+    }
+
+    let seq = 0;
+    async function committed(expiresAt: number, nodes = ['node1', 'node2', 'node3']) {
+      const id = `file${String(seq++).padStart(18, '0')}`;
+      await begin(id, { expiresAt });
+      await store.commitUploads([
+        {
+          id,
+          size: 10,
+          sha256: 'x',
+          maxDownloads: 3,
+          expiresAt,
+          replicas: nodes.map((node) => ({ key: id, node, state: 'ok' as const })),
+        },
+      ]);
+      return id;
+    }
+
+    describe('tombstones', () => {
+      it('lists live files past their expiry, and only those', async () => {
+        const old = await committed(1000);
+        await committed(10_000);
+        expect((await store.expiredLiveFiles(5000, 10)).map((f) => f.id)).toEqual([old]);
+      });
+
+      it('marks a file deleted once, and keeps the first time and reason', async () => {
+        const id = await committed(1000);
+        expect(await store.markDeleted(id, 'deleted', 2000)).toBe(true);
+        expect(await store.markDeleted(id, 'expired', 3000)).toBe(false);
+        const file = await store.getFile(id);
+        expect(file).toMatchObject({ deletedAt: 2000, deleteReason: 'deleted' });
+        expect(await store.expiredLiveFiles(5000, 10)).toEqual([]);
+        expect((await store.counts(3)).objects).toBe(0);
+      });
+
+      it('owes deletes until each replica row is forgotten', async () => {
+        const id = await committed(1000);
+        await store.markDeleted(id, 'expired', 2000);
+        expect(await store.tombstonesWithBlobs(1999, 10)).toEqual([]); // grace not over yet
+        expect((await store.tombstonesWithBlobs(2000, 10)).map((f) => f.id)).toEqual([id]);
+        for (const node of ['node1', 'node2']) await store.forgetReplica(id, node);
+        expect((await store.tombstonesWithBlobs(2000, 10)).map((f) => f.id)).toEqual([id]);
+        await store.forgetReplica(id, 'node3');
+        expect(await store.tombstonesWithBlobs(2000, 10)).toEqual([]);
+      });
+
+      it('purges tombstones past retention, with any rows left', async () => {
+        const gone = await committed(1000);
+        const recent = await committed(1000);
+        await store.markDeleted(gone, 'expired', 2000);
+        await store.markDeleted(recent, 'expired', 9000);
+        expect(await store.purgeTombstones(5000)).toBe(1);
+        expect(await store.getFile(gone)).toBeUndefined();
+        expect(await store.replicasOf(gone)).toEqual([]);
+        expect(await store.getFile(recent)).toBeDefined();
+      });
+    });
+
+    describe('upload states', () => {
+      const pending = (id: string) => begin(id);
+      const commit = (id: string) =>
+        store.commitUploads([
+          { id, size: 1, sha256: 'x', maxDownloads: 3, expiresAt: 10_000, replicas: [] },
+        ]);
+
+      it('aborts a pending upload, and answers true again for one already aborted', async () => {
+        await pending('up-pending');
+        expect(await store.abortUpload('up-pending')).toBe(true);
+        expect(await store.abortUpload('up-pending')).toBe(true);
+        expect((await store.getFile('up-pending'))?.state).toBe('aborted');
+      });
+
+      it('refuses to abort an upload that committed, or one that is gone', async () => {
+        await pending('up-done');
+        await commit('up-done');
+        expect(await store.abortUpload('up-done')).toBe(false);
+        expect((await store.getFile('up-done'))?.state).toBe('committed');
+        expect(await store.abortUpload('no-such-upload')).toBe(false);
+      });
+
+      it('refuses to commit an upload a cleanup aborted, with a 503 that says so', async () => {
+        await pending('up-late');
+        await store.abortUpload('up-late');
+        await expect(commit('up-late')).rejects.toMatchObject({
+          status: 503,
+          code: 'UPLOAD_ABORTED',
+        });
+      });
+    });
+
+    describe('image processing', () => {
+      const variant = (name: 'thumb' | 'compressed', sha256 = `sha-${name}`) => ({
+        variant: name,
+        size: 100,
+        width: 256,
+        height: 128,
+        contentType: 'image/webp',
+        sha256,
+        createdAt: 5,
+      });
+      const rows = (id: string, name: string) =>
+        ['node1', 'node2', 'node3'].map((node) => ({
+          key: `${id}.${name}`,
+          node,
+          state: 'ok' as const,
+        }));
+
+      it('starts images pending and anything else skipped', async () => {
+        const image = await committed(10_000);
+        expect((await store.getFile(image))?.processing).toBe('pending');
+        await begin('pdf000000000000000000a', {
+          name: 'a.pdf',
+          contentType: 'application/pdf',
+          maxDownloads: 0,
+        });
+        expect((await store.getFile('pdf000000000000000000a'))?.processing).toBe('skipped');
+        expect(await store.beginProcessing('pdf000000000000000000a')).toBeNull();
+      });
+
+      it('counts unfinished attempts, and uncounts abandoned ones', async () => {
+        const id = await committed(10_000);
+        expect(await store.beginProcessing(id)).toBe(1);
+        expect(await store.beginProcessing(id)).toBe(2); // the first never finished: the worker died
+        await store.abandonProcessing(id);
+        expect(await store.beginProcessing(id)).toBe(2);
+      });
+
+      it('records variants and their replicas once, however often it runs', async () => {
+        const id = await committed(10_000);
+        const all = [...rows(id, 'thumb'), ...rows(id, 'compressed')];
+        for (let i = 0; i < 2; i++)
+          expect(
+            await store.completeProcessing(id, [variant('thumb'), variant('compressed')], all),
+          ).toBe(true);
+        expect((await store.variantsOf(id)).map((v) => [v.variant, v.sha256])).toEqual([
+          ['compressed', 'sha-compressed'],
+          ['thumb', 'sha-thumb'],
+        ]);
+        expect(await store.replicasOf(id)).toHaveLength(9);
+        expect(await store.getFile(id)).toMatchObject({
+          processing: 'done',
+          processingAttempts: 0,
+        });
+        expect(await store.beginProcessing(id)).toBeNull();
+        // Counted as the file's: not under-replicated, deleted with it.
+        expect((await store.counts(3)).underReplicated).toBe(0);
+      });
+
+      it('records a first variant without finishing: pending, the attempt ended, the rows kept', async () => {
+        const id = await committed(10_000);
+        expect(await store.beginProcessing(id)).toBe(1);
+        expect(await store.recordVariants(id, [variant('thumb')], rows(id, 'thumb'))).toBe(true);
+        expect(await store.getFile(id)).toMatchObject({
+          processing: 'pending',
+          processingAttempts: 0,
+        });
+        expect((await store.variantsOf(id)).map((v) => v.variant)).toEqual(['thumb']);
+        expect((await store.replicasOf(id)).filter((r) => r.key === `${id}.thumb`)).toHaveLength(
+          rows(id, 'thumb').length,
+        );
+        expect(await store.recordVariants('gone00000000000000000a', [], [])).toBe(false);
+      });
+
+      it('fails only a pending file, with its reason', async () => {
+        const id = await committed(10_000);
+        await store.failProcessing(id, 'corrupt or truncated image: x');
+        expect(await store.getFile(id)).toMatchObject({
+          processing: 'failed',
+          processingError: 'corrupt or truncated image: x',
+        });
+        const done = await committed(10_000);
+        await store.completeProcessing(done, [variant('thumb')], rows(done, 'thumb'));
+        await store.failProcessing(done, 'late');
+        expect((await store.getFile(done))?.processing).toBe('done');
+      });
+
+      it('keeps the rows of variants made for a file deleted meanwhile, for its deletion', async () => {
+        const id = await committed(10_000);
+        await store.markDeleted(id, 'deleted', 2000);
+        expect(await store.completeProcessing(id, [variant('thumb')], rows(id, 'thumb'))).toBe(
+          true,
+        );
+        expect((await store.tombstonesWithBlobs(3000, 10)).map((f) => f.id)).toEqual([id]);
+        expect(await store.completeProcessing('gone00000000000000000a', [], [])).toBe(false);
+      });
+
+      it('lists live images still pending from before a time', async () => {
+        const old = await committed(10_000);
+        const fresh = await committed(10_000);
+        const deleted = await committed(10_000);
+        await store.markDeleted(deleted, 'deleted', 2);
+        const done = await committed(10_000);
+        await store.completeProcessing(done, [], []);
+        // `committed` creates every file at t = 1.
+        expect((await store.pendingProcessing(2, 10)).map((f) => f.id)).toEqual([old, fresh]);
+        expect(await store.pendingProcessing(1, 10)).toEqual([]);
+      });
+    });
+
+    describe('listFiles (admin)', () => {
+      /** A file created at `createdAt`; committed unless `state` says otherwise. */
+      async function file(
+        id: string,
+        createdAt: number,
+        o: { state?: 'pending' | 'aborted'; expiresAt?: number; max?: number; used?: number } = {},
+      ) {
+        const expiresAt = o.expiresAt ?? 1_000_000;
+        const maxDownloads = o.max ?? 3;
+        await begin(id, { name: `${id}.jpg`, maxDownloads, createdAt, expiresAt });
+        if (o.state === 'aborted') await store.abortUpload(id);
+        if (o.state) return;
+        await store.commitUploads([
+          { id, size: 1, sha256: 'x', maxDownloads, expiresAt, replicas: [] },
+        ]);
+        if (o.used) await setUsed(store, id, o.used);
+      }
+      const ids = (files: { id: string }[]) => files.map((f) => f.id);
+
+      it('pages newest first by (created_at, id), ties included, without gaps or repeats', async () => {
+        // Three files share one created_at: the id breaks the tie.
+        for (const [id, at] of [
+          ['a', 10],
+          ['b', 20],
+          ['c', 20],
+          ['d', 20],
+          ['e', 30],
+        ] as const)
+          await file(id, at);
+        const seen: string[] = [];
+        let after: { createdAt: number; id: string } | undefined;
+        for (;;) {
+          const page = await store.listFiles({ now: 0, limit: 2, after });
+          if (page.length === 0) break;
+          seen.push(...ids(page));
+          const last = page.at(-1)!;
+          after = { createdAt: last.createdAt, id: last.id };
+        }
+        expect(seen).toEqual(['e', 'd', 'c', 'b', 'a']);
+      });
+
+      it('filters by status as GET /files/:id decides it, and by expiring soon', async () => {
+        const now = 500_000;
+        await file('pending1', 1, { state: 'pending' });
+        await file('aborted1', 2, { state: 'aborted' });
+        await file('active1', 3, { expiresAt: now + 60_000 });
+        await file('active2', 4, { expiresAt: now + 3_600_000, max: 0, used: 9 });
+        await file('used1', 5, { max: 2, used: 2 });
+        await file('expired1', 6, { expiresAt: now - 1 });
+        await file('deleted1', 7);
+        await store.markDeleted('deleted1', 'deleted', now);
+        const q = (status?: any, expiringBefore?: number) =>
+          store.listFiles({ now, limit: 100, status, expiringBefore }).then(ids);
+        expect(await q('pending')).toEqual(['pending1']);
+        expect(await q('aborted')).toEqual(['aborted1']);
+        expect(await q('active')).toEqual(['active2', 'active1']);
+        expect(await q('exhausted')).toEqual(['used1']);
+        expect(await q('expired')).toEqual(['expired1']);
+        expect(await q('deleted')).toEqual(['deleted1']);
+        expect(await q()).toHaveLength(7);
+        // Expiring within a minute: live files only (not the expired one, not the tombstone).
+        expect(await q(undefined, now + 60_000)).toEqual(['active1']);
+        expect(await q('active', now + 7_200_000)).toEqual(['active2', 'active1']);
+        expect(await q('exhausted', now + 60_000)).toEqual([]);
+      });
+    });
+
+    describe('upload links', () => {
+      it('counts the files of a link that were not aborted, deleted ones included', async () => {
+        const upload = (id: string, uploadLink?: string) =>
+          begin(id, { expiresAt: Date.now() + 60_000, uploadLink });
+        await upload('link-a-kept', 'L1');
+        await upload('link-a-pending', 'L1');
+        await upload('link-a-aborted', 'L1');
+        await upload('link-b', 'L2');
+        await upload('no-link');
+        await store.commitUploads([
+          {
+            id: 'link-a-kept',
+            size: 1,
+            sha256: 'x',
+            maxDownloads: 3,
+            expiresAt: 9e12,
+            replicas: [],
+          },
+        ]);
+        await store.markDeleted('link-a-kept', 'deleted', Date.now());
+        await store.abortUpload('link-a-aborted');
+        expect(await store.countLinkUploads('L1')).toBe(2);
+        expect(await store.countLinkUploads('L2')).toBe(1);
+        expect(await store.countLinkUploads('L3')).toBe(0);
+      });
+    });
+
+    describe('download grants', () => {
+      it('grants while the count stays within max_downloads, hands back first, never below zero', async () => {
+        const id = await committed(10_000); // max_downloads 3
+        expect(await store.grantDownloads(id, 2, 0)).toEqual({ before: 0, after: 2 });
+        expect(await store.grantDownloads(id, 5, 0)).toEqual({ before: 2, after: 3 });
+        expect(await store.grantDownloads(id, 1, 0)).toEqual({ before: 3, after: 3 });
+        // A slot handed back serves a take of the same batch.
+        expect(await store.grantDownloads(id, 1, 1)).toEqual({ before: 3, after: 3 });
+        expect(await store.grantDownloads(id, 0, 5)).toEqual({ before: 3, after: 0 });
+        expect((await store.getFile(id))?.downloadsUsed).toBe(0);
+        expect(await store.grantDownloads('no-such-file', 1, 0)).toBeUndefined();
+      });
+
+      it('gives each of many concurrent batches on two connections its own outcome, exactly max in all', async () => {
+        const id = await committed(10_000);
+        const other = await second();
+        const results = await Promise.all(
+          Array.from({ length: 40 }, (_, i) => (i % 2 ? other : store).grantDownloads(id, 1, 0)),
+        );
+        const granted = results.filter((r) => r && r.after > r.before);
+        expect(granted).toHaveLength(3);
+        // Each grant moved the count one step: no slot granted twice.
+        expect(granted.map((r) => r!.after).sort()).toEqual([1, 2, 3]);
+        expect((await other.getFile(id))?.downloadsUsed).toBe(3);
+      });
+
+      it('keeps batches of different files apart when they share a commit', async () => {
+        const a = await committed(10_000);
+        const b = await committed(10_000);
+        await setUsed(store, b, 3);
+        const outcomes = await Promise.all([
+          store.grantDownloads(a, 1, 0),
+          store.grantDownloads(b, 1, 0),
+          store.grantDownloads(a, 1, 0),
+        ]);
+        expect(outcomes).toEqual([
+          { before: 0, after: 1 },
+          { before: 3, after: 3 },
+          { before: 1, after: 2 },
+        ]);
+      });
+    });
+
+    describe('races between two connections', () => {
+      it('lets exactly one of a commit and an abort of the same upload win, and the loser learn it', async () => {
+        for (let i = 0; i < 10; i++) {
+          const id = `race-commit-${i}`;
+          await begin(id);
+          const other = await second();
+          const [commit, abort] = await Promise.allSettled([
+            store.commitUploads([
+              { id, size: 1, sha256: 'x', maxDownloads: 3, expiresAt: 10_000, replicas: [] },
+            ]),
+            other.abortUpload(id),
+          ]);
+          const committedWon = commit.status === 'fulfilled';
+          expect(abort).toEqual({ status: 'fulfilled', value: !committedWon });
+          if (!committedWon) expect(commit.reason).toMatchObject({ code: 'UPLOAD_ABORTED' });
+          expect((await store.getFile(id))?.state).toBe(committedWon ? 'committed' : 'aborted');
+        }
+      });
+
+      it('tombstones a file once when two connections delete it together', async () => {
+        const id = await committed(1000);
+        const other = await second();
+        const outcomes = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            (i % 2 ? other : store).markDeleted(id, i % 3 ? 'deleted' : 'expired', 2000 + i),
+          ),
+        );
+        expect(outcomes.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('counts every concurrent processing attempt once', async () => {
+        const id = await committed(10_000);
+        const other = await second();
+        const attempts = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => (i % 2 ? other : store).beginProcessing(id)),
+        );
+        expect([...attempts].sort((x, y) => x! - y!)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      });
+
+      it('records variants or finds the file purged, never half of each', async () => {
+        const id = await committed(1000);
+        await store.markDeleted(id, 'expired', 2000);
+        const other = await second();
+        const rows = ['node1', 'node2'].map((node) => ({
+          key: `${id}.thumb`,
+          node,
+          state: 'ok' as const,
+        }));
+        const [recorded, purged] = await Promise.all([
+          other.recordVariants(id, [], rows),
+          store.purgeTombstones(3000),
+        ]);
+        expect(purged).toBe(1);
+        expect(await store.getFile(id)).toBeUndefined();
+        expect(await store.replicasOf(id)).toEqual([]);
+        expect(typeof recorded).toBe('boolean');
+      });
+    });
+
+    describe('repairs', () => {
+      it('lists the unhealthy replicas of live files only, oldest first, and every row of a node', async () => {
+        const live = await committed(10_000);
+        const gone = await committed(10_000);
+        await store.setReplicaState(live, 'node2', 'missing');
+        await store.setReplicaState(gone, 'node1', 'corrupt');
+        await store.markDeleted(gone, 'deleted', 5);
+        expect((await store.unhealthyReplicas(10)).map((r) => [r.key, r.node, r.state])).toEqual([
+          [live, 'node2', 'missing'],
+        ]);
+        expect(await store.counts(3)).toEqual({ objects: 1, underReplicated: 1 });
+        const onNode1 = await store.replicasOnNode('node1');
+        expect(onNode1.map((r) => [r.key, r.live, r.fileSha256]).sort()).toEqual(
+          [
+            [gone, false, 'x'],
+            [live, true, 'x'],
+          ].sort(),
+        );
+        await store.setReplicaState(live, 'node2', 'ok');
+        expect(await store.unhealthyReplicas(10)).toEqual([]);
+        await store.forgetReplica(live, 'node3');
+        expect((await store.replicasOf(live)).map((r) => r.node)).toEqual(['node1', 'node2']);
+        expect(await store.counts(3)).toEqual({ objects: 1, underReplicated: 1 });
+      });
+
+      it('finds uploads to clean up: aborted ones, its own from before a restart, and stale ones', async () => {
+        await begin('ab-aborted', { createdAt: 50 });
+        await store.abortUpload('ab-aborted');
+        await begin('ab-mine-old', { createdAt: 10, owner: 'gw' });
+        await begin('ab-mine-new', { createdAt: 200, owner: 'gw' });
+        await begin('ab-theirs-old', { createdAt: 20, owner: 'other' });
+        await begin('ab-theirs-stale', { createdAt: 1, owner: 'other' });
+        const found = await store.abandonedUploads({
+          owner: 'gw',
+          ownerSince: 100,
+          staleBefore: 5,
+          limit: 10,
+        });
+        expect(found.map((f) => f.id)).toEqual(['ab-theirs-stale', 'ab-mine-old', 'ab-aborted']);
+        await store.forgetUpload('ab-aborted');
+        expect(await store.getFile('ab-aborted')).toBeUndefined();
+        expect(await store.ping()).toBe(true);
+      });
+    });
+  });
+}

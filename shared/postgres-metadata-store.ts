@@ -1,0 +1,477 @@
+/**
+ * MetadataStore on PostgreSQL (node-postgres), for gateways and workers on
+ * several hosts. The database is the arbiter: every state change is one
+ * conditional statement (`UPDATE … WHERE state = 'pending'`, `INSERT … ON
+ * CONFLICT`), so two processes on two hosts can never both commit, abort,
+ * tombstone or grant the same thing, and the loser learns it lost from the
+ * rows the statement touched. Commits are durable when they resolve
+ * (PostgreSQL's default `synchronous_commit = on`).
+ *
+ * A dropped connection (a restart, `pg_terminate_backend`, a network cut)
+ * fails the statement in flight: a read is retried once on a fresh
+ * connection; a write is not (it may have committed), and the caller gets a
+ * 503 DATABASE_UNAVAILABLE, never a half-done change (each write is one
+ * statement or one transaction). The pool reconnects by itself.
+ */
+import pg, { TypeOverrides, type Pool, type PoolClient, type QueryResultRow } from 'pg';
+import { UnavailableError, UploadAbortedError } from './errors.js';
+import type { Logger } from './logger.js';
+import {
+  listFilesSql,
+  toFile,
+  toReplica,
+  toVariant,
+  type FileRow,
+  type ReplicaRow,
+  type VariantRow,
+} from './metadata-rows.js';
+import {
+  initialProcessing,
+  type CommitFile,
+  type DeleteReason,
+  type FileListQuery,
+  type FileRecord,
+  type MetadataStore,
+  type NewUpload,
+  type NodeReplica,
+  type ReplicaRecord,
+  type ReplicaState,
+  type VariantRecord,
+} from './metadata-store.js';
+import { migratePostgres } from './postgres-migrations.js';
+
+/** BIGINT (ms timestamps, sizes, counts) as a JS number: each stays far below 2^53. */
+const types = new TypeOverrides();
+types.setTypeParser(pg.types.builtins.INT8, Number);
+
+export interface PostgresStoreOptions {
+  url: string;
+  /** Connections in the pool (each gateway and worker has its own pool). */
+  poolSize?: number;
+  log: Logger;
+}
+
+type Replicas = { key: string; node: string; state: ReplicaState }[];
+
+/** SQLSTATE classes and codes that mean the connection, not the statement, failed. */
+function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return (
+    code.startsWith('08') || // connection exception
+    code === '57P01' || // admin_shutdown (pg_terminate_backend, a fast shutdown)
+    code === '57P02' || // crash_shutdown
+    code === '57P03' || // cannot_connect_now (starting up)
+    code === 'ECONNREFUSED' ||
+    code === 'ECONNRESET' ||
+    code === 'EPIPE' ||
+    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(
+      (err as Error).message ?? '',
+    )
+  );
+}
+
+function unavailable(err: unknown): UnavailableError {
+  return new UnavailableError(
+    'the metadata database is unavailable; try again shortly',
+    'DATABASE_UNAVAILABLE',
+    { cause: err },
+  );
+}
+
+export class PostgresMetadataStore implements MetadataStore {
+  private constructor(
+    private readonly pool: Pool,
+    private readonly log: Logger,
+  ) {}
+
+  /** Connects, applies pending migrations (under an advisory lock), and returns the store. */
+  static async open(o: PostgresStoreOptions): Promise<PostgresMetadataStore> {
+    const pool = new pg.Pool({
+      connectionString: o.url,
+      max: o.poolSize ?? 10,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30_000,
+      types,
+    });
+    // An idle connection that dies (server restart) is dropped from the pool; no crash.
+    pool.on('error', (err) => o.log.warn({ err: err.message }, 'PostgreSQL connection lost'));
+    try {
+      await migratePostgres(pool);
+    } catch (err) {
+      await pool.end();
+      throw err;
+    }
+    return new PostgresMetadataStore(pool, o.log);
+  }
+
+  /** A read: retried once on a fresh connection if the connection failed. */
+  private async read<R extends QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.pool.query<R>(text, values)).rows;
+      } catch (err) {
+        if (!isConnectionError(err)) throw err;
+        if (attempt >= 2) throw unavailable(err);
+        this.log.warn({ err: (err as Error).message }, 'PostgreSQL read failed; retrying');
+      }
+    }
+  }
+
+  /** One write statement; its rows changed (or returned). Never retried: it may have committed. */
+  private async write<R extends QueryResultRow>(
+    text: string,
+    values: unknown[] = [],
+  ): Promise<{ rowCount: number; rows: R[] }> {
+    try {
+      const res = await this.pool.query<R>(text, values);
+      return { rowCount: res.rowCount ?? 0, rows: res.rows };
+    } catch (err) {
+      throw isConnectionError(err) ? unavailable(err) : err;
+    }
+  }
+
+  /** `fn` in one transaction on one connection: all of it commits, or none. */
+  private async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw isConnectionError(err) ? unavailable(err) : err;
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const value = await fn(client);
+      await client.query('COMMIT');
+      return value;
+    } catch (err) {
+      broken = isConnectionError(err);
+      if (!broken) await client.query('ROLLBACK').catch(() => undefined);
+      throw broken ? unavailable(err) : err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async beginUpload(u: NewUpload): Promise<void> {
+    await this.write(
+      `INSERT INTO files (id, name, content_type, state, max_downloads, created_at, expires_at,
+                          delete_token_hash, owner, processing, upload_link)
+       VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10)`,
+      [
+        u.id,
+        u.name,
+        u.contentType,
+        u.maxDownloads,
+        u.createdAt,
+        u.expiresAt,
+        u.deleteTokenHash,
+        u.owner,
+        initialProcessing(u.contentType),
+        u.uploadLink ?? null,
+      ],
+    );
+  }
+
+  async countLinkUploads(linkId: string): Promise<number> {
+    const [row] = await this.read<{ n: number }>(
+      `SELECT count(*) AS n FROM files WHERE upload_link = $1 AND state <> 'aborted'`,
+      [linkId],
+    );
+    return row!.n;
+  }
+
+  async commitUploads(files: CommitFile[]): Promise<void> {
+    await this.transaction(async (client) => {
+      const now = Date.now();
+      for (const f of files) {
+        const res = await client.query(
+          `UPDATE files SET state = 'committed', size = $2, sha256 = $3, max_downloads = $4, expires_at = $5
+           WHERE id = $1 AND state = 'pending'`,
+          [f.id, f.size, f.sha256, f.maxDownloads, f.expiresAt],
+        );
+        if (res.rowCount !== 1) throw new UploadAbortedError(f.id);
+        await upsertReplicas(client, f.id, f.replicas, now);
+      }
+    });
+  }
+
+  async abortUpload(id: string): Promise<boolean> {
+    const res = await this.write(
+      `UPDATE files SET state = 'aborted' WHERE id = $1 AND state IN ('pending', 'aborted')`,
+      [id],
+    );
+    return res.rowCount === 1;
+  }
+
+  async forgetUpload(id: string): Promise<void> {
+    await this.write(`DELETE FROM files WHERE id = $1 AND state IN ('pending', 'aborted')`, [id]);
+  }
+
+  async abandonedUploads(q: {
+    owner: string;
+    ownerSince: number;
+    staleBefore: number;
+    limit: number;
+  }): Promise<FileRecord[]> {
+    const rows = await this.read<FileRow>(
+      `SELECT * FROM files WHERE state = 'aborted'
+          OR (state = 'pending' AND ((owner = $1 AND created_at < $2) OR created_at < $3))
+       ORDER BY created_at LIMIT $4`,
+      [q.owner, q.ownerSince, q.staleBefore, q.limit],
+    );
+    return rows.map(toFile);
+  }
+
+  async getFile(id: string): Promise<FileRecord | undefined> {
+    const [row] = await this.read<FileRow>(`SELECT * FROM files WHERE id = $1`, [id]);
+    return row && toFile(row);
+  }
+
+  async replicasOf(fileId: string): Promise<ReplicaRecord[]> {
+    const rows = await this.read<ReplicaRow>(
+      `SELECT key, file_id, node, state, updated_at FROM replicas WHERE file_id = $1
+       ORDER BY key, node`,
+      [fileId],
+    );
+    return rows.map(toReplica);
+  }
+
+  async setReplicaState(key: string, node: string, state: ReplicaState): Promise<void> {
+    await this.write(
+      `UPDATE replicas SET state = $1, updated_at = $2 WHERE key = $3 AND node = $4`,
+      [state, Date.now(), key, node],
+    );
+  }
+
+  async unhealthyReplicas(limit: number): Promise<ReplicaRecord[]> {
+    const rows = await this.read<ReplicaRow>(
+      `SELECT r.key, r.file_id, r.node, r.state, r.updated_at FROM replicas r JOIN files f ON f.id = r.file_id
+       WHERE r.state <> 'ok' AND f.state = 'committed' AND f.deleted_at IS NULL
+       ORDER BY r.updated_at LIMIT $1`,
+      [limit],
+    );
+    return rows.map(toReplica);
+  }
+
+  async replicasOnNode(node: string): Promise<NodeReplica[]> {
+    const rows = await this.read<ReplicaRow & { file_sha256: string; live: boolean }>(
+      `SELECT r.key, r.file_id, r.node, r.state, r.updated_at, f.sha256 AS file_sha256,
+              (f.state = 'committed' AND f.deleted_at IS NULL) AS live
+       FROM replicas r JOIN files f ON f.id = r.file_id WHERE r.node = $1`,
+      [node],
+    );
+    return rows.map((r) => ({ ...toReplica(r), fileSha256: r.file_sha256, live: r.live }));
+  }
+
+  async forgetReplica(key: string, node: string): Promise<void> {
+    await this.write(`DELETE FROM replicas WHERE key = $1 AND node = $2`, [key, node]);
+  }
+
+  async variantsOf(fileId: string): Promise<VariantRecord[]> {
+    const rows = await this.read<VariantRow>(
+      `SELECT * FROM variants WHERE file_id = $1 ORDER BY variant`,
+      [fileId],
+    );
+    return rows.map(toVariant);
+  }
+
+  async beginProcessing(fileId: string): Promise<number | null> {
+    const { rows } = await this.write<{ processing_attempts: number }>(
+      `UPDATE files SET processing_attempts = processing_attempts + 1
+       WHERE id = $1 AND processing = 'pending' RETURNING processing_attempts`,
+      [fileId],
+    );
+    return rows[0]?.processing_attempts ?? null;
+  }
+
+  async abandonProcessing(fileId: string): Promise<void> {
+    await this.write(
+      `UPDATE files SET processing_attempts = greatest(0, processing_attempts - 1) WHERE id = $1`,
+      [fileId],
+    );
+  }
+
+  completeProcessing(
+    fileId: string,
+    variants: Omit<VariantRecord, 'fileId'>[],
+    replicas: Replicas,
+  ): Promise<boolean> {
+    return this.storeVariants(fileId, variants, replicas, true);
+  }
+
+  recordVariants(
+    fileId: string,
+    variants: Omit<VariantRecord, 'fileId'>[],
+    replicas: Replicas,
+  ): Promise<boolean> {
+    return this.storeVariants(fileId, variants, replicas, false);
+  }
+
+  /** The variants and their replica rows in one transaction; `done` also ends processing. */
+  private storeVariants(
+    fileId: string,
+    variants: Omit<VariantRecord, 'fileId'>[],
+    replicas: Replicas,
+    done: boolean,
+  ): Promise<boolean> {
+    return this.transaction(async (client) => {
+      // Locks the row: a purge waits for this transaction, or has already removed the file.
+      const file = await client.query(`SELECT 1 FROM files WHERE id = $1 FOR UPDATE`, [fileId]);
+      if (file.rowCount === 0) return false;
+      for (const v of variants) {
+        await client.query(
+          `INSERT INTO variants (file_id, variant, size, width, height, content_type, sha256, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (file_id, variant) DO UPDATE SET size = excluded.size, width = excluded.width,
+             height = excluded.height, content_type = excluded.content_type, sha256 = excluded.sha256,
+             created_at = excluded.created_at`,
+          [fileId, v.variant, v.size, v.width, v.height, v.contentType, v.sha256, v.createdAt],
+        );
+      }
+      await upsertReplicas(client, fileId, replicas, Date.now());
+      // Not done yet: the attempt ends here, so it does not count as an interrupted one.
+      await client.query(
+        done
+          ? `UPDATE files SET processing = 'done', processing_error = NULL, processing_attempts = 0 WHERE id = $1`
+          : `UPDATE files SET processing_attempts = greatest(0, processing_attempts - 1) WHERE id = $1`,
+        [fileId],
+      );
+      return true;
+    });
+  }
+
+  async failProcessing(fileId: string, reason: string): Promise<void> {
+    await this.write(
+      `UPDATE files SET processing = 'failed', processing_error = $1, processing_attempts = 0
+       WHERE id = $2 AND processing = 'pending'`,
+      [reason, fileId],
+    );
+  }
+
+  async pendingProcessing(createdBefore: number, limit: number): Promise<FileRecord[]> {
+    const rows = await this.read<FileRow>(
+      `SELECT * FROM files WHERE processing = 'pending' AND state = 'committed' AND deleted_at IS NULL
+         AND created_at < $1 ORDER BY created_at LIMIT $2`,
+      [createdBefore, limit],
+    );
+    return rows.map(toFile);
+  }
+
+  /**
+   * One statement: the row is locked (FOR UPDATE) while the count before the
+   * batch is read and the new one written, so concurrent batches from any
+   * number of gateways apply one after the other.
+   */
+  async grantDownloads(
+    id: string,
+    takes: number,
+    returns: number,
+  ): Promise<{ before: number; after: number } | undefined> {
+    const { rows } = await this.write<{ before: number; after: number }>(
+      `WITH cur AS (
+         SELECT id, downloads_used AS before, greatest(0, downloads_used - $3) AS base, max_downloads
+         FROM files WHERE id = $1 FOR UPDATE
+       )
+       UPDATE files f SET downloads_used = cur.base + least($2, greatest(0, cur.max_downloads - cur.base))
+       FROM cur WHERE f.id = cur.id
+       RETURNING cur.before, f.downloads_used AS after`,
+      [id, takes, returns],
+    );
+    return rows[0];
+  }
+
+  async markDeleted(id: string, reason: DeleteReason, at: number): Promise<boolean> {
+    const res = await this.write(
+      `UPDATE files SET deleted_at = $1, delete_reason = $2
+       WHERE id = $3 AND state = 'committed' AND deleted_at IS NULL`,
+      [at, reason, id],
+    );
+    return res.rowCount === 1;
+  }
+
+  async expiredLiveFiles(now: number, limit: number): Promise<FileRecord[]> {
+    const rows = await this.read<FileRow>(
+      `SELECT * FROM files WHERE state = 'committed' AND deleted_at IS NULL AND expires_at <= $1
+       ORDER BY expires_at LIMIT $2`,
+      [now, limit],
+    );
+    return rows.map(toFile);
+  }
+
+  async tombstonesWithBlobs(deletedBefore: number, limit: number): Promise<FileRecord[]> {
+    const rows = await this.read<FileRow>(
+      `SELECT * FROM files f WHERE deleted_at IS NOT NULL AND deleted_at <= $1
+         AND EXISTS (SELECT 1 FROM replicas r WHERE r.file_id = f.id)
+       ORDER BY deleted_at LIMIT $2`,
+      [deletedBefore, limit],
+    );
+    return rows.map(toFile);
+  }
+
+  async purgeTombstones(deletedBefore: number): Promise<number> {
+    const res = await this.write(
+      `DELETE FROM files WHERE deleted_at IS NOT NULL AND deleted_at < $1`,
+      [deletedBefore],
+    );
+    return res.rowCount;
+  }
+
+  async counts(copies: number): Promise<{ objects: number; underReplicated: number }> {
+    const [row] = await this.read<{ objects: number; under: number }>(
+      `SELECT count(*) AS objects,
+              count(*) FILTER (WHERE (SELECT count(*) FROM replicas r
+                                      WHERE r.file_id = f.id AND r.key = f.id AND r.state = 'ok') < $1) AS under
+       FROM files f WHERE f.state = 'committed' AND f.deleted_at IS NULL`,
+      [copies],
+    );
+    return { objects: row!.objects, underReplicated: row!.under };
+  }
+
+  async listFiles(q: FileListQuery): Promise<FileRecord[]> {
+    const values: (number | string)[] = [];
+    const sql = listFilesSql(q, (value) => {
+      values.push(value);
+      return `$${values.length}`;
+    });
+    const rows = await this.read<FileRow>(sql, values);
+    return rows.map(toFile);
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.pool.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** Upserts a file's replica rows in one statement (a row given twice: the last one counts). */
+async function upsertReplicas(
+  client: PoolClient,
+  fileId: string,
+  given: Replicas,
+  now: number,
+): Promise<void> {
+  const replicas = [...new Map(given.map((r) => [`${r.key}\n${r.node}`, r])).values()];
+  if (replicas.length === 0) return;
+  await client.query(
+    `INSERT INTO replicas (key, file_id, node, state, updated_at)
+     SELECT r.key, $1, r.node, r.state, $2
+     FROM unnest($3::text[], $4::text[], $5::text[]) AS r(key, node, state)
+     ON CONFLICT (key, node) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
+    [
+      fileId,
+      now,
+      replicas.map((r) => r.key),
+      replicas.map((r) => r.node),
+      replicas.map((r) => r.state),
+    ],
+  );
+}

@@ -1,0 +1,109 @@
+/**
+ * The PostgreSQL schema, as versioned migrations. Each runs once, in its own
+ * transaction, under an advisory lock, so gateways and workers starting
+ * together on several hosts take turns instead of racing: the first applies
+ * a step, the others find it recorded and go on.
+ */
+import type { Pool, PoolClient } from 'pg';
+
+/** Append only: a shipped migration is never edited, the next change is a new entry. */
+export const PG_MIGRATIONS: string[] = [
+  // 1: the schema SQLite reached in five steps (files, tombstones, processing, listing, links).
+  // Keys compare byte-wise (COLLATE "C"), as in SQLite: the listing's keyset paging relies on it.
+  `CREATE TABLE files (
+     id                  TEXT COLLATE "C" PRIMARY KEY,
+     name                TEXT NOT NULL,
+     size                BIGINT NOT NULL DEFAULT 0,
+     content_type        TEXT NOT NULL,
+     sha256              TEXT NOT NULL DEFAULT '',
+     state               TEXT NOT NULL CHECK (state IN ('pending', 'committed', 'aborted')),
+     max_downloads       INTEGER NOT NULL,
+     downloads_used      INTEGER NOT NULL DEFAULT 0,
+     created_at          BIGINT NOT NULL,
+     expires_at          BIGINT NOT NULL,
+     delete_token_hash   TEXT NOT NULL,
+     owner               TEXT NOT NULL,
+     deleted_at          BIGINT,
+     delete_reason       TEXT CHECK (delete_reason IN ('expired', 'deleted')),
+     processing          TEXT NOT NULL DEFAULT 'skipped'
+                           CHECK (processing IN ('pending', 'done', 'failed', 'skipped')),
+     processing_error    TEXT,
+     processing_attempts INTEGER NOT NULL DEFAULT 0,
+     upload_link         TEXT
+   );
+   CREATE INDEX files_by_state ON files (state, created_at);
+   CREATE INDEX files_live_by_expiry ON files (expires_at)
+     WHERE state = 'committed' AND deleted_at IS NULL;
+   CREATE INDEX files_tombstones ON files (deleted_at) WHERE deleted_at IS NOT NULL;
+   CREATE INDEX files_processing_pending ON files (created_at)
+     WHERE processing = 'pending' AND state = 'committed' AND deleted_at IS NULL;
+   CREATE INDEX files_by_created ON files (created_at, id);
+   CREATE INDEX files_by_upload_link ON files (upload_link) WHERE upload_link IS NOT NULL;
+   CREATE TABLE replicas (
+     key        TEXT COLLATE "C" NOT NULL,
+     file_id    TEXT COLLATE "C" NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+     node       TEXT COLLATE "C" NOT NULL,
+     state      TEXT NOT NULL CHECK (state IN ('ok', 'missing', 'corrupt')),
+     updated_at BIGINT NOT NULL,
+     PRIMARY KEY (key, node)
+   );
+   CREATE INDEX replicas_by_file ON replicas (file_id);
+   CREATE INDEX replicas_by_node ON replicas (node);
+   CREATE INDEX replicas_unhealthy ON replicas (updated_at) WHERE state <> 'ok';
+   CREATE TABLE variants (
+     file_id      TEXT COLLATE "C" NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+     variant      TEXT COLLATE "C" NOT NULL,
+     size         BIGINT NOT NULL,
+     width        INTEGER NOT NULL,
+     height       INTEGER NOT NULL,
+     content_type TEXT NOT NULL,
+     sha256       TEXT NOT NULL,
+     created_at   BIGINT NOT NULL,
+     PRIMARY KEY (file_id, variant)
+   );`,
+];
+
+/** Any fixed number: one lock per database, held only while migrating. */
+const MIGRATION_LOCK = 0x74726f76; // "trov"
+
+/**
+ * Applies the migrations not yet recorded in `trove_migrations`, one
+ * transaction each. The whole run holds a session advisory lock: a second
+ * process waits for it, then finds every step recorded. A process that dies
+ * holding it drops its connection, and with it the lock.
+ */
+export async function migratePostgres(pool: Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS trove_migrations (
+           version    INTEGER PRIMARY KEY,
+           applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )`,
+      );
+      const done = await client.query<{ version: number }>('SELECT version FROM trove_migrations');
+      const applied = new Set(done.rows.map((r) => r.version));
+      for (let version = 1; version <= PG_MIGRATIONS.length; version++) {
+        if (!applied.has(version)) await apply(client, version);
+      }
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    }
+  } finally {
+    client.release();
+  }
+}
+
+async function apply(client: PoolClient, version: number): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(PG_MIGRATIONS[version - 1]!);
+    await client.query('INSERT INTO trove_migrations (version) VALUES ($1)', [version]);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
