@@ -11,7 +11,7 @@ import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
 import { createRedis, createRedlock } from '../shared/redis.js';
 import { writePidFile } from '../shared/pid-file.js';
-import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
+import { describeMetadataStore, openMetadataStore } from '../shared/open-metadata-store.js';
 import { join } from 'node:path';
 import { createApp } from './http/app.js';
 import { gatewayDeps } from './deps.js';
@@ -37,7 +37,7 @@ const log = createLogger('gateway', config.logLevel, { format: config.logFormat 
 const hazard = trustProxyHazard(config.server.host, config.urls.trustProxy);
 if (hazard) log.warn({ host: config.server.host }, hazard);
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
-const store = new SqliteMetadataStore(openDatabase(config.dbPath));
+const store = await openMetadataStore(config, log);
 const client = new NodeClient({
   secret,
   timeoutMs: config.storageNodes.nodeTimeoutMs,
@@ -99,7 +99,7 @@ log.info(
   {
     urls: lanUrls(config.server.host, config.server.port),
     nodes_online: registry.onlineCount(),
-    db: config.dbPath,
+    db: describeMetadataStore(config),
   },
   'gateway listening',
 );

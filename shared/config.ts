@@ -184,8 +184,20 @@ const common = {
     .string()
     .regex(/^[A-Za-z0-9_-]{1,40}$/, 'use 1-40 of [A-Za-z0-9_-]')
     .default('trove'),
-  /** SQLite metadata file (gateways and workers share it); defaults to STORAGE_DIR/trove.db. */
+  /** SQLite metadata file (gateways and workers on one host share it); defaults to STORAGE_DIR/trove.db. */
   DB_PATH: z.string().min(1).optional(),
+  /**
+   * PostgreSQL metadata (`postgres://user:pass@host:5432/db`), for gateways and
+   * workers on several hosts; replaces DB_PATH when set.
+   */
+  DATABASE_URL: z
+    .string()
+    .refine((s) => /^postgres(ql)?:\/\//.test(s) && URL.canParse(s), {
+      message: 'expected postgres://user:pass@host:port/database',
+    })
+    .optional(),
+  /** Connections each process keeps to PostgreSQL (DATABASE_URL). */
+  DATABASE_POOL_SIZE: int(1, 200).default(10),
 };
 
 function parse<S extends z.ZodType>(schema: S, env: Env): z.output<S> {

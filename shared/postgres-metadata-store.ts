@@ -54,7 +54,7 @@ export interface PostgresStoreOptions {
 type Replicas = { key: string; node: string; state: ReplicaState }[];
 
 /** SQLSTATE classes and codes that mean the connection, not the statement, failed. */
-function isConnectionError(err: unknown): boolean {
+export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: string }).code ?? '';
   return (
     code.startsWith('08') || // connection exception

@@ -16,7 +16,7 @@ import {
   filesUnder,
   fixture,
   logLines,
-  queryDb,
+  METADATA_KINDS,
   queueCounts,
   startCluster,
   waitFor,
@@ -57,8 +57,8 @@ async function nodesHolding(cluster: Cluster, id: string): Promise<string[]> {
   return holders;
 }
 
-const replicaRows = (cluster: Cluster, id: string) =>
-  queryDb<{ node: string }>(cluster, `SELECT node FROM replicas WHERE file_id = '${id}'`).map(
+const replicaRows = async (cluster: Cluster, id: string) =>
+  (await cluster.query<{ node: string }>(`SELECT node FROM replicas WHERE file_id = '${id}'`)).map(
     (r) => r.node,
   );
 
@@ -89,10 +89,10 @@ const logCount = (cluster: Cluster, name: string, text: string) =>
 
 const sleepUntil = (t: number) => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
 
-describe('expiry and deletion', () => {
+describe.each(METADATA_KINDS)('expiry and deletion (%s metadata)', (metadata) => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ worker: true });
+    cluster = await startCluster({ worker: true, metadata });
   });
   afterAll(async () => {
     await cluster?.stop();
@@ -112,7 +112,7 @@ describe('expiry and deletion', () => {
     expect(await errorOf(res)).toBe('FILE_EXPIRED');
 
     await waitFor('blobs gone', async () => (await nodesHolding(cluster, file.id)).length === 0);
-    expect(replicaRows(cluster, file.id)).toEqual([]);
+    expect(await replicaRows(cluster, file.id)).toEqual([]);
     const meta = (await (await fetch(`${cluster.gatewayUrl}/files/${file.id}`)).json()) as any;
     expect(meta.status).toBe('deleted');
     // The tombstone keeps the answer a 410, not a 404.
@@ -130,12 +130,12 @@ describe('expiry and deletion', () => {
         async () => (await nodesHolding(cluster, file.id)).join() === 'node3',
       );
       // The deletes still owed: the original's and its variants', all on node3.
-      expect(new Set(replicaRows(cluster, file.id))).toEqual(new Set(['node3']));
+      expect(new Set(await replicaRows(cluster, file.id))).toEqual(new Set(['node3']));
     } finally {
       await cluster.startNode('node3');
     }
     await waitFor('node3 emptied', async () => (await nodesHolding(cluster, file.id)).length === 0);
-    await waitFor('debt settled', async () => replicaRows(cluster, file.id).length === 0);
+    await waitFor('debt settled', async () => (await replicaRows(cluster, file.id)).length === 0);
   });
 
   it('deletes at once with the delete token, and refuses without it', async () => {
@@ -230,7 +230,7 @@ describe('expiry and deletion', () => {
       'every blob gone and no delete owed',
       async () =>
         (await nodesHolding(cluster, file.id)).length === 0 &&
-        replicaRows(cluster, file.id).length === 0,
+        (await replicaRows(cluster, file.id)).length === 0,
       30_000,
     );
     // The sweep did it: the tombstone and the deletes ran in its runs, not in
@@ -293,7 +293,11 @@ describe('delayed deletion messages (sweep off)', () => {
       // Each job has deleted the copies on node1 and node2 and waits on node3's.
       await waitFor(
         'every deletion under way, stuck on node3',
-        async () => doomed.every((f) => replicaRows(cluster, f.id).join() === 'node3'),
+        async () => {
+          for (const f of doomed)
+            if ((await replicaRows(cluster, f.id)).join() !== 'node3') return false;
+          return true;
+        },
         30_000,
       );
       // All 8 are delivered and unacknowledged: in the worker's hands, not done.
@@ -316,7 +320,7 @@ describe('delayed deletion messages (sweep off)', () => {
         `${f.id} gone`,
         async () =>
           (await nodesHolding(cluster, f.id)).length === 0 &&
-          replicaRows(cluster, f.id).length === 0,
+          (await replicaRows(cluster, f.id)).length === 0,
       );
     // The new worker finished each of them; the killed one never did.
     const log = logText(cluster, 'worker');

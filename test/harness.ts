@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
+import { createDatabase, queryPg } from './postgres.js';
 import { Redis } from 'ioredis';
 import { deleteTopology } from '../shared/amqp.js';
 
@@ -42,6 +43,11 @@ export interface Cluster {
   gatewayUrl: string;
   gateway: Proc | undefined;
   dbPath: string;
+  /** Where the metadata lives; `databaseUrl` is set in PostgreSQL mode. */
+  metadata: MetadataKind;
+  databaseUrl: string | undefined;
+  /** Runs a read-only query on the metadata (SQLite or PostgreSQL, with `$1`-free SQL both accept). */
+  query<T>(sql: string): Promise<T[]>;
   /** RabbitMQ queue prefix of this cluster (its queues are deleted at stop). */
   clusterName: string;
   startNode(id: string): Promise<void>;
@@ -161,7 +167,13 @@ export interface ClusterOptions {
   noGateway?: boolean;
   /** Also start a worker. */
   worker?: boolean;
+  /** Where the metadata lives: the SQLite file (default), or a PostgreSQL database of its own. */
+  metadata?: MetadataKind;
 }
+
+export type MetadataKind = 'sqlite' | 'postgres';
+/** Both stores, for suites that run in each mode (`describe.each(METADATA_KINDS)`). */
+export const METADATA_KINDS: MetadataKind[] = ['sqlite', 'postgres'];
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -195,7 +207,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     });
   }
   const gatewayPort = await freePort();
+  const metadata = opts.metadata ?? 'sqlite';
+  const database = metadata === 'postgres' ? await createDatabase('cluster') : undefined;
   const env: Record<string, string> = {
+    ...(database && { DATABASE_URL: database.url }),
     STORAGE_DIR: dir,
     CLUSTER_SECRET: secret,
     NODES: nodes.map((n) => `${n.id}=${n.url}`).join(','),
@@ -217,6 +232,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
     gateway: undefined,
     dbPath: join(dir, 'trove.db'),
+    metadata,
+    databaseUrl: database?.url,
+    async query<T>(sql: string) {
+      return database ? ((await queryPg(database.url, sql)) as T[]) : queryDb<T>(cluster, sql);
+    },
     clusterName: env.CLUSTER_NAME!,
     async startNode(id) {
       const node = nodes.find((n) => n.id === id)!;
@@ -304,6 +324,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       await Promise.all([...procs.keys()].map((name) => cluster.kill(name, 'SIGTERM')));
       await deleteTopology(AMQP_URL, cluster.clusterName).catch(() => undefined);
       await deleteRedisKeys(cluster.clusterName).catch(() => undefined);
+      await database?.drop();
       await rm(dir, { recursive: true, force: true });
     },
   };

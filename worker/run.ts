@@ -11,7 +11,7 @@ import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
 import { writePidFile } from '../shared/pid-file.js';
 import { createRedis, createRedlock } from '../shared/redis.js';
-import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
+import { describeMetadataStore, openMetadataStore } from '../shared/open-metadata-store.js';
 import { AntiEntropy } from './anti-entropy.js';
 import { ByteRate } from './byte-rate.js';
 import { ExpirySweep } from './expiry-sweep.js';
@@ -43,7 +43,7 @@ const log = createLogger('worker', config.logLevel, { format: config.logFormat }
   worker: config.workerId,
 });
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
-const store = new SqliteMetadataStore(openDatabase(config.dbPath));
+const store = await openMetadataStore(config, log);
 const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
 const amqp = new AmqpClient({
   url: config.amqpUrl,
@@ -190,7 +190,11 @@ const tasks = [
 void amqp.start();
 writePidFile(config.storageDir, 'worker');
 log.info(
-  { db: config.dbPath, sweep: config.sweepSchedule, prefetch: config.workerPrefetch },
+  {
+    db: describeMetadataStore(config),
+    sweep: config.sweepSchedule,
+    prefetch: config.workerPrefetch,
+  },
   'worker started',
 );
 
