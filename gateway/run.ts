@@ -46,8 +46,9 @@ const client = new NodeClient({
 const redis = createRedis(config.redisUrl, log);
 const counter = new DownloadCounter({ redlock: createRedlock(redis), store, log });
 const amqp = new AmqpClient({
-  url: config.amqpUrl,
+  urls: config.amqpUrls,
   prefix: config.clusterName,
+  queueType: config.amqpQueueType,
   connectionName: config.server.gatewayId,
   log,
 });

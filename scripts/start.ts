@@ -22,7 +22,12 @@ import {
   type GatewayConfig,
 } from '../shared/config.js';
 import { lanUrls } from '../shared/lan.js';
-import { HOW_TO_START, checkRabbitMq, checkRedis } from '../shared/service-check.js';
+import {
+  HOW_TO_START,
+  checkRabbitMq,
+  checkRedis,
+  type ServiceStatus,
+} from '../shared/service-check.js';
 import { phoneQr } from './terminal-qr.js';
 import { findNginx, startNginx } from './nginx-lb.js';
 
@@ -150,8 +155,17 @@ async function stopAll(signal: NodeJS.Signals): Promise<void> {
   process.exit(0);
 }
 
+/** RabbitMQ answers when any node of AMQP_URLS does (the processes try them in turn). */
+async function checkAnyRabbitMq(urls: string[]): Promise<ServiceStatus> {
+  const results = await Promise.all(urls.map((url) => checkRabbitMq(url)));
+  return results.find((r) => r.ok) ?? results[0]!;
+}
+
 async function checkServices(config: GatewayConfig): Promise<boolean> {
-  const results = await Promise.all([checkRedis(config.redisUrl), checkRabbitMq(config.amqpUrl)]);
+  const results = await Promise.all([
+    checkRedis(config.redisUrl),
+    checkAnyRabbitMq(config.amqpUrls),
+  ]);
   for (const r of results) {
     if (r.ok) continue;
     say(`${r.name} does not answer at ${r.url} (${r.detail}). Start it with one of:`);

@@ -47,8 +47,9 @@ describe('AmqpClient', () => {
     });
     connect.mockResolvedValueOnce(connectionClosedDuringSetup()).mockResolvedValueOnce(healthy);
     const client = new AmqpClient({
-      url: 'amqp://127.0.0.1:1',
+      urls: ['amqp://127.0.0.1:1'],
       prefix: 'amqp-test',
+      queueType: 'classic',
       connectionName: 'test',
       log: createLogger('amqp-test', 'silent'),
     });

@@ -10,20 +10,50 @@
  */
 import amqp, { type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import pRetry from 'p-retry';
-import { ladderStep, ladderSteps, topologyNames, workQueues, type TopologyNames } from './jobs.js';
+import { withoutCredentials } from './config.js';
+import {
+  ladderStep,
+  ladderSteps,
+  queueDeclarations,
+  topologyNames,
+  workQueues,
+  type QueueType,
+  type TopologyNames,
+} from './jobs.js';
 import type { Logger } from './logger.js';
 import { UnavailableError } from './errors.js';
 import { REQUEST_ID_HEADER, currentRequestId } from './request-context.js';
 
 export interface AmqpOptions {
-  url: string;
+  /** Nodes of one RabbitMQ cluster (AMQP_URLS); each connect attempt takes the next, round robin. */
+  urls: readonly string[];
   prefix: string;
+  /** AMQP_QUEUE_TYPE: how every queue of the topology is declared. */
+  queueType: QueueType;
   /** Shown as `<prefix>:<name>` in the RabbitMQ management UI and `rabbitmqctl list_connections`. */
   connectionName: string;
   log: Logger;
 }
 
 type ChannelListener = (channel: ConfirmChannel) => void | Promise<void>;
+
+/**
+ * RabbitMQ refused to declare a queue because it already exists with other
+ * arguments (PRECONDITION_FAILED): typically queues made under the other
+ * AMQP_QUEUE_TYPE. Retrying alone never fixes it; an operator has to.
+ */
+export class QueueMismatchError extends Error {
+  constructor(queue: string, cause: Error) {
+    super(
+      `RabbitMQ refused to declare queue "${queue}": it exists with other arguments ` +
+        `(${cause.message}). A queue's type and arguments cannot change in place: to switch ` +
+        'AMQP_QUEUE_TYPE, use new queue names (another CLUSTER_NAME) or delete the old queues ' +
+        'once they are drained (docs/jobs.md, "Quorum queues")',
+      { cause },
+    );
+    this.name = 'QueueMismatchError';
+  }
+}
 
 /**
  * The job queue as a publisher (the gateway) uses it: publish jobs, read
@@ -46,8 +76,11 @@ export class AmqpClient implements JobPublisher {
   private stopped = false;
   private readonly listeners: ChannelListener[] = [];
   private waiters: (() => void)[] = [];
+  /** Index in `opts.urls` of the next connect attempt. */
+  private nextUrl = 0;
 
   constructor(private readonly opts: AmqpOptions) {
+    if (opts.urls.length === 0) throw new Error('AmqpClient needs at least one URL');
     this.names = topologyNames(opts.prefix);
   }
 
@@ -72,13 +105,18 @@ export class AmqpClient implements JobPublisher {
   }
 
   private async connectWithRetry(): Promise<void> {
+    let mismatches = 0;
     await pRetry(() => this.connectOnce(), {
       retries: Infinity,
       minTimeout: 200,
       maxTimeout: 5000,
       shouldRetry: () => !this.stopped,
       onFailedAttempt: ({ error, attemptNumber }) => {
-        if (attemptNumber === 1 || attemptNumber % 10 === 0)
+        if (error instanceof QueueMismatchError) {
+          // Not a passing fault: say what to do, once and then now and again.
+          if (mismatches++ % 10 === 0)
+            this.opts.log.error({ err: error.message, attempt: attemptNumber }, error.message);
+        } else if (attemptNumber === 1 || attemptNumber % 10 === 0)
           this.opts.log.warn(
             { err: error.message, attempt: attemptNumber },
             'RabbitMQ not reachable, retrying',
@@ -89,9 +127,16 @@ export class AmqpClient implements JobPublisher {
 
   private async connectOnce(): Promise<void> {
     if (this.stopped) return;
-    const conn = await amqp.connect(withHeartbeat(this.opts.url), {
-      clientProperties: { connection_name: `${this.opts.prefix}:${this.opts.connectionName}` },
-    });
+    // Round robin, and on from the node last used: after a node is lost, the next is tried first.
+    const url = this.opts.urls[this.nextUrl++ % this.opts.urls.length]!;
+    const shown = withoutCredentials(url);
+    const conn = await amqp
+      .connect(withHeartbeat(url), {
+        clientProperties: { connection_name: `${this.opts.prefix}:${this.opts.connectionName}` },
+      })
+      .catch((err: Error) => {
+        throw new Error(`${shown}: ${err.message}`, { cause: err });
+      });
     // From the first moment: the broker may close a connection while we set it up (as it
     // does to a process resumed after missing its heartbeats), and an 'error' event with
     // no listener would end the process. The failed setup below then retries.
@@ -114,7 +159,10 @@ export class AmqpClient implements JobPublisher {
       await conn.close().catch(() => undefined);
       throw err;
     }
-    this.opts.log.info({ connection: this.opts.connectionName }, 'RabbitMQ connected');
+    this.opts.log.info(
+      { connection: this.opts.connectionName, url: shown, queueType: this.opts.queueType },
+      'RabbitMQ connected',
+    );
     for (const wake of this.waiters.splice(0)) wake();
   }
 
@@ -131,22 +179,22 @@ export class AmqpClient implements JobPublisher {
     const n = this.names;
     await ch.assertExchange(n.jobs, 'direct', { durable: true });
     await ch.assertExchange(n.delay, 'headers', { durable: true });
-    await ch.assertQueue(n.deadLetters, { durable: true });
-    for (const queue of workQueues(n)) {
-      await ch.assertQueue(queue, {
-        durable: true,
-        deadLetterExchange: '',
-        deadLetterRoutingKey: n.deadLetters,
+    for (const { name, options } of queueDeclarations(n, this.opts.queueType)) {
+      try {
+        await ch.assertQueue(name, options);
+      } catch (err) {
+        // 406 PRECONDITION_FAILED: the queue exists with other arguments.
+        if ((err as { code?: unknown }).code === 406)
+          throw new QueueMismatchError(name, err as Error);
+        throw err;
+      }
+    }
+    for (const queue of workQueues(n)) await ch.bindQueue(queue, n.jobs, queue);
+    for (const step of ladderSteps)
+      await ch.bindQueue(n.delayQueue(step), n.delay, '', {
+        'x-match': 'all',
+        'delay-step': String(step),
       });
-      await ch.bindQueue(queue, n.jobs, queue);
-    }
-    for (const step of ladderSteps) {
-      const q = n.delayQueue(step);
-      // No consumers: messages wait out the queue-wide TTL, then return to the jobs exchange
-      // under their original routing key, which is their work queue's name.
-      await ch.assertQueue(q, { durable: true, messageTtl: step, deadLetterExchange: n.jobs });
-      await ch.bindQueue(q, n.delay, '', { 'x-match': 'all', 'delay-step': String(step) });
-    }
   }
 
   /** The channel, waiting up to `timeoutMs` for a reconnect in progress. */

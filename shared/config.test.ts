@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
+  loadCommonConfig,
   loadGatewayConfig,
   loadNodeConfig,
   loadWorkerConfig,
@@ -186,6 +187,47 @@ describe('RATE_LIMIT_*', () => {
       'RATE_LIMIT_UPLOADS',
       'RATE_LIMIT_WINDOW_SECONDS',
     ]);
+  });
+});
+
+describe('AMQP_URLS', () => {
+  it('is AMQP_URL alone when unset, in every process that uses RabbitMQ', () => {
+    expect(loadGatewayConfig({}).amqpUrls).toEqual(['amqp://guest:guest@127.0.0.1:5672']);
+    expect(
+      loadWorkerConfig({ AMQP_URL: 'amqps://u:p@mq:5671/vh', AMQP_URLS: '' }).amqpUrls,
+    ).toEqual(['amqps://u:p@mq:5671/vh']);
+    expect(loadCommonConfig({ AMQP_URL: 'amqp://mq' }).amqpUrls).toEqual(['amqp://mq']);
+  });
+
+  it('lists the nodes in order, and wins over AMQP_URL', () => {
+    const c = loadWorkerConfig({
+      AMQP_URL: 'amqp://elsewhere',
+      AMQP_URLS: 'amqp://u:p@mq1:5672, amqps://u:p@mq2:5671/,,amqp://u:p@mq3',
+    });
+    expect(c.amqpUrls).toEqual(['amqp://u:p@mq1:5672', 'amqps://u:p@mq2:5671/', 'amqp://u:p@mq3']);
+  });
+
+  it('names the variable and the bad URL, without its password', () => {
+    const err = configError(() =>
+      loadGatewayConfig({ AMQP_URLS: 'amqp://u:secret@mq1:5672,http://u:secret@mq2:5672' }),
+    );
+    expect(err.problems).toEqual([expect.stringMatching(/^AMQP_URLS: "http:\/\/mq2:5672\/" /)]);
+    expect(err.message).not.toContain('secret');
+    expect(configError(() => loadWorkerConfig({ AMQP_URLS: ' , ' })).problems).toEqual([
+      expect.stringMatching(/^AMQP_URLS: /),
+    ]);
+    expect(configError(() => loadWorkerConfig({ AMQP_URLS: 'mq1:5672' })).problems).toEqual([
+      expect.stringMatching(/^AMQP_URLS: "mq1:5672" /),
+    ]);
+  });
+});
+
+describe('AMQP_QUEUE_TYPE', () => {
+  it('is classic unless quorum is asked for, and nothing else', () => {
+    expect(loadGatewayConfig({}).amqpQueueType).toBe('classic');
+    expect(loadWorkerConfig({ AMQP_QUEUE_TYPE: 'quorum' }).amqpQueueType).toBe('quorum');
+    const err = configError(() => loadWorkerConfig({ AMQP_QUEUE_TYPE: 'stream' }));
+    expect(err.problems).toEqual([expect.stringMatching(/^AMQP_QUEUE_TYPE: .*classic.*quorum/)]);
   });
 });
 

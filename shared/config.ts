@@ -107,6 +107,42 @@ const nodeList = z.string().transform((text, ctx) => {
   return nodes;
 });
 
+const isAmqpUrl = (s: string) => /^amqps?:\/\//.test(s) && URL.canParse(s);
+
+const amqpUrl = z.string().refine(isAmqpUrl, { message: 'expected amqp://user:pass@host:port' });
+
+/** "amqp://a:5672,amqp://b:5672" → the URLs, in order. */
+const amqpUrlList = z.string().transform((text, ctx) => {
+  const urls = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const url of urls) {
+    if (!isAmqpUrl(url)) {
+      // Named without its credentials: a config error may end up in a shared log.
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${withoutCredentials(url)}" is not amqp(s)://user:pass@host:port`,
+      });
+      return z.NEVER;
+    }
+  }
+  if (urls.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'expected one or more amqp:// URLs, comma-separated' });
+    return z.NEVER;
+  }
+  return urls;
+});
+
+/** A URL as it may be shown (logs, errors): without its user and password. */
+export function withoutCredentials(url: string): string {
+  if (!URL.canParse(url)) return url.replace(/\/\/[^@/]*@/, '//');
+  const u = new URL(url);
+  u.username = '';
+  u.password = '';
+  return u.toString();
+}
+
 export const DEFAULT_NODES =
   'node1=http://127.0.0.1:9001,node2=http://127.0.0.1:9002,node3=http://127.0.0.1:9003';
 
@@ -173,12 +209,11 @@ const common = {
     })
     .default('redis://127.0.0.1:6379'),
   /** RabbitMQ, for background jobs. */
-  AMQP_URL: z
-    .string()
-    .refine((s) => /^amqps?:\/\//.test(s) && URL.canParse(s), {
-      message: 'expected amqp://user:pass@host:port',
-    })
-    .default('amqp://guest:guest@127.0.0.1:5672'),
+  AMQP_URL: amqpUrl.default('amqp://guest:guest@127.0.0.1:5672'),
+  /** RabbitMQ nodes of one cluster, comma-separated, tried in turn on every (re)connect; AMQP_URL alone when unset. */
+  AMQP_URLS: amqpUrlList.optional(),
+  /** `classic` queues (one broker), or `quorum` queues (replicated over a RabbitMQ cluster); see docs/jobs.md before switching. */
+  AMQP_QUEUE_TYPE: z.enum(['classic', 'quorum']).default('classic'),
   /** Names this cluster's RabbitMQ queues and shared Redis state, so several clusters can share both servers. */
   CLUSTER_NAME: z
     .string()
@@ -226,6 +261,11 @@ function withPaths<C extends { storageDir: string; dbPath: string | undefined }>
   return { ...c, storageDir, dbPath: resolve(c.dbPath ?? `${storageDir}/trove.db`) };
 }
 
+/** AMQP_URLS with its default: AMQP_URL alone. */
+function withAmqpUrls<C extends { amqpUrl: string; amqpUrls: string[] | undefined }>(c: C) {
+  return { ...c, amqpUrls: c.amqpUrls ?? [c.amqpUrl] };
+}
+
 /** `<prefix>-<host>-<suffix>`: a default name of a process, unique enough on one machine. */
 function defaultName(prefix: string, suffix: number): string {
   return `${prefix}-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${suffix}`.slice(0, 64);
@@ -252,7 +292,7 @@ function checkReplication(
   }
 }
 
-const commonSchema = envSchema(common).transform(withPaths);
+const commonSchema = envSchema(common).transform((c) => withAmqpUrls(withPaths(c)));
 
 export type CommonConfig = z.output<typeof commonSchema>;
 
@@ -435,7 +475,7 @@ const gatewaySchema = envSchema(common, {
     );
   }
   return {
-    ...withPaths(c),
+    ...withAmqpUrls(withPaths(c)),
     server: {
       ...server,
       gatewayId: server.gatewayId ?? defaultName('gw', server.port),
@@ -511,7 +551,7 @@ const workerSchema = envSchema({
     orphanGraceSeconds,
     imageJobTimeoutSeconds,
     ...rest
-  } = withPaths(c);
+  } = withAmqpUrls(withPaths(c));
   return {
     ...rest,
     workerId: c.workerId ?? defaultName('worker', process.pid),

@@ -12,6 +12,7 @@
  * early and arrives at most one smallest step (250 ms) late, in ≤ 23 hops.
  * See docs/jobs.md.
  */
+import type { Options } from 'amqplib';
 import { z } from 'zod';
 
 export const LADDER_BASE_MS = 250;
@@ -56,6 +57,60 @@ export function workQueues(n: TopologyNames): string[] {
 }
 
 export type TopologyNames = ReturnType<typeof topologyNames>;
+
+/** AMQP_QUEUE_TYPE: `classic` queues live on one broker, `quorum` queues are replicated (Raft). */
+export type QueueType = 'classic' | 'quorum';
+
+/**
+ * A quorum work queue dead-letters a message returned unacknowledged this
+ * many times (a worker that died or lost its connection holding it, over and
+ * over), so a job that kills its worker cannot loop forever. Failures the
+ * worker sees are retried inside one delivery (JOB_ATTEMPTS) and never
+ * requeued, so they do not count here.
+ */
+export const QUORUM_DELIVERY_LIMIT = 20;
+
+/** One queue of the topology and what `assertQueue` declares it with. */
+export interface QueueDeclaration {
+  name: string;
+  options: Options.AssertQueue;
+}
+
+/**
+ * The dead-letter queue, the work queues, then the delay ladder, each with
+ * its arguments. `classic` declares them exactly as before quorum queues
+ * existed here: RabbitMQ refuses a re-declaration with other arguments.
+ */
+export function queueDeclarations(n: TopologyNames, type: QueueType): QueueDeclaration[] {
+  const quorum = type === 'quorum';
+  const typed = (args: Record<string, unknown> = {}) =>
+    quorum ? { arguments: { 'x-queue-type': 'quorum', ...args } } : {};
+  return [
+    { name: n.deadLetters, options: { durable: true, ...typed() } },
+    ...workQueues(n).map((name) => ({
+      name,
+      options: {
+        durable: true,
+        deadLetterExchange: '',
+        deadLetterRoutingKey: n.deadLetters,
+        ...typed({ 'x-delivery-limit': QUORUM_DELIVERY_LIMIT }),
+      },
+    })),
+    // No consumers: messages wait out the queue-wide TTL, then return to the jobs exchange
+    // under their original routing key, which is their work queue's name. A quorum step keeps
+    // each message until its work queue confirmed it (at-least-once), which RabbitMQ only
+    // does with `reject-publish` overflow (with no length limit set, nothing is refused).
+    ...ladderSteps.map((step) => ({
+      name: n.delayQueue(step),
+      options: {
+        durable: true,
+        messageTtl: step,
+        deadLetterExchange: n.jobs,
+        ...typed({ 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' }),
+      },
+    })),
+  ];
+}
 
 /**
  * `files.delete`: make file `fileId` a tombstone and, after the grace period,

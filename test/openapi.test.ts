@@ -122,8 +122,9 @@ async function servedRoutes(): Promise<string[]> {
   const client = new NodeClient({ secret: cluster.secret, timeoutMs: 1000 });
   const redis = createRedis(config.redisUrl, log);
   const amqp = new AmqpClient({
-    url: config.amqpUrl,
+    urls: config.amqpUrls,
     prefix: config.clusterName,
+    queueType: config.amqpQueueType,
     connectionName: 'openapi-test',
     log,
   });

@@ -7,8 +7,9 @@ import { WorkerMetrics, jobKind } from './metrics.js';
 /** A client never started: no connection, so queue depths are unknown. */
 const offline = () =>
   new AmqpClient({
-    url: 'amqp://guest:guest@127.0.0.1:1',
+    urls: ['amqp://guest:guest@127.0.0.1:1'],
     prefix: 'trove-unit',
+    queueType: 'classic',
     connectionName: 'metrics-test',
     log: createLogger('test', 'silent'),
   });

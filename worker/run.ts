@@ -46,8 +46,9 @@ const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = await openMetadataStore(config, log);
 const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
 const amqp = new AmqpClient({
-  url: config.amqpUrl,
+  urls: config.amqpUrls,
   prefix: config.clusterName,
+  queueType: config.amqpQueueType,
   connectionName: config.workerId,
   log,
 });
