@@ -22,7 +22,7 @@ import {
   type GatewayConfig,
 } from '../shared/config.js';
 import { lanUrls } from '../shared/lan.js';
-import { HOW_TO_START, checkRabbitMq, checkRedis } from '../shared/service-check.js';
+import { HOW_TO_START, checkRabbitMq, checkRedisConnection } from '../shared/service-check.js';
 import { phoneQr } from './terminal-qr.js';
 import { findNginx, startNginx } from './nginx-lb.js';
 
@@ -151,7 +151,10 @@ async function stopAll(signal: NodeJS.Signals): Promise<void> {
 }
 
 async function checkServices(config: GatewayConfig): Promise<boolean> {
-  const results = await Promise.all([checkRedis(config.redisUrl), checkRabbitMq(config.amqpUrl)]);
+  const results = await Promise.all([
+    checkRedisConnection(config.redisConnection),
+    checkRabbitMq(config.amqpUrl),
+  ]);
   for (const r of results) {
     if (r.ok) continue;
     say(`${r.name} does not answer at ${r.url} (${r.detail}). Start it with one of:`);
