@@ -43,7 +43,7 @@ const client = new NodeClient({
   timeoutMs: config.storageNodes.nodeTimeoutMs,
   readConnections: config.storageNodes.nodeReadConnections,
 });
-const redis = createRedis(config.redisUrl, log);
+const redis = createRedis(config.redisConnection, log);
 const counter = new DownloadCounter({ redlock: createRedlock(redis), store, log });
 const amqp = new AmqpClient({
   urls: config.amqpUrls,

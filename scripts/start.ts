@@ -25,7 +25,7 @@ import { lanUrls } from '../shared/lan.js';
 import {
   HOW_TO_START,
   checkRabbitMq,
-  checkRedis,
+  checkRedisConnection,
   type ServiceStatus,
 } from '../shared/service-check.js';
 import { phoneQr } from './terminal-qr.js';
@@ -163,7 +163,7 @@ async function checkAnyRabbitMq(urls: string[]): Promise<ServiceStatus> {
 
 async function checkServices(config: GatewayConfig): Promise<boolean> {
   const results = await Promise.all([
-    checkRedis(config.redisUrl),
+    checkRedisConnection(config.redisConnection),
     checkAnyRabbitMq(config.amqpUrls),
   ]);
   for (const r of results) {

@@ -321,3 +321,65 @@ describe('parseBytes', () => {
     expect(parseBytes('1e6')).toBeUndefined();
   });
 });
+
+describe('REDIS_SENTINELS', () => {
+  it('connects to REDIS_URL alone unless sentinels are named', () => {
+    expect(loadGatewayConfig({}).redisConnection).toEqual({
+      url: 'redis://127.0.0.1:6379',
+      sentinels: undefined,
+      sentinelName: 'mymaster',
+    });
+  });
+
+  it('reads host:port lists (IPv6 in brackets) and the master group, in every process', () => {
+    const env = {
+      REDIS_URL: 'redis://:secret@ignored:6379/2',
+      REDIS_SENTINELS: ' 10.0.0.1:26379, redis-b.lan:26380 ,[::1]:26381',
+      REDIS_SENTINEL_NAME: 'trove-master',
+    };
+    const expected = {
+      url: 'redis://:secret@ignored:6379/2',
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: 'redis-b.lan', port: 26380 },
+        { host: '::1', port: 26381 },
+      ],
+      sentinelName: 'trove-master',
+    };
+    expect(loadGatewayConfig(env).redisConnection).toEqual(expected);
+    expect(loadWorkerConfig(env).redisConnection).toEqual(expected);
+    expect(loadCommonConfig(env).redisConnection).toEqual(expected);
+    expect(loadGatewayConfig({ REDIS_SENTINELS: 'a:26379' }).redisConnection.sentinelName).toBe(
+      'mymaster',
+    );
+  });
+
+  const bad: [Env, string, RegExp][] = [
+    [{ REDIS_SENTINELS: 'host-only' }, 'REDIS_SENTINELS', /"host-only" is not host:port/],
+    [{ REDIS_SENTINELS: 'a:0' }, 'REDIS_SENTINELS', /"a:0" is not host:port/],
+    [{ REDIS_SENTINELS: 'a:70000' }, 'REDIS_SENTINELS', /not host:port/],
+    [{ REDIS_SENTINELS: 'redis://a:26379' }, 'REDIS_SENTINELS', /not host:port/],
+    [{ REDIS_SENTINELS: ' , ' }, 'REDIS_SENTINELS', /expected host:port/],
+    [{ REDIS_SENTINELS: 'a:1,b:2,a:1' }, 'REDIS_SENTINELS', /"a:1" appears twice/],
+    [
+      { REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_NAME: 'my master' },
+      'REDIS_SENTINEL_NAME',
+      /\[A-Za-z0-9._-\]/,
+    ],
+    [{ REDIS_SENTINEL_NAME: 'mymaster' }, 'REDIS_SENTINEL_NAME', /set REDIS_SENTINELS too/],
+    [
+      { REDIS_SENTINELS: 'a:1', REDIS_URL: 'rediss://:pw@h:6380' },
+      'REDIS_URL',
+      /not supported with REDIS_SENTINELS/,
+    ],
+  ];
+  for (const [env, variable, message] of bad) {
+    it(`names ${variable} for ${JSON.stringify(env)}`, () => {
+      for (const load of [loadGatewayConfig, loadWorkerConfig, loadCommonConfig]) {
+        const err = configError(() => load(env));
+        expect(err.problems).toEqual([expect.stringMatching(new RegExp(`^${variable}:`))]);
+        expect(err.problems[0]).toMatch(message);
+      }
+    });
+  }
+});

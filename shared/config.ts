@@ -143,6 +143,39 @@ export function withoutCredentials(url: string): string {
   return u.toString();
 }
 
+/** A Redis Sentinel's address. */
+export interface SentinelAddress {
+  host: string;
+  port: number;
+}
+
+/** "10.0.0.1:26379,redis-b:26379,[::1]:26379" → [{host,port}]. */
+const sentinelList = z.string().transform((text, ctx) => {
+  const sentinels: SentinelAddress[] = [];
+  for (const entry of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+    const port = Number(match?.[2]);
+    if (!match || port < 1 || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `"${entry}" is not host:port` });
+      return z.NEVER;
+    }
+    const host = match[1]!.replace(/^\[|\]$/g, '');
+    if (sentinels.some((s) => s.host === host && s.port === port)) {
+      ctx.addIssue({ code: 'custom', message: `sentinel "${entry}" appears twice` });
+      return z.NEVER;
+    }
+    sentinels.push({ host, port });
+  }
+  if (sentinels.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'expected host:port,host:port' });
+    return z.NEVER;
+  }
+  return sentinels;
+});
+
 export const DEFAULT_NODES =
   'node1=http://127.0.0.1:9001,node2=http://127.0.0.1:9002,node3=http://127.0.0.1:9003';
 
@@ -208,6 +241,13 @@ const common = {
       message: 'expected redis://host:port',
     })
     .default('redis://127.0.0.1:6379'),
+  /** Redis Sentinels as host:port,host:port; when set, Redis is the master they name (REDIS_URL gives only its password and db). */
+  REDIS_SENTINELS: sentinelList.optional(),
+  /** The master group the sentinels watch (their `sentinel monitor <name> …`); only with REDIS_SENTINELS. */
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,100}$/, 'use 1-100 of [A-Za-z0-9._-]')
+    .optional(),
   /** RabbitMQ, for background jobs. */
   AMQP_URL: amqpUrl.default('amqp://guest:guest@127.0.0.1:5672'),
   /** RabbitMQ nodes of one cluster, comma-separated, tried in turn on every (re)connect; AMQP_URL alone when unset. */
@@ -266,6 +306,44 @@ function withAmqpUrls<C extends { amqpUrl: string; amqpUrls: string[] | undefine
   return { ...c, amqpUrls: c.amqpUrls ?? [c.amqpUrl] };
 }
 
+/** How to reach Redis: REDIS_URL alone, or the master that REDIS_SENTINELS name. */
+export interface RedisConnection {
+  /** REDIS_URL: the server itself, or with sentinels only its user, password and db. */
+  url: string;
+  /** REDIS_SENTINELS, when set. */
+  sentinels: SentinelAddress[] | undefined;
+  /** REDIS_SENTINEL_NAME, `mymaster` by default. */
+  sentinelName: string;
+}
+
+/** The Redis settings that only make sense together. */
+function checkRedisSettings(
+  ctx: z.RefinementCtx,
+  c: { redisUrl: string; redisSentinels?: SentinelAddress[]; redisSentinelName?: string },
+): void {
+  if (c.redisSentinelName !== undefined && c.redisSentinels === undefined) {
+    problem(ctx, 'REDIS_SENTINEL_NAME', 'set REDIS_SENTINELS too, or unset it');
+  }
+  if (c.redisSentinels !== undefined && c.redisUrl.startsWith('rediss:')) {
+    // Not silently dropped to plain TCP: TLS through sentinels is not wired up.
+    problem(ctx, 'REDIS_URL', 'rediss:// (TLS) is not supported with REDIS_SENTINELS');
+  }
+}
+
+/** The Redis settings as one connection option (shared/redis.ts `createRedis`). */
+function withRedis<
+  C extends { redisUrl: string; redisSentinels?: SentinelAddress[]; redisSentinelName?: string },
+>(c: C): C & { redisConnection: RedisConnection } {
+  return {
+    ...c,
+    redisConnection: {
+      url: c.redisUrl,
+      sentinels: c.redisSentinels,
+      sentinelName: c.redisSentinelName ?? 'mymaster',
+    },
+  };
+}
+
 /** `<prefix>-<host>-<suffix>`: a default name of a process, unique enough on one machine. */
 function defaultName(prefix: string, suffix: number): string {
   return `${prefix}-${hostname().replace(/[^A-Za-z0-9_-]/g, '')}-${suffix}`.slice(0, 64);
@@ -292,7 +370,10 @@ function checkReplication(
   }
 }
 
-const commonSchema = envSchema(common).transform((c) => withAmqpUrls(withPaths(c)));
+const commonSchema = envSchema(common).transform((c, ctx) => {
+  checkRedisSettings(ctx, c);
+  return withRedis(withAmqpUrls(withPaths(c)));
+});
 
 export type CommonConfig = z.output<typeof commonSchema>;
 
@@ -459,6 +540,7 @@ const gatewaySchema = envSchema(common, {
 }).transform((c, ctx) => {
   // Runs once every variable is valid: checks across variables, then the derived values.
   checkReplication(ctx, { nodes: c.nodes, ...c.replication });
+  checkRedisSettings(ctx, c);
   const { limits, server, processing } = c;
   if (limits.defaultTtlSeconds > limits.maxTtlSeconds) {
     problem(
@@ -475,7 +557,7 @@ const gatewaySchema = envSchema(common, {
     );
   }
   return {
-    ...withAmqpUrls(withPaths(c)),
+    ...withRedis(withAmqpUrls(withPaths(c))),
     server: {
       ...server,
       gatewayId: server.gatewayId ?? defaultName('gw', server.port),
@@ -545,13 +627,14 @@ const workerSchema = envSchema({
 }).transform((c, ctx) => {
   // Runs once every variable is valid; durations become ms, the unit the worker uses.
   checkReplication(ctx, c);
+  checkRedisSettings(ctx, c);
   const {
     deleteGraceSeconds,
     tombstoneRetentionSeconds,
     orphanGraceSeconds,
     imageJobTimeoutSeconds,
     ...rest
-  } = withAmqpUrls(withPaths(c));
+  } = withRedis(withAmqpUrls(withPaths(c)));
   return {
     ...rest,
     workerId: c.workerId ?? defaultName('worker', process.pid),

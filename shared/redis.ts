@@ -2,18 +2,46 @@
  * The Redis connection (ioredis) and its Redlock. Commands fail fast while
  * Redis is down (the caller answers 503) instead of queueing without bound,
  * and the connection comes back on its own when Redis does.
+ *
+ * With sentinels the connection asks them for the master of its group, and
+ * again at every reconnect: when the master dies and they promote a replica,
+ * the same client finds the new master by itself (docs/deployment.md says
+ * what a failover loses).
  */
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import Redlock from 'redlock';
+import type { RedisConnection } from './config.js';
 import type { Logger } from './logger.js';
 
-export function createRedis(url: string, log: Logger): Redis {
-  const redis = new Redis(url, {
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2000,
-    enableAutoPipelining: true,
-    retryStrategy: (times) => Math.min(times * 100, 2000),
-  });
+const COMMON_OPTIONS: RedisOptions = {
+  maxRetriesPerRequest: 1,
+  connectTimeout: 2000,
+  enableAutoPipelining: true,
+  retryStrategy: (times) => Math.min(times * 100, 2000),
+};
+
+/** Sentinel mode keeps the URL's user, password and db; its host is the sentinels' to say. */
+function sentinelOptions(conn: RedisConnection & { sentinels: object[] }): RedisOptions {
+  const url = new URL(conn.url);
+  const db = Number(url.pathname.slice(1) || 0);
+  return {
+    sentinels: conn.sentinels,
+    name: conn.sentinelName,
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    db: Number.isInteger(db) ? db : 0,
+    // Keep asking the sentinels while none answers (the reconnect strategy spaces the rounds).
+    sentinelRetryStrategy: (times) => Math.min(times * 100, 2000),
+    // Also hear +switch-master from the sentinels, so a master that is cut off
+    // rather than dead is left at once, not after its socket times out.
+    failoverDetector: true,
+  };
+}
+
+export function createRedis(conn: RedisConnection, log: Logger): Redis {
+  const redis = conn.sentinels
+    ? new Redis({ ...COMMON_OPTIONS, ...sentinelOptions({ ...conn, sentinels: conn.sentinels }) })
+    : new Redis(conn.url, COMMON_OPTIONS);
   let down = false;
   redis.on('error', (err: Error) => {
     if (!down) log.warn({ err: err.message }, 'Redis unreachable');

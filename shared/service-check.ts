@@ -3,6 +3,7 @@
  * connect, so a wrong service on the port is not mistaken for the right one.
  */
 import { connect } from 'node:net';
+import type { RedisConnection } from './config.js';
 
 export interface ServiceStatus {
   name: string;
@@ -56,6 +57,27 @@ export async function checkRedis(url: string, timeoutMs = 2000): Promise<Service
   } catch (err) {
     return { name: 'Redis', url, ok: false, detail: (err as Error).message };
   }
+}
+
+/**
+ * Redis as the processes will reach it: REDIS_URL, or with REDIS_SENTINELS
+ * the sentinels (they answer PING too), of which one answering is enough.
+ */
+export async function checkRedisConnection(
+  conn: RedisConnection,
+  timeoutMs = 2000,
+): Promise<ServiceStatus> {
+  if (!conn.sentinels) return checkRedis(conn.url, timeoutMs);
+  const addresses = conn.sentinels.map((s) =>
+    s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`,
+  );
+  const results = await Promise.all(addresses.map((a) => checkRedis(`redis://${a}`, timeoutMs)));
+  const url = `sentinels ${addresses.join(',')}`;
+  const ok = results.some((r) => r.ok);
+  const detail = ok
+    ? 'a sentinel answers'
+    : results.map((r, i) => `${addresses[i]}: ${r.detail}`).join('; ');
+  return { name: 'Redis', url, ok, detail };
 }
 
 export async function checkRabbitMq(url: string, timeoutMs = 2000): Promise<ServiceStatus> {

@@ -120,7 +120,7 @@ async function servedRoutes(): Promise<string[]> {
   const log = createLogger('openapi-test', 'silent');
   const store = new SqliteMetadataStore(openDatabase(join(dir, 'trove.db')));
   const client = new NodeClient({ secret: cluster.secret, timeoutMs: 1000 });
-  const redis = createRedis(config.redisUrl, log);
+  const redis = createRedis(config.redisConnection, log);
   const amqp = new AmqpClient({
     urls: config.amqpUrls,
     prefix: config.clusterName,

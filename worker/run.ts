@@ -61,7 +61,7 @@ const deleter = new FileDeleter({
   log,
   graceMs: config.deleteGraceMs,
 });
-const redis = createRedis(config.redisUrl, log);
+const redis = createRedis(config.redisConnection, log);
 const repairer = new ReplicaRepairer({
   store,
   client,
