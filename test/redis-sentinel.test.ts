@@ -176,7 +176,7 @@ describe('Redis through Sentinel', () => {
     // The write is on the replica before the master dies, so the failover cannot lose it.
     expect(await redis.wait(1, 5000)).toBe(1);
 
-    // The download counter through the same client: Redlock acquire and release, the cached count.
+    // The download counter through the same client: Redlock acquire and release around the grant.
     store = new SqliteMetadataStore(openDatabase(config.dbPath));
     const file = { id: 'sentinelfile000000001', maxDownloads: 3, expiresAt: Date.now() + 3600_000 };
     await store.beginUpload({
