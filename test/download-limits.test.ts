@@ -113,46 +113,66 @@ describe.each(METADATA_KINDS)('with %s metadata', (metadata) => {
       expect(await usedInDb(file.id)).toBe(4);
     });
 
+    type Got = Awaited<ReturnType<typeof get>>;
+
+    /** Starts a GET of `id` through the main gateway; resolves once that gateway holds the file's lock. */
+    async function getHoldingLock(id: string): Promise<{ got: Promise<Got> }> {
+      const got = get(cluster.gatewayUrl, id);
+      await waitFor(
+        'the gateway to hold the file lock',
+        async () => (await redis.exists(lockKey(id))) === 1,
+      );
+      return { got };
+    }
+
+    /**
+     * A lock holder that stalls past its TTL: `freeze` leaves the main gateway
+     * SIGSTOPped in the middle of a grant of `id`, holding the file's lock (its
+     * GET is what `freeze` returns). The lock expires, the second gateway takes
+     * the file's downloads, the frozen gateway wakes, and Redis loses its state
+     * (a restart); then three more GETs. What each GET got.
+     */
+    async function stallPastTtl(id: string, freeze: () => Promise<{ got: Promise<Got> }>) {
+      const gateway = cluster.gateway!.proc;
+      const stalled = await freeze();
+      const others: Got[] = [];
+      try {
+        await waitFor(
+          'the stalled lock to expire',
+          async () => (await redis.exists(lockKey(id))) === 0,
+        );
+        for (let i = 0; i < 4; i++) others.push(await get(second, id));
+      } finally {
+        gateway.kill('SIGCONT');
+      }
+      const late = await stalled.got;
+      await loseRedisState(id);
+      const after: Got[] = [];
+      for (let i = 0; i < 3; i++) after.push(await get(i % 2 ? second : cluster.gatewayUrl, id));
+      return { others, late, after, all: [...others, late, ...after] };
+    }
+
     it.skipIf(metadata !== 'postgres')(
       'never grants more than max_downloads when a SIGSTOPped lock holder wakes past its TTL',
       async () => {
         showLogsOnFailure();
         const file = await upload('max_downloads=3');
-        const gateway = cluster.gateway!.proc;
-        // Another client holds the file's row: the gateway's grant waits in PostgreSQL while
-        // it holds the file's Redis lock; then the gateway is frozen, and the row let go.
-        const db = new pg.Client({ connectionString: cluster.databaseUrl });
-        await db.connect();
-        let stalled: Promise<Awaited<ReturnType<typeof get>>>;
-        try {
-          await db.query('BEGIN');
-          await db.query('SELECT 1 FROM files WHERE id = $1 FOR UPDATE', [file.id]);
-          stalled = get(cluster.gatewayUrl, file.id);
-          await waitFor(
-            'the gateway to hold the file lock',
-            async () => (await redis.exists(lockKey(file.id))) === 1,
-          );
-          gateway.kill('SIGSTOP');
-          await db.query('ROLLBACK');
-        } finally {
-          await db.end();
-        }
-        const others: Awaited<ReturnType<typeof get>>[] = [];
-        try {
-          await waitFor(
-            'the stalled lock to expire',
-            async () => (await redis.exists(lockKey(file.id))) === 0,
-          );
-          for (let i = 0; i < 4; i++) others.push(await get(second, file.id));
-        } finally {
-          gateway.kill('SIGCONT');
-        }
-        const late = await stalled;
-        await loseRedisState(file.id);
-        const after = [];
-        for (let i = 0; i < 3; i++)
-          after.push(await get(i % 2 ? second : cluster.gatewayUrl, file.id));
-        const all = [...others, late, ...after];
+        const { after, all } = await stallPastTtl(file.id, async () => {
+          // Another client holds the file's row: the gateway's grant waits in PostgreSQL while
+          // it holds the file's Redis lock; the gateway is frozen, then the row let go.
+          const db = new pg.Client({ connectionString: cluster.databaseUrl });
+          await db.connect();
+          try {
+            await db.query('BEGIN');
+            await db.query('SELECT 1 FROM files WHERE id = $1 FOR UPDATE', [file.id]);
+            const stalled = await getHoldingLock(file.id);
+            cluster.gateway!.proc.kill('SIGSTOP');
+            await db.query('ROLLBACK');
+            return stalled;
+          } finally {
+            await db.end();
+          }
+        });
         // The database settled the frozen holder's grant and the others' in turn: 3 in all.
         expect(all.filter((r) => r.status === 200)).toHaveLength(3);
         expect(after.map((r) => r.status)).toEqual([410, 410, 410]);
@@ -161,53 +181,32 @@ describe.each(METADATA_KINDS)('with %s metadata', (metadata) => {
     );
 
     it.skipIf(metadata !== 'sqlite')(
-      'never grants more than max_downloads after a lock holder stalls past its TTL and Redis loses the count',
+      'never grants more than max_downloads after a lock holder stalls past its TTL and Redis loses its state',
       async () => {
         showLogsOnFailure();
         const file = await upload('max_downloads=3');
-        const gateway = cluster.gateway!.proc;
-        // Another process holds SQLite's write lock, so the gateway blocks (its whole event loop:
-        // better-sqlite3 is synchronous) in the store write of its critical section, holding the lock.
-        const db = new Database(cluster.dbPath);
-        db.prepare('BEGIN IMMEDIATE').run();
-        let stalled: Promise<Awaited<ReturnType<typeof get>>>;
-        try {
-          stalled = get(cluster.gatewayUrl, file.id);
-          await waitFor(
-            'the gateway to hold the file lock',
-            async () => (await redis.exists(lockKey(file.id))) === 1,
-          );
-          await waitFor('the gateway to block in its store write', async () => {
-            const health = await fetch(`${cluster.gatewayUrl}/health`, {
-              signal: AbortSignal.timeout(300),
-            }).catch(() => undefined);
-            return health === undefined;
-          });
-          gateway.kill('SIGSTOP');
-        } finally {
-          db.prepare('ROLLBACK').run();
-          db.close();
-        }
-        const others: Awaited<ReturnType<typeof get>>[] = [];
-        try {
-          // The stalled holder's lock expires; the other gateway takes the file's downloads.
-          await waitFor(
-            'the stalled lock to expire',
-            async () => (await redis.exists(lockKey(file.id))) === 0,
-          );
-          for (let i = 0; i < 4; i++) others.push(await get(second, file.id));
-        } finally {
-          gateway.kill('SIGCONT');
-        }
-        const late = await stalled;
-        // Redis forgets the count (a restart): it comes back from the store, which must not have gone backwards.
-        await loseRedisState(file.id);
-        const after = [];
-        for (let i = 0; i < 3; i++)
-          after.push(await get(i % 2 ? second : cluster.gatewayUrl, file.id));
-        const all = [...others, late, ...after];
-        expect(all.map((r) => r.status).filter((s) => s === 200)).toHaveLength(3);
-        // The stalled holder learnt it lost: its write found the count moved, and it refused.
+        const { others, late, all } = await stallPastTtl(file.id, async () => {
+          // Another process holds SQLite's write lock, so the gateway blocks (its whole event loop:
+          // better-sqlite3 is synchronous) in the store write of its critical section, holding the lock.
+          const db = new Database(cluster.dbPath);
+          db.prepare('BEGIN IMMEDIATE').run();
+          try {
+            const stalled = await getHoldingLock(file.id);
+            await waitFor('the gateway to block in its store write', async () => {
+              const health = await fetch(`${cluster.gatewayUrl}/health`, {
+                signal: AbortSignal.timeout(300),
+              }).catch(() => undefined);
+              return health === undefined;
+            });
+            cluster.gateway!.proc.kill('SIGSTOP');
+            return stalled;
+          } finally {
+            db.prepare('ROLLBACK').run();
+            db.close();
+          }
+        });
+        expect(all.filter((r) => r.status === 200)).toHaveLength(3);
+        // The stalled holder learnt it lost: its conditional write found no download left.
         expect(others.map((r) => r.status)).toEqual([200, 200, 200, 410]);
         expect(late.status).toBe(410);
         expect(await usedInDb(file.id)).toBe(3);
