@@ -17,8 +17,9 @@ WORKDIR /app
 COPY --from=build --chown=root:root /app/package.json ./
 COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
-# Owned by node so fresh named volumes mounted here are writable: /cluster is shared
-# (secret, metadata, spool), /data is one storage node's disk.
+# Owned by node so fresh named volumes mounted here are writable: /cluster is STORAGE_DIR
+# (secret, pid files, spool; SQLite metadata only without DATABASE_URL), /data is one
+# storage node's disk.
 RUN mkdir -p /cluster /data && chown node:node /cluster /data
 USER node
 EXPOSE 8080

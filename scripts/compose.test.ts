@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadGatewayConfig, loadNodeConfig, loadWorkerConfig } from '../shared/config.js';
+import { describeMetadataStore } from '../shared/open-metadata-store.js';
 import { NGINX_CONF, REPO_ROOT } from './nginx-lb.js';
 
 interface Service {
@@ -19,6 +20,7 @@ interface Service {
   volumes?: string[];
   depends_on?: Record<string, { condition: string }>;
   healthcheck?: { test: string[] };
+  restart?: string;
   container_name?: string;
 }
 
@@ -42,6 +44,8 @@ function envOf(name: string, vars: Record<string, string> = {}): Record<string, 
 const troveServices = Object.keys(services).filter((s) => services[s]!.build);
 const nodes = ['node1', 'node2', 'node3'];
 const gateways = ['gateway1', 'gateway2'];
+/** The processes that keep metadata: gateways and workers. */
+const metadataUsers = [...gateways, 'worker'];
 const secret = { CLUSTER_SECRET: 'a-test-secret-of-enough-length' };
 
 describe('docker-compose.yml', () => {
@@ -55,6 +59,7 @@ describe('docker-compose.yml', () => {
         'node1',
         'node2',
         'node3',
+        'postgres',
         'prometheus',
         'rabbitmq',
         'redis',
@@ -76,17 +81,18 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('publishes only nginx, and Redis, RabbitMQ, Prometheus and Grafana on loopback', () => {
+  it('publishes only nginx, and PostgreSQL, Redis, RabbitMQ, Prometheus and Grafana on loopback', () => {
     expect(services.nginx!.ports).toEqual(['8080:8080']);
     expect(services.rabbitmq!.ports).toContain('127.0.0.1:15672:15672');
     expect(services.prometheus!.ports).toEqual(['127.0.0.1:9090:9090']);
     expect(services.grafana!.ports).toEqual(['127.0.0.1:3000:3000']);
-    for (const name of ['redis', 'rabbitmq', 'prometheus', 'grafana'])
+    expect(services.postgres!.ports).toEqual(['127.0.0.1:5432:5432']);
+    for (const name of ['postgres', 'redis', 'rabbitmq', 'prometheus', 'grafana'])
       for (const p of services[name]!.ports!) expect(p, name).toMatch(/^127\.0\.0\.1:/);
     for (const name of troveServices) expect(services[name]!.ports, name).toBeUndefined();
   });
 
-  it('gives each node its own data volume and every Trove service the shared one', () => {
+  it('gives each node its own data volume and every Trove service the shared one (the secret)', () => {
     const dataVolumes = nodes.map((n) => {
       const vols = services[n]!.volumes!;
       expect(vols).toContain('cluster:/cluster');
@@ -110,9 +116,9 @@ describe('docker-compose.yml', () => {
         expect(services[dep]!.healthcheck, dep).toBeDefined();
       }
     }
-    for (const name of [...gateways, 'worker'])
+    for (const name of metadataUsers)
       expect(Object.keys(services[name]!.depends_on!).sort()).toEqual(
-        ['node1', 'node2', 'node3', 'rabbitmq', 'redis'].sort(),
+        ['node1', 'node2', 'node3', 'postgres', 'rabbitmq', 'redis'].sort(),
       );
     expect(Object.keys(services.nginx!.depends_on!).sort()).toEqual(gateways);
   });
@@ -141,12 +147,60 @@ describe('docker-compose.yml', () => {
     }
     const worker = loadWorkerConfig(envOf('worker', secret));
     for (const c of [...configs, worker]) {
-      expect(c.dbPath).toBe('/cluster/trove.db');
+      expect(c.databaseUrl).toBe('postgres://trove:trove@postgres:5432/trove');
       expect(c.redisUrl).toBe('redis://redis:6379');
       expect(c.amqpUrl).toMatch(/@rabbitmq:5672$/);
       expect(c.clusterSecret).toBe(secret.CLUSTER_SECRET);
       expect(c.clusterName).toBe(configs[0]!.clusterName);
     }
+  });
+
+  it('runs PostgreSQL with its data on a volume of its own, healthy once it accepts connections', () => {
+    const pg = services.postgres!;
+    expect(pg.image).toMatch(/^postgres:1[56](\.|-|$)/);
+    expect(pg.restart).toBe('unless-stopped');
+    const data = pg.volumes!.find((v) => v.endsWith(':/var/lib/postgresql/data'));
+    expect(data).toBeDefined();
+    const volume = data!.split(':')[0]!;
+    expect(Object.keys(compose.volumes)).toContain(volume);
+    for (const [name, s] of Object.entries(services))
+      if (name !== 'postgres')
+        for (const v of s.volumes ?? []) expect(v.split(':')[0], name).not.toBe(volume);
+    expect(pg.healthcheck!.test.join(' ')).toMatch(/pg_isready/);
+    // Defaults when .env says nothing, and .env's values when it does.
+    expect(envOf('postgres')).toEqual({
+      POSTGRES_USER: 'trove',
+      POSTGRES_PASSWORD: 'trove',
+      POSTGRES_DB: 'trove',
+    });
+    const vars = { POSTGRES_USER: 'u', POSTGRES_PASSWORD: 'p4ss', POSTGRES_DB: 'meta' };
+    expect(envOf('postgres', vars)).toEqual({
+      POSTGRES_USER: 'u',
+      POSTGRES_PASSWORD: 'p4ss',
+      POSTGRES_DB: 'meta',
+    });
+    for (const name of metadataUsers)
+      expect(envOf(name, vars).DATABASE_URL, name).toBe('postgres://u:p4ss@postgres:5432/meta');
+  });
+
+  it('gives gateways and workers PostgreSQL, waited for, and no SQLite file to share', () => {
+    for (const name of metadataUsers) {
+      const env = envOf(name, secret);
+      const config = name === 'worker' ? loadWorkerConfig(env) : loadGatewayConfig(env);
+      // With DATABASE_URL set, openMetadataStore opens PostgreSQL and never DB_PATH.
+      const url = new URL(config.databaseUrl!);
+      expect(url.hostname, name).toBe('postgres');
+      expect(Number(url.port), name).toBe(5432);
+      expect(describeMetadataStore(config), name).toMatch(
+        /^postgres:\/\/trove:\*\*\*@postgres:5432\//,
+      );
+      expect(services[name]!.depends_on!.postgres, name).toEqual({ condition: 'service_healthy' });
+    }
+    // No service names a SQLite file: nothing on the shared volume is a database.
+    for (const [name, s] of Object.entries(services))
+      expect(s.environment?.DB_PATH, name).toBeUndefined();
+    // Storage nodes keep no metadata, so they are not given the database.
+    for (const id of nodes) expect(envOf(id).DATABASE_URL, id).toBeUndefined();
   });
 
   it('still loads with CLUSTER_SECRET unset (then generated into the shared volume)', () => {
