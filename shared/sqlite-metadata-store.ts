@@ -89,6 +89,9 @@ const MIGRATIONS: string[] = [
    CREATE INDEX files_by_upload_link ON files (upload_link) WHERE upload_link IS NOT NULL;`,
 ];
 
+/** The `user_version` of a store that every migration has reached. */
+export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
+
 export function openDatabase(path: string): Database.Database {
   mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
