@@ -38,6 +38,7 @@ import {
   type ReplicaState,
   type VariantRecord,
 } from './metadata-store.js';
+import { checkout, type Checkout } from './postgres-checkout.js';
 import { migratePostgres } from './postgres-migrations.js';
 
 /** BIGINT (ms timestamps, sizes, counts) as a JS number: each stays far below 2^53. */
@@ -132,12 +133,15 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** `fn` in one transaction on one connection: all of it commits, or none. */
   private async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    let client: PoolClient;
+    let held: Checkout;
     try {
-      client = await this.pool.connect();
+      held = await checkout(this.pool, (err) =>
+        this.log.warn({ err: err.message }, 'PostgreSQL connection lost in a transaction'),
+      );
     } catch (err) {
       throw isConnectionError(err) ? unavailable(err) : err;
     }
+    const { client } = held;
     let broken = false;
     try {
       await client.query('BEGIN');
@@ -145,11 +149,11 @@ export class PostgresMetadataStore implements MetadataStore {
       await client.query('COMMIT');
       return value;
     } catch (err) {
-      broken = isConnectionError(err);
+      broken = held.lost || isConnectionError(err);
       if (!broken) await client.query('ROLLBACK').catch(() => undefined);
-      throw broken ? unavailable(err) : err;
+      throw isConnectionError(err) ? unavailable(err) : err;
     } finally {
-      client.release(broken);
+      held.release(broken);
     }
   }
 

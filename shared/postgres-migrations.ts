@@ -5,6 +5,7 @@
  * a step, the others find it recorded and go on.
  */
 import type { Pool, PoolClient } from 'pg';
+import { checkout } from './postgres-checkout.js';
 
 /** Append only: a shipped migration is never edited, the next change is a new entry. */
 export const PG_MIGRATIONS: string[] = [
@@ -73,7 +74,8 @@ const MIGRATION_LOCK = 0x74726f76; // "trov"
  * holding it drops its connection, and with it the lock.
  */
 export async function migratePostgres(pool: Pool): Promise<void> {
-  const client = await pool.connect();
+  const held = await checkout(pool);
+  const { client } = held;
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
@@ -92,7 +94,7 @@ export async function migratePostgres(pool: Pool): Promise<void> {
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
     }
   } finally {
-    client.release();
+    held.release();
   }
 }
 

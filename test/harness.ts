@@ -169,6 +169,11 @@ export interface ClusterOptions {
   worker?: boolean;
   /** Where the metadata lives: the SQLite file (default), or a PostgreSQL database of its own. */
   metadata?: MetadataKind;
+  /**
+   * PostgreSQL mode on this database (a private server's, test/private-postgres.ts)
+   * instead of a new one on the shared server; the test owns it, it is not dropped.
+   */
+  databaseUrl?: string;
 }
 
 export type MetadataKind = 'sqlite' | 'postgres';
@@ -207,8 +212,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     });
   }
   const gatewayPort = await freePort();
-  const metadata = opts.metadata ?? 'sqlite';
-  const database = metadata === 'postgres' ? await createDatabase('cluster') : undefined;
+  const metadata = opts.databaseUrl ? 'postgres' : (opts.metadata ?? 'sqlite');
+  const database = opts.databaseUrl
+    ? { url: opts.databaseUrl, drop: async () => undefined }
+    : metadata === 'postgres'
+      ? await createDatabase('cluster')
+      : undefined;
   const env: Record<string, string> = {
     ...(database && { DATABASE_URL: database.url }),
     STORAGE_DIR: dir,

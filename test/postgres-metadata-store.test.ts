@@ -3,9 +3,11 @@
  * emulator: the races that matter need a real one), each test on a database
  * of its own; and the migrations, run by several processes' pools at once.
  */
+import type { EventEmitter } from 'node:events';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { metadataStoreContract } from '../shared/metadata-store.contract.js';
-import { PostgresMetadataStore } from '../shared/postgres-metadata-store.js';
+import { PostgresMetadataStore, isConnectionError } from '../shared/postgres-metadata-store.js';
 import { PG_MIGRATIONS } from '../shared/postgres-migrations.js';
 import { createLogger } from '../shared/logger.js';
 import { createDatabase, queryPg, type TestDatabase } from './postgres.js';
@@ -39,5 +41,80 @@ describe('PostgreSQL migrations', () => {
     } finally {
       await target.drop();
     }
+  });
+});
+
+describe('PostgreSQL connection lost in a transaction', () => {
+  it('fails the transaction with 503, changes nothing, and does not crash the process', async () => {
+    const target = await createDatabase('lost');
+    const store = await PostgresMetadataStore.open({ url: target.url, log, poolSize: 1 });
+    try {
+      await store.beginUpload({
+        id: 'lost-commit',
+        name: 'a.jpg',
+        contentType: 'image/jpeg',
+        maxDownloads: 3,
+        createdAt: 1,
+        expiresAt: 9e12,
+        deleteTokenHash: 'h',
+        owner: 'gw',
+      });
+      const commit = () =>
+        store.commitUploads([
+          {
+            id: 'lost-commit',
+            size: 10,
+            sha256: 'x',
+            maxDownloads: 3,
+            expiresAt: 9e12,
+            replicas: [{ key: 'lost-commit', node: 'node1', state: 'ok' }],
+          },
+        ]);
+      // The transaction waits for the pool's only client; the FATAL of a terminated session
+      // comes in the same chunk as the result that frees it, so pg's parser reads it right
+      // after the client is handed over (synchronously), before any `await` resumes.
+      const pool = (store as unknown as { pool: pg.Pool }).pool;
+      const busy = pool.query('SELECT pg_sleep(0.2)');
+      await new Promise((held) => pool.once('acquire', held));
+      pool.once('acquire', (client: pg.PoolClient) =>
+        process.nextTick(() => {
+          const fatal = Object.assign(
+            new Error('terminating connection due to administrator command'),
+            { code: '57P01', severity: 'FATAL' },
+          );
+          (client as unknown as { connection: EventEmitter }).connection.emit(
+            'errorMessage',
+            fatal,
+          );
+        }),
+      );
+      await expect(commit()).rejects.toMatchObject({ status: 503, code: 'DATABASE_UNAVAILABLE' });
+      await busy;
+      expect(await store.getFile('lost-commit')).toMatchObject({ state: 'pending' });
+      expect(await store.replicasOf('lost-commit')).toEqual([]);
+      // The broken client left the pool; the next transaction runs on a sound one.
+      await commit();
+      expect(await store.getFile('lost-commit')).toMatchObject({ state: 'committed' });
+    } finally {
+      await store.close();
+      await target.drop();
+    }
+  });
+});
+
+describe('isConnectionError', () => {
+  it('takes a lost or unreachable server for one, a failed statement not', () => {
+    const err = (message: string, code?: string) => Object.assign(new Error(message), { code });
+    for (const e of [
+      err('terminating connection due to administrator command', '57P01'),
+      err('the database system is starting up', '57P03'),
+      err('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED'),
+      err('Connection terminated unexpectedly'),
+      err('Client has encountered a connection error and is not queryable'),
+      // pg-pool: no connection within connectionTimeoutMillis (a frozen server, a full pool)
+      err('timeout exceeded when trying to connect'),
+    ])
+      expect(isConnectionError(e), e.message).toBe(true);
+    expect(isConnectionError(err('duplicate key value', '23505'))).toBe(false);
   });
 });

@@ -41,13 +41,23 @@ export class UploadSweeper {
 
   private async pass(): Promise<number> {
     const { store, log } = this.deps;
-    const leftovers = await store.abandonedUploads({
-      owner: this.deps.gatewayId,
-      // Our own pending rows from before this process started belong to uploads that died with it.
-      ownerSince: this.startedAt,
-      staleBefore: Date.now() - this.deps.pendingTimeoutMs,
-      limit: 500,
-    });
+    let leftovers;
+    try {
+      leftovers = await store.abandonedUploads({
+        owner: this.deps.gatewayId,
+        // Our own pending rows from before this process started belong to uploads that died with it.
+        ownerSince: this.startedAt,
+        staleBefore: Date.now() - this.deps.pendingTimeoutMs,
+        limit: 500,
+      });
+    } catch (err) {
+      // The database is down (a restart): the next pass finds them. Thrown, it would crash the gateway.
+      log.warn(
+        { err: (err as Error).message },
+        'cleanup of abandoned uploads failed; retried later',
+      );
+      return 0;
+    }
     let cleaned = 0;
     for (const f of leftovers) {
       try {
