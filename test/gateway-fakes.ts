@@ -310,7 +310,8 @@ export class FakeCounter implements DownloadGrants {
         throw new UnavailableError('the download counter is unavailable', 'COUNTER_UNAVAILABLE');
       const take = kind === 'take' ? 1 : 0;
       const counts = await this.store.grantDownloads(file.id, take, 1 - take);
-      return applyBatch(counts?.before ?? file.maxDownloads, file.maxDownloads, [{ kind }]).grants[0]!;
+      return applyBatch(counts?.before ?? file.maxDownloads, file.maxDownloads, [{ kind }])
+        .grants[0]!;
     });
     this.last = next.catch(() => undefined);
     return next;

@@ -110,7 +110,11 @@ export class DownloadCounter implements DownloadGrants {
       const takes = batch.filter((op) => op.kind === 'take').length;
       const counts = await this.deps.store.grantDownloads(file.id, takes, batch.length - takes);
       // The store applied the rule of applyBatch; the grants are read back from its count.
-      const { used, grants } = applyBatch(counts?.before ?? file.maxDownloads, file.maxDownloads, batch);
+      const { used, grants } = applyBatch(
+        counts?.before ?? file.maxDownloads,
+        file.maxDownloads,
+        batch,
+      );
       if (counts && used !== counts.after) {
         throw new Error(`store settled ${counts.before}→${counts.after}, expected ${used}`);
       }
