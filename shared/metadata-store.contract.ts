@@ -480,6 +480,22 @@ export function metadataStoreContract(name: string, target: ContractTarget): voi
         expect(await store.counts(3)).toEqual({ objects: 1, underReplicated: 1 });
       });
 
+      it('changes a replica state only if the row is still as seen, when asked to', async () => {
+        const id = await committed(10_000);
+        const [seen] = (await store.replicasOf(id)).filter((r) => r.node === 'node1');
+        await new Promise((r) => setTimeout(r, 2));
+        // Changed since it was seen (missing, then repaired: `ok` again, but later).
+        expect(await store.setReplicaState(id, 'node1', 'missing')).toBe(true);
+        await new Promise((r) => setTimeout(r, 2));
+        expect(await store.setReplicaState(id, 'node1', 'ok')).toBe(true);
+        expect(await store.setReplicaState(id, 'node1', 'missing', seen)).toBe(false);
+        const [now] = (await store.replicasOf(id)).filter((r) => r.node === 'node1');
+        expect(now!.state).toBe('ok');
+        expect(await store.setReplicaState(id, 'node1', 'corrupt', now)).toBe(true);
+        expect((await store.replicasOf(id)).find((r) => r.node === 'node1')!.state).toBe('corrupt');
+        expect(await store.setReplicaState(id, 'node9', 'ok')).toBe(false);
+      });
+
       it('finds uploads to clean up: aborted ones, its own from before a restart, and stale ones', async () => {
         await begin('ab-aborted', { createdAt: 50 });
         await store.abortUpload('ab-aborted');

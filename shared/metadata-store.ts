@@ -168,7 +168,17 @@ export interface MetadataStore {
   /** A file in any state, or undefined. */
   getFile(id: string): Promise<FileRecord | undefined>;
   replicasOf(fileId: string): Promise<ReplicaRecord[]>;
-  setReplicaState(key: string, node: string, state: ReplicaState): Promise<void>;
+  /**
+   * Sets a replica row's state; returns whether a row changed. With `seen` (the
+   * row as read earlier), only if it is still so: same state and `updatedAt`,
+   * so that a decision made on an older reading never undoes a newer one.
+   */
+  setReplicaState(
+    key: string,
+    node: string,
+    state: ReplicaState,
+    seen?: Pick<ReplicaRecord, 'state' | 'updatedAt'>,
+  ): Promise<boolean>;
   /** Live committed files' replica rows that are not `ok` (repair's work list). */
   unhealthyReplicas(limit: number): Promise<ReplicaRecord[]>;
   /** Every replica row placed on `node`, with its file's state (anti-entropy compares them with the node's listing). */

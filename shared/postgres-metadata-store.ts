@@ -241,11 +241,23 @@ export class PostgresMetadataStore implements MetadataStore {
     return rows.map(toReplica);
   }
 
-  async setReplicaState(key: string, node: string, state: ReplicaState): Promise<void> {
-    await this.write(
-      `UPDATE replicas SET state = $1, updated_at = $2 WHERE key = $3 AND node = $4`,
-      [state, Date.now(), key, node],
-    );
+  async setReplicaState(
+    key: string,
+    node: string,
+    state: ReplicaState,
+    seen?: Pick<ReplicaRecord, 'state' | 'updatedAt'>,
+  ): Promise<boolean> {
+    const res = seen
+      ? await this.write(
+          `UPDATE replicas SET state = $1, updated_at = $2
+           WHERE key = $3 AND node = $4 AND state = $5 AND updated_at = $6`,
+          [state, Date.now(), key, node, seen.state, seen.updatedAt],
+        )
+      : await this.write(
+          `UPDATE replicas SET state = $1, updated_at = $2 WHERE key = $3 AND node = $4`,
+          [state, Date.now(), key, node],
+        );
+    return res.rowCount === 1;
   }
 
   async unhealthyReplicas(limit: number): Promise<ReplicaRecord[]> {

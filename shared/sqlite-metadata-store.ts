@@ -161,6 +161,9 @@ export class SqliteMetadataStore implements MetadataStore {
       setReplica: db.prepare(
         `UPDATE replicas SET state = ?, updated_at = ? WHERE key = ? AND node = ?`,
       ),
+      setReplicaIfSeen: db.prepare(
+        `UPDATE replicas SET state = ?, updated_at = ? WHERE key = ? AND node = ? AND state = ? AND updated_at = ?`,
+      ),
       abort: db.prepare(
         `UPDATE files SET state = 'aborted' WHERE id = ? AND state IN ('pending', 'aborted')`,
       ),
@@ -383,8 +386,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map((r) => ({ ...toReplica(r), fileSha256: r.file_sha256, live: r.live === 1 }));
   }
 
-  async setReplicaState(key: string, node: string, state: ReplicaState): Promise<void> {
-    this.stmts.setReplica.run(state, Date.now(), key, node);
+  async setReplicaState(
+    key: string,
+    node: string,
+    state: ReplicaState,
+    seen?: Pick<ReplicaRecord, 'state' | 'updatedAt'>,
+  ): Promise<boolean> {
+    const res = seen
+      ? this.stmts.setReplicaIfSeen.run(state, Date.now(), key, node, seen.state, seen.updatedAt)
+      : this.stmts.setReplica.run(state, Date.now(), key, node);
+    return res.changes === 1;
   }
 
   async forgetReplica(key: string, node: string): Promise<void> {

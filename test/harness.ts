@@ -51,9 +51,9 @@ export interface Cluster {
   /** RabbitMQ queue prefix of this cluster (its queues are deleted at stop). */
   clusterName: string;
   startNode(id: string): Promise<void>;
-  /** Starts the main gateway, or with a name other than "gateway", another one on its own port (its URL is returned); `extraEnv` is for it alone. */
+  /** Starts the main gateway, or with a name other than "gateway", another one on its own port (its URL is returned); `extraEnv` is for it alone (its HOST: the address it binds, 127.0.0.1 by default). */
   startGateway(name?: string, extraEnv?: Record<string, string>): Promise<string>;
-  /** Starts a worker, its metrics on a free port; `extraEnv` is for it alone. */
+  /** Starts a worker, its metrics on a free port (of WORKER_METRICS_HOST); `extraEnv` is for it alone. */
   startWorker(name?: string, extraEnv?: Record<string, string>): Promise<Proc>;
   proc(name: string): Proc | undefined;
   kill(name: string, signal?: NodeJS.Signals): Promise<void>;
@@ -84,12 +84,12 @@ function ephemeralRange(): [number, number] {
 
 const handedOut = new Set<number>();
 
-/** Whether nothing listens on 127.0.0.1:port now. */
-function canListen(port: number): Promise<boolean> {
+/** Whether nothing listens on host:port now (127.0.0.1 unless told). */
+function canListen(port: number, host: string): Promise<boolean> {
   return new Promise((done) => {
     const srv = createServer();
     srv.once('error', () => done(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => done(true)));
+    srv.listen(port, host, () => srv.close(() => done(true)));
   });
 }
 
@@ -98,7 +98,7 @@ function canListen(port: number): Promise<boolean> {
  * no outgoing connection can take it before the service binds it, nor while
  * the service is down for a restart), never handed out twice by this process.
  */
-export async function freePort(): Promise<number> {
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   const [ephemeralLow] = ephemeralRange();
   const high = ephemeralLow - 1;
   const low = Math.max(1024, high - 12_000);
@@ -106,7 +106,7 @@ export async function freePort(): Promise<number> {
     const port = low + Math.floor(Math.random() * (high - low + 1));
     if (handedOut.has(port)) continue;
     handedOut.add(port);
-    if (await canListen(port)) return port;
+    if (await canListen(port, host)) return port;
   }
   throw new Error(`no free port found in ${low}-${high}`);
 }
@@ -174,6 +174,8 @@ export interface ClusterOptions {
    * instead of a new one on the shared server; the test owns it, it is not dropped.
    */
   databaseUrl?: string;
+  /** Loopback address of each storage node, in order (127.0.0.1 for those not given). */
+  nodeHosts?: string[];
 }
 
 export type MetadataKind = 'sqlite' | 'postgres';
@@ -201,12 +203,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   await mkdir(logDir);
   const secret = randomBytes(24).toString('hex');
   const nodes: TestNode[] = [];
+  const nodeHosts = new Map<string, string>();
   for (let i = 1; i <= (opts.nodes ?? 3); i++) {
-    const port = await freePort();
+    const host = opts.nodeHosts?.[i - 1] ?? '127.0.0.1';
+    const port = await freePort(host);
+    nodeHosts.set(`node${i}`, host);
     nodes.push({
       id: `node${i}`,
       port,
-      url: `http://127.0.0.1:${port}`,
+      url: `http://${host}:${port}`,
       dataDir: join(dir, `node${i}`),
       proc: undefined,
     });
@@ -249,7 +254,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     clusterName: env.CLUSTER_NAME!,
     async startNode(id) {
       const node = nodes.find((n) => n.id === id)!;
-      const proc = spawnService(id, 'storage-node/main.js', ['--id', id], env, logDir);
+      const nodeEnv = { ...env, NODE_HOST: nodeHosts.get(id)! };
+      const proc = spawnService(id, 'storage-node/main.js', ['--id', id], nodeEnv, logDir);
       procs.set(id, proc);
       node.proc = proc;
       await waitHealthy(node.url, proc);
@@ -266,8 +272,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     async startGateway(name = 'gateway', extraEnv = {}) {
       const main = name === 'gateway';
-      const port = main ? gatewayPort : await freePort();
-      const url = `http://127.0.0.1:${port}`;
+      // Another host's gateway: HOST in `extraEnv` names the loopback address it binds.
+      const host = extraEnv.HOST ?? '127.0.0.1';
+      const port = main ? gatewayPort : await freePort(host);
+      const url = `http://${host}:${port}`;
       const proc = spawnService(
         name,
         'gateway/main.js',
@@ -282,14 +290,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       return url;
     },
     async startWorker(name = 'worker', extraEnv = {}) {
+      const metricsHost = extraEnv.WORKER_METRICS_HOST ?? '127.0.0.1';
       const workerEnv = {
         ...env,
         WORKER_ID: name,
-        WORKER_METRICS_PORT: String(await freePort()),
+        WORKER_METRICS_PORT: String(await freePort(metricsHost)),
         ...extraEnv,
       };
       const proc = spawnService(name, 'worker/main.js', [], workerEnv, logDir);
-      proc.metricsUrl = `http://127.0.0.1:${workerEnv.WORKER_METRICS_PORT}/metrics`;
+      proc.metricsUrl = `http://${metricsHost}:${workerEnv.WORKER_METRICS_PORT}/metrics`;
       procs.set(name, proc);
       await waitFor(`${name} consuming`, async () => {
         if (proc.proc.exitCode !== null)

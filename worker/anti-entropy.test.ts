@@ -97,3 +97,36 @@ describe('AntiEntropy', () => {
     expect((await store.replicasOf(during!))[0]!.state).toBe('ok');
   });
 });
+
+describe('AntiEntropy beside another check of the same node', () => {
+  it('leaves alone a copy repaired while its listing ran (no second repair)', async () => {
+    const lost = await committed();
+    const repairs: string[] = [];
+    // Another worker's check of node1 finds the copy gone and has it repaired while this
+    // check's listing, taken before the copy landed, is in flight.
+    const check = checker(async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      await store.setReplicaState(lost, node.id, 'missing');
+      await new Promise((r) => setTimeout(r, 5));
+      await store.setReplicaState(lost, node.id, 'ok');
+      return { blobs: [], next: null };
+    }, repairs);
+    expect(await check.check(node)).toMatchObject({ missing: 0 });
+    expect(repairs).toEqual([]);
+    expect((await store.replicasOf(lost))[0]!.state).toBe('ok');
+  });
+
+  it('does not mark ok a copy found missing again since its rows were read', async () => {
+    const lost = await committed();
+    await store.setReplicaState(lost, node.id, 'missing');
+    const repairs: string[] = [];
+    // The listing shows the copy (repaired); by the time it is compared, a download found it gone again.
+    const check = checker(async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      await store.setReplicaState(lost, node.id, 'corrupt');
+      return { blobs: [listed(lost)], next: null };
+    }, repairs);
+    expect(await check.check(node)).toMatchObject({ recovered: 0 });
+    expect((await store.replicasOf(lost))[0]!.state).toBe('corrupt');
+  });
+});

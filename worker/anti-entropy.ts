@@ -73,14 +73,16 @@ export class AntiEntropy {
       const blob = listing.get(row.key);
       // Only an original's sha256 is in the metadata; a variant's presence is what we can check.
       const right = blob && (row.key !== row.fileId || blob.sha256 === row.fileSha256);
+      // Rows change while the listing is read (another check of this node queues a repair,
+      // the copy lands): a row is changed only if it is still as read, never on a stale listing.
       if (row.state === 'ok' && !right) {
         const state = blob ? 'corrupt' : 'missing';
+        if (!(await this.deps.store.setReplicaState(row.key, node.id, state, row))) continue;
         report[state]++;
-        await this.deps.store.setReplicaState(row.key, node.id, state);
         repairs.push(row);
       } else if (row.state !== 'ok' && right) {
+        if (!(await this.deps.store.setReplicaState(row.key, node.id, 'ok', row))) continue;
         report.recovered++;
-        await this.deps.store.setReplicaState(row.key, node.id, 'ok');
       } else if (row.state !== 'ok') {
         repairs.push(row);
       }
