@@ -23,6 +23,7 @@ import {
 import { findExecutable, progress, type BenchContext } from './bench/context.js';
 import { runCounterSuite, type CounterResults } from './bench/counter-suite.js';
 import { runLargeSuite, type LargeResults } from './bench/large-suite.js';
+import { runMetadataSuite, type MetadataResults } from './bench/metadata-suite.js';
 import { startNginx, type Nginx } from './bench/nginx.js';
 import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/options.js';
 import { restingRss, runMemoryNote } from './bench/memory.js';
@@ -190,6 +191,7 @@ async function main(): Promise<number> {
     const restAtStart = sampler.now();
     let small: SmallResults = { runs: [], syncLimit: undefined };
     let counter: CounterResults | undefined;
+    let metadata: MetadataResults | undefined;
     let large: LargeResults | undefined;
     let repair: RepairResults | undefined;
     let processing: ProcessResults | undefined;
@@ -203,6 +205,10 @@ async function main(): Promise<number> {
     if (opts.runCounter) {
       sampler.setPhase('counter');
       counter = await runCounterSuite(ctx);
+    }
+    if (opts.runMetadata) {
+      sampler.setPhase('metadata');
+      metadata = await runMetadataSuite(ctx);
     }
     if (opts.runLarge) large = await runLargeSuite(ctx); // sets its own phases
     if (opts.runProcess) {
@@ -241,6 +247,7 @@ async function main(): Promise<number> {
     const rows = buildRows({
       small,
       counter,
+      metadata,
       large,
       repair,
       processing,
@@ -265,6 +272,7 @@ async function main(): Promise<number> {
       rows,
       small,
       counter,
+      metadata,
       large,
       repair,
       processing,

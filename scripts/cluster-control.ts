@@ -66,6 +66,11 @@ export function storageNodeEntry(): string {
   return join(projectRoot(), 'dist', 'storage-node', 'main.js');
 }
 
+/** The built gateway, as `npm start` runs it. */
+export function gatewayEntry(): string {
+  return join(projectRoot(), 'dist', 'gateway', 'main.js');
+}
+
 export async function getCluster(gateway: string, dispatcher?: Dispatcher): Promise<ClusterState> {
   const res = await request(`${gateway}/api/cluster`, {
     ...(dispatcher ? { dispatcher } : {}),

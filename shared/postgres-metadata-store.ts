@@ -12,7 +12,16 @@
  * connection; a write is not (it may have committed), and the caller gets a
  * 503 DATABASE_UNAVAILABLE, never a half-done change (each write is one
  * statement or one transaction). The pool reconnects by itself.
+ *
+ * Single statements (reads and writes) run as named prepared statements:
+ * each connection parses and plans one once, then only binds and executes
+ * it, which halves what PostgreSQL spends on a lookup by primary key
+ * (docs/benchmarks.md, "Metadata: SQLite vs PostgreSQL"). A migration by
+ * another process that changes a table's columns invalidates those plans
+ * ("cached plan must not change result type"): the statement did nothing,
+ * the pool drops the connection, and the statement is run again on a fresh one.
  */
+import { createHash } from 'node:crypto';
 import pg, { TypeOverrides, type Pool, type PoolClient, type QueryResultRow } from 'pg';
 import { UnavailableError, UploadAbortedError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -71,6 +80,30 @@ export function isConnectionError(err: unknown): boolean {
   );
 }
 
+/**
+ * A prepared statement planned before another process changed the table
+ * (a rolling upgrade's migration): it was not executed, so running it again
+ * on a fresh connection is safe for a write too.
+ */
+function isStalePlan(err: unknown): boolean {
+  return (
+    (err as { code?: string }).code === '0A000' &&
+    /cached plan must not change result type/.test((err as Error).message ?? '')
+  );
+}
+
+const statementNames = new Map<string, string>();
+
+/** The statement as a named prepared one, named after its text (so one name never means two texts). */
+function prepared(text: string, values: unknown[]): pg.QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `trove_${createHash('sha256').update(text).digest('hex').slice(0, 16)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values };
+}
+
 function unavailable(err: unknown): UnavailableError {
   return new UnavailableError(
     'the metadata database is unavailable; try again shortly',
@@ -105,29 +138,37 @@ export class PostgresMetadataStore implements MetadataStore {
     return new PostgresMetadataStore(pool, o.log);
   }
 
-  /** A read: retried once on a fresh connection if the connection failed. */
+  /** A read: retried once on a fresh connection if the connection failed or its plan went stale. */
   private async read<R extends QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await this.pool.query<R>(text, values)).rows;
+        return (await this.pool.query<R>(prepared(text, values))).rows;
       } catch (err) {
-        if (!isConnectionError(err)) throw err;
-        if (attempt >= 2) throw unavailable(err);
+        const stale = isStalePlan(err);
+        if (!stale && !isConnectionError(err)) throw err;
+        if (attempt >= 2) throw stale ? err : unavailable(err);
         this.log.warn({ err: (err as Error).message }, 'PostgreSQL read failed; retrying');
       }
     }
   }
 
-  /** One write statement; its rows changed (or returned). Never retried: it may have committed. */
+  /**
+   * One write statement; its rows changed (or returned). Not retried when the
+   * connection failed (it may have committed); retried once when its plan
+   * went stale (it did not run). The pool drops a connection whose query failed.
+   */
   private async write<R extends QueryResultRow>(
     text: string,
     values: unknown[] = [],
   ): Promise<{ rowCount: number; rows: R[] }> {
-    try {
-      const res = await this.pool.query<R>(text, values);
-      return { rowCount: res.rowCount ?? 0, rows: res.rows };
-    } catch (err) {
-      throw isConnectionError(err) ? unavailable(err) : err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await this.pool.query<R>(prepared(text, values));
+        return { rowCount: res.rowCount ?? 0, rows: res.rows };
+      } catch (err) {
+        if (isStalePlan(err) && attempt < 2) continue;
+        throw isConnectionError(err) ? unavailable(err) : err;
+      }
     }
   }
 
@@ -185,7 +226,13 @@ export class PostgresMetadataStore implements MetadataStore {
     return row!.n;
   }
 
+  /**
+   * One file (every PUT, most forms): one statement, the row's commit and its
+   * replica rows together, instead of BEGIN, UPDATE, INSERT and COMMIT on one
+   * connection (four round trips). Several files: one transaction.
+   */
   async commitUploads(files: CommitFile[]): Promise<void> {
+    if (files.length === 1) return this.commitOne(files[0]!);
     await this.transaction(async (client) => {
       const now = Date.now();
       for (const f of files) {
@@ -198,6 +245,35 @@ export class PostgresMetadataStore implements MetadataStore {
         await upsertReplicas(client, f.id, f.replicas, now);
       }
     });
+  }
+
+  private async commitOne(f: CommitFile): Promise<void> {
+    const replicas = distinctReplicas(f.replicas);
+    // The INSERT reads the UPDATE's RETURNING: no replica row unless the file was pending.
+    const { rows } = await this.write<{ committed: number }>(
+      `WITH c AS (
+         UPDATE files SET state = 'committed', size = $2, sha256 = $3, max_downloads = $4, expires_at = $5
+         WHERE id = $1 AND state = 'pending' RETURNING id
+       ), r AS (
+         INSERT INTO replicas (key, file_id, node, state, updated_at)
+         SELECT x.key, c.id, x.node, x.state, $6
+         FROM c, unnest($7::text[], $8::text[], $9::text[]) AS x(key, node, state)
+         ON CONFLICT (key, node) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
+       )
+       SELECT count(*)::int AS committed FROM c`,
+      [
+        f.id,
+        f.size,
+        f.sha256,
+        f.maxDownloads,
+        f.expiresAt,
+        Date.now(),
+        replicas.map((r) => r.key),
+        replicas.map((r) => r.node),
+        replicas.map((r) => r.state),
+      ],
+    );
+    if (rows[0]?.committed !== 1) throw new UploadAbortedError(f.id);
   }
 
   async abortUpload(id: string): Promise<boolean> {
@@ -468,14 +544,19 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 }
 
-/** Upserts a file's replica rows in one statement (a row given twice: the last one counts). */
+/** One row per key and node (a row given twice: the last one counts); ON CONFLICT may touch a row only once. */
+function distinctReplicas(given: Replicas): Replicas {
+  return [...new Map(given.map((r) => [`${r.key}\n${r.node}`, r])).values()];
+}
+
+/** Upserts a file's replica rows in one statement. */
 async function upsertReplicas(
   client: PoolClient,
   fileId: string,
   given: Replicas,
   now: number,
 ): Promise<void> {
-  const replicas = [...new Map(given.map((r) => [`${r.key}\n${r.node}`, r])).values()];
+  const replicas = distinctReplicas(given);
   if (replicas.length === 0) return;
   await client.query(
     `INSERT INTO replicas (key, file_id, node, state, updated_at)

@@ -102,6 +102,50 @@ describe('PostgreSQL connection lost in a transaction', () => {
   });
 });
 
+describe('PostgreSQL prepared statements', () => {
+  it('survive another process adding a column (a rolling upgrade), reads and writes alike', async () => {
+    const target = await createDatabase('stale-plan');
+    // One connection: the statements prepared on it are the ones the ALTER makes stale.
+    const store = await PostgresMetadataStore.open({ url: target.url, poolSize: 1, log });
+    try {
+      const upload = (id: string) =>
+        store.beginUpload({
+          id,
+          name: 'a.jpg',
+          contentType: 'image/jpeg',
+          maxDownloads: 3,
+          createdAt: 1,
+          expiresAt: 10_000,
+          deleteTokenHash: 'h',
+          owner: 'gw',
+        });
+      const commit = (id: string) =>
+        store.commitUploads([
+          {
+            id,
+            size: 10,
+            sha256: 'x',
+            maxDownloads: 3,
+            expiresAt: 10_000,
+            replicas: [{ key: id, node: 'node1', state: 'ok' as const }],
+          },
+        ]);
+      await upload('a');
+      await commit('a');
+      expect((await store.getFile('a'))?.state).toBe('committed');
+      await queryPg(target.url, 'ALTER TABLE files ADD COLUMN later_feature TEXT');
+      expect((await store.getFile('a'))?.state).toBe('committed');
+      await upload('b');
+      await commit('b');
+      expect(await store.grantDownloads('b', 1, 0)).toEqual({ before: 0, after: 1 });
+      expect((await store.replicasOf('b')).map((r) => r.node)).toEqual(['node1']);
+    } finally {
+      await store.close();
+      await target.drop();
+    }
+  });
+});
+
 describe('isConnectionError', () => {
   it('takes a lost or unreachable server for one, a failed statement not', () => {
     const err = (message: string, code?: string) => Object.assign(new Error(message), { code });

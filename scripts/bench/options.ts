@@ -30,12 +30,19 @@ export interface BenchOptions {
   runRepair: boolean;
   /** Minutes of mixed traffic between two resting RSS figures, only on request. */
   runMemory: boolean;
+  /** 64 KiB PUT and counted GETs on a SQLite gateway beside a PostgreSQL one. */
+  runMetadata: boolean;
+  /** PostgreSQL server (any database) where the metadata suite creates, then drops, its database. */
+  postgresUrl: string;
   /** Storage node the repair suite kills, wipes and restarts. */
   repairNode: string;
   quick: boolean;
 }
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|large|process|thumbnails|lb|repair|memory] [--node <id>]
+/** Where the metadata suite creates its database: the local server's maintenance database. */
+const DEFAULT_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|metadata|large|process|thumbnails|lb|repair|memory] [--node <id>] [--postgres <url>]
 
   --gateway <url>   Trove gateway to measure (default ${DEFAULT_GATEWAY})
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
@@ -43,6 +50,8 @@ export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>]
   --large-mib <n>   size of the large file in MiB (default 256; 64 with --quick), e.g. 1024
                     to show that no process's memory follows the size of a transfer
   --only <what>     small (64 KiB requests/s), counter (what download counting costs),
+                    metadata (64 KiB PUT and counted GETs with SQLite vs PostgreSQL metadata,
+                    on two gateways the bench starts; skipped when --postgres does not answer),
                     large (256 MiB MB/s, and each process's RSS at rest and at its peak), process (/process thumbnails/s at 4
                     and 16 connections, beside sharp in-process), thumbnails (thumbnails/s of the
                     worker on 20 photos of 2-4 MP, beside vipsthumbnail), lb (nginx and two
@@ -53,6 +62,8 @@ export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>]
                     when MAX_UPLOAD_BYTES is at most 256 MiB, and each process's RSS at rest
                     before and after it and at its peak; never part of the default run)
   --node <id>       the node --only repair kills and wipes (default node3)
+  --postgres <url>  PostgreSQL server where the metadata suite creates a database for the run
+                    and drops it after (default ${DEFAULT_POSTGRES})
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
 
@@ -72,6 +83,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
         'large-mib': { type: 'string' },
         only: { type: 'string' },
         node: { type: 'string' },
+        postgres: { type: 'string', default: DEFAULT_POSTGRES },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -100,13 +112,26 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       `--large-mib: "${values['large-mib']}" is not a whole number of MiB from 1 to 65536`,
     );
   }
-  const suites = ['small', 'counter', 'large', 'process', 'thumbnails', 'lb', 'repair', 'memory'];
+  const suites = [
+    'small',
+    'counter',
+    'metadata',
+    'large',
+    'process',
+    'thumbnails',
+    'lb',
+    'repair',
+    'memory',
+  ];
   if (values.only !== undefined && !suites.includes(values.only)) {
     throw new UsageError(`--only: expected ${suites.join(', ')}, got "${values.only}"`);
   }
   const run = (suite: string) => values.only === undefined || values.only === suite;
   if (values.node !== undefined && values.only !== 'repair') {
     throw new UsageError('--node only applies to --only repair');
+  }
+  if (!/^postgres(ql)?:\/\//.test(values.postgres) || !URL.canParse(values.postgres)) {
+    throw new UsageError(`--postgres: "${values.postgres}" is not a postgres:// URL`);
   }
   return {
     gateway,
@@ -128,6 +153,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     runRepair: values.only === 'repair',
     // Minutes long, and most telling on a cluster with a small MAX_UPLOAD_BYTES: by name only.
     runMemory: values.only === 'memory',
+    runMetadata: run('metadata'),
+    postgresUrl: values.postgres,
     repairNode: values.node ?? 'node3',
     quick: values.quick,
   };

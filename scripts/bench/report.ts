@@ -8,6 +8,7 @@ import os from 'node:os';
 import { join, relative } from 'node:path';
 import { SERVICES } from './cluster.js';
 import type { CounterResults, CounterRun } from './counter-suite.js';
+import { metadataRows, type MetadataResults } from './metadata-suite.js';
 import { memoryCell, worstOf, type MemoryAround } from './memory.js';
 import type { MemoryResults } from './memory-suite.js';
 import type { BenchOptions } from './options.js';
@@ -56,6 +57,7 @@ function smallCell(r: SmallRun): string {
 export interface RowInput {
   small: SmallResults;
   counter: CounterResults | undefined;
+  metadata: MetadataResults | undefined;
   large: LargeResults | undefined;
   repair: RepairResults | undefined;
   processing: ProcessResults | undefined;
@@ -107,6 +109,7 @@ export function buildRows(input: RowInput): Row[] {
   }
 
   if (input.counter) rows.push(...counterRows(input.counter));
+  if (input.metadata) rows.push(...metadataRows(input.metadata));
   if (input.repair) rows.push(...repairRows(input.repair));
   if (input.processing) rows.push(...processRows(input.processing));
   if (input.lb) rows.push(...lbRows(input.lb));
