@@ -49,27 +49,30 @@ describe('PostgreSQL connection lost in a transaction', () => {
     const target = await createDatabase('lost');
     const store = await PostgresMetadataStore.open({ url: target.url, log, poolSize: 1 });
     try {
-      await store.beginUpload({
-        id: 'lost-commit',
-        name: 'a.jpg',
-        contentType: 'image/jpeg',
-        maxDownloads: 3,
-        createdAt: 1,
-        expiresAt: 9e12,
-        deleteTokenHash: 'h',
-        owner: 'gw',
-      });
+      // Two uploads commit together, in one transaction (a single one is one statement).
+      const ids = ['lost-commit', 'lost-commit-2'];
+      for (const id of ids)
+        await store.beginUpload({
+          id,
+          name: 'a.jpg',
+          contentType: 'image/jpeg',
+          maxDownloads: 3,
+          createdAt: 1,
+          expiresAt: 9e12,
+          deleteTokenHash: 'h',
+          owner: 'gw',
+        });
       const commit = () =>
-        store.commitUploads([
-          {
-            id: 'lost-commit',
+        store.commitUploads(
+          ids.map((id) => ({
+            id,
             size: 10,
             sha256: 'x',
             maxDownloads: 3,
             expiresAt: 9e12,
-            replicas: [{ key: 'lost-commit', node: 'node1', state: 'ok' }],
-          },
-        ]);
+            replicas: [{ key: id, node: 'node1', state: 'ok' as const }],
+          })),
+        );
       // The transaction waits for the pool's only client; the FATAL of a terminated session
       // comes in the same chunk as the result that frees it, so pg's parser reads it right
       // after the client is handed over (synchronously), before any `await` resumes.
