@@ -1,5 +1,5 @@
 /** Command-line flags of `npm run bench`. */
-import { parseArgs } from 'node:util';
+import { parseFlags, UsageError } from '../cli-flags.js';
 import { DEFAULT_GATEWAY } from './cluster.js';
 
 export interface BenchOptions {
@@ -67,31 +67,21 @@ export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>]
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
 
-export class UsageError extends Error {}
+export { UsageError };
 
 const MIB = 1024 * 1024;
 
 export function parseOptions(argv: string[]): BenchOptions | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        gateway: { type: 'string', default: DEFAULT_GATEWAY },
-        duration: { type: 'string' },
-        quick: { type: 'boolean', default: false },
-        'large-mib': { type: 'string' },
-        only: { type: 'string' },
-        node: { type: 'string' },
-        postgres: { type: 'string', default: DEFAULT_POSTGRES },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, {
+    gateway: { type: 'string', default: DEFAULT_GATEWAY },
+    duration: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'large-mib': { type: 'string' },
+    only: { type: 'string' },
+    node: { type: 'string' },
+    postgres: { type: 'string', default: DEFAULT_POSTGRES },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
   if (values.help) return 'help';
 
   const gateway = values.gateway.replace(/\/+$/, '');

@@ -1,5 +1,5 @@
 /** Command-line flags of `npm run drill`. */
-import { parseArgs } from 'node:util';
+import { intFlag, parseFlags, UsageError } from '../cli-flags.js';
 
 export interface DrillOptions {
   /** Base URL of the Trove gateway. */
@@ -28,37 +28,18 @@ export const USAGE = `usage: npm run drill -- [--node <id>] [--wipe] [--files <n
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.
 The restarted node runs on its own afterwards: npm start no longer owns it.`;
 
-export class UsageError extends Error {}
-
-function intFlag(name: string, text: string | undefined, fallback: number, max: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > max) {
-    throw new UsageError(`--${name}: "${text}" is not a whole number from 1 to ${max}`);
-  }
-  return value;
-}
+export { UsageError };
 
 export function parseDrillOptions(argv: string[]): DrillOptions | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        gateway: { type: 'string', default: 'http://127.0.0.1:8080' },
-        files: { type: 'string' },
-        concurrency: { type: 'string' },
-        node: { type: 'string', default: 'node2' },
-        wipe: { type: 'boolean', default: false },
-        timeout: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, {
+    gateway: { type: 'string', default: 'http://127.0.0.1:8080' },
+    files: { type: 'string' },
+    concurrency: { type: 'string' },
+    node: { type: 'string', default: 'node2' },
+    wipe: { type: 'boolean', default: false },
+    timeout: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
   if (values.help) return 'help';
   const gateway = values.gateway.replace(/\/+$/, '');
   if (!URL.canParse(gateway) || !/^https?:/.test(gateway)) {

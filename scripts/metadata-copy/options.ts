@@ -1,5 +1,5 @@
 /** Command-line flags of `npm run metadata:copy`. */
-import { parseArgs } from 'node:util';
+import { intFlag, parseFlags, UsageError } from '../cli-flags.js';
 
 export interface CopyFlags {
   /** The PostgreSQL database to fill (a DATABASE_URL). */
@@ -23,37 +23,21 @@ it commits (row counts and a sha256 per table); the SQLite file is only read.
 Exit code: 0 copied and checked; 1 a table differs (nothing committed) or it
 failed; 2 refused (a flag, an unreadable or outdated source, a non-empty target).`;
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export function parseCopyFlags(argv: string[]): CopyFlags | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        to: { type: 'string' },
-        from: { type: 'string' },
-        batch: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, {
+    to: { type: 'string' },
+    from: { type: 'string' },
+    batch: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
   if (values.help) return 'help';
   if (values.to === undefined) throw new UsageError('--to <postgres://…> is required');
   if (!/^postgres(ql)?:\/\//.test(values.to) || !URL.canParse(values.to)) {
     throw new UsageError('--to: not a postgres:// or postgresql:// URL');
   }
-  let batchSize = 1000;
-  if (values.batch !== undefined) {
-    batchSize = Number(values.batch);
-    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) {
-      throw new UsageError(`--batch: "${values.batch}" is not a whole number from 1 to 100000`);
-    }
-  }
+  const batchSize = intFlag('batch', values.batch, 1000, 100_000);
   if (values.from === '') throw new UsageError('--from: empty path');
   return { to: values.to, from: values.from, batchSize };
 }

@@ -1,0 +1,35 @@
+/**
+ * What the project's command-line scripts (bench, drill, metadata:copy)
+ * share: strict flag parsing, whole-number flags, and the error that means
+ * "print the usage and exit 2".
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+type FlagOptions = NonNullable<ParseArgsConfig['options']>;
+
+/** A flag the script cannot take: its entry point prints the message and the usage. */
+export class UsageError extends Error {}
+
+/** `argv` parsed against `options`: unknown flags, missing values and positionals are UsageErrors. */
+export function parseFlags<const O extends FlagOptions>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** A whole-number flag from 1 to `max`, or `fallback` when it is not given. */
+export function intFlag(
+  name: string,
+  text: string | undefined,
+  fallback: number,
+  max: number,
+): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new UsageError(`--${name}: "${text}" is not a whole number from 1 to ${max}`);
+  }
+  return value;
+}
