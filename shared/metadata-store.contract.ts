@@ -17,6 +17,21 @@ export interface ContractTarget {
   cleanup(): Promise<void>;
 }
 
+/** Upload `id` as the suites begin it: an image, 3 downloads, expiring at 10 s of the epoch, `o` changed. */
+export function newUpload(id: string, o: Partial<NewUpload> = {}): NewUpload {
+  return {
+    id,
+    name: 'a.jpg',
+    contentType: 'image/jpeg',
+    maxDownloads: 3,
+    createdAt: 1,
+    expiresAt: 10_000,
+    deleteTokenHash: 'h',
+    owner: 'gw',
+    ...o,
+  };
+}
+
 /** Sets a committed file's download count to `used` through the store's own grants. */
 async function setUsed(store: MetadataStore, id: string, used: number): Promise<void> {
   const file = (await store.getFile(id))!;
@@ -48,17 +63,7 @@ export function metadataStoreContract(name: string, target: ContractTarget): voi
 
     /** Starts upload `id` (an image, 3 downloads, expiring at 10 s of the epoch) with `o` changed. */
     function begin(id: string, o: Partial<NewUpload> = {}): Promise<void> {
-      return store.beginUpload({
-        id,
-        name: 'a.jpg',
-        contentType: 'image/jpeg',
-        maxDownloads: 3,
-        createdAt: 1,
-        expiresAt: 10_000,
-        deleteTokenHash: 'h',
-        owner: 'gw',
-        ...o,
-      });
+      return store.beginUpload(newUpload(id, o));
     }
 
     let seq = 0;

@@ -71,6 +71,17 @@ function expectCleanUnavailable(a: Answer, what: string): void {
   expect(a.retryAfter, `${what}: a 503 without Retry-After`).toBe('2');
 }
 
+/** Neither the gateway nor the worker exited or logged an unhandled error. */
+function expectNoCrash(cluster: Cluster): void {
+  for (const name of ['gateway', 'worker']) {
+    expect(cluster.proc(name)!.proc.exitCode, `${name} exited`).toBeNull();
+    expect(
+      cluster.errorLines(name).filter((l) => l.includes('unhandled')),
+      name,
+    ).toEqual([]);
+  }
+}
+
 describe('PostgreSQL connections terminated under load', () => {
   let cluster: Cluster;
   let dbName: string;
@@ -202,14 +213,7 @@ describe('PostgreSQL connections terminated under load', () => {
       expect(row!.used, file.id).toBeLessThanOrEqual(row!.max);
       expect(row!.used, file.id).toBe(served.length);
     }
-    // Nothing crashed, and nothing was an unhandled error.
-    for (const name of ['gateway', 'worker']) {
-      expect(cluster.proc(name)!.proc.exitCode, `${name} exited`).toBeNull();
-      expect(
-        cluster.errorLines(name).filter((l) => l.includes('unhandled')),
-        name,
-      ).toEqual([]);
-    }
+    expectNoCrash(cluster);
   });
 });
 
@@ -282,12 +286,6 @@ describe.skipIf(noPrivateServer)('PostgreSQL stopped and started again', () => {
       async () => (await fileInfo(briefId)).status === 'deleted',
     );
 
-    for (const name of ['gateway', 'worker']) {
-      expect(cluster.proc(name)!.proc.exitCode, `${name} exited`).toBeNull();
-      expect(
-        cluster.errorLines(name).filter((l) => l.includes('unhandled')),
-        name,
-      ).toEqual([]);
-    }
+    expectNoCrash(cluster);
   });
 });

@@ -6,7 +6,7 @@
 import type { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { metadataStoreContract } from '../shared/metadata-store.contract.js';
+import { metadataStoreContract, newUpload } from '../shared/metadata-store.contract.js';
 import { PostgresMetadataStore, isConnectionError } from '../shared/postgres-metadata-store.js';
 import { PG_MIGRATIONS } from '../shared/postgres-migrations.js';
 import { createLogger } from '../shared/logger.js';
@@ -51,17 +51,7 @@ describe('PostgreSQL connection lost in a transaction', () => {
     try {
       // Two uploads commit together, in one transaction (a single one is one statement).
       const ids = ['lost-commit', 'lost-commit-2'];
-      for (const id of ids)
-        await store.beginUpload({
-          id,
-          name: 'a.jpg',
-          contentType: 'image/jpeg',
-          maxDownloads: 3,
-          createdAt: 1,
-          expiresAt: 9e12,
-          deleteTokenHash: 'h',
-          owner: 'gw',
-        });
+      for (const id of ids) await store.beginUpload(newUpload(id, { expiresAt: 9e12 }));
       const commit = () =>
         store.commitUploads(
           ids.map((id) => ({
@@ -111,17 +101,7 @@ describe('PostgreSQL prepared statements', () => {
     // One connection: the statements prepared on it are the ones the ALTER makes stale.
     const store = await PostgresMetadataStore.open({ url: target.url, poolSize: 1, log });
     try {
-      const upload = (id: string) =>
-        store.beginUpload({
-          id,
-          name: 'a.jpg',
-          contentType: 'image/jpeg',
-          maxDownloads: 3,
-          createdAt: 1,
-          expiresAt: 10_000,
-          deleteTokenHash: 'h',
-          owner: 'gw',
-        });
+      const upload = (id: string) => store.beginUpload(newUpload(id));
       const commit = (id: string) =>
         store.commitUploads([
           {
