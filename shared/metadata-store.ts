@@ -10,6 +10,8 @@
  * 410, its blobs are removed from every node, and the row is purged later.
  */
 
+import type { Layout } from './layout.js';
+
 export type FileState = 'pending' | 'committed' | 'aborted';
 export type ReplicaState = 'ok' | 'missing' | 'corrupt';
 /** Why a committed file became a tombstone. */
@@ -140,6 +142,14 @@ export interface FileListQuery {
   after?: { createdAt: number; id: string };
 }
 
+/** A live committed file with its blobs (original and variants) and every replica row: the rebalance's unit. */
+export interface PlacedFile {
+  id: string;
+  /** The original first, then the variants, each with the sha256 a copy must have. */
+  blobs: { key: string; sha256: string; size: number }[];
+  replicas: ReplicaRecord[];
+}
+
 export interface MetadataStore {
   /** Records an upload about to stream to the nodes. */
   beginUpload(upload: NewUpload): Promise<void>;
@@ -250,6 +260,31 @@ export interface MetadataStore {
   counts(copies: number): Promise<{ objects: number; underReplicated: number }>;
   /** One page of files, newest first, for the admin API (keyset paging: never OFFSET). */
   listFiles(q: FileListQuery): Promise<FileRecord[]>;
+  /** The newest layout version, or undefined before the first is saved. */
+  currentLayout(): Promise<Layout | undefined>;
+  /**
+   * Saves `layout` as the next version: only when its version is the newest
+   * one + 1 (1 on an empty store). False when that version exists already:
+   * another change got there first, read the layout again.
+   */
+  saveLayout(layout: Layout): Promise<boolean>;
+  /** The newest `limit` layout versions, newest first. */
+  layoutHistory(limit: number): Promise<Layout[]>;
+  /** How many replica rows are on `node`, of any file in any state (a node is removed only at 0). */
+  replicaCountOnNode(node: string): Promise<number>;
+  /**
+   * Adds a replica row for blob `key` of file `fileId` on `node`, only while
+   * the file is live and committed, before a copy is sent there (so a copy
+   * that lands is always tracked, and deleting the file deletes it too). An
+   * existing row is left as it is. True when the row exists now.
+   */
+  addReplica(fileId: string, key: string, node: string, state: ReplicaState): Promise<boolean>;
+  /**
+   * Live committed files in id order after `afterId`, each with its blobs and
+   * every replica row: the rebalance compares them with the placement.
+   */
+  placementPage(afterId: string | undefined, limit: number): Promise<PlacedFile[]>;
+
   /** True when the store answers (for /ready). */
   ping(): Promise<boolean>;
   close(): Promise<void>;
