@@ -22,6 +22,7 @@ import { requestNodeCheck } from './cluster/repair-requests.js';
 import { NodeRegistry } from './cluster/node-registry.js';
 import { Replicator } from './cluster/replicator.js';
 import { UploadSweeper } from './upload/upload-sweeper.js';
+import { LayoutWatcher } from '../shared/layout-watcher.js';
 
 loadDotEnv();
 let config;
@@ -53,7 +54,13 @@ const amqp = new AmqpClient({
   log,
 });
 void amqp.start(); // uploads do not wait for RabbitMQ; deletions are scheduled once it is up
-const registry = new NodeRegistry(config.nodes, client, {
+const layout = await LayoutWatcher.start({
+  store,
+  seed: config.nodes,
+  pollMs: config.layoutPollMs,
+  log,
+});
+const registry = new NodeRegistry(layout.nodes(), client, {
   redis,
   prefix: config.clusterName,
   schedule: config.storageNodes.probeSchedule,
@@ -62,10 +69,11 @@ const registry = new NodeRegistry(config.nodes, client, {
   onCheckNeeded: (node, why) => void requestNodeCheck({ amqp, log }, node, why),
 });
 await registry.start();
+layout.onChange((next) => void registry.setNodes(next.nodes));
 const replicator = new Replicator({
   client,
   registry,
-  nodes: config.nodes,
+  layout,
   copies: config.replication.replicationFactor,
   quorum: config.replication.writeQuorum,
 });
@@ -85,6 +93,7 @@ const app = createApp(
     store,
     client,
     registry,
+    layout,
     replicator,
     counter,
     redis,
@@ -108,6 +117,7 @@ log.info(
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {
     log.info({ signal }, 'shutting down');
+    layout.stop();
     await registry.stop();
     sweeper.stop();
     await close(server);

@@ -232,8 +232,10 @@ const common = {
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** `json` lines, `pretty` (human-readable) lines, or `auto`: pretty on a terminal, JSON otherwise. */
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
-  /** Every storage node of the cluster, as id=url pairs. */
+  /** The storage nodes of the cluster's first layout, as id=url pairs (later changes: `npm run cluster`). */
   NODES: nodeList.prefault(DEFAULT_NODES),
+  /** How often a gateway or worker looks for a new layout version in the metadata store, in ms. */
+  LAYOUT_POLL_MS: int(100, 60_000).default(2000),
   /** Redis, for download counters, locks and shared node health. */
   REDIS_URL: z
     .string()
@@ -608,6 +610,15 @@ const workerSchema = envSchema({
     .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. 0 */5 * * * *' }),
   /** Bandwidth all repairs of one worker may use together (0 = unlimited). */
   REPAIR_BYTES_PER_SECOND: bytes.or(z.literal('0').transform(() => 0)).default(50e6),
+  /** Bandwidth the rebalance (moving replicas to where the layout places them) may use (0 = unlimited). */
+  REBALANCE_BYTES_PER_SECOND: bytes.or(z.literal('0').transform(() => 0)).default(50e6),
+  /** Replicas the rebalance may move per second (0 = unlimited). */
+  REBALANCE_OBJECTS_PER_SECOND: int(0).default(100),
+  /** node-cron schedule of a full rebalance pass besides the one each new layout version starts. */
+  REBALANCE_SCHEDULE: z
+    .string()
+    .default('30 */10 * * * *')
+    .refine((s) => cron.validate(s), { message: 'not a cron expression, e.g. 30 */10 * * * *' }),
   /** A blob no live file owns is removed by anti-entropy once it is this old, in s. */
   ORPHAN_GRACE_SECONDS: int(0).default(3600),
   /** Copies written of every variant (as the gateway's REPLICATION_FACTOR for originals). */

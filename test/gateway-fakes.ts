@@ -195,6 +195,7 @@ export class FakeRegistry implements NodeStates {
       lastError: null,
       latencyMs: 1,
       objects: null,
+      bytes: null,
       freeBytes: null,
       failures: 0,
       scrub: null,

@@ -16,6 +16,8 @@
  * Redis counters shared by gateways, crashes) stays in the multi-process
  * tests of test/.
  */
+import { seedLayout } from '../shared/layout.js';
+import { fixedLayout } from '../shared/layout-watcher.js';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -134,6 +136,7 @@ export async function inProcessGateway(env: Env = {}): Promise<InProcessGateway>
     store,
     client: nodes,
     registry,
+    layout: fixedLayout(seedLayout(config.nodes)),
     replicator,
     counter,
     redis: fakeRedis(),

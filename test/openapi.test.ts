@@ -6,6 +6,8 @@
  * whose JSON matches the documented schema; and /docs loads only the
  * gateway's own files, in Chromium too when it is installed.
  */
+import { seedLayout } from '../shared/layout.js';
+import { fixedLayout } from '../shared/layout-watcher.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,10 +143,11 @@ async function servedRoutes(): Promise<string[]> {
         store,
         client,
         registry,
+        layout: fixedLayout(seedLayout(config.nodes)),
         replicator: new Replicator({
           client,
           registry,
-          nodes: config.nodes,
+          layout: fixedLayout(seedLayout(config.nodes)),
           copies: config.replication.replicationFactor,
           quorum: config.replication.writeQuorum,
         }),

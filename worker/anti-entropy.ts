@@ -11,6 +11,7 @@
  *   older than ORPHAN_GRACE_SECONDS → deleted. The grace keeps uploads in
  *   flight (their rows are written at commit) out of harm's way.
  */
+import type { LayoutView } from '../shared/layout-watcher.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { NodeCheckJob } from '../shared/jobs.js';
 import { fileIdOf } from '../shared/keys.js';
@@ -22,7 +23,8 @@ import type { ListedBlob } from '../shared/node-protocol.js';
 export interface AntiEntropyDeps {
   store: MetadataStore;
   client: NodeClient;
-  nodes: NodeAddress[];
+  /** The layout in force: every node, draining ones included. */
+  layout: LayoutView;
   log: Logger;
   orphanGraceMs: number;
   /** Queues a repair of blob `key` of file `fileId`. */
@@ -41,7 +43,7 @@ export class AntiEntropy {
   constructor(private readonly deps: AntiEntropyDeps) {}
 
   async handle(job: NodeCheckJob): Promise<void> {
-    const node = this.deps.nodes.find((n) => n.id === job.node);
+    const node = this.deps.layout.node(job.node);
     if (!node) return;
     try {
       const report = await this.check(node);

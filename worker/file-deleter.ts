@@ -13,8 +13,8 @@
  * A job that arrives early (it never should delete early) is sent back down
  * the delay ladder until it is due.
  */
+import type { LayoutView } from '../shared/layout-watcher.js';
 import type { AmqpClient } from '../shared/amqp.js';
-import type { NodeAddress } from '../shared/config.js';
 import type { FileDeleteJob } from '../shared/jobs.js';
 import type { Logger } from '../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../shared/metadata-store.js';
@@ -23,7 +23,8 @@ import { isUnreachable, type NodeClient } from '../shared/node-client.js';
 export interface DeleterDeps {
   store: MetadataStore;
   client: NodeClient;
-  nodes: NodeAddress[];
+  /** The layout in force: every node, draining ones included. */
+  layout: LayoutView;
   amqp: AmqpClient;
   log: Logger;
   graceMs: number;
@@ -75,7 +76,7 @@ export class FileDeleter {
     const owed: string[] = [];
     await Promise.all(
       rows.map(async ({ key, node: nodeId }) => {
-        const node = this.deps.nodes.find((n) => n.id === nodeId);
+        const node = this.deps.layout.node(nodeId);
         try {
           // A node no longer in the cluster has nothing to delete.
           if (node) await this.deps.client.deleteBlob(node, key);

@@ -6,6 +6,8 @@ import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeChain } from '../shared/placement.js';
+import { placementOf, seedLayout } from '../shared/layout.js';
+import { fixedLayout } from '../shared/layout-watcher.js';
 import type { NodeAddress } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import type { NodeClient, PutOptions } from '../shared/node-client.js';
@@ -18,6 +20,7 @@ const nodes: NodeAddress[] = ['node1', 'node2', 'node3'].map((id, i) => ({
   id,
   url: `http://127.0.0.1:${9001 + i}`,
 }));
+const layout = fixedLayout(seedLayout(nodes));
 const log = createLogger('test', 'silent');
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const refused = () => Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
@@ -89,8 +92,8 @@ function processor(timeoutMs = 30_000): ImageProcessor {
   return new ImageProcessor({
     store,
     client: fake.client,
-    nodes,
-    writer: new VariantWriter({ client: fake.client, nodes, copies: 3, quorum: 2, log }),
+    layout,
+    writer: new VariantWriter({ client: fake.client, layout, copies: 3, quorum: 2, log }),
     slots: new Slots(2),
     log,
     maxInputPixels: 50_000_000,
@@ -266,7 +269,8 @@ describe('ImageProcessor', () => {
 });
 
 describe('VariantWriter', () => {
-  const writer = () => new VariantWriter({ client: fake.client, nodes, copies: 3, quorum: 2, log });
+  const writer = () =>
+    new VariantWriter({ client: fake.client, layout, copies: 3, quorum: 2, log });
   const data = Buffer.from('variant bytes');
 
   it('writes down the placement chain of the key', async () => {
@@ -274,12 +278,12 @@ describe('VariantWriter', () => {
     expect(stored).toEqual({
       sha256: sha256(data),
       size: data.length,
-      replicas: writeChain('k.thumb', nodes, 3).map((n) => ({ node: n.id, state: 'ok' })),
+      replicas: placementOf('k.thumb', layout.nodes(), 3).map((n) => ({ node: n.id, state: 'ok' })),
     });
   });
 
   it('sends to the rest of the chain when the head is down, and records the head missing', async () => {
-    const [head, ...rest] = writeChain('k.thumb', nodes, 3);
+    const [head, ...rest] = placementOf('k.thumb', layout.nodes(), 3);
     fake.down.add(head!.id);
     const stored = await writer().write('k.thumb', data);
     expect(stored.replicas).toEqual([
@@ -290,7 +294,7 @@ describe('VariantWriter', () => {
   });
 
   it('fails below the write quorum', async () => {
-    const [, second, third] = writeChain('k.thumb', nodes, 3);
+    const [, second, third] = placementOf('k.thumb', layout.nodes(), 3);
     fake.down.add(second!.id).add(third!.id);
     await expect(writer().write('k.thumb', data)).rejects.toThrow(/only 1 of 3/);
   });

@@ -34,6 +34,7 @@
  * is deterministic, so a retry rewrites the same bytes under the same keys,
  * and the records are upserts.
  */
+import type { LayoutView } from '../shared/layout-watcher.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -65,7 +66,8 @@ export const MAX_INTERRUPTIONS = 3;
 export interface ImageProcessorDeps {
   store: MetadataStore;
   client: NodeClient;
-  nodes: NodeAddress[];
+  /** The layout in force: every node, draining ones included. */
+  layout: LayoutView;
   writer: VariantWriter;
   /** Bounds the images processed at once (IMAGE_CONCURRENCY). */
   slots: Slots;
@@ -253,7 +255,7 @@ export class ImageProcessor {
    */
   private async fetchOriginal(file: FileRecord, path: string, signal: AbortSignal) {
     const rows = (await this.deps.store.replicasOf(file.id)).filter((r) => r.key === file.id);
-    const placed = rankNodes(file.id, this.deps.nodes);
+    const placed = rankNodes(file.id, this.deps.layout.nodes());
     for (const state of ['ok', 'missing']) {
       const holders = new Set(rows.filter((r) => r.state === state).map((r) => r.node));
       for (const node of placed.filter((n) => holders.has(n.id))) {
@@ -305,7 +307,9 @@ export class ImageProcessor {
 
   private async removeEverywhere(key: string): Promise<void> {
     await Promise.all(
-      this.deps.nodes.map((n) => this.deps.client.deleteBlob(n, key).catch(() => undefined)),
+      this.deps.layout
+        .nodes()
+        .map((n) => this.deps.client.deleteBlob(n, key).catch(() => undefined)),
     );
   }
 }

@@ -10,6 +10,7 @@ import type { AmqpClient } from '../shared/amqp.js';
 import { listen } from '../shared/http.js';
 import { workQueues } from '../shared/jobs.js';
 import type { Logger } from '../shared/logger.js';
+import type { RebalanceMetrics } from './rebalancer.js';
 import { createMetricsApp, createRegistry, METRIC_PREFIX as P } from '../shared/metrics.js';
 
 /** What the job consumer reports (worker/job-consumer.ts). */
@@ -34,7 +35,7 @@ export function jobKind(queue: string): string {
 /** Seconds from a job's delivery to its outcome, retries and their backoff included. */
 const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
-export class WorkerMetrics implements JobMetrics {
+export class WorkerMetrics implements JobMetrics, RebalanceMetrics {
   readonly registry: Registry = createRegistry();
 
   private readonly jobs = new Counter({
@@ -63,9 +64,22 @@ export class WorkerMetrics implements JobMetrics {
     registers: [this.registry],
   });
 
+  private readonly rebalanced = new Counter({
+    name: `${P}rebalance_replicas_total`,
+    help: 'Replicas the rebalance changed, by action: moved (copied to the node the layout places them on, sha256 checked) or removed (a surplus replica deleted once the placement held every copy)',
+    labelNames: ['action'],
+    registers: [this.registry],
+  });
+  private readonly rebalancedBytes = new Counter({
+    name: `${P}rebalance_bytes_total`,
+    help: 'Bytes the rebalance copied to the nodes the layout places them on',
+    registers: [this.registry],
+  });
+
   constructor(deps: { amqp: AmqpClient }) {
     const { amqp } = deps;
     // Every kind starts at 0, so rate() and alerts see it before its first job.
+    for (const action of ['moved', 'removed']) this.rebalanced.inc({ action }, 0);
     for (const queue of workQueues(amqp.names)) {
       for (const outcome of ['done', 'failed']) this.jobs.inc({ job: jobKind(queue), outcome }, 0);
       this.retries.inc({ job: jobKind(queue) }, 0);
@@ -103,6 +117,15 @@ export class WorkerMetrics implements JobMetrics {
   sweepDone(done: { expired: number; cleaned: number; purged: number }): void {
     for (const action of ['expired', 'cleaned', 'purged'] as const)
       if (done[action] > 0) this.swept.inc({ action }, done[action]);
+  }
+
+  replicaMoved(bytes: number): void {
+    this.rebalanced.inc({ action: 'moved' });
+    this.rebalancedBytes.inc(bytes);
+  }
+
+  replicaRemoved(): void {
+    this.rebalanced.inc({ action: 'removed' });
   }
 
   private finished(queue: string, outcome: 'done' | 'failed', seconds: number): void {

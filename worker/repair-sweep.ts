@@ -6,15 +6,16 @@
  * queued again (shared/repair-queue.ts), so sweeps during a long heal do not
  * pile duplicates onto its backlog.
  */
+import type { LayoutView } from '../shared/layout-watcher.js';
 import type { AmqpClient } from '../shared/amqp.js';
-import type { NodeAddress } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 
 export interface RepairSweepDeps {
   store: MetadataStore;
   amqp: AmqpClient;
-  nodes: NodeAddress[];
+  /** The layout in force: every node, draining ones included. */
+  layout: LayoutView;
   log: Logger;
   /** Queues a repair of blob `key` of file `fileId`; false when one is already queued. */
   repair(fileId: string, key: string): Promise<boolean>;
@@ -27,7 +28,8 @@ export class RepairSweep {
 
   async run(): Promise<void> {
     const { amqp, store } = this.deps;
-    for (const node of this.deps.nodes) await amqp.publish(amqp.names.nodeCheck, { node: node.id });
+    for (const node of this.deps.layout.nodes())
+      await amqp.publish(amqp.names.nodeCheck, { node: node.id });
     const unhealthy = await store.unhealthyReplicas(BATCH);
     const keys = new Map(unhealthy.map((r) => [r.key, r.fileId]));
     let queued = 0;

@@ -12,6 +12,7 @@ import { NodeClient } from '../shared/node-client.js';
 import { writePidFile } from '../shared/pid-file.js';
 import { createRedis, createRedlock } from '../shared/redis.js';
 import { describeMetadataStore, openMetadataStore } from '../shared/open-metadata-store.js';
+import { LayoutWatcher } from '../shared/layout-watcher.js';
 import { AntiEntropy } from './anti-entropy.js';
 import { ByteRate } from './byte-rate.js';
 import { ExpirySweep } from './expiry-sweep.js';
@@ -24,6 +25,7 @@ import { ProcessingSweep } from './processing-sweep.js';
 import { RepairSweep } from './repair-sweep.js';
 import { RepairQueue } from '../shared/repair-queue.js';
 import { ReplicaRepairer } from './replica-repairer.js';
+import { Rebalancer } from './rebalancer.js';
 import { Slots } from './slots.js';
 import { VariantWriter } from './variant-writer.js';
 import { WorkerMetrics, serveMetrics } from './metrics.js';
@@ -53,10 +55,16 @@ const amqp = new AmqpClient({
   log,
 });
 
+const layout = await LayoutWatcher.start({
+  store,
+  seed: config.nodes,
+  pollMs: config.layoutPollMs,
+  log,
+});
 const deleter = new FileDeleter({
   store,
   client,
-  nodes: config.nodes,
+  layout,
   amqp,
   log,
   graceMs: config.deleteGraceMs,
@@ -65,12 +73,27 @@ const redis = createRedis(config.redisConnection, log);
 const repairer = new ReplicaRepairer({
   store,
   client,
-  nodes: config.nodes,
+  layout,
   redis,
   redlock: createRedlock(redis),
   rate: new ByteRate(config.repairBytesPerSecond),
   log,
   prefix: config.clusterName,
+});
+const metrics = new WorkerMetrics({ amqp });
+const rebalancer = new Rebalancer({
+  store,
+  client,
+  layout,
+  redis,
+  redlock: createRedlock(redis),
+  log,
+  prefix: config.clusterName,
+  copies: config.replicationFactor,
+  bytes: new ByteRate(config.rebalanceBytesPerSecond),
+  objects: new ByteRate(config.rebalanceObjectsPerSecond),
+  repair: (fileId, key) => repairs.request(fileId, key),
+  metrics,
 });
 const repairs = new RepairQueue({
   redis,
@@ -83,7 +106,7 @@ const repair = async (fileId: string, key: string) => {
 const antiEntropy = new AntiEntropy({
   store,
   client,
-  nodes: config.nodes,
+  layout,
   log,
   orphanGraceMs: config.orphanGraceMs,
   repair,
@@ -95,10 +118,10 @@ await ImageProcessor.prepare(imageTmpDir, 2 * config.imageJobTimeoutMs);
 const images = new ImageProcessor({
   store,
   client,
-  nodes: config.nodes,
+  layout,
   writer: new VariantWriter({
     client,
-    nodes: config.nodes,
+    layout,
     copies: config.replicationFactor,
     quorum: config.writeQuorum,
     log,
@@ -111,7 +134,6 @@ const images = new ImageProcessor({
   repair,
   queueCompressed: (fileId) => amqp.publish(amqp.names.imageCompress, { fileId }),
 });
-const metrics = new WorkerMetrics({ amqp });
 const consumer = new JobConsumer(
   amqp,
   [
@@ -157,7 +179,7 @@ const sweep = new ExpirySweep({
 const repairSweep = new RepairSweep({
   store,
   amqp,
-  nodes: config.nodes,
+  layout,
   log,
   repair: (fileId, key) => repairs.request(fileId, key),
 });
@@ -184,10 +206,16 @@ const tasks = [
     if (done.expired + done.cleaned + done.purged > 0) log.info(done, 'expiry sweep');
   }),
   every(config.repairSchedule, 'repair sweep', log, () => repairSweep.run()),
+  every(config.rebalanceSchedule, 'rebalance', log, () => rebalancer.run('scheduled')),
   every(config.repairSchedule, 'processing sweep', log, async () => {
     await processingSweep.run();
   }),
 ];
+// A new layout version starts a pass at once; a pass cut short resumes; one that left work is retried.
+layout.onChange((next) => void rebalancer.run(`layout ${next.version}`));
+const rebalanceCheck = setInterval(() => void rebalancer.runIfDue().catch(() => undefined), 5000);
+rebalanceCheck.unref();
+void rebalancer.runIfDue().catch(() => undefined);
 void amqp.start();
 writePidFile(config.storageDir, 'worker');
 log.info(
@@ -203,6 +231,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, async () => {
     log.info({ signal }, 'shutting down');
     for (const task of tasks) await task.stop();
+    layout.stop();
+    clearInterval(rebalanceCheck);
     await consumer.stop(15_000);
     if (metricsServer) await close(metricsServer, 1000);
     await amqp.close();

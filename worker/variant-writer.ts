@@ -7,8 +7,9 @@
  * can be sent again); a node the chain skipped is recorded `missing` too.
  * Repair later gives the missing ones their copy.
  */
+import type { LayoutView } from '../shared/layout-watcher.js';
 import { createHash } from 'node:crypto';
-import { writeChain } from '../shared/placement.js';
+import { placementOf } from '../shared/layout.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { ReplicaState } from '../shared/metadata-store.js';
@@ -16,7 +17,8 @@ import { isTransportFailure, type NodeClient } from '../shared/node-client.js';
 
 export interface VariantWriterDeps {
   client: NodeClient;
-  nodes: NodeAddress[];
+  /** The layout in force: where each key's replicas belong. */
+  layout: LayoutView;
   /** Copies to place (REPLICATION_FACTOR). */
   copies: number;
   /** Copies that must be stored, or the write fails and is retried (WRITE_QUORUM). */
@@ -36,7 +38,7 @@ export class VariantWriter {
   /** Stores `data` under `key` on its chain; throws when fewer than a quorum of nodes stored it. */
   async write(key: string, data: Buffer, signal?: AbortSignal): Promise<StoredBlob> {
     const sha256 = createHash('sha256').update(data).digest('hex');
-    const chain = writeChain(key, this.deps.nodes, this.deps.copies);
+    const chain: NodeAddress[] = placementOf(key, this.deps.layout.nodes(), this.deps.copies);
     const stored = await this.sendDown(key, chain, data, sha256, signal);
     if (stored.size < this.deps.quorum) {
       throw new Error(

@@ -11,10 +11,26 @@ const CLUSTER_NODE = z.object({
   id: z.string(),
   url: z.string(),
   status: z.enum(['online', 'suspect', 'offline']),
+  zone: z.string().nullable().meta({ description: 'Its failure domain in the layout.' }),
+  weight: z.number().nullable(),
+  role: z
+    .enum(['active', 'draining'])
+    .nullable()
+    .meta({
+      description: '`draining`: serves what it holds, takes no new replicas, is being emptied.',
+    }),
+  share: z
+    .number()
+    .meta({ description: 'The share of new replicas its weight gives it (0 to 1).' }),
   last_seen: z.string().nullable(),
   latency_ms: z.number().nullable(),
   objects: z.number().int().nullable(),
+  bytes: z.number().int().nullable(),
   free_bytes: z.number().int().nullable(),
+  fill: z
+    .number()
+    .nullable()
+    .meta({ description: 'Bytes of blobs over bytes of blobs plus free disk (0 to 1).' }),
   last_error: z.string().nullable(),
   scrub: z
     .looseObject({})
@@ -22,8 +38,37 @@ const CLUSTER_NODE = z.object({
     .meta({ description: "The node's last full checksum pass (docs/storage-node.md)." }),
 });
 
+const LAYOUT = z.object({
+  version: z.number().int(),
+  created_at: z.string(),
+  note: z.string(),
+  zones: z.array(z.object({ zone: z.string(), nodes: z.array(z.string()), weight: z.number() })),
+  warnings: z.array(z.string()).meta({
+    description: 'What keeps the layout from holding every replica in a distinct zone.',
+  }),
+});
+
+const REBALANCE = z
+  .object({
+    state: z.enum(['running', 'done', 'incomplete']),
+    layout_version: z.number().int(),
+    total: z.number().int(),
+    scanned: z.number().int(),
+    moved: z.number().int(),
+    removed: z.number().int(),
+    bytes: z.number().int(),
+    left: z.number().int(),
+    objects_per_second: z.number(),
+    bytes_per_second: z.number(),
+    started_at: z.string(),
+    updated_at: z.string(),
+  })
+  .nullable()
+  .meta({ description: 'The newest rebalance pass (docs/layout.md); null before the first.' });
+
 const CLUSTER = z
   .object({
+    layout: LAYOUT,
     nodes: z.array(CLUSTER_NODE),
     objects: z.number().int(),
     under_replicated: z.number().int(),
@@ -32,6 +77,7 @@ const CLUSTER = z
       done: z.number().int(),
       bytes: z.number().int(),
     }),
+    rebalance: REBALANCE,
     replication_factor: z.number().int(),
     write_quorum: z.number().int(),
   })

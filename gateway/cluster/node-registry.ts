@@ -38,6 +38,8 @@ export interface NodeView extends NodeAddress {
   lastError: string | null;
   latencyMs: number | null;
   objects: number | null;
+  /** Bytes of blobs on the node, and free bytes on its disk, as its last probe said. */
+  bytes: number | null;
   freeBytes: number | null;
   failures: number;
   /** The node's last scrub report, as its /health gives it. */
@@ -57,7 +59,7 @@ export interface RegistryOptions {
 
 /**
  * The state machine, applied atomically to a node's Redis hash.
- * ARGV: ok (1/0), now, offlineAfter, latency, objects, free, startedAt, error, scrub.
+ * ARGV: ok (1/0), now, offlineAfter, latency, objects, free, startedAt, error, scrub, bytes.
  * Returns {previous status, new status, restarted (1/0)}.
  */
 const OUTCOME_SCRIPT = `
@@ -73,7 +75,7 @@ if ARGV[1] == '1' then
   if started > 0 then
     if prevStarted > 0 and started > prevStarted + 5000 then restarted = 1 end
     redis.call('HSET', KEYS[1], 'latency_ms', ARGV[4], 'objects', ARGV[5], 'free_bytes', ARGV[6],
-      'started_at', ARGV[7], 'scrub', ARGV[9])
+      'started_at', ARGV[7], 'scrub', ARGV[9], 'bytes', ARGV[10])
   end
 else
   local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
@@ -115,22 +117,25 @@ export class NodeRegistry implements NodeStates {
     private readonly opts: RegistryOptions,
   ) {
     opts.redis.defineCommand('troveNodeOutcome', { numberOfKeys: 1, lua: OUTCOME_SCRIPT });
-    this.views = new Map(
-      nodes.map((n) => [
-        n.id,
-        {
-          ...n,
-          status: 'offline',
-          lastSeen: null,
-          lastError: 'not probed yet',
-          latencyMs: null,
-          objects: null,
-          freeBytes: null,
-          failures: 0,
-          scrub: null,
-        },
-      ]),
-    );
+    this.views = new Map(nodes.map((n) => [n.id, unprobed(n)]));
+  }
+
+  /**
+   * Follows a new layout: nodes that joined are probed at once (so they take
+   * writes within a round trip, not a probe interval), nodes that left are
+   * forgotten, a node whose URL changed is probed at its new one.
+   */
+  async setNodes(nodes: NodeAddress[]): Promise<void> {
+    const fresh: NodeView[] = [];
+    for (const id of this.views.keys()) if (!nodes.some((n) => n.id === id)) this.views.delete(id);
+    for (const n of nodes) {
+      const view = this.views.get(n.id);
+      if (view && view.url === n.url) continue;
+      const next = view ? { ...view, url: n.url } : unprobed(n);
+      this.views.set(n.id, next);
+      fresh.push(next);
+    }
+    await Promise.all(fresh.map((view) => this.probe(view)));
   }
 
   all(): NodeView[] {
@@ -214,6 +219,7 @@ export class NodeRegistry implements NodeStates {
       ok: true,
       latencyMs: Math.round((performance.now() - started) * 10) / 10,
       objects: health.objects,
+      bytes: health.bytes,
       freeBytes: health.free_bytes,
       startedAt: Date.now() - (health.uptime_s ?? 0) * 1000,
       scrub: health.scrub ?? null,
@@ -228,6 +234,7 @@ export class NodeRegistry implements NodeStates {
       error?: string;
       latencyMs?: number;
       objects?: number;
+      bytes?: number;
       freeBytes?: number;
       startedAt?: number;
       scrub?: unknown;
@@ -250,6 +257,7 @@ export class NodeRegistry implements NodeStates {
         String(o.startedAt ?? 0),
         o.error ?? '',
         JSON.stringify(o.scrub ?? null),
+        String(o.bytes ?? ''),
       );
       prev = p;
       restarted = r === 1;
@@ -269,6 +277,7 @@ export class NodeRegistry implements NodeStates {
       view.lastError = null;
       if (o.latencyMs !== undefined) view.latencyMs = o.latencyMs;
       if (o.objects !== undefined) view.objects = o.objects;
+      if (o.bytes !== undefined) view.bytes = o.bytes;
       if (o.freeBytes !== undefined) view.freeBytes = o.freeBytes;
       if (o.scrub !== undefined) {
         if (corruptFound(o.scrub) > corruptFound(view.scrub) && view.scrub !== null)
@@ -292,15 +301,16 @@ export class NodeRegistry implements NodeStates {
 
   /** Adopts every node's shared record, so this gateway agrees with the others. */
   private async refresh(): Promise<void> {
+    const views = [...this.views.values()]; // the layout may change while Redis answers
     const pipeline = this.opts.redis.pipeline();
-    for (const view of this.views.values()) pipeline.hgetall(this.key(view.id));
+    for (const view of views) pipeline.hgetall(this.key(view.id));
     let results;
     try {
       results = await pipeline.exec();
     } catch {
       return;
     }
-    [...this.views.values()].forEach((view, i) => {
+    views.forEach((view, i) => {
       const record = results?.[i]?.[1] as Record<string, string> | undefined;
       if (!record?.status) return;
       view.status = record.status as NodeStatus;
@@ -309,6 +319,7 @@ export class NodeRegistry implements NodeStates {
       view.lastError = record.last_error || null;
       view.latencyMs = numberOr(record.latency_ms, view.latencyMs);
       view.objects = numberOr(record.objects, view.objects);
+      view.bytes = numberOr(record.bytes, view.bytes);
       view.freeBytes = numberOr(record.free_bytes, view.freeBytes);
       if (record.scrub) view.scrub = JSON.parse(record.scrub) as unknown;
     });
@@ -317,6 +328,22 @@ export class NodeRegistry implements NodeStates {
   private key(id: string): string {
     return `${this.opts.prefix}:node:${id}`;
   }
+}
+
+function unprobed(node: NodeAddress): NodeView {
+  return {
+    id: node.id,
+    url: node.url,
+    status: 'offline',
+    lastSeen: null,
+    lastError: 'not probed yet',
+    latencyMs: null,
+    objects: null,
+    bytes: null,
+    freeBytes: null,
+    failures: 0,
+    scrub: null,
+  };
 }
 
 function corruptFound(scrub: unknown): number {

@@ -16,7 +16,8 @@ import { isTransportFailure, isUnreachable, type NodeClient } from '../../shared
 import type { ReplicaOutcome } from '../../shared/node-protocol.js';
 import { lazyBody } from '../../shared/streams.js';
 import type { NodeRegistry } from './node-registry.js';
-import { writeChain } from '../../shared/placement.js';
+import { activeNodes, placementOf, placementOrder } from '../../shared/layout.js';
+import type { LayoutView } from '../../shared/layout-watcher.js';
 
 /**
  * The head of a write failed (connection reset, closed) after it had started
@@ -42,7 +43,8 @@ export interface WriteOptions {
 export interface ReplicatorDeps {
   client: NodeClient;
   registry: NodeRegistry;
-  nodes: NodeAddress[];
+  /** The layout in force: where each key's replicas belong. */
+  layout: LayoutView;
   copies: number;
   quorum: number;
 }
@@ -84,19 +86,19 @@ export class Replicator implements Replication {
    * quorum) suspect ones; throws 503 when even that cannot reach a quorum.
    */
   chainFor(key: string, exclude: ReadonlySet<string> = new Set()): NodeAddress[] {
-    const { registry, nodes, copies, quorum } = this.deps;
-    const usable = nodes.filter((n) => !exclude.has(n.id));
-    const chain = writeChain(
+    const { registry, layout, copies, quorum } = this.deps;
+    // The placement over the nodes that can take it now: distinct zones, by weight.
+    const usable = activeNodes(layout.nodes()).filter((n) => !exclude.has(n.id));
+    const chain = placementOrder(
       key,
       usable.filter((n) => registry.isOnline(n.id)),
-      copies,
-    );
+    ).slice(0, copies);
     if (chain.length < quorum) {
       // Suspect is one failed probe or request: on a loaded machine a probe times out on a
       // node that is up. Rather than refuse the upload, try them after the online ones: one
       // that is really down costs a refused connection, and the answer is the same 503.
       const suspect = usable.filter((n) => registry.status(n.id) === 'suspect');
-      chain.push(...writeChain(key, suspect, copies - chain.length));
+      chain.push(...placementOrder(key, suspect).slice(0, copies - chain.length));
     }
     if (chain.length < quorum) {
       const failed = exclude.size > 0 ? ` besides ${[...exclude].join(', ')} (failed)` : '';
@@ -182,7 +184,7 @@ export class Replicator implements Replication {
   /**
    * Replica states to record for a write: every chain node (ok or missing),
    * plus, when the chain was shorter than `copies` (nodes offline), the
-   * best-ranked nodes left out of it as missing, so repair knows where copies belong.
+   * placement's nodes left out of it as missing, so repair knows where copies belong.
    */
   placementOutcome(
     key: string,
@@ -194,7 +196,7 @@ export class Replicator implements Replication {
       state: (stored.has(n.id) ? 'ok' : 'missing') as ReplicaState,
     }));
     const inChain = new Set(chain.map((n) => n.id));
-    const leftOut = writeChain(key, this.deps.nodes, this.deps.nodes.length).filter(
+    const leftOut = placementOf(key, this.deps.layout.nodes(), this.deps.copies).filter(
       (n) => !inChain.has(n.id),
     );
     for (const node of leftOut.slice(0, Math.max(0, this.deps.copies - states.length))) {
@@ -203,8 +205,11 @@ export class Replicator implements Replication {
     return states;
   }
 
-  /** Deletes `key` from `nodes` (default: all); resolves with the nodes that could not be reached. */
-  async deleteFrom(key: string, nodes: NodeAddress[] = this.deps.nodes): Promise<string[]> {
+  /** Deletes `key` from `nodes` (default: all of the layout); resolves with the nodes that could not be reached. */
+  async deleteFrom(
+    key: string,
+    nodes: NodeAddress[] = this.deps.layout.nodes(),
+  ): Promise<string[]> {
     const failed: string[] = [];
     await Promise.all(
       nodes.map(async (node) => {

@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
-import type { NodeAddress } from '../../shared/config.js';
+import type { LayoutView } from '../../shared/layout-watcher.js';
 import { UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../../shared/metadata-store.js';
@@ -47,7 +47,8 @@ export interface DownloadDeps {
   amqp: JobPublisher;
   /** A replica found missing or corrupt is queued for repair here. */
   repairs: RepairQueue;
-  nodes: NodeAddress[];
+  /** The layout in force (reads go to its nodes). */
+  layout: LayoutView;
   /** Small blobs already read and verified, served without a node hop. */
   blobCache: BlobCache;
   log: Logger;

@@ -22,6 +22,7 @@
 import type { Readable } from 'node:stream';
 import type { JobPublisher } from '../../shared/amqp.js';
 import type { NodeAddress } from '../../shared/config.js';
+import type { LayoutView } from '../../shared/layout-watcher.js';
 import { fileIdOf } from '../../shared/keys.js';
 import type { Logger } from '../../shared/logger.js';
 import type { MetadataStore } from '../../shared/metadata-store.js';
@@ -50,7 +51,8 @@ export interface ReplicaReaderDeps {
   amqp: JobPublisher;
   /** A replica found missing or corrupt is queued for repair here. */
   repairs: RepairQueue;
-  nodes: NodeAddress[];
+  /** The layout in force: its nodes, draining ones included, are where replicas are read. */
+  layout: LayoutView;
   log: Logger;
 }
 
@@ -87,7 +89,7 @@ export async function blobRead(
 }
 
 function orderOf(deps: ReplicaReaderDeps, key: string, replicas: ReplicaRow[]): ReadOrder {
-  return readOrder(rankNodes(key, deps.nodes), replicas, {
+  return readOrder(rankNodes(key, deps.layout.nodes()), replicas, {
     isOnline: (id) => deps.registry.isOnline(id),
     readsInFlight: (node) => deps.client.readsInFlight(node),
     readsFull: (node) => deps.client.readsFull(node),

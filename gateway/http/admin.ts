@@ -14,6 +14,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import type { JobPublisher } from '../../shared/amqp.js';
 import type { GatewayConfig, NodeAddress } from '../../shared/config.js';
+import type { LayoutView } from '../../shared/layout-watcher.js';
 import {
   BadRequestError,
   GoneError,
@@ -51,7 +52,8 @@ export interface AdminDeps {
   store: MetadataStore;
   amqp: JobPublisher;
   client: GatewayNodeClient;
-  nodes: NodeAddress[];
+  /** The layout in force: the nodes checked and listed. */
+  layout: LayoutView;
   blobCache: DeletionDeps['blobCache'];
   log: Logger;
   links: UploadLinks;
@@ -265,17 +267,17 @@ async function repairAll(deps: AdminDeps) {
   const amqp = queue(deps);
   const publish = (name: string, body: object) =>
     amqp.publish(name, body, { timeoutMs: PUBLISH_TIMEOUT_MS });
-  await Promise.all(deps.nodes.map((n) => publish(amqp.names.nodeCheck, { node: n.id })));
+  await Promise.all(deps.layout.nodes().map((n) => publish(amqp.names.nodeCheck, { node: n.id })));
   const unhealthy = await deps.store.unhealthyReplicas(REPAIR_BATCH);
   const keys = new Map(unhealthy.map((r) => [r.key, r.fileId]));
   await Promise.all(
     [...keys].map(([key, fileId]) => publish(amqp.names.replicaRepair, { fileId, key })),
   );
   deps.log.info(
-    { nodes: deps.nodes.length, repairs: keys.size },
+    { nodes: deps.layout.nodes().length, repairs: keys.size },
     'admin: repair of everything queued',
   );
-  return { node_checks: deps.nodes.length, repairs_queued: keys.size };
+  return { node_checks: deps.layout.nodes().length, repairs_queued: keys.size };
 }
 
 /**
@@ -291,7 +293,7 @@ async function repairFile(deps: AdminDeps, fileId: string) {
   const rows = await deps.store.replicasOf(file.id);
   const replicas = await Promise.all(
     rows.map(async (r) => {
-      const node = deps.nodes.find((n) => n.id === r.node);
+      const node = deps.layout.node(r.node);
       const found = node
         ? await replicaOnDisk(deps.client, node, r.key, r.key === file.id ? file.sha256 : undefined)
         : 'unreachable';
@@ -339,9 +341,9 @@ async function replicaOnDisk(
 // ── POST /admin/scrub ──────────────────────────────────────────────────────
 
 async function startScrubs(deps: AdminDeps, req: z.output<typeof adminScrubRequest>) {
-  let targets = deps.nodes;
+  let targets: NodeAddress[] = deps.layout.nodes();
   if (req.node !== undefined) {
-    targets = deps.nodes.filter((n) => n.id === req.node);
+    targets = targets.filter((n) => n.id === req.node);
     if (targets.length === 0)
       throw new NotFoundError(`no storage node "${req.node}" in NODES`, 'NODE_NOT_FOUND');
   }

@@ -33,6 +33,7 @@ import { httpMetricsMiddleware, metricsHandler } from '../../shared/metrics.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 import type { MemoryBudget } from '../../shared/memory-budget.js';
 import type { BlobCache } from '../download/blob-cache.js';
+import type { LayoutView } from '../../shared/layout-watcher.js';
 
 /**
  * The services gateway/run.ts builds and starts. The registry, replicator,
@@ -43,6 +44,8 @@ export interface GatewayParts {
   store: MetadataStore;
   client: GatewayNodeClient;
   registry: NodeStates;
+  /** The cluster layout in force, following the metadata store's newest version. */
+  layout: LayoutView;
   replicator: Replication;
   counter: DownloadGrants;
   redis: Redis;

@@ -352,24 +352,33 @@ async function refreshCluster() {
     $('cluster-summary').textContent =
       `${c.objects} objects · ${c.under_replicated} under-replicated · ` +
       `${c.repairs.queued} repairs queued · ${c.replication_factor} copies, quorum ${c.write_quorum}`;
+    showLayout(c.layout);
+    showRebalance(c.rebalance);
     $('nodes').replaceChildren(
       ...c.nodes.map((n) =>
         el(
           'li',
-          { class: `node ${n.status}`, 'data-node': n.id },
+          { class: `node ${n.status} ${n.role ?? ''}`, 'data-node': n.id },
           el(
             'div',
             {},
             el('strong', { text: n.id }),
             ' ',
             el('span', { class: 'state', text: n.status }),
+            n.role === 'draining' ? el('span', { class: 'hint', text: ' · draining' }) : '',
           ),
+          el('div', {
+            class: 'hint',
+            text: `zone ${n.zone ?? '?'} · weight ${n.weight ?? '?'} · ${Math.round(n.share * 100)} % of new copies`,
+          }),
           el('div', {
             class: 'hint',
             text:
               n.objects === null || n.objects === undefined
                 ? n.last_error || 'no answer yet'
-                : `${n.objects} objects · ${n.free_bytes === null ? '?' : humanBytes(n.free_bytes)} free`,
+                : `${n.objects} objects · ${n.bytes === null ? '?' : humanBytes(n.bytes)} stored · ` +
+                  `${n.free_bytes === null ? '?' : humanBytes(n.free_bytes)} free` +
+                  (n.fill === null ? '' : ` (${(n.fill * 100).toFixed(1)} % full)`),
           }),
         ),
       ),
@@ -377,6 +386,28 @@ async function refreshCluster() {
   } catch {
     $('cluster-summary').textContent = 'Cannot reach the gateway.';
   }
+}
+
+/** The layout version, its zones and what keeps it from spreading every file's copies. */
+function showLayout(layout) {
+  $('layout-summary').textContent =
+    `Layout v${layout.version}: ` +
+    layout.zones.map((z) => `zone ${z.zone} (${z.nodes.join(', ')})`).join(' · ');
+  $('layout-warnings').hidden = layout.warnings.length === 0;
+  $('layout-warnings').textContent = layout.warnings.join(' ');
+}
+
+/** The newest rebalance pass: shown while it runs or left work, hidden once done. */
+function showRebalance(r) {
+  const show = r !== null && r.state !== 'done';
+  $('rebalance').hidden = !show;
+  if (!show) return;
+  const rate = `${r.objects_per_second} replicas/s, ${humanBytes(r.bytes_per_second)}/s`;
+  $('rebalance-summary').textContent =
+    `Rebalance to layout v${r.layout_version} ${r.state === 'running' ? 'running' : 'to be retried'}: ` +
+    `${r.scanned} of ${r.total} files checked · ${r.moved} replicas moved (${humanBytes(r.bytes)}) · ` +
+    `${r.removed} removed · ${r.left} left · ${rate}`;
+  $('rebalance-progress').value = r.total > 0 ? Math.min(1, r.scanned / r.total) : 0;
 }
 
 // ── upload link mode ───────────────────────────────────────────────────────
