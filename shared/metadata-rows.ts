@@ -3,10 +3,13 @@
  * row and their record, and the admin listing's query, written once for both
  * dialects (each names its own parameters).
  */
+import { blobKey } from './keys.js';
+import { layoutNodesSchema, type Layout } from './layout.js';
 import type {
   FileListQuery,
   FileListStatus,
   FileRecord,
+  PlacedFile,
   ProcessingState,
   ReplicaRecord,
   ReplicaState,
@@ -90,6 +93,97 @@ export function toVariant(r: VariantRow): VariantRecord {
     sha256: r.sha256,
     createdAt: r.created_at,
   };
+}
+
+export interface LayoutRow {
+  version: number;
+  created_at: number;
+  /** The nodes as JSON text (not JSONB): metadata:copy checksums the text byte for byte. */
+  nodes: string;
+  note: string;
+}
+
+/** A layout as its row stores it. */
+export function layoutRow(l: Layout): LayoutRow {
+  return {
+    version: l.version,
+    created_at: l.createdAt,
+    nodes: JSON.stringify(l.nodes),
+    note: l.note,
+  };
+}
+
+/**
+ * A stored layout, its nodes checked again: a row edited by hand (or written
+ * by a newer Trove with a role this one does not know) fails loudly here
+ * instead of placing data by a layout it misreads.
+ */
+export function toLayout(r: LayoutRow): Layout {
+  const nodes = layoutNodesSchema.safeParse(JSON.parse(r.nodes));
+  if (!nodes.success) {
+    throw new Error(
+      `layout version ${r.version} in the metadata store is invalid: ${nodes.error.issues.map((i) => i.message).join('; ')}`,
+    );
+  }
+  return { version: r.version, createdAt: r.created_at, nodes: nodes.data, note: r.note };
+}
+
+/**
+ * The three reads of a placement page, bounded whatever its size: the page's
+ * live committed files, then the variants and replica rows of all of them.
+ * Each store gives its placeholders, and `ids`, its way of making a set of
+ * the page's ids from one parameter (a JSON array, a text[]).
+ */
+export function placementSql(p: { afterId: string; limit: string; ids: string }) {
+  return {
+    files: `SELECT id, sha256, size FROM files
+            WHERE state = 'committed' AND deleted_at IS NULL AND id > ${p.afterId}
+            ORDER BY id LIMIT ${p.limit}`,
+    variants: `SELECT file_id, variant, sha256, size FROM variants
+               WHERE file_id IN ${p.ids} ORDER BY file_id, variant`,
+    replicas: `SELECT key, file_id, node, state, updated_at FROM replicas
+               WHERE file_id IN ${p.ids} ORDER BY key, node`,
+  };
+}
+
+export interface PlacementFileRow {
+  id: string;
+  sha256: string;
+  size: number;
+}
+
+/** A variant of a page's file, as a blob of it. */
+export interface PlacementVariantRow {
+  file_id: string;
+  variant: string;
+  sha256: string;
+  size: number;
+}
+
+/**
+ * A placement page from its three reads: each file with its blobs (the
+ * original, then the variants in the order given) and its replica rows.
+ */
+export function toPlacedFiles(
+  files: readonly PlacementFileRow[],
+  variants: readonly PlacementVariantRow[],
+  replicas: readonly ReplicaRow[],
+): PlacedFile[] {
+  const byId = new Map<string, PlacedFile>();
+  for (const f of files) {
+    byId.set(f.id, {
+      id: f.id,
+      blobs: [{ key: blobKey(f.id), sha256: f.sha256, size: f.size }],
+      replicas: [],
+    });
+  }
+  for (const v of variants) {
+    byId
+      .get(v.file_id)
+      ?.blobs.push({ key: blobKey(v.file_id, v.variant), sha256: v.sha256, size: v.size });
+  }
+  for (const r of replicas) byId.get(r.file_id)?.replicas.push(toReplica(r));
+  return [...byId.values()];
 }
 
 /**

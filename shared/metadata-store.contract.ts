@@ -6,7 +6,8 @@
  * a way to open a fresh, empty store and a second connection to it.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { MetadataStore, NewUpload } from './metadata-store.js';
+import type { Layout, LayoutNode } from './layout.js';
+import type { MetadataStore, NewUpload, ReplicaState } from './metadata-store.js';
 
 export interface ContractTarget {
   /** A fresh, empty store (a new file, a new database). */
@@ -29,6 +30,23 @@ export function newUpload(id: string, o: Partial<NewUpload> = {}): NewUpload {
     deleteTokenHash: 'h',
     owner: 'gw',
     ...o,
+  };
+}
+
+/** Layout `version` of three nodes in zones a and b, node3 draining, its note `note`. */
+export function sampleLayout(version: number, note = `version ${version}`): Layout {
+  const node = (i: number, zone: string, weight: number, role: LayoutNode['role']) => ({
+    id: `node${i}`,
+    url: `http://10.0.0.${i}:9001`,
+    zone,
+    weight,
+    role,
+  });
+  return {
+    version,
+    createdAt: 1_700_000_000_000 + version,
+    nodes: [node(1, 'a', 1, 'active'), node(2, 'b', 2.5, 'active'), node(3, 'b', 1, 'draining')],
+    note,
   };
 }
 
@@ -457,6 +475,196 @@ export function metadataStoreContract(name: string, target: ContractTarget): voi
         expect(await store.getFile(id)).toBeUndefined();
         expect(await store.replicasOf(id)).toEqual([]);
         expect(typeof recorded).toBe('boolean');
+      });
+    });
+
+    describe('layouts', () => {
+      it('starts without one, saves version 1 first, then only ever the next version', async () => {
+        expect(await store.currentLayout()).toBeUndefined();
+        expect(await store.layoutHistory(5)).toEqual([]);
+        expect(await store.saveLayout(sampleLayout(0))).toBe(false);
+        expect(await store.saveLayout(sampleLayout(2))).toBe(false);
+        expect(await store.saveLayout(sampleLayout(1))).toBe(true);
+        expect(await store.saveLayout(sampleLayout(1, 'again'))).toBe(false);
+        expect(await store.saveLayout(sampleLayout(3))).toBe(false);
+        expect(await store.saveLayout(sampleLayout(2))).toBe(true);
+        expect(await store.currentLayout()).toEqual(sampleLayout(2));
+        expect(await store.layoutHistory(5)).toEqual([sampleLayout(2), sampleLayout(1)]);
+        expect(await store.layoutHistory(1)).toEqual([sampleLayout(2)]);
+      });
+
+      it('keeps zones, fractional weights, roles and the note as saved, for every connection', async () => {
+        const layout = { ...sampleLayout(1), note: 'add node3 "rack 2" – zone b ✓\nsecond line' };
+        expect(await store.saveLayout(layout)).toBe(true);
+        const other = await second();
+        expect(await other.currentLayout()).toEqual(layout);
+        expect((await other.currentLayout())!.nodes[1]!.weight).toBe(2.5);
+      });
+
+      it('lets exactly one of two connections save the same version, and the other learn it', async () => {
+        const other = await second();
+        for (let version = 1; version <= 5; version++) {
+          const [mine, theirs] = await Promise.all([
+            store.saveLayout(sampleLayout(version, `mine ${version}`)),
+            other.saveLayout(sampleLayout(version, `theirs ${version}`)),
+          ]);
+          expect([mine, theirs].filter(Boolean)).toHaveLength(1);
+          expect((await other.currentLayout())?.note).toBe(
+            mine ? `mine ${version}` : `theirs ${version}`,
+          );
+        }
+        expect((await store.layoutHistory(10)).map((l) => l.version)).toEqual([5, 4, 3, 2, 1]);
+      });
+    });
+
+    describe('replica rows for the rebalance', () => {
+      /** Upload `id` committed with one `ok` row per node. */
+      async function commitFile(id: string, nodes = ['node1', 'node2', 'node3']) {
+        await begin(id);
+        await store.commitUploads([
+          {
+            id,
+            size: 10,
+            sha256: `sha-${id}`,
+            maxDownloads: 3,
+            expiresAt: 10_000,
+            replicas: nodes.map((node) => ({ key: id, node, state: 'ok' as const })),
+          },
+        ]);
+      }
+      const variant = (name: 'thumb' | 'compressed', size: number) => ({
+        variant: name,
+        size,
+        width: 1,
+        height: 1,
+        contentType: 'image/webp',
+        sha256: `sha-${name}`,
+        createdAt: 5,
+      });
+      const row = (key: string, node: string, state: ReplicaState = 'ok') => ({ key, node, state });
+
+      it('counts the replica rows on a node, of any file in any state', async () => {
+        await commitFile('count-live', ['node1', 'node2']);
+        await commitFile('count-gone', ['node1', 'node4']);
+        await store.markDeleted('count-gone', 'deleted', 5);
+        await store.completeProcessing(
+          'count-live',
+          [variant('thumb', 3)],
+          [row('count-live.thumb', 'node1', 'missing')],
+        );
+        expect(await store.replicaCountOnNode('node1')).toBe(3);
+        expect(await store.replicaCountOnNode('node4')).toBe(1);
+        expect(await store.replicaCountOnNode('node9')).toBe(0);
+        await store.forgetReplica('count-gone', 'node4');
+        expect(await store.replicaCountOnNode('node4')).toBe(0);
+      });
+
+      it('adds a row for a live committed file once, and leaves an existing row as it is', async () => {
+        await commitFile('add-live', ['node1']);
+        expect(await store.addReplica('add-live', 'add-live', 'node4', 'missing')).toBe(true);
+        const [added] = (await store.replicasOf('add-live')).filter((r) => r.node === 'node4');
+        expect(added).toMatchObject({ key: 'add-live', fileId: 'add-live', state: 'missing' });
+        await new Promise((r) => setTimeout(r, 2));
+        // Already there: true, and neither its state nor its time changes.
+        expect(await store.addReplica('add-live', 'add-live', 'node4', 'ok')).toBe(true);
+        expect(await store.addReplica('add-live', 'add-live', 'node1', 'corrupt')).toBe(true);
+        expect(await store.replicasOf('add-live')).toEqual([
+          expect.objectContaining({ node: 'node1', state: 'ok' }),
+          added,
+        ]);
+        // A variant's blob is the file's too.
+        expect(await store.addReplica('add-live', 'add-live.thumb', 'node4', 'ok')).toBe(true);
+        expect(await store.replicaCountOnNode('node4')).toBe(2);
+      });
+
+      it('adds nothing for a tombstone, a pending or aborted upload, or an unknown file', async () => {
+        await commitFile('add-gone', ['node1']);
+        await store.markDeleted('add-gone', 'expired', 5);
+        await begin('add-pending');
+        await begin('add-aborted');
+        await store.abortUpload('add-aborted');
+        for (const id of ['add-gone', 'add-pending', 'add-aborted', 'add-unknown']) {
+          expect(await store.addReplica(id, id, 'node4', 'ok'), id).toBe(false);
+        }
+        // An existing row of a tombstone: not live, so false too, and the row stays as it was.
+        expect(await store.addReplica('add-gone', 'add-gone', 'node1', 'missing')).toBe(false);
+        expect(await store.replicaCountOnNode('node4')).toBe(0);
+        expect(await store.replicasOf('add-gone')).toEqual([
+          expect.objectContaining({ node: 'node1', state: 'ok' }),
+        ]);
+      });
+
+      it('adds a row before a concurrent delete (the tombstone owns it) or not at all', async () => {
+        const other = await second();
+        for (let i = 0; i < 10; i++) {
+          const id = `add-race-${i}`;
+          await commitFile(id, ['node1']);
+          const [added, deleted] = await Promise.all([
+            store.addReplica(id, id, 'node4', 'ok'),
+            other.markDeleted(id, 'deleted', 5),
+          ]);
+          expect(deleted).toBe(true);
+          const onNode4 = (await store.replicasOf(id)).filter((r) => r.node === 'node4');
+          expect(onNode4).toHaveLength(added ? 1 : 0);
+        }
+      });
+
+      it('answers true on both connections when they add the same row together', async () => {
+        await commitFile('add-twice', ['node1']);
+        const other = await second();
+        const outcomes = await Promise.all(
+          Array.from({ length: 6 }, (_, i) =>
+            (i % 2 ? other : store).addReplica('add-twice', 'add-twice', 'node4', 'ok'),
+          ),
+        );
+        expect(outcomes).toEqual([true, true, true, true, true, true]);
+        expect(await store.replicaCountOnNode('node4')).toBe(1);
+      });
+
+      it('pages the live committed files in id order, each with its blobs and every row', async () => {
+        await commitFile('pl-a', ['node1', 'node2']);
+        await store.setReplicaState('pl-a', 'node2', 'corrupt');
+        await store.completeProcessing(
+          'pl-a',
+          [variant('thumb', 3), variant('compressed', 7)],
+          [row('pl-a.thumb', 'node1'), row('pl-a.compressed', 'node3', 'missing')],
+        );
+        await commitFile('pl-b', []);
+        await commitFile('pl-c-gone');
+        await store.markDeleted('pl-c-gone', 'deleted', 5);
+        await begin('pl-d-pending');
+        await begin('pl-e-aborted');
+        await store.abortUpload('pl-e-aborted');
+        await commitFile('pl-f', ['node3']);
+
+        const first = await store.placementPage(undefined, 2);
+        expect(first.map((f) => f.id)).toEqual(['pl-a', 'pl-b']);
+        expect(first[0]!.blobs).toEqual([
+          { key: 'pl-a', sha256: 'sha-pl-a', size: 10 },
+          { key: 'pl-a.compressed', sha256: 'sha-compressed', size: 7 },
+          { key: 'pl-a.thumb', sha256: 'sha-thumb', size: 3 },
+        ]);
+        expect(first[0]!.replicas.map((r) => [r.key, r.fileId, r.node, r.state])).toEqual([
+          ['pl-a', 'pl-a', 'node1', 'ok'],
+          ['pl-a', 'pl-a', 'node2', 'corrupt'],
+          ['pl-a.compressed', 'pl-a', 'node3', 'missing'],
+          ['pl-a.thumb', 'pl-a', 'node1', 'ok'],
+        ]);
+        expect(first[1]).toEqual({
+          id: 'pl-b',
+          blobs: [{ key: 'pl-b', sha256: 'sha-pl-b', size: 10 }],
+          replicas: [],
+        });
+        const next = await store.placementPage('pl-b', 2);
+        expect(next.map((f) => [f.id, f.replicas.map((r) => r.node)])).toEqual([
+          ['pl-f', ['node3']],
+        ]);
+        expect(await store.placementPage('pl-f', 2)).toEqual([]);
+        expect((await store.placementPage(undefined, 10)).map((f) => f.id)).toEqual([
+          'pl-a',
+          'pl-b',
+          'pl-f',
+        ]);
       });
     });
 

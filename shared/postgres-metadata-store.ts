@@ -25,12 +25,20 @@ import { createHash } from 'node:crypto';
 import pg, { TypeOverrides, type Pool, type PoolClient, type QueryResultRow } from 'pg';
 import { UnavailableError, UploadAbortedError } from './errors.js';
 import type { Logger } from './logger.js';
+import type { Layout } from './layout.js';
 import {
+  layoutRow,
   listFilesSql,
+  placementSql,
   toFile,
+  toLayout,
+  toPlacedFiles,
   toReplica,
   toVariant,
   type FileRow,
+  type LayoutRow,
+  type PlacementFileRow,
+  type PlacementVariantRow,
   type ReplicaRow,
   type VariantRow,
 } from './metadata-rows.js';
@@ -43,6 +51,7 @@ import {
   type MetadataStore,
   type NewUpload,
   type NodeReplica,
+  type PlacedFile,
   type ReplicaRecord,
   type ReplicaState,
   type VariantRecord,
@@ -93,6 +102,8 @@ function isStalePlan(err: unknown): boolean {
 }
 
 const statementNames = new Map<string, string>();
+
+const PLACEMENT = placementSql({ afterId: '$1', limit: '$2', ids: '(SELECT unnest($1::text[]))' });
 
 /** The statement as a named prepared one, named after its text (so one name never means two texts). */
 function prepared(text: string, values: unknown[]): pg.QueryConfig {
@@ -528,6 +539,91 @@ export class PostgresMetadataStore implements MetadataStore {
     });
     const rows = await this.read<FileRow>(sql, values);
     return rows.map(toFile);
+  }
+
+  async currentLayout(): Promise<Layout | undefined> {
+    const [row] = await this.layoutRows(1);
+    return row && toLayout(row);
+  }
+
+  /**
+   * One statement: inserted only when `version` is the newest + 1 as this
+   * statement sees it. Two savers of the same version both see the same
+   * newest one; the second's insert waits on the first's key and, once that
+   * commits, does nothing (ON CONFLICT), so exactly one of them inserts.
+   */
+  async saveLayout(layout: Layout): Promise<boolean> {
+    const r = layoutRow(layout);
+    const res = await this.write(
+      `INSERT INTO layouts (version, created_at, nodes, note)
+       SELECT $1::integer, $2::bigint, $3::text, $4::text
+       WHERE $1::integer = (SELECT coalesce(max(version), 0) + 1 FROM layouts)
+       ON CONFLICT (version) DO NOTHING`,
+      [r.version, r.created_at, r.nodes, r.note],
+    );
+    return res.rowCount === 1;
+  }
+
+  async layoutHistory(limit: number): Promise<Layout[]> {
+    return (await this.layoutRows(limit)).map(toLayout);
+  }
+
+  private layoutRows(limit: number): Promise<LayoutRow[]> {
+    return this.read<LayoutRow>(
+      `SELECT version, created_at, nodes, note FROM layouts ORDER BY version DESC LIMIT $1`,
+      [limit],
+    );
+  }
+
+  async replicaCountOnNode(node: string): Promise<number> {
+    const [row] = await this.read<{ n: number }>(
+      `SELECT count(*) AS n FROM replicas WHERE node = $1`,
+      [node],
+    );
+    return row!.n;
+  }
+
+  /**
+   * One statement. The file row is read FOR SHARE: a concurrent markDeleted
+   * waits for this insert (the tombstone then owns the row, and its deletion
+   * removes the copy), or has committed and the file is no longer live here.
+   * An existing row of the file is "updated" to itself, so RETURNING answers
+   * for it too (also when another connection inserted it a moment ago) and
+   * nothing in it changes.
+   */
+  async addReplica(
+    fileId: string,
+    key: string,
+    node: string,
+    state: ReplicaState,
+  ): Promise<boolean> {
+    const res = await this.write(
+      `WITH f AS (
+         SELECT id FROM files WHERE id = $1 AND state = 'committed' AND deleted_at IS NULL FOR SHARE
+       )
+       INSERT INTO replicas (key, file_id, node, state, updated_at)
+       SELECT $2, f.id, $3, $4, $5 FROM f
+       ON CONFLICT (key, node) DO UPDATE SET state = replicas.state
+         WHERE replicas.file_id = excluded.file_id
+       RETURNING 1`,
+      [fileId, key, node, state, Date.now()],
+    );
+    return res.rowCount === 1;
+  }
+
+  /**
+   * Three reads, not one snapshot: a file may change between the page and
+   * its rows (a replica added, the file deleted). The rebalance only compares
+   * with it, and each of its writes is conditional (addReplica), so a page a
+   * moment stale costs at most a step done again on the next pass.
+   */
+  async placementPage(afterId: string | undefined, limit: number): Promise<PlacedFile[]> {
+    const files = await this.read<PlacementFileRow>(PLACEMENT.files, [afterId ?? '', limit]);
+    if (files.length === 0) return [];
+    const ids = files.map((f) => f.id);
+    const variants = await this.read<PlacementVariantRow>(PLACEMENT.variants, [ids]);
+    const replicas = await this.read<ReplicaRow>(PLACEMENT.replicas, [ids]);
+    return toPlacedFiles(files, variants, replicas);
   }
 
   async ping(): Promise<boolean> {

@@ -62,6 +62,14 @@ export const PG_MIGRATIONS: string[] = [
      created_at   BIGINT NOT NULL,
      PRIMARY KEY (file_id, variant)
    );`,
+  // 2: the cluster layout, one row per version (never updated). The nodes are JSON as TEXT,
+  // not JSONB: kept byte for byte as SQLite keeps them, so metadata:copy's checksums compare.
+  `CREATE TABLE layouts (
+     version    INTEGER PRIMARY KEY CHECK (version >= 1),
+     created_at BIGINT NOT NULL,
+     nodes      TEXT NOT NULL,
+     note       TEXT NOT NULL
+   );`,
 ];
 
 /** Any fixed number: one lock per database, held only while migrating. */

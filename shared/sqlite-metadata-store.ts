@@ -7,12 +7,20 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UploadAbortedError } from './errors.js';
+import type { Layout } from './layout.js';
 import {
+  layoutRow,
   listFilesSql,
+  placementSql,
   toFile,
+  toLayout,
+  toPlacedFiles,
   toReplica,
   toVariant,
   type FileRow,
+  type LayoutRow,
+  type PlacementFileRow,
+  type PlacementVariantRow,
   type ReplicaRow,
   type VariantRow,
 } from './metadata-rows.js';
@@ -25,6 +33,7 @@ import {
   type MetadataStore,
   type NewUpload,
   type NodeReplica,
+  type PlacedFile,
   type ReplicaRecord,
   type ReplicaState,
   type VariantRecord,
@@ -87,6 +96,15 @@ const MIGRATIONS: string[] = [
   // 5: the upload link a file came through, so a link's file count survives Redis losing it.
   `ALTER TABLE files ADD COLUMN upload_link TEXT;
    CREATE INDEX files_by_upload_link ON files (upload_link) WHERE upload_link IS NOT NULL;`,
+  // 6: the cluster layout, one row per version (never updated); replica rows by node, which
+  // `cluster remove` counts and anti-entropy lists.
+  `CREATE TABLE layouts (
+     version    INTEGER PRIMARY KEY CHECK (version >= 1),
+     created_at INTEGER NOT NULL,
+     nodes      TEXT NOT NULL,
+     note       TEXT NOT NULL
+   ) STRICT;
+   CREATE INDEX replicas_by_node ON replicas (node);`,
 ];
 
 /** The `user_version` of a store that every migration has reached. */
@@ -131,6 +149,9 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly stmts;
   private readonly savepoint;
   private readonly processing;
+  private readonly layouts;
+  private readonly placement;
+  private readonly readPage;
   private readonly completeTx;
   private durableQueue: DurableWork[] = [];
   /** Prepared once: db.pragma() prepares its statement anew on every call, twice per commit. */
@@ -245,6 +266,49 @@ export class SqliteMetadataStore implements MetadataStore {
            AND created_at < ? ORDER BY created_at LIMIT ?`,
       ),
     };
+    this.layouts = {
+      newest: db.prepare(`SELECT * FROM layouts ORDER BY version DESC LIMIT ?`),
+      // The next version or nothing: the check and the insert are one statement, under SQLite's
+      // one writer, so of two savers of the same version exactly one inserts.
+      save: db.prepare(
+        `INSERT INTO layouts (version, created_at, nodes, note)
+         SELECT @version, @created_at, @nodes, @note
+         WHERE @version = (SELECT coalesce(max(version), 0) + 1 FROM layouts)
+         ON CONFLICT (version) DO NOTHING`,
+      ),
+    };
+    const page = placementSql({
+      afterId: '@afterId',
+      limit: '@limit',
+      ids: '(SELECT value FROM json_each(@ids))',
+    });
+    this.placement = {
+      files: db.prepare(page.files),
+      variants: db.prepare(page.variants),
+      replicas: db.prepare(page.replicas),
+      countOnNode: db.prepare(`SELECT count(*) AS n FROM replicas WHERE node = ?`),
+      // Inserted only for a live committed file; an existing row of that file is "updated" to
+      // itself, so RETURNING answers for it too and nothing in it changes.
+      addReplica: db.prepare(
+        `INSERT INTO replicas (key, file_id, node, state, updated_at)
+         SELECT @key, id, @node, @state, @now FROM files
+         WHERE id = @fileId AND state = 'committed' AND deleted_at IS NULL
+         ON CONFLICT (key, node) DO UPDATE SET state = replicas.state
+           WHERE replicas.file_id = excluded.file_id
+         RETURNING 1 AS added`,
+      ),
+    };
+    // One read transaction: the page's files, variants and rows come from one snapshot.
+    this.readPage = db.transaction((afterId: string, limit: number): PlacedFile[] => {
+      const files = this.placement.files.all({ afterId, limit }) as PlacementFileRow[];
+      if (files.length === 0) return [];
+      const ids = JSON.stringify(files.map((f) => f.id));
+      return toPlacedFiles(
+        files,
+        this.placement.variants.all({ ids }) as PlacementVariantRow[],
+        this.placement.replicas.all({ ids }) as ReplicaRow[],
+      );
+    });
     this.completeTx = db.transaction(
       (
         fileId: string,
@@ -511,6 +575,40 @@ export class SqliteMetadataStore implements MetadataStore {
     let stmt = this.listStatements.get(sql);
     if (!stmt) this.listStatements.set(sql, (stmt = this.db.prepare(sql)));
     return stmt;
+  }
+
+  async currentLayout(): Promise<Layout | undefined> {
+    const row = this.layouts.newest.get(1) as LayoutRow | undefined;
+    return row && toLayout(row);
+  }
+
+  /** Fsynced before it resolves: a version the CLI reported saved survives a power cut. */
+  async saveLayout(layout: Layout): Promise<boolean> {
+    let saved = 0;
+    this.durably(() => (saved = this.layouts.save.run(layoutRow(layout)).changes));
+    return saved === 1;
+  }
+
+  async layoutHistory(limit: number): Promise<Layout[]> {
+    return (this.layouts.newest.all(limit) as LayoutRow[]).map(toLayout);
+  }
+
+  async replicaCountOnNode(node: string): Promise<number> {
+    return (this.placement.countOnNode.get(node) as { n: number }).n;
+  }
+
+  async addReplica(
+    fileId: string,
+    key: string,
+    node: string,
+    state: ReplicaState,
+  ): Promise<boolean> {
+    const row = this.placement.addReplica.get({ fileId, key, node, state, now: Date.now() });
+    return row !== undefined;
+  }
+
+  async placementPage(afterId: string | undefined, limit: number): Promise<PlacedFile[]> {
+    return this.readPage(afterId ?? '', limit);
   }
 
   async ping(): Promise<boolean> {
