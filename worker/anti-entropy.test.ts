@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { seedLayout } from '../shared/layout.js';
+import { fixedLayout } from '../shared/layout-watcher.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -63,7 +65,7 @@ function checker(
   return new AntiEntropy({
     store,
     client: { listBlobs } as unknown as NodeClient,
-    nodes: [node],
+    layout: fixedLayout(seedLayout([node])),
     log,
     orphanGraceMs: 3_600_000,
     repair: async (_fileId, key) => void repairs.push(key),

@@ -126,6 +126,7 @@ export class Rebalancer {
 
   /** Runs a pass if the last one is for an older layout, died, or left work a while ago. */
   async runIfDue(now = Date.now()): Promise<void> {
+    if (this.running) return; // our own pass: its progress says `running`
     const progress = await readProgress(this.deps.redis, this.deps.prefix);
     const version = this.deps.layout.current().version;
     if (!progress || progress.layoutVersion !== version) return this.run(`layout ${version}`);
@@ -177,6 +178,7 @@ export class Rebalancer {
         progress.bytes += placed.bytes;
         if (placed.left) progress.left++;
         progress.cursor = file.id;
+        if (placed.moved + placed.removed > 0) await this.save(progress);
       }
       await this.save(progress);
     }
@@ -254,20 +256,18 @@ export class Rebalancer {
       if (row && row.state !== 'ok') {
         await this.deps.repair(fileId, blob.key); // repair's row: it copies, we wait for it
         placed.left = true;
+      }
+      if (row) continue;
+      const copied = await this.copyTo(fileId, blob, target, rows, want);
+      if (copied === 'gone') return placed;
+      rows = await this.rowsOf(fileId, blob.key);
+      if (copied === 'failed') {
+        placed.left = true;
         continue;
       }
-      if (!row) {
-        const copied = await this.copyTo(fileId, blob, target, rows, want);
-        if (copied === 'gone') return placed;
-        if (copied === 'failed') placed.left = true;
-        else {
-          placed.moved++;
-          placed.bytes += copied;
-        }
-      }
-      rows = await this.rowsOf(fileId, blob.key);
+      placed.moved++;
+      placed.bytes += copied;
       const removed = await this.removeOneSurplus(blob, rows, want);
-      if (removed === 'unsafe') placed.left = true;
       if (removed === 'removed') {
         placed.removed++;
         rows = await this.rowsOf(fileId, blob.key);
