@@ -23,6 +23,7 @@ import { NodeRegistry } from './cluster/node-registry.js';
 import { Replicator } from './cluster/replicator.js';
 import { UploadSweeper } from './upload/upload-sweeper.js';
 import { LayoutWatcher } from '../shared/layout-watcher.js';
+import { requestRebalance } from '../shared/rebalance-progress.js';
 
 loadDotEnv();
 let config;
@@ -76,6 +77,7 @@ const replicator = new Replicator({
   layout,
   copies: config.replication.replicationFactor,
   quorum: config.replication.writeQuorum,
+  offPlacement: () => requestRebalance(redis, config.clusterName),
 });
 const spoolDir = join(config.storageDir, 'spool', config.server.gatewayId);
 await UploadSpool.reset(spoolDir);

@@ -49,6 +49,24 @@ export function rebalanceKey(prefix: string): string {
   return `${prefix}:rebalance`;
 }
 
+function requestKey(prefix: string): string {
+  return `${prefix}:rebalance:requested`;
+}
+
+/**
+ * Asks for a pass soon: a gateway stored a file off its placement (a node
+ * was offline, or the layout changed while the upload ran). Fire and forget:
+ * the scheduled pass catches what a lost request misses.
+ */
+export function requestRebalance(redis: Redis, prefix: string): void {
+  void redis.set(requestKey(prefix), String(Date.now())).catch(() => undefined);
+}
+
+/** True (once) when a pass was asked for since the last call. */
+export async function takeRebalanceRequest(redis: Redis, prefix: string): Promise<boolean> {
+  return (await redis.getdel(requestKey(prefix))) !== null;
+}
+
 /** The progress of the newest pass, or undefined when none ever ran. */
 export async function readProgress(
   redis: Redis,

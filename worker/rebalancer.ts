@@ -43,6 +43,7 @@ import type { MetadataStore, PlacedFile, ReplicaRecord } from '../shared/metadat
 import { isUnreachable, type NodeClient } from '../shared/node-client.js';
 import {
   readProgress,
+  takeRebalanceRequest,
   writeProgress,
   type RebalanceProgress,
 } from '../shared/rebalance-progress.js';
@@ -124,15 +125,20 @@ export class Rebalancer {
     }
   }
 
-  /** Runs a pass if the last one is for an older layout, died, or left work a while ago. */
+  /**
+   * Runs a pass if the last one is for an older layout or died; or, a while
+   * after the last one, if it left work or a gateway stored files off their placement.
+   */
   async runIfDue(now = Date.now()): Promise<void> {
     if (this.running) return; // our own pass: its progress says `running`
     const progress = await readProgress(this.deps.redis, this.deps.prefix);
     const version = this.deps.layout.current().version;
     if (!progress || progress.layoutVersion !== version) return this.run(`layout ${version}`);
     if (progress.state === 'running') return this.run('resuming a pass');
-    if (progress.state === 'incomplete' && now - progress.updatedAt > RETRY_AFTER_MS)
-      return this.run('retrying what the last pass left');
+    if (now - progress.updatedAt < RETRY_AFTER_MS) return;
+    if (progress.state === 'incomplete') return this.run('retrying what the last pass left');
+    if (await takeRebalanceRequest(this.deps.redis, this.deps.prefix))
+      return this.run('files were stored off their placement');
   }
 
   private async leasedPass(why: string): Promise<void> {

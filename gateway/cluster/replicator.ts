@@ -47,6 +47,8 @@ export interface ReplicatorDeps {
   layout: LayoutView;
   copies: number;
   quorum: number;
+  /** Called when a write's replicas are not where the layout places them (the rebalance moves them). */
+  offPlacement?: () => void;
 }
 
 /**
@@ -202,6 +204,11 @@ export class Replicator implements Replication {
     for (const node of leftOut.slice(0, Math.max(0, this.deps.copies - states.length))) {
       states.push({ node: node.id, state: 'missing' });
     }
+    // A node of the placement offline (a copy went elsewhere) or a newer layout meanwhile.
+    const placed = new Set(
+      placementOf(key, this.deps.layout.nodes(), this.deps.copies).map((n) => n.id),
+    );
+    if (states.some((s) => !placed.has(s.node))) this.deps.offPlacement?.();
     return states;
   }
 
