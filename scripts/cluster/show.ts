@@ -63,7 +63,9 @@ export function renderLayout(v: LayoutView): string {
     ['node', 'url', 'zone', 'weight', 'role', 'replica rows'],
     ...v.nodes.map((n) => [n.id, n.url, n.zone, String(n.weight), n.role, String(n.replicaRows)]),
   ]);
-  const zones = v.zones.map((z) => `${z.zone} (${z.nodes.join(', ')})`).join(', ');
+  const draining = new Set(v.nodes.filter((n) => n.role === 'draining').map((n) => n.id));
+  const member = (id: string) => (draining.has(id) ? `${id} draining` : id);
+  const zones = v.zones.map((z) => `${z.zone} (${z.nodes.map(member).join(', ')})`).join(', ');
   const history = table(v.history.map((h) => [String(h.version), h.createdAt, h.note]));
   return [
     `layout version ${v.version}, saved ${v.createdAt}: ${v.note}`,
