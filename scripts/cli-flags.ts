@@ -1,7 +1,7 @@
 /**
- * What the project's command-line scripts (bench, drill, metadata:copy)
- * share: strict flag parsing, whole-number flags, and the error that means
- * "print the usage and exit 2".
+ * What the project's command-line scripts (bench, drill, metadata:copy,
+ * cluster) share: strict flag parsing, whole-number flags, and the error that
+ * means "print the usage and exit 2".
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
@@ -14,6 +14,25 @@ export class UsageError extends Error {}
 export function parseFlags<const O extends FlagOptions>(argv: string[], options: O) {
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/**
+ * `argv` parsed against `options`, with the words that are not flags (a
+ * command's arguments) in order; unknown flags and missing values are
+ * UsageErrors, as in parseFlags.
+ */
+export function parseFlagsAndWords<const O extends FlagOptions>(argv: string[], options: O) {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options,
+      strict: true,
+      allowPositionals: true,
+    });
+    return { values, words: positionals };
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

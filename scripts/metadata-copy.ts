@@ -1,8 +1,8 @@
 /**
  * `npm run metadata:copy -- --to postgres://…`: moves the metadata of a
  * SQLite store (DB_PATH, or --from) into an empty PostgreSQL database, every
- * column of files, replicas and variants, in one checked transaction. See
- * docs/deployment.md, "Moving to PostgreSQL".
+ * column of files, replicas, variants and layout versions, in one checked
+ * transaction. See docs/deployment.md, "Moving to PostgreSQL".
  *
  * Exit code: 0 when copied and every table's count and checksum match; 1
  * when a table differs (nothing is committed) or the copy failed; 2 when it

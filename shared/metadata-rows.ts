@@ -4,7 +4,7 @@
  * dialects (each names its own parameters).
  */
 import { blobKey } from './keys.js';
-import { layoutNodesSchema, type Layout } from './layout.js';
+import { layoutNodesSchema, type Layout, type LayoutNode } from './layout.js';
 import type {
   FileListQuery,
   FileListStatus,
@@ -103,12 +103,12 @@ export interface LayoutRow {
   note: string;
 }
 
-/** A layout as its row stores it. */
+/** A layout as its row stores it; nodes the store could not read back are refused before they are written. */
 export function layoutRow(l: Layout): LayoutRow {
   return {
     version: l.version,
     created_at: l.createdAt,
-    nodes: JSON.stringify(l.nodes),
+    nodes: JSON.stringify(checkedNodes(l.nodes, `layout version ${l.version}`)),
     note: l.note,
   };
 }
@@ -119,13 +119,14 @@ export function layoutRow(l: Layout): LayoutRow {
  * instead of placing data by a layout it misreads.
  */
 export function toLayout(r: LayoutRow): Layout {
-  const nodes = layoutNodesSchema.safeParse(JSON.parse(r.nodes));
-  if (!nodes.success) {
-    throw new Error(
-      `layout version ${r.version} in the metadata store is invalid: ${nodes.error.issues.map((i) => i.message).join('; ')}`,
-    );
-  }
-  return { version: r.version, createdAt: r.created_at, nodes: nodes.data, note: r.note };
+  const nodes = checkedNodes(JSON.parse(r.nodes), `layout version ${r.version} in the store`);
+  return { version: r.version, createdAt: r.created_at, nodes, note: r.note };
+}
+
+function checkedNodes(nodes: unknown, what: string): LayoutNode[] {
+  const parsed = layoutNodesSchema.safeParse(nodes);
+  if (parsed.success) return parsed.data;
+  throw new Error(`${what} is invalid: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
 }
 
 /**

@@ -501,6 +501,13 @@ export function metadataStoreContract(name: string, target: ContractTarget): voi
         expect((await other.currentLayout())!.nodes[1]!.weight).toBe(2.5);
       });
 
+      it('refuses nodes it could not read back, and saves nothing', async () => {
+        const twice = sampleLayout(1);
+        twice.nodes.push({ ...twice.nodes[0]!, url: 'http://10.0.0.9:9001' });
+        await expect(store.saveLayout(twice)).rejects.toThrow(/node "node1" appears twice/);
+        expect(await store.currentLayout()).toBeUndefined();
+      });
+
       it('lets exactly one of two connections save the same version, and the other learn it', async () => {
         const other = await second();
         for (let version = 1; version <= 5; version++) {

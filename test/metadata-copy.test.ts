@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CopyRefusedError, copyMetadata } from '../scripts/metadata-copy/copy.js';
 import { blobKey } from '../shared/keys.js';
+import { seedLayout } from '../shared/layout.js';
 import { createLogger } from '../shared/logger.js';
 import type { MetadataStore, ReplicaState } from '../shared/metadata-store.js';
 import { PostgresMetadataStore } from '../shared/postgres-metadata-store.js';
@@ -173,6 +174,21 @@ async function fill(store: MetadataStore): Promise<string[]> {
     await begin(id, { contentType: 'text/plain', ...(i % 3 === 0 && { link: 'link-one' }) });
     await commit(id, i);
   }
+  // Two layout versions: the seed, then a node added in a zone of its own, weighted.
+  const seed = seedLayout(
+    NODES.map((id, i) => ({ id, url: `http://10.0.0.${i + 1}:9001` })),
+    NOW,
+  );
+  await store.saveLayout(seed);
+  await store.saveLayout({
+    version: 2,
+    createdAt: NOW + 60_000,
+    nodes: [
+      ...seed.nodes,
+      { id: 'node4', url: 'http://10.0.0.4:9001', zone: 'rack-b.2', weight: 2.5, role: 'active' },
+    ],
+    note: 'add node4 (zone "rack-b.2" ✓, weight 2.5)\nsecond line',
+  });
   return ids;
 }
 
@@ -204,6 +220,7 @@ async function snapshot(store: MetadataStore, ids: string[]) {
     unhealthy: byKey(await store.unhealthyReplicas(1000)),
     onNode2: byKey(await store.replicasOnNode('node2')),
     tombstones: await store.tombstonesWithBlobs(NOW + 10_000, 1000),
+    layouts: await store.layoutHistory(10),
   };
 }
 
@@ -237,6 +254,7 @@ describe('metadata:copy', () => {
       ['files', ids.length],
       ['replicas', expected.files.reduce((n, f) => n + f.replicas.length, 0)],
       ['variants', 3],
+      ['layouts', 2],
     ]);
     for (const t of result.tables) expect(t.target).toEqual(t.source);
 
@@ -249,6 +267,9 @@ describe('metadata:copy', () => {
       expect(expected.files.find((f) => f.file?.id === 'big')?.file?.size).toBe(5_000_000_000);
       expect(expected.unhealthy.length).toBeGreaterThanOrEqual(3);
       expect(expected.tombstones.map((f) => f.deleteReason).sort()).toEqual(['deleted', 'expired']);
+      expect(expected.layouts.map((l) => l.version)).toEqual([2, 1]);
+      // The next version is still the store's to decide, on the copy as on the source.
+      expect(await pg.saveLayout({ ...expected.layouts[0]!, version: 2 })).toBe(false);
       // upload_link is a column, so the link's count survives even past the API's view.
       const links = await queryPg<{ upload_link: string | null; n: string }>(
         target.url,
@@ -275,7 +296,7 @@ describe('metadata:copy', () => {
 
   it('refuses a target that is not empty, and changes nothing there', async () => {
     await expect(copyMetadata({ from: dbPath, to: target.url })).rejects.toThrow(
-      /target database is not empty \(rows in files, replicas, variants\)/,
+      /target database is not empty \(rows in files, replicas, variants, layouts\)/,
     );
     const { code, stderr } = await cli(['--from', dbPath, '--to', target.url]);
     expect(code).toBe(2);
@@ -303,6 +324,16 @@ describe('metadata:copy', () => {
     );
   });
 
+  it('refuses a target that holds only a layout (a gateway started on it seeded one)', async () => {
+    const other = await newDatabase('copy_layout_only');
+    const pg = await PostgresMetadataStore.open({ url: other.url, log });
+    await pg.saveLayout(seedLayout([{ id: 'node1', url: 'http://127.0.0.1:9001' }]));
+    await pg.close();
+    await expect(copyMetadata({ from: dbPath, to: other.url })).rejects.toThrow(
+      /not empty \(rows in layouts\)/,
+    );
+  });
+
   it('runs from the command line, its source DB_PATH from .env by default: summary, exit 0', async () => {
     const fresh = await newDatabase('copy_cli');
     await writeFile(join(dir, '.env'), `DB_PATH=${dbPath}\n`);
@@ -315,7 +346,7 @@ describe('metadata:copy', () => {
       { cwd: dir, env },
     );
     expect(stderr).toContain(`${dbPath} → ${fresh.url}`);
-    for (const table of ['files', 'replicas', 'variants']) {
+    for (const table of ['files', 'replicas', 'variants', 'layouts']) {
       expect(stdout).toMatch(new RegExp(`^  ${table} +\\d+ rows +sha256 [0-9a-f]{64}$`, 'm'));
     }
     expect(stdout).toMatch(new RegExp(`^  files +${ids.length} rows`, 'm'));

@@ -12,7 +12,8 @@ export interface CopyFlags {
 
 export const USAGE = `usage: npm run metadata:copy -- --to <postgres://…> [--from <trove.db>] [--batch <n>]
 
-  --to <url>      the PostgreSQL database to fill; it must hold no files, replicas or variants
+  --to <url>      the PostgreSQL database to fill; it must hold no files, replicas, variants
+                  or layout versions
                   (its schema is created or migrated first)
   --from <path>   the SQLite store (default: DB_PATH, as the services resolve it from the
                   environment and .env: STORAGE_DIR/trove.db)

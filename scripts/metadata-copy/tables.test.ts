@@ -83,6 +83,13 @@ describe('SQL of the copy', () => {
     ]);
   });
 
+  it('orders an integer key as a number, without a collation', () => {
+    const layouts = TABLES.find((t) => t.name === 'layouts')!;
+    expect(selectInKeyOrder(layouts, '"C"')).toBe(
+      'SELECT "version", "created_at", "nodes", "note" FROM layouts ORDER BY "version"',
+    );
+  });
+
   it('names the columns a table has beyond or short of the spec', () => {
     expect(columnDifference(replicas, ['key', 'file_id', 'node', 'state', 'extra'])).toEqual({
       missing: ['updated_at'],

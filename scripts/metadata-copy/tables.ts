@@ -10,7 +10,7 @@ import { createHash, type Hash } from 'node:crypto';
 export type ColumnType = 'integer' | 'text';
 
 export interface TableSpec {
-  name: 'files' | 'replicas' | 'variants';
+  name: 'files' | 'replicas' | 'variants' | 'layouts';
   /** Every column, in the order rows are read, inserted and hashed. */
   columns: readonly (readonly [name: string, type: ColumnType, pgType: string])[];
   /** The primary key: rows are hashed in this order, byte-wise on both sides. */
@@ -18,7 +18,7 @@ export interface TableSpec {
 }
 
 /**
- * In insertion order: replicas and variants reference files. A column added
+ * In insertion order: replicas and variants reference files (layouts stand alone). A column added
  * to either store's schema must be added here too; the copy refuses a table
  * whose columns differ from these (see checkColumns), so it cannot drop one.
  */
@@ -70,6 +70,17 @@ export const TABLES: readonly TableSpec[] = [
       ['content_type', 'text', 'text'],
       ['sha256', 'text', 'text'],
       ['created_at', 'integer', 'bigint'],
+    ],
+  },
+  {
+    name: 'layouts',
+    key: ['version'],
+    columns: [
+      ['version', 'integer', 'integer'],
+      ['created_at', 'integer', 'bigint'],
+      // JSON, copied and hashed as the text it is (TEXT on both sides, never re-encoded).
+      ['nodes', 'text', 'text'],
+      ['note', 'text', 'text'],
     ],
   },
 ];
@@ -147,10 +158,17 @@ export function columnDifference(
   };
 }
 
-/** `SELECT <columns> FROM <table> ORDER BY <key>`, the key compared byte-wise (`collate`). */
+/**
+ * `SELECT <columns> FROM <table> ORDER BY <key>`, a text key compared
+ * byte-wise (`collate`); an integer key as a number (PostgreSQL refuses a
+ * collation on an integer).
+ */
 export function selectInKeyOrder(spec: TableSpec, collate: string): string {
   const columns = spec.columns.map(([name]) => quote(name)).join(', ');
-  const order = spec.key.map((k) => `${quote(k)} COLLATE ${collate}`).join(', ');
+  const typeOf = (column: string) => spec.columns.find(([name]) => name === column)?.[1];
+  const order = spec.key
+    .map((k) => (typeOf(k) === 'text' ? `${quote(k)} COLLATE ${collate}` : quote(k)))
+    .join(', ');
   return `SELECT ${columns} FROM ${spec.name} ORDER BY ${order}`;
 }
 
