@@ -584,8 +584,9 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /** Fsynced before it resolves: a version the CLI reported saved survives a power cut. */
   async saveLayout(layout: Layout): Promise<boolean> {
+    const row = layoutRow(layout);
     let saved = 0;
-    this.durably(() => (saved = this.layouts.save.run(layoutRow(layout)).changes));
+    this.durably(() => (saved = this.layouts.save.run(row).changes));
     return saved === 1;
   }
 

@@ -97,6 +97,7 @@ async function add(cmd: Extract<ClusterCommand, { name: 'add' }>, deps: ClusterD
 async function remove(cmd: Extract<ClusterCommand, { name: 'remove' }>, deps: ClusterDeps) {
   const change = (l: Layout) => removeNode(l.nodes, cmd.id);
   const current = await ensureLayout(deps.store, deps.seedNodes);
+  // Refused for the layout's own reasons (unknown, still active) before the rows and the node.
   change(current);
   const node = current.nodes.find((n) => n.id === cmd.id)!;
   const rows = await deps.store.replicaCountOnNode(cmd.id);
@@ -112,21 +113,18 @@ async function remove(cmd: Extract<ClusterCommand, { name: 'remove' }>, deps: Cl
 
 async function checkEmpty(node: LayoutNode, force: boolean, deps: ClusterDeps): Promise<void> {
   const answer = await probe(deps, node.url);
-  const failure =
-    'failure' in answer
-      ? `does not answer GET /health (${answer.failure})`
-      : answer.id !== node.id
-        ? `answers as node "${answer.id}"`
-        : undefined;
-  if (failure === undefined) {
-    const { objects } = answer as NodeIdentity;
-    if (objects === 0) return;
+  if (!('failure' in answer) && answer.id === node.id) {
+    if (answer.objects === 0) return;
     throw new ClusterRefusedError(
-      `${node.id} still stores ${objects} object(s) (GET /health) though no replica row ` +
+      `${node.id} still stores ${answer.objects} object(s) (GET /health) though no replica row ` +
         `points at it: anti-entropy removes blobs no file owns after ORPHAN_GRACE_SECONDS; ` +
         `try again then`,
     );
   }
+  const failure =
+    'failure' in answer
+      ? `does not answer GET /health (${answer.failure})`
+      : `answers as node "${answer.id}"`;
   if (!force) {
     throw new ClusterRefusedError(
       `${node.id} (${node.url}) ${failure}, so what its disk still holds is unknown: start it ` +
