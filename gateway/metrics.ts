@@ -6,6 +6,9 @@
  * The upload and download paths get this object through their deps and only
  * call its small methods; GET /metrics (gateway/http/app.ts) serves `registry`.
  */
+import type { Redis } from 'ioredis';
+import type { LayoutView } from '../shared/layout-watcher.js';
+import { readProgress } from '../shared/rebalance-progress.js';
 import type { MiddlewareHandler } from 'hono';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { TroveError, isDisconnect } from '../shared/errors.js';
@@ -34,6 +37,10 @@ export interface GatewayMetricsDeps {
   replication: GatewayConfig['replication'];
   /** Read at scrape time: hits, misses and bytes of the cache of small blobs. */
   blobCache?: Pick<BlobCache, 'stats'>;
+  /** The layout in force and, through Redis, the rebalance's progress (optional: unit tests). */
+  layout?: LayoutView;
+  redis?: Redis;
+  clusterName?: string;
   log: Logger;
 }
 
@@ -117,6 +124,29 @@ export class GatewayMetrics {
             this.set({ node: node.id, state }, node.status === state ? 1 : 0);
       },
     });
+    const { layout, redis, clusterName } = deps;
+    if (layout)
+      new Gauge({
+        name: `${P}layout_version`,
+        help: 'The cluster layout version this gateway works with (every gateway should show the same within LAYOUT_POLL_MS)',
+        registers: [this.registry],
+        collect() {
+          this.set(layout.current().version);
+        },
+      });
+    if (redis && clusterName)
+      new Gauge({
+        name: `${P}rebalance_files`,
+        help: 'The newest rebalance pass: files to check (total), checked so far (scanned), and left for a later pass (left), at scrape time',
+        labelNames: ['what'],
+        registers: [this.registry],
+        async collect() {
+          const p = await readProgress(redis, clusterName).catch(() => undefined);
+          this.reset();
+          if (p)
+            for (const what of ['total', 'scanned', 'left'] as const) this.set({ what }, p[what]);
+        },
+      });
     new Gauge({
       name: `${P}objects`,
       help: 'Live files (committed, not deleted), from the metadata store at scrape time',
