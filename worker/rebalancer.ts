@@ -85,7 +85,8 @@ interface Placed {
 }
 
 const PAGE = 200;
-const LEASE_MS = 30_000;
+/** A pass whose worker died is resumed by another once this lease expired (it is extended while the pass runs). */
+const LEASE_MS = 10_000;
 const BLOB_LOCK_MS = 60_000;
 /** An `incomplete` pass is tried again after this long. */
 export const RETRY_AFTER_MS = 15_000;
