@@ -16,6 +16,7 @@ import { Readable } from 'node:stream';
 import { createDatabase, queryPg } from './postgres.js';
 import { Redis } from 'ioredis';
 import { deleteTopology } from '../shared/amqp.js';
+import { netnsCommand } from './netns.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -34,7 +35,20 @@ export interface TestNode {
   port: number;
   dataDir: string;
   proc: Proc | undefined;
+  /** The network namespace it runs in (test/netns.ts), when not the root one. */
+  namespace?: string;
 }
+
+/** Where a further node runs (`Cluster.addNode`): its address, in a network namespace or not. */
+export interface NodePlace {
+  /** The address it listens on (NODE_HOST); 127.0.0.1 by default, required with `namespace`. */
+  address?: string;
+  /** Its network namespace (test/netns.ts); it listens on NAMESPACE_NODE_PORT there. */
+  namespace?: string;
+}
+
+/** The port of a node in a network namespace of its own (each namespace has all its ports). */
+export const NAMESPACE_NODE_PORT = 9001;
 
 export interface Cluster {
   dir: string;
@@ -51,6 +65,12 @@ export interface Cluster {
   /** RabbitMQ queue prefix of this cluster (its queues are deleted at stop). */
   clusterName: string;
   startNode(id: string): Promise<void>;
+  /**
+   * Creates and starts a node that is not in NODES (a layout change adds it to
+   * the cluster later); it joins `nodes`. Its start waits for the gateway to
+   * see it online only once the gateway lists it.
+   */
+  addNode(id: string, place?: NodePlace): Promise<TestNode>;
   /** Starts the main gateway, or with a name other than "gateway", another one on its own port (its URL is returned); `extraEnv` is for it alone (its HOST: the address it binds, 127.0.0.1 by default). */
   startGateway(name?: string, extraEnv?: Record<string, string>): Promise<string>;
   /** Starts a worker, its metrics on a free port (of WORKER_METRICS_HOST); `extraEnv` is for it alone. */
@@ -117,10 +137,16 @@ function spawnService(
   args: string[],
   env: Record<string, string>,
   logDir: string,
+  namespace?: string,
 ): Proc {
   const logFile = join(logDir, `${name}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
-  const proc = spawn(process.execPath, [join(ROOT, 'dist', script), ...args], {
+  const argv = [join(ROOT, 'dist', script), ...args];
+  // In a network namespace: `ip netns exec` execs node, so the child's pid is still the service's.
+  const { command, args: commandArgs } = namespace
+    ? netnsCommand(namespace, process.execPath, argv)
+    : { command: process.execPath, args: argv };
+  const proc = spawn(command, commandArgs, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -176,6 +202,12 @@ export interface ClusterOptions {
   databaseUrl?: string;
   /** Loopback address of each storage node, in order (127.0.0.1 for those not given). */
   nodeHosts?: string[];
+  /**
+   * Network namespace and address of each storage node, in order (test/netns.ts):
+   * node i runs inside namespace i, listens on its address at NAMESPACE_NODE_PORT,
+   * and is http://address:9001 in NODES. Wins over `nodeHosts`.
+   */
+  nodeNamespaces?: { namespace: string; address: string }[];
 }
 
 export type MetadataKind = 'sqlite' | 'postgres';
@@ -205,8 +237,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const nodes: TestNode[] = [];
   const nodeHosts = new Map<string, string>();
   for (let i = 1; i <= (opts.nodes ?? 3); i++) {
-    const host = opts.nodeHosts?.[i - 1] ?? '127.0.0.1';
-    const port = await freePort(host);
+    const place = opts.nodeNamespaces?.[i - 1];
+    const host = place?.address ?? opts.nodeHosts?.[i - 1] ?? '127.0.0.1';
+    const port = place ? NAMESPACE_NODE_PORT : await freePort(host);
     nodeHosts.set(`node${i}`, host);
     nodes.push({
       id: `node${i}`,
@@ -214,8 +247,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       url: `http://${host}:${port}`,
       dataDir: join(dir, `node${i}`),
       proc: undefined,
+      ...(place && { namespace: place.namespace }),
     });
   }
+  /** Nodes made by addNode: not in NODES. */
+  const added = new Set<string>();
   const gatewayPort = await freePort();
   const metadata = opts.databaseUrl ? 'postgres' : (opts.metadata ?? 'sqlite');
   const database = opts.databaseUrl
@@ -254,21 +290,57 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     clusterName: env.CLUSTER_NAME!,
     async startNode(id) {
       const node = nodes.find((n) => n.id === id)!;
-      const nodeEnv = { ...env, NODE_HOST: nodeHosts.get(id)! };
-      const proc = spawnService(id, 'storage-node/main.js', ['--id', id], nodeEnv, logDir);
+      const nodeEnv = {
+        ...env,
+        NODE_HOST: nodeHosts.get(id)!,
+        // Not in NODES, where a node's port comes from otherwise.
+        ...(added.has(id) && { NODE_PORT: String(node.port) }),
+      };
+      const proc = spawnService(
+        id,
+        'storage-node/main.js',
+        ['--id', id],
+        nodeEnv,
+        logDir,
+        node.namespace,
+      );
       procs.set(id, proc);
       node.proc = proc;
       await waitHealthy(node.url, proc);
       // A restarted node takes writes once the gateway has probed it: wait for that too.
       const gw = cluster.gateway?.proc;
       if (gw && gw.exitCode === null && gw.signalCode === null) {
-        await waitFor(`gateway sees ${id} online`, async () => {
-          const view = (await (await fetch(`${cluster.gatewayUrl}/api/cluster`)).json()) as {
+        const clusterView = async () =>
+          (await (await fetch(`${cluster.gatewayUrl}/api/cluster`)).json()) as {
             nodes: { id: string; status: string }[];
           };
-          return view.nodes.find((n) => n.id === id)?.status === 'online';
-        });
+        // A node not in NODES is waited for only once the gateway knows of it (a layout added it).
+        if (added.has(id) && !(await clusterView()).nodes.some((n) => n.id === id)) return;
+        await waitFor(
+          `gateway sees ${id} online`,
+          async () => (await clusterView()).nodes.find((n) => n.id === id)?.status === 'online',
+        );
       }
+    },
+    async addNode(id, place = {}) {
+      if (nodes.some((n) => n.id === id)) throw new Error(`the cluster has a node ${id} already`);
+      if (place.namespace && !place.address)
+        throw new Error(`addNode(${id}): a node in a namespace needs its address`);
+      const host = place.address ?? '127.0.0.1';
+      const port = place.namespace ? NAMESPACE_NODE_PORT : await freePort(host);
+      const node: TestNode = {
+        id,
+        port,
+        url: `http://${host}:${port}`,
+        dataDir: join(dir, id),
+        proc: undefined,
+        ...(place.namespace && { namespace: place.namespace }),
+      };
+      nodes.push(node);
+      nodeHosts.set(id, host);
+      added.add(id);
+      await cluster.startNode(id);
+      return node;
     },
     async startGateway(name = 'gateway', extraEnv = {}) {
       const main = name === 'gateway';
