@@ -175,13 +175,28 @@ export class NodeClient implements GatewayNodeClient {
       headers,
       body,
       signal: o.signal,
-      headersTimeout: this.opts.commitTimeoutMs ?? 120_000,
+      headersTimeout: this.commitTimeout(body, o.chain.length),
       bodyTimeout: this.opts.timeoutMs,
     });
     const text = await res.body.text();
     const report = parsePutReport(key, text);
     if (!report) throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
     return report;
+  }
+
+  /**
+   * How long a PUT may wait for its answer after its last byte went out (undici
+   * restarts the clock when the body ends). Bytes already in memory are sent
+   * at once, so the wait is the commits down the chain: a node timeout for
+   * each hop, doubled for a dead successor's connect timeout and the replay
+   * past it, so each hop's budget outlasts the next one's. A peer cut off on
+   * a kept-alive connection then costs seconds, not the two minutes a stream
+   * gets (a stream's clock also runs while its sender is slow, see undici's
+   * headersTimeout, so it cannot be short).
+   */
+  private commitTimeout(body: Readable | Buffer, successors: number): number {
+    if (!Buffer.isBuffer(body)) return this.opts.commitTimeoutMs ?? 120_000;
+    return this.opts.timeoutMs * 2 * (successors + 1);
   }
 
   /**

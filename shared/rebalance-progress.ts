@@ -20,10 +20,10 @@ export interface RebalanceProgress {
   layoutVersion: number;
   /** The last file id the pass is through with ('' before the first). */
   cursor: string;
-  /** Live files when the pass started, and files looked at so far. */
+  /** Live files when this pass started, and files it looked at so far. */
   total: number;
   scanned: number;
-  /** Replicas copied to their new node, surplus replicas removed, and the bytes copied. */
+  /** Replicas copied to their new node, surplus replicas removed, and the bytes copied, by every pass for this layout version. */
   moved: number;
   removed: number;
   bytes: number;

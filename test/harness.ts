@@ -64,6 +64,8 @@ export interface Cluster {
   query<T>(sql: string): Promise<T[]>;
   /** RabbitMQ queue prefix of this cluster (its queues are deleted at stop). */
   clusterName: string;
+  /** The environment every process of the cluster gets (NODES, STORAGE_DIR, CLUSTER_SECRET, …). */
+  env: Readonly<Record<string, string>>;
   startNode(id: string): Promise<void>;
   /**
    * Creates and starts a node that is not in NODES (a layout change adds it to
@@ -288,6 +290,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       return database ? ((await queryPg(database.url, sql)) as T[]) : queryDb<T>(cluster, sql);
     },
     clusterName: env.CLUSTER_NAME!,
+    env,
     async startNode(id) {
       const node = nodes.find((n) => n.id === id)!;
       const nodeEnv = {

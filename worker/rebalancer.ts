@@ -87,7 +87,8 @@ interface Placed {
 const PAGE = 200;
 /** A pass whose worker died is resumed by another once this lease expired (it is extended while the pass runs). */
 const LEASE_MS = 10_000;
-const BLOB_LOCK_MS = 60_000;
+/** Extended while held: a worker killed holding it keeps others off the blob this long at most. */
+export const BLOB_LOCK_MS = 10_000;
 /** An `incomplete` pass is tried again after this long. */
 export const RETRY_AFTER_MS = 15_000;
 
@@ -163,7 +164,7 @@ export class Rebalancer {
     const resume = previous?.state === 'running' && previous.layoutVersion === layout.version;
     const progress: RebalanceProgress = resume
       ? previous
-      : await this.freshProgress(layout.version);
+      : await this.freshProgress(layout.version, previous);
     this.deps.log.info(
       { layout: layout.version, why, from: progress.cursor || undefined },
       resume ? 'rebalance resumed' : 'rebalance started',
@@ -198,20 +199,28 @@ export class Rebalancer {
     );
   }
 
-  private async freshProgress(layoutVersion: number): Promise<RebalanceProgress> {
+  /**
+   * A new pass from the first file. Another pass for the same layout (after
+   * one left work) goes on counting what the rebalance to it moved so far.
+   */
+  private async freshProgress(
+    layoutVersion: number,
+    previous: RebalanceProgress | undefined,
+  ): Promise<RebalanceProgress> {
     const { objects } = await this.deps.store.counts(this.deps.copies);
     const now = Date.now();
+    const same = previous?.layoutVersion === layoutVersion ? previous : undefined;
     return {
       state: 'running',
       layoutVersion,
       cursor: '',
       total: objects,
       scanned: 0,
-      moved: 0,
-      removed: 0,
-      bytes: 0,
+      moved: same?.moved ?? 0,
+      removed: same?.removed ?? 0,
+      bytes: same?.bytes ?? 0,
       left: 0,
-      startedAt: now,
+      startedAt: same?.startedAt ?? now,
       updatedAt: now,
     };
   }

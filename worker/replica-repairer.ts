@@ -31,7 +31,7 @@ export interface RepairDeps {
   prefix: string;
 }
 
-const LOCK_TTL_MS = 60_000;
+const LOCK_TTL_MS = 10_000;
 
 /** The lock repair and rebalance take on a blob before they change where its replicas are. */
 export function blobLockKey(prefix: string, key: string): string {
@@ -48,21 +48,17 @@ export class ReplicaRepairer {
   async handle(job: ReplicaRepairJob): Promise<void> {
     const file = await this.deps.store.getFile(job.fileId);
     if (!file || file.state !== 'committed' || file.deletedAt !== null) return; // nothing to keep
-    let lock;
     try {
-      lock = await this.deps.redlock.acquire(
+      // Extended while the repair runs: a worker killed in the middle holds the blob LOCK_TTL_MS at most.
+      await this.deps.redlock.using(
         [blobLockKey(this.deps.prefix, job.key)],
         LOCK_TTL_MS,
         { retryCount: 0 },
+        () => this.repairKey(job.key, job.key === file.id ? file.sha256 : undefined, file.id),
       );
-    } catch {
+    } catch (err) {
+      if ((err as Error).name !== 'ExecutionError') throw err;
       this.deps.log.debug({ key: job.key }, 'repair already under way elsewhere');
-      return;
-    }
-    try {
-      await this.repairKey(job.key, job.key === file.id ? file.sha256 : undefined, file.id);
-    } finally {
-      await lock.release().catch(() => undefined);
     }
   }
 

@@ -13,12 +13,9 @@ const CLUSTER_NODE = z.object({
   status: z.enum(['online', 'suspect', 'offline']),
   zone: z.string().nullable().meta({ description: 'Its failure domain in the layout.' }),
   weight: z.number().nullable(),
-  role: z
-    .enum(['active', 'draining'])
-    .nullable()
-    .meta({
-      description: '`draining`: serves what it holds, takes no new replicas, is being emptied.',
-    }),
+  role: z.enum(['active', 'draining']).nullable().meta({
+    description: '`draining`: serves what it holds, takes no new replicas, is being emptied.',
+  }),
   share: z
     .number()
     .meta({ description: 'The share of new replicas its weight gives it (0 to 1).' }),

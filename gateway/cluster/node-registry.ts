@@ -110,6 +110,7 @@ export class NodeRegistry implements NodeStates {
   private task: ScheduledTask | undefined;
   private recovery: NodeJS.Timeout | undefined;
   private probingOffline = false;
+  private readonly statusListeners = new Set<(id: string, status: NodeStatus) => void>();
 
   constructor(
     nodes: NodeAddress[],
@@ -156,6 +157,19 @@ export class NodeRegistry implements NodeStates {
 
   onlineCount(): number {
     return this.all().filter((n) => n.status === 'online').length;
+  }
+
+  /**
+   * Calls `listener` at each change of a node's status, whether this gateway
+   * saw it or another one did (through Redis); returns what unsubscribes it.
+   */
+  onStatusChange(listener: (id: string, status: NodeStatus) => void): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  private statusChanged(id: string, status: NodeStatus): void {
+    for (const listener of this.statusListeners) listener(id, status);
   }
 
   /** A request to the node could not connect or timed out: suspect at once. */
@@ -288,6 +302,7 @@ export class NodeRegistry implements NodeStates {
       view.lastError = o.error ?? null;
     }
     if (prev !== view.status) {
+      this.statusChanged(id, view.status);
       const level = view.status === 'online' ? 'info' : 'warn';
       this.opts.log[level](
         { node: id, from: prev, err: view.lastError ?? undefined },
@@ -313,7 +328,9 @@ export class NodeRegistry implements NodeStates {
     views.forEach((view, i) => {
       const record = results?.[i]?.[1] as Record<string, string> | undefined;
       if (!record?.status) return;
+      const before = view.status;
       view.status = record.status as NodeStatus;
+      if (view.status !== before) this.statusChanged(view.id, view.status);
       view.failures = Number(record.failures ?? 0);
       view.lastSeen = record.last_seen ? Number(record.last_seen) : view.lastSeen;
       view.lastError = record.last_error || null;

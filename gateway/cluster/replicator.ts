@@ -127,17 +127,22 @@ export class Replicator implements Replication {
     for (let i = 0; i < chain.length; i++) {
       const head = chain[i]!;
       const attempt = lazyBody(body);
+      const down = this.watchChain(chain.slice(i));
       try {
         const report = await this.deps.client.putBlob(head, key, attempt.body, {
           chain: chain.slice(i + 1),
           hop: 0,
           contentLength: o.contentLength,
           expectedSha256: o.expectedSha256,
-          signal: o.signal,
+          signal: o.signal ? AbortSignal.any([o.signal, down.signal]) : down.signal,
         });
         this.deps.registry.reportSuccess(head.id);
         return [...refused, ...report.replicas];
       } catch (err) {
+        // A node of the chain went down while it held the write (cut off: its connection
+        // hangs rather than fails): the bytes go again, from the spool, to the others.
+        if (down.node && !o.signal?.aborted)
+          throw new ChainHeadFailedError(down.node, err as Error);
         const headFailed = isTransportFailure(err) && !o.signal?.aborted;
         // A head that fails mid-stream is suspect too (unless it was our client who left).
         if (headFailed && (attempt.started() || isUnreachable(err)))
@@ -145,9 +150,36 @@ export class Replicator implements Replication {
         if (attempt.started() && headFailed) throw new ChainHeadFailedError(head.id, err as Error);
         if (attempt.started() || !isTransportFailure(err)) throw err;
         refused.push({ node: head.id, ok: false, error: (err as Error).message });
+      } finally {
+        down.dispose();
       }
     }
     throw new UnavailableError('no storage node accepted the upload', 'NOT_ENOUGH_NODES');
+  }
+
+  /**
+   * Aborts (`signal`) when a node of `chain` turns offline while a write to
+   * it is pending, naming the node: a node cut off from the network does not
+   * refuse or reset, its connections hang, and the write would wait for the
+   * commit timeout (minutes) instead of the few seconds the probes take to
+   * see it. Suspect is not enough: one slow probe would cost a replay.
+   */
+  private watchChain(chain: NodeAddress[]): {
+    signal: AbortSignal;
+    node: string | undefined;
+    dispose(): void;
+  } {
+    const controller = new AbortController();
+    const watch = {
+      signal: controller.signal,
+      node: undefined as string | undefined,
+      dispose: this.deps.registry.onStatusChange((id, status) => {
+        if (status !== 'offline' || watch.node || !chain.some((n) => n.id === id)) return;
+        watch.node = id;
+        controller.abort(new Error(`storage node ${id} went offline during the write`));
+      }),
+    };
+    return watch;
   }
 
   /**
