@@ -113,7 +113,12 @@ describe.skipIf(noChromium)('browser page', () => {
     expect(await stored.locator('.share-link').inputValue()).toBe(shareUrl);
     await expect.poll(() => stored.locator('.left').textContent()).toBe('2 of 3 downloads left');
 
-    // The cluster panel sees a node die.
+    // The cluster panel: the layout, each node's zone and share, then a node dying.
+    await expect.poll(() => page.locator('#layout-summary').textContent()).toMatch(/^Layout v1: /);
+    expect(await page.locator('.node[data-node="node1"]').textContent()).toMatch(
+      /zone node1 · weight 1 · 33 % of new copies/,
+    );
+    expect(await page.locator('#rebalance').isHidden()).toBe(true); // nothing to move
     const node2 = page.locator('.node[data-node="node2"] .state');
     await expect.poll(() => node2.textContent()).toBe('online');
     await cluster.kill('node2', 'SIGKILL');
