@@ -29,6 +29,7 @@ import { USAGE, UsageError, parseOptions, type BenchOptions } from './bench/opti
 import { restingRss, runMemoryNote } from './bench/memory.js';
 import { runMemorySuite, type MemoryResults } from './bench/memory-suite.js';
 import { RssSampler, isAlive, processState } from './bench/procfs.js';
+import { runRebalanceSuite, type RebalanceResults } from './bench/rebalance-suite.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
 import { runLbSuite, type LbResults } from './bench/lb-suite.js';
 import { runProcessSuite, type ProcessResults } from './bench/process-suite.js';
@@ -194,6 +195,7 @@ async function main(): Promise<number> {
     let metadata: MetadataResults | undefined;
     let large: LargeResults | undefined;
     let repair: RepairResults | undefined;
+    let rebalance: RebalanceResults | undefined;
     let processing: ProcessResults | undefined;
     let thumbnails: ThumbnailResults | undefined;
     let lb: LbResults | undefined;
@@ -229,6 +231,10 @@ async function main(): Promise<number> {
       repair = await runRepairSuite(ctx, storageDir);
       adoptRestarted(cluster, repair, ctx.notes);
     }
+    if (opts.runRebalance) {
+      sampler.setPhase('rebalance');
+      rebalance = await runRebalanceSuite(ctx, storageDir);
+    }
     progress('each process at rest at the end…');
     sampler.setPhase('end');
     const restAtEnd = await restingRss(ctx);
@@ -250,6 +256,7 @@ async function main(): Promise<number> {
       metadata,
       large,
       repair,
+      rebalance,
       processing,
       thumbnails,
       lb,
@@ -275,6 +282,7 @@ async function main(): Promise<number> {
       metadata,
       large,
       repair,
+      rebalance,
       processing,
       thumbnails,
       lb,

@@ -1,8 +1,9 @@
 /**
  * Controlling a running local cluster from outside, for the failover drill
- * (`npm run drill`) and the bench's repair suite: its view through
- * GET /api/cluster, killing a storage node by its pid file, wiping its disk,
- * restarting it detached, and checking which blobs its disk really holds.
+ * (`npm run drill`) and the bench's repair and rebalance suites: its view
+ * through GET /api/cluster, killing or stopping a storage node by its pid
+ * file, wiping its disk, starting it detached, and checking which blobs its
+ * disk really holds.
  *
  * Everything goes through what an operator has: the gateway's public API, the
  * pid files the services write under STORAGE_DIR/run/, and the node's files.
@@ -34,10 +35,29 @@ export type NodeStatus = 'online' | 'suspect' | 'offline';
 
 /** The parts of GET /api/cluster the scripts read. */
 export interface ClusterState {
+  layout: { version: number };
   nodes: { id: string; url: string; status: NodeStatus; objects: number | null }[];
   objects: number;
   under_replicated: number;
   repairs: { queued: number; done: number; bytes: number };
+  /** The newest rebalance pass; null before any ran. */
+  rebalance: RebalanceState | null;
+}
+
+/** `rebalance` of GET /api/cluster. */
+export interface RebalanceState {
+  state: 'running' | 'done' | 'incomplete';
+  layout_version: number;
+  total: number;
+  scanned: number;
+  moved: number;
+  removed: number;
+  bytes: number;
+  left: number;
+  objects_per_second: number;
+  bytes_per_second: number;
+  started_at: string;
+  updated_at: string;
 }
 
 /** The cluster is not there, not ready, or not the one STORAGE_DIR describes. */
@@ -50,9 +70,13 @@ export function clusterLayout(): { storageDir: string; nodes: NodeAddress[] } {
   return { storageDir: config.storageDir, nodes: config.nodes };
 }
 
-/** A node's data directory, resolved as the node itself resolves it (NODE_DATA_DIR or STORAGE_DIR/<id>). */
-export function nodeDataDir(nodeId: string): string {
-  return loadNodeConfig(process.env, ['--id', nodeId]).nodeDataDir;
+/**
+ * A node's data directory, resolved as the node itself resolves it
+ * (NODE_DATA_DIR or STORAGE_DIR/<id>); `env` adds to this process's
+ * environment what the node was started with (NODE_PORT for a node not in NODES).
+ */
+export function nodeDataDir(nodeId: string, env: Record<string, string> = {}): string {
+  return loadNodeConfig({ ...process.env, ...env }, ['--id', nodeId]).nodeDataDir;
 }
 
 /** The project root, whether this file runs from scripts/ (tsx) or dist/scripts/ (built). */
@@ -200,6 +224,19 @@ export async function restartNode(
   tag: string,
   timeoutMs = 30_000,
 ): Promise<Restarted> {
+  return startNode(storageDir, node, tag, { timeoutMs });
+}
+
+/**
+ * Starts a storage node as restartNode does, with `env` added to this
+ * process's environment (a node not in NODES needs its NODE_PORT).
+ */
+export async function startNode(
+  storageDir: string,
+  node: NodeAddress,
+  tag: string,
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<Restarted> {
   const entry = storageNodeEntry();
   if (!existsSync(entry))
     throw new Error(`${entry} is missing: run npm run build (npm start does)`);
@@ -208,7 +245,7 @@ export async function restartNode(
   const fd = openSync(log, 'a');
   const child = spawn(process.execPath, [entry, '--id', node.id], {
     detached: true,
-    env: process.env,
+    env: { ...process.env, ...opts.env },
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd); // the child has its own copy
@@ -221,10 +258,32 @@ export async function restartNode(
       if (!isRunning(pid)) throw new Error(`${node.id} exited at start-up; see ${log}`);
       return readPid(storageDir, node.id) === pid && (await answersHealth(node.url));
     },
-    timeoutMs,
+    opts.timeoutMs ?? 30_000,
     100,
   );
   return { pid, log };
+}
+
+/**
+ * Stops a storage node by its pid file (checked against its command line):
+ * SIGTERM, so it finishes its writes and removes its pid file, then SIGKILL
+ * if it still runs after `graceMs`. Resolves with its pid once it is gone.
+ */
+export async function stopNode(
+  storageDir: string,
+  nodeId: string,
+  graceMs = 10_000,
+): Promise<number> {
+  const pid = storageNodePid(storageDir, nodeId);
+  process.kill(pid, 'SIGTERM');
+  const deadline = performance.now() + graceMs;
+  while (isRunning(pid) && performance.now() < deadline) await sleep(50);
+  if (isRunning(pid)) {
+    process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 100 && isRunning(pid); i++) await sleep(20);
+    if (isRunning(pid)) throw new Error(`${nodeId} (pid ${pid}) still runs after SIGKILL`);
+  }
+  return pid;
 }
 
 async function answersHealth(url: string): Promise<boolean> {
@@ -259,6 +318,9 @@ export async function waitFor<T>(
   }
 }
 
+/** A blob's file name on a node's disk: <key>@<sha256>. */
+const BLOB_NAME = /^([A-Za-z0-9._-]{1,160})@([0-9a-f]{64})$/;
+
 /** A blob file on a node's disk: blobs/<2 hex>/<key>@<sha256>. */
 export interface BlobFile {
   path: string;
@@ -279,9 +341,9 @@ export async function blobsOnDisk(dataDir: string): Promise<Map<string, BlobFile
   for (const leaf of leaves) {
     const names = await readdir(join(root, leaf)).catch(() => [] as string[]);
     for (const name of names) {
-      const at = name.lastIndexOf('@');
-      if (at <= 0) continue;
-      blobs.set(name.slice(0, at), { path: join(root, leaf, name), sha256: name.slice(at + 1) });
+      // Only the blob itself: a large blob's block sums (`<key>@<sha256>.blocks`) sit beside it.
+      const match = BLOB_NAME.exec(name);
+      if (match) blobs.set(match[1]!, { path: join(root, leaf, name), sha256: match[2]! });
     }
   }
   return blobs;

@@ -28,6 +28,8 @@ export interface BenchOptions {
   runLb: boolean;
   /** The repair suite: destructive (kills and wipes a node), so only on request. */
   runRepair: boolean;
+  /** The rebalance suite: adds a fourth node to the layout and takes it out again, so only on request. */
+  runRebalance: boolean;
   /** Minutes of mixed traffic between two resting RSS figures, only on request. */
   runMemory: boolean;
   /** 64 KiB PUT and counted GETs on a SQLite gateway beside a PostgreSQL one. */
@@ -42,7 +44,7 @@ export interface BenchOptions {
 /** Where the metadata suite creates its database: the local server's maintenance database. */
 const DEFAULT_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|metadata|large|process|thumbnails|lb|repair|memory] [--node <id>] [--postgres <url>]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|metadata|large|process|thumbnails|lb|repair|rebalance|memory] [--node <id>] [--postgres <url>]
 
   --gateway <url>   Trove gateway to measure (default ${DEFAULT_GATEWAY})
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
@@ -57,7 +59,9 @@ export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>]
                     worker on 20 photos of 2-4 MP, beside vipsthumbnail), lb (nginx and two
                     gateways vs one gateway direct, and a rate ladder; needs npm run start:lb;
                     never part of the default run), repair (restoring a wiped node: kills,
-                    wipes and restarts a storage node; never part of the default run), or
+                    wipes and restarts a storage node; never part of the default run),
+                    rebalance (moving replicas onto a fourth node added to the layout, then
+                    draining and removing it; never part of the default run), or
                     memory (12 × --duration of mixed traffic, uploads refused with 413 included
                     when MAX_UPLOAD_BYTES is at most 256 MiB, and each process's RSS at rest
                     before and after it and at its peak; never part of the default run)
@@ -111,6 +115,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     'thumbnails',
     'lb',
     'repair',
+    'rebalance',
     'memory',
   ];
   if (values.only !== undefined && !suites.includes(values.only)) {
@@ -141,6 +146,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     runLb: values.only === 'lb',
     // Destructive and slow: it kills a node, so never without being asked by name.
     runRepair: values.only === 'repair',
+    // Changes the layout twice and starts a node of its own: by name only.
+    runRebalance: values.only === 'rebalance',
     // Minutes long, and most telling on a cluster with a small MAX_UPLOAD_BYTES: by name only.
     runMemory: values.only === 'memory',
     runMetadata: run('metadata'),

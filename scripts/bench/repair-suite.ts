@@ -13,19 +13,13 @@
  * no rate limit. The worker's own limit, REPAIR_BYTES_PER_SECOND, is shown
  * beside the figure: repair is capped on purpose so it never starves users.
  */
-import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   loadCommonConfig,
   loadWorkerConfig,
   type NodeAddress,
   type WorkerConfig,
 } from '../../shared/config.js';
-import { loadClusterSecret } from '../../shared/cluster-secret.js';
-import { NodeClient } from '../../shared/node-client.js';
 import {
-  forEachLimited,
   getCluster,
   killNode,
   missingOnDisk,
@@ -38,31 +32,12 @@ import {
   type ClusterState,
   type Restarted,
 } from '../cluster-control.js';
-import { progress, safeJson, type BenchContext } from './context.js';
-import { putFile } from './large.js';
-import { jpegBody, sha256, writeLargeFile } from './payload.js';
+import { LARGE_BYTES, plainCopy, rateOf, uploadObjects, type CopyRate } from './bench-objects.js';
+import { progress, type BenchContext } from './context.js';
 import { WORKER_DEFAULTS } from './service-defaults.js';
-import { SMALL_BYTES, uploadOne } from './small-suite.js';
+import { SMALL_BYTES } from './small-suite.js';
 
-const SMALL_COUNT = 1000;
-const LARGE_COUNT = 10;
-const LARGE_BYTES = 50e6;
-const UPLOAD_CONCURRENCY = 8;
-
-interface BenchObject {
-  key: string;
-  sha256: string;
-  size: number;
-}
-
-export interface RepairRate {
-  seconds: number;
-  objects: number;
-  bytes: number;
-  objectsPerS: number;
-  /** 10^6 bytes per second. */
-  mbPerS: number;
-}
+export type RepairRate = CopyRate;
 
 export interface RepairResults {
   node: string;
@@ -110,7 +85,7 @@ export async function runRepairSuite(
     ctx.failures.push(`repair: --node ${ctx.opts.repairNode} is not one of NODES, or it is alone`);
     return results;
   }
-  const objects = await uploadObjects(ctx);
+  const objects = await uploadObjects(ctx, 'repair');
   if (!objects) return results;
   results.objects = {
     small: objects.filter((o) => o.size === SMALL_BYTES).length,
@@ -127,14 +102,8 @@ export async function runRepairSuite(
     ctx.failures.push(`repair: ${(err as Error).message}`);
   }
   if (results.restoreS !== undefined) {
-    results.reference = await plainCopy(
-      ctx,
-      storageDir,
-      source,
-      target,
-      objects,
-      worker.workerPrefetch,
-    );
+    const jobs = objects.map((blob) => ({ source, target, blob }));
+    results.reference = await plainCopy(ctx, 'repair', storageDir, jobs, worker.workerPrefetch);
   }
   return results;
 }
@@ -147,44 +116,6 @@ function workerSettings(
   } catch (err) {
     ctx.notes.push(`repair: worker settings unreadable here, defaults assumed (${err})`);
     return WORKER_DEFAULTS;
-  }
-}
-
-/** The 1,010 objects, each with Trove's sha256 checked; undefined (a failure recorded) if any upload failed. */
-async function uploadObjects(ctx: BenchContext): Promise<BenchObject[] | undefined> {
-  const objects: BenchObject[] = [];
-  try {
-    progress(`repair: uploading ${SMALL_COUNT} objects of 64 KiB…`);
-    const indexes = Array.from({ length: SMALL_COUNT }, (_, i) => i);
-    await forEachLimited(indexes, UPLOAD_CONCURRENCY, async (i) => {
-      const body = jpegBody(SMALL_BYTES);
-      const hash = sha256(body);
-      const key = await uploadOne(ctx, `bench-repair-${i}.jpg`, body, hash);
-      objects.push({ key, sha256: hash, size: SMALL_BYTES });
-    });
-    progress(`repair: uploading ${LARGE_COUNT} objects of 50 MB…`);
-    for (let i = 0; i < LARGE_COUNT; i++) objects.push(await uploadLarge(ctx, i));
-    return objects;
-  } catch (err) {
-    ctx.failures.push(`repair: uploading the objects: ${(err as Error).message}`);
-    return undefined;
-  }
-}
-
-/** A fresh 50 MB file each time (distinct bytes, so distinct blobs), streamed from scratch space. */
-async function uploadLarge(ctx: BenchContext, i: number): Promise<BenchObject> {
-  const path = join(ctx.scratch, `repair-${i}.jpg`);
-  try {
-    const hash = await writeLargeFile(path, LARGE_BYTES);
-    const url = `${ctx.trove.origin}${ctx.trove.prefix}/upload/bench-repair-large-${i}.jpg?max_downloads=0`;
-    const put = await putFile(url, path, LARGE_BYTES, ctx.dispatcher);
-    const answer = safeJson(put.answer) as { id?: string; sha256?: string } | undefined;
-    if (put.status !== 201 || !answer?.id || answer.sha256 !== hash) {
-      throw new Error(`PUT ${url} → ${put.status} ${put.answer.slice(0, 200)}`);
-    }
-    return { key: answer.id, sha256: hash, size: LARGE_BYTES };
-  } finally {
-    await rm(path, { force: true });
   }
 }
 
@@ -301,80 +232,4 @@ function troveRate(
 
 const expectedCopies = (r: RepairResults) => r.objects.small + r.objects.large;
 
-function rateOf(seconds: number, objects: number, bytes: number): RepairRate {
-  const s = Math.max(seconds, 1e-3);
-  return { seconds, objects, bytes, objectsPerS: objects / s, mbPerS: bytes / s / 1e6 };
-}
-
 const mbps = (bytesPerS: number) => (bytesPerS === 0 ? 'unlimited' : `${bytesPerS / 1e6} MB/s`);
-
-/**
- * The reference: every object copied from `source` to `target` by this
- * process, GET → PUT streamed with the expected sha256 (what the worker does
- * for each repair, without its queue, lock, metadata and rate limit), under
- * keys no file owns, removed afterwards.
- */
-async function plainCopy(
-  ctx: BenchContext,
-  storageDir: string,
-  source: NodeAddress,
-  target: NodeAddress,
-  objects: BenchObject[],
-  concurrency: number,
-): Promise<RepairRate | undefined> {
-  const common = loadCommonConfig(process.env);
-  const secret = loadClusterSecret(storageDir, common.clusterSecret);
-  const client = new NodeClient({ secret, timeoutMs: 30_000 });
-  const tag = randomBytes(4).toString('hex');
-  const refKey = (i: number) => `bench-ref-${tag}-${i}`;
-  progress(
-    `repair: reference, plain GET ${source.id} → PUT ${target.id} of the same objects, ${concurrency} at a time…`,
-  );
-  try {
-    const started = performance.now();
-    await forEachLimited(objects, concurrency, (o, i) =>
-      copyOne(client, source, target, o, refKey(i)),
-    );
-    const rate = rateOf(
-      (performance.now() - started) / 1000,
-      objects.length,
-      objects.reduce((sum, o) => sum + o.size, 0),
-    );
-    progress(
-      `repair: reference ${rate.objectsPerS.toFixed(0)} objects/s, ${rate.mbPerS.toFixed(0)} MB/s`,
-    );
-    return rate;
-  } catch (err) {
-    ctx.failures.push(`repair: reference copy: ${(err as Error).message}`);
-    return undefined;
-  } finally {
-    await forEachLimited(objects, concurrency, async (_o, i) => {
-      await client.deleteBlob(target, refKey(i)).catch(() => undefined);
-    });
-    await client.close();
-  }
-}
-
-async function copyOne(
-  client: NodeClient,
-  source: NodeAddress,
-  target: NodeAddress,
-  o: BenchObject,
-  key: string,
-): Promise<void> {
-  const res = await client.getBlob(source, o.key);
-  if (res.statusCode !== 200) {
-    await res.body.dump();
-    throw new Error(`GET ${source.id}/blobs/${o.key} → ${res.statusCode}`);
-  }
-  const report = await client.putBlob(target, key, res.body, {
-    chain: [],
-    hop: 0,
-    contentLength: o.size,
-    expectedSha256: o.sha256,
-  });
-  const stored = report.replicas.find((r) => r.node === target.id);
-  if (!stored?.ok || stored.sha256 !== o.sha256) {
-    throw new Error(`PUT ${target.id}/blobs/${key}: ${JSON.stringify(stored)}`);
-  }
-}

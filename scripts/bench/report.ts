@@ -15,6 +15,8 @@ import type { BenchOptions } from './options.js';
 import type { LargeKind, LargeResults } from './large-suite.js';
 import { lbRows, type LbResults } from './lb-suite.js';
 import { processRows, type ProcessResults } from './process-suite.js';
+import { rebalanceRows } from './rebalance-rows.js';
+import type { RebalanceResults } from './rebalance-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
 import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
 import type { SmallRun } from './small.js';
@@ -60,6 +62,7 @@ export interface RowInput {
   metadata: MetadataResults | undefined;
   large: LargeResults | undefined;
   repair: RepairResults | undefined;
+  rebalance: RebalanceResults | undefined;
   processing: ProcessResults | undefined;
   thumbnails: ThumbnailResults | undefined;
   lb: LbResults | undefined;
@@ -111,6 +114,7 @@ export function buildRows(input: RowInput): Row[] {
   if (input.counter) rows.push(...counterRows(input.counter));
   if (input.metadata) rows.push(...metadataRows(input.metadata));
   if (input.repair) rows.push(...repairRows(input.repair));
+  if (input.rebalance) rows.push(...rebalanceRows(input.rebalance));
   if (input.processing) rows.push(...processRows(input.processing));
   if (input.lb) rows.push(...lbRows(input.lb));
   if (input.thumbnails) rows.push(...thumbnailRows(input.thumbnails));
@@ -447,7 +451,11 @@ export function printReport(r: Report): void {
   const large = opts.runLarge
     ? `, ${opts.largeBytes / 2 ** 20} MiB large file (median of ${opts.largeRounds})`
     : '';
-  const repair = opts.runRepair ? `, repair of a wiped ${opts.repairNode}` : '';
+  const repair = opts.runRepair
+    ? `, repair of a wiped ${opts.repairNode}`
+    : opts.runRebalance
+      ? ', rebalance onto a fourth node'
+      : '';
   const out: string[] = [
     '',
     `Trove bench, ${r.startedAt.toISOString()}: ${m.cpus} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}`,

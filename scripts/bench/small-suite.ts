@@ -169,6 +169,17 @@ export async function uploadOne(
   hash: string,
   maxDownloads = 0,
 ): Promise<string> {
+  return (await uploadOneWithToken(ctx, name, body, hash, maxDownloads)).id;
+}
+
+/** uploadOne, keeping the delete token too (for a suite that deletes its files at its end). */
+export async function uploadOneWithToken(
+  ctx: BenchContext,
+  name: string,
+  body: Buffer,
+  hash: string,
+  maxDownloads = 0,
+): Promise<{ id: string; token: string }> {
   const url = `${ctx.trove.origin}${ctx.trove.prefix}/upload/${name}?max_downloads=${maxDownloads}`;
   const res = await request(url, {
     method: 'PUT',
@@ -177,7 +188,8 @@ export async function uploadOne(
     headers: { 'content-type': 'image/jpeg' },
   });
   const text = await res.body.text();
-  const answer = safeJson(text) as { id?: string; sha256?: string; size?: number } | undefined;
+  const answer = safeJson(text) as
+    { id?: string; sha256?: string; size?: number; delete_token?: string } | undefined;
   if (res.statusCode !== 201 || !answer?.id)
     throw new Error(`PUT ${url} → ${res.statusCode} ${text.slice(0, 200)}`);
   if (answer.sha256 !== hash || answer.size !== body.length) {
@@ -185,5 +197,5 @@ export async function uploadOne(
       `PUT ${url}: Trove stored sha256 ${answer.sha256} / ${answer.size} bytes, sent ${hash} / ${body.length}`,
     );
   }
-  return answer.id;
+  return { id: answer.id, token: answer.delete_token ?? '' };
 }
