@@ -77,6 +77,7 @@ const replicator = new Replicator({
   layout,
   copies: config.replication.replicationFactor,
   quorum: config.replication.writeQuorum,
+  offlineGraceMs: config.storageNodes.nodeTimeoutMs,
   offPlacement: () => requestRebalance(redis, config.clusterName),
 });
 const spoolDir = join(config.storageDir, 'spool', config.server.gatewayId);

@@ -150,6 +150,7 @@ async function servedRoutes(): Promise<string[]> {
           layout: fixedLayout(seedLayout(config.nodes)),
           copies: config.replication.replicationFactor,
           quorum: config.replication.writeQuorum,
+          offlineGraceMs: config.storageNodes.nodeTimeoutMs,
         }),
         counter: new DownloadCounter({ redlock: createRedlock(redis), store, log }),
         redis,

@@ -47,6 +47,12 @@ export interface ReplicatorDeps {
   layout: LayoutView;
   copies: number;
   quorum: number;
+  /**
+   * How long a write waits on a chain whose node further down went offline
+   * before it is replayed without it: the head usually reports that node
+   * failed first (NODE_TIMEOUT_MS).
+   */
+  offlineGraceMs: number;
   /** Called when a write's replicas are not where the layout places them (the rebalance moves them). */
   offPlacement?: () => void;
 }
@@ -162,7 +168,9 @@ export class Replicator implements Replication {
    * it is pending, naming the node: a node cut off from the network does not
    * refuse or reset, its connections hang, and the write would wait for the
    * commit timeout (minutes) instead of the few seconds the probes take to
-   * see it. Suspect is not enough: one slow probe would cost a replay.
+   * see it. The head at once; a node further down after `offlineGraceMs`,
+   * since its predecessor usually reports it failed by then, sparing a
+   * replay. Suspect is not enough: one slow probe would cost a replay.
    */
   private watchChain(chain: NodeAddress[]): {
     signal: AbortSignal;
@@ -170,14 +178,24 @@ export class Replicator implements Replication {
     dispose(): void;
   } {
     const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const abort = (id: string) => {
+      watch.node = id;
+      controller.abort(new Error(`storage node ${id} went offline during the write`));
+    };
+    const unsubscribe = this.deps.registry.onStatusChange((id, status) => {
+      const at = chain.findIndex((n) => n.id === id);
+      if (status !== 'offline' || at < 0 || watch.node || timer) return;
+      if (at === 0) abort(id);
+      else timer = setTimeout(() => abort(id), this.deps.offlineGraceMs);
+    });
     const watch = {
       signal: controller.signal,
       node: undefined as string | undefined,
-      dispose: this.deps.registry.onStatusChange((id, status) => {
-        if (status !== 'offline' || watch.node || !chain.some((n) => n.id === id)) return;
-        watch.node = id;
-        controller.abort(new Error(`storage node ${id} went offline during the write`));
-      }),
+      dispose: () => {
+        clearTimeout(timer);
+        unsubscribe();
+      },
     };
     return watch;
   }
