@@ -59,3 +59,39 @@ describe('PUT /blobs/:key', () => {
     });
   });
 });
+
+describe('HEAD /blobs/:key', () => {
+  /** A node whose store knows `k` on disk and fails the test if the blob is read. */
+  function nodeWithBlob() {
+    const store = {
+      statOnDisk: async (key: string) =>
+        key === 'k' ? { key, size: 3, sha256: SHA, mtimeMs: 0 } : undefined,
+      get: async () => {
+        throw new Error('HEAD read the blob');
+      },
+    } as unknown as BlobStore;
+    return createApp({
+      id: 'n1',
+      secret: SECRET,
+      store,
+      client: {} as NodeClient,
+      log: createLogger('node-test', 'silent'),
+    });
+  }
+  const head = (app: ReturnType<typeof createApp>, key: string) =>
+    app.request(`/blobs/${key}`, {
+      method: 'HEAD',
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
+
+  it('answers from the file on disk, without reading the blob', async () => {
+    const res = await head(nodeWithBlob(), 'k');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBe('3');
+    expect(res.headers.get('x-trove-sha256')).toBe(SHA);
+  });
+
+  it('answers 404 for a blob it does not have', async () => {
+    expect((await head(nodeWithBlob(), 'other')).status).toBe(404);
+  });
+});

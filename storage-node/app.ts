@@ -151,15 +151,15 @@ export function createApp(deps: NodeAppDeps) {
     return c.json(report, 201);
   });
 
-  app.on('HEAD', '/blobs/:key', async (c) => {
-    // Checked on disk, not only in the keydir: the admin API's repair asks this of a replica.
-    const info = await deps.store.statOnDisk(keyParam(c));
-    if (!info) return c.body(null, 404);
-    return c.body(null, 200, blobHeaders(info, info.size));
-  });
-
   app.get('/blobs/:key', async (c) => {
     const key = keyParam(c);
+    // Hono routes HEAD here: answered from the file's metadata, never by reading the blob.
+    // Checked on disk, not only in the keydir: the admin API's repair and the rebalance ask it.
+    if (c.req.method === 'HEAD') {
+      const info = await deps.store.statOnDisk(key);
+      if (!info) return c.body(null, 404);
+      return c.body(null, 200, blobHeaders(info, info.size));
+    }
     const read = await deps.store
       .get(key, (size) => parseRange(c.req.header('range'), size))
       .catch((err) => {
