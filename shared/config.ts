@@ -614,6 +614,8 @@ const workerSchema = envSchema({
   REBALANCE_BYTES_PER_SECOND: bytes.or(z.literal('0').transform(() => 0)).default(50e6),
   /** Replicas the rebalance may move per second (0 = unlimited). */
   REBALANCE_OBJECTS_PER_SECOND: int(0).default(100),
+  /** Files the rebalance places at once (each move waits on several nodes in turn). */
+  REBALANCE_CONCURRENCY: int(1, 64).default(4),
   /** node-cron schedule of a full rebalance pass besides the one each new layout version starts. */
   REBALANCE_SCHEDULE: z
     .string()

@@ -65,6 +65,8 @@ export interface RebalanceDeps {
   /** REBALANCE_BYTES_PER_SECOND and REBALANCE_OBJECTS_PER_SECOND. */
   bytes: ByteRate;
   objects: ByteRate;
+  /** Files placed at once (REBALANCE_CONCURRENCY): a move waits on several nodes in turn. */
+  concurrency: number;
   /** Queues a repair of blob `key` of file `fileId` (rows not `ok` are repair's). */
   repair(fileId: string, key: string): Promise<unknown>;
   metrics?: RebalanceMetrics;
@@ -84,7 +86,7 @@ interface Placed {
   left: boolean;
 }
 
-const PAGE = 200;
+const PAGE = 100;
 /** A pass whose worker died is resumed by another once this lease expired (it is extended while the pass runs). */
 const LEASE_MS = 10_000;
 /** Extended while held: a worker killed holding it keeps others off the blob this long at most. */
@@ -177,17 +179,20 @@ export class Rebalancer {
       }
       const page = await this.deps.store.placementPage(progress.cursor || undefined, PAGE);
       if (page.length === 0) break;
-      for (const file of page) {
+      // Moves are counted as they happen; the cursor moves once the whole page is placed, so
+      // a pass resumed after a crash looks at that page again (its files in place cost a read).
+      await forEachLimited(page, this.deps.concurrency, async (file) => {
         if (lease.aborted) return;
         const placed = await this.placeFile(file, layout);
-        progress.scanned++;
         progress.moved += placed.moved;
         progress.removed += placed.removed;
         progress.bytes += placed.bytes;
         if (placed.left) progress.left++;
-        progress.cursor = file.id;
         if (placed.moved + placed.removed > 0) await this.save(progress);
-      }
+      });
+      if (lease.aborted) return;
+      progress.scanned += page.length;
+      progress.cursor = page.at(-1)!.id;
       await this.save(progress);
     }
     progress.state = progress.left > 0 ? 'incomplete' : 'done';
@@ -266,6 +271,8 @@ export class Rebalancer {
   /** Copies to each placement node lacking the blob, removing one surplus replica after each. */
   private async placeBlob(fileId: string, blob: Blob, want: LayoutNode[]): Promise<Placed> {
     const placed: Placed = { moved: 0, removed: 0, bytes: 0, left: false };
+    /** Nodes this call copied to: their PUT report checked the sha256 a moment ago. */
+    const copied = new Set<string>();
     let rows = await this.rowsOf(fileId, blob.key);
     for (const target of want) {
       const row = rows.find((r) => r.node === target.id);
@@ -274,16 +281,17 @@ export class Rebalancer {
         placed.left = true;
       }
       if (row) continue;
-      const copied = await this.copyTo(fileId, blob, target, rows, want);
-      if (copied === 'gone') return placed;
+      const bytes = await this.copyTo(fileId, blob, target, rows, want);
+      if (bytes === 'gone') return placed;
       rows = await this.rowsOf(fileId, blob.key);
-      if (copied === 'failed') {
+      if (bytes === 'failed') {
         placed.left = true;
         continue;
       }
+      copied.add(target.id);
       placed.moved++;
-      placed.bytes += copied;
-      const removed = await this.removeOneSurplus(blob, rows, want);
+      placed.bytes += bytes;
+      const removed = await this.removeOneSurplus(blob, rows, want, copied);
       if (removed === 'removed') {
         placed.removed++;
         rows = await this.rowsOf(fileId, blob.key);
@@ -291,7 +299,7 @@ export class Rebalancer {
     }
     // Surplus with no copy to make first (a node drained while its blobs are already elsewhere).
     for (;;) {
-      const removed = await this.removeOneSurplus(blob, rows, want);
+      const removed = await this.removeOneSurplus(blob, rows, want, copied);
       if (removed !== 'removed') {
         if (removed === 'unsafe') placed.left = true;
         return placed;
@@ -350,12 +358,13 @@ export class Rebalancer {
     blob: Blob,
     rows: ReplicaRecord[],
     want: LayoutNode[],
+    copied: ReadonlySet<string>,
   ): Promise<'removed' | 'none' | 'unsafe'> {
     const surplus = rows
       .filter((r) => !isWanted(r.node, want))
       .sort((a, b) => Number(a.state === 'ok') - Number(b.state === 'ok'));
     if (surplus.length === 0) return 'none';
-    if (!(await this.safeToRemove(blob, rows, want))) return 'unsafe';
+    if (!(await this.safeToRemove(blob, rows, want, copied))) return 'unsafe';
     const row = surplus[0]!;
     const node = this.deps.layout.node(row.node);
     try {
@@ -372,12 +381,14 @@ export class Rebalancer {
 
   /**
    * True when the placement nodes hold REPLICATION_FACTOR `ok` copies of
-   * `blob`, in as many zones as the layout allows, each confirmed by its node.
+   * `blob`, in as many zones as the layout allows, each confirmed by its node
+   * (just now, or by the PUT report of a copy this move made: `copied`).
    */
   private async safeToRemove(
     blob: Blob,
     rows: ReplicaRecord[],
     want: LayoutNode[],
+    copied: ReadonlySet<string>,
   ): Promise<boolean> {
     const keepers = want.filter((n) =>
       rows.some((r) => r.node === n.id && r.state === ('ok' satisfies ReplicaState)),
@@ -386,12 +397,14 @@ export class Rebalancer {
     if (zonesOf(keepers).length < zonesWanted(this.deps.layout.nodes(), this.deps.copies))
       return false;
     const checks = await Promise.all(
-      keepers.map((n) =>
-        this.deps.client.statBlob(n, blob.key).then(
-          (stat) => stat?.sha256 === blob.sha256,
-          () => false,
+      keepers
+        .filter((n) => !copied.has(n.id))
+        .map((n) =>
+          this.deps.client.statBlob(n, blob.key).then(
+            (stat) => stat?.sha256 === blob.sha256,
+            () => false,
+          ),
         ),
-      ),
     );
     return checks.every(Boolean);
   }
@@ -402,6 +415,19 @@ export class Rebalancer {
 }
 
 type Blob = PlacedFile['blobs'][number];
+
+/** Runs `each` on every item, at most `limit` at a time. */
+async function forEachLimited<T>(
+  items: T[],
+  limit: number,
+  each: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await each(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
 
 function isWanted(node: string, want: LayoutNode[]): boolean {
   return want.some((n) => n.id === node);

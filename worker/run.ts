@@ -92,6 +92,7 @@ const rebalancer = new Rebalancer({
   copies: config.replicationFactor,
   bytes: new ByteRate(config.rebalanceBytesPerSecond),
   objects: new ByteRate(config.rebalanceObjectsPerSecond),
+  concurrency: config.rebalanceConcurrency,
   repair: (fileId, key) => repairs.request(fileId, key),
   metrics,
 });

@@ -133,6 +133,7 @@ async function pass(): Promise<void> {
     copies: config.replicationFactor,
     bytes: new ByteRate(config.rebalanceBytesPerSecond),
     objects: new ByteRate(config.rebalanceObjectsPerSecond),
+    concurrency: config.rebalanceConcurrency,
     repair: async () => void repairs++,
   });
   const started = performance.now();
