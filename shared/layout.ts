@@ -152,7 +152,7 @@ export function layoutWarnings(nodes: readonly LayoutNode[], copies: number): st
   const warnings: string[] = [];
   if (active.length < copies)
     warnings.push(
-      `only ${active.length} active node(s) for ${copies} replicas: files are kept with fewer copies`,
+      `only ${active.length} active node(s) for ${copies} replicas: new files get fewer copies, and no draining node can be emptied`,
     );
   else if (zones.length < copies)
     warnings.push(
