@@ -29,7 +29,6 @@
  */
 import type { Redis } from 'ioredis';
 import type Redlock from 'redlock';
-import type { ReplicaState } from '../shared/metadata-store.js';
 import {
   placementOf,
   zonesOf,
@@ -390,9 +389,7 @@ export class Rebalancer {
     want: LayoutNode[],
     copied: ReadonlySet<string>,
   ): Promise<boolean> {
-    const keepers = want.filter((n) =>
-      rows.some((r) => r.node === n.id && r.state === ('ok' satisfies ReplicaState)),
-    );
+    const keepers = want.filter((n) => rows.some((r) => r.node === n.id && r.state === 'ok'));
     if (keepers.length < this.deps.copies) return false;
     if (zonesOf(keepers).length < zonesWanted(this.deps.layout.nodes(), this.deps.copies))
       return false;

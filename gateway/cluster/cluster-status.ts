@@ -12,7 +12,11 @@ import type { MetadataStore } from '../../shared/metadata-store.js';
 import type { NodeStates, NodeView } from './node-registry.js';
 import { activeNodes, layoutWarnings, zonesOf, type Layout } from '../../shared/layout.js';
 import type { LayoutView } from '../../shared/layout-watcher.js';
-import { readProgress, rebalanceRates } from '../../shared/rebalance-progress.js';
+import {
+  readProgress,
+  rebalanceRates,
+  type RebalanceProgress,
+} from '../../shared/rebalance-progress.js';
 
 export interface ClusterStatusDeps {
   store: MetadataStore;
@@ -69,25 +73,28 @@ export async function handleClusterStatus(deps: ClusterStatusDeps, c: Context) {
       done: Number(stats.done ?? 0),
       bytes: Number(stats.bytes ?? 0),
     },
-    rebalance: progress
-      ? {
-          state: progress.state,
-          layout_version: progress.layoutVersion,
-          total: progress.total,
-          scanned: progress.scanned,
-          moved: progress.moved,
-          removed: progress.removed,
-          bytes: progress.bytes,
-          left: progress.left,
-          objects_per_second: rebalanceRates(progress).objectsPerSecond,
-          bytes_per_second: rebalanceRates(progress).bytesPerSecond,
-          started_at: new Date(progress.startedAt).toISOString(),
-          updated_at: new Date(progress.updatedAt).toISOString(),
-        }
-      : null,
+    rebalance: progress ? rebalanceJson(progress) : null,
     replication_factor: copies,
     write_quorum: deps.replication.writeQuorum,
   });
+}
+
+function rebalanceJson(progress: RebalanceProgress) {
+  const rates = rebalanceRates(progress);
+  return {
+    state: progress.state,
+    layout_version: progress.layoutVersion,
+    total: progress.total,
+    scanned: progress.scanned,
+    moved: progress.moved,
+    removed: progress.removed,
+    bytes: progress.bytes,
+    left: progress.left,
+    objects_per_second: rates.objectsPerSecond,
+    bytes_per_second: rates.bytesPerSecond,
+    started_at: new Date(progress.startedAt).toISOString(),
+    updated_at: new Date(progress.updatedAt).toISOString(),
+  };
 }
 
 function layoutJson(layout: Layout, copies: number) {
