@@ -38,17 +38,18 @@ export function parseFlagsAndWords<const O extends FlagOptions>(argv: string[], 
   }
 }
 
-/** A whole-number flag from 1 to `max`, or `fallback` when it is not given. */
+/** A whole-number flag from `min` (1) to `max`, or `fallback` when it is not given. */
 export function intFlag(
   name: string,
   text: string | undefined,
   fallback: number,
   max: number,
+  min = 1,
 ): number {
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > max) {
-    throw new UsageError(`--${name}: "${text}" is not a whole number from 1 to ${max}`);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new UsageError(`--${name}: "${text}" is not a whole number from ${min} to ${max}`);
   }
   return value;
 }

@@ -210,6 +210,8 @@ export interface ClusterOptions {
    * and is http://address:9001 in NODES. Wins over `nodeHosts`.
    */
   nodeNamespaces?: { namespace: string; address: string }[];
+  /** Runs before each start of a node (its data directory made, a filesystem mounted on it, …). */
+  prepareNode?: (node: TestNode) => Promise<void>;
 }
 
 export type MetadataKind = 'sqlite' | 'postgres';
@@ -276,6 +278,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     ...opts.env,
   };
   const procs = new Map<string, Proc>();
+  /** Each gateway's port, kept across its restarts (clients keep their URL). */
+  const gatewayPorts = new Map<string, number>([['gateway', gatewayPort]]);
 
   const cluster: Cluster = {
     dir,
@@ -299,6 +303,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         // Not in NODES, where a node's port comes from otherwise.
         ...(added.has(id) && { NODE_PORT: String(node.port) }),
       };
+      await opts.prepareNode?.(node);
       const proc = spawnService(
         id,
         'storage-node/main.js',
@@ -349,7 +354,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const main = name === 'gateway';
       // Another host's gateway: HOST in `extraEnv` names the loopback address it binds.
       const host = extraEnv.HOST ?? '127.0.0.1';
-      const port = main ? gatewayPort : await freePort(host);
+      const port = gatewayPorts.get(name) ?? (await freePort(host));
+      gatewayPorts.set(name, port);
       const url = `http://${host}:${port}`;
       const proc = spawnService(
         name,
@@ -372,13 +378,17 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         WORKER_METRICS_PORT: String(await freePort(metricsHost)),
         ...extraEnv,
       };
+      // A restarted worker appends to the same log: wait for one more "consuming jobs" line.
+      const consuming = (file: string) =>
+        readFileSync(file, 'utf8').split('consuming jobs').length - 1;
+      const before = procs.has(name) ? consuming(procs.get(name)!.logFile) : 0;
       const proc = spawnService(name, 'worker/main.js', [], workerEnv, logDir);
       proc.metricsUrl = `http://${metricsHost}:${workerEnv.WORKER_METRICS_PORT}/metrics`;
       procs.set(name, proc);
       await waitFor(`${name} consuming`, async () => {
         if (proc.proc.exitCode !== null)
           throw new Error(`${name} exited: ${readFileSync(proc.logFile, 'utf8').slice(-2000)}`);
-        return readFileSync(proc.logFile, 'utf8').includes('consuming jobs');
+        return consuming(proc.logFile) > before;
       });
       return proc;
     },
