@@ -13,7 +13,7 @@ import { ROOT } from '../test/harness.js';
 import { LAB_TARGETS } from './chaos/lab.js';
 import { USAGE, UsageError, parseChaosOptions, type ChaosOptions } from './chaos/options.js';
 import { failed, renderPlan, renderReport } from './chaos/report.js';
-import { runChaos } from './chaos/run.js';
+import { recheck, runChaos } from './chaos/run.js';
 import { planFaults } from './chaos/schedule.js';
 
 function parse(): ChaosOptions | number {
@@ -32,6 +32,11 @@ function parse(): ChaosOptions | number {
 async function main(): Promise<number> {
   const opts = parse();
   if (typeof opts === 'number') return opts;
+  if (opts.check) {
+    const result = await recheck(opts.check);
+    console.log(renderReport(result));
+    return failed(result) ? 1 : 0;
+  }
   const plan = planFaults(opts.seed, opts.durationMs, LAB_TARGETS);
   if (opts.planOnly) {
     console.log(renderPlan({ plan, seed: opts.seed, durationMs: opts.durationMs }));

@@ -27,7 +27,11 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   let server: { proc: ChildProcess; exited: Promise<void>; output: string[] } | undefined;
 
   const command = async (fn: (redis: Redis) => Promise<unknown>) => {
-    const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000 });
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 1000,
+    });
     redis.on('error', () => undefined); // a refused connection is the answer, not an event to crash on
     try {
       await redis.connect();

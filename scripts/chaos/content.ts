@@ -33,7 +33,8 @@ export class Contents {
     if (kept) return kept;
     const rng = Random.of(this.seed, streamOf(key));
     const noise = rng.next() < 0.1;
-    const extra = rng.next() < 0.03 ? rng.int(1024 * 1024, 2.5 * 1024 * 1024) : rng.int(0, 40 * 1024);
+    const extra =
+      rng.next() < 0.03 ? rng.int(1024 * 1024, 2.5 * 1024 * 1024) : rng.int(0, 40 * 1024);
     const body = noise
       ? Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), rng.bytes(extra + 2000)])
       : Buffer.concat([PHOTO, rng.bytes(extra)]);

@@ -77,7 +77,9 @@ export class FaultInjector {
       for (const active of [...this.active]) await this.heal(active);
       if (this.active.size === 0) return;
       if (Date.now() > deadline)
-        throw new Error(`could not heal: ${[...this.active].map((a) => a.record.target).join(', ')}`);
+        throw new Error(
+          `could not heal: ${[...this.active].map((a) => a.record.target).join(', ')}`,
+        );
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
@@ -179,7 +181,9 @@ async function closeAmqpConnections(clusterName: string): Promise<number> {
     .map((line) => line.split('\t')[0]!);
   await Promise.all(
     pids.map((pid) =>
-      run('rabbitmqctl', ['close_connection', pid, 'closed by the chaos drill']).catch(() => undefined),
+      run('rabbitmqctl', ['close_connection', pid, 'closed by the chaos drill']).catch(
+        () => undefined,
+      ),
     ),
   );
   return pids.length;

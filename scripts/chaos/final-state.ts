@@ -54,7 +54,9 @@ export async function readFinalFiles(lab: Lab, verify: boolean): Promise<FinalFi
       )
     ).rows;
     const [newest] = (
-      await client.query<{ nodes: string }>('SELECT nodes FROM layouts ORDER BY version DESC LIMIT 1')
+      await client.query<{ nodes: string }>(
+        'SELECT nodes FROM layouts ORDER BY version DESC LIMIT 1',
+      )
     ).rows;
     layout = JSON.parse(newest!.nodes) as LayoutNode[];
   } finally {

@@ -115,7 +115,13 @@ export class HistoryLog {
   readonly ops: Op[] = [];
 
   invoke(what: Invocation): Op {
-    const op = { ...what, index: this.ops.length, invoke: Date.now(), complete: 0, outcome: 'info' } as Op;
+    const op = {
+      ...what,
+      index: this.ops.length,
+      invoke: Date.now(),
+      complete: 0,
+      outcome: 'info',
+    } as Op;
     this.ops.push(op);
     return op;
   }

@@ -133,7 +133,9 @@ async function closeAll(
     for (const name of [...cluster.nodes.map((n) => n.id), ...GATEWAYS, ...WORKERS])
       cluster.proc(name)?.proc.kill('SIGCONT');
     await Promise.all(
-      [...cluster.nodes.map((n) => n.id), ...GATEWAYS, ...WORKERS].map((n) => cluster.kill(n, 'SIGKILL')),
+      [...cluster.nodes.map((n) => n.id), ...GATEWAYS, ...WORKERS].map((n) =>
+        cluster.kill(n, 'SIGKILL'),
+      ),
     );
     for (const node of cluster.nodes) unmountDisk(node);
     await cluster.stop().catch(() => undefined);

@@ -22,7 +22,8 @@ function opCounts(history: Op[]): string[] {
 function faultLines(result: ChaosResult): string[] {
   return result.faults.map((f) => {
     const at = ((f.start - result.startedAt) / 1000).toFixed(1).padStart(5);
-    const span = f.end !== undefined && f.end > f.start ? ` ${((f.end - f.start) / 1000).toFixed(1)} s` : '';
+    const span =
+      f.end !== undefined && f.end > f.start ? ` ${((f.end - f.start) / 1000).toFixed(1)} s` : '';
     return `  +${at} s  ${f.kind.padEnd(16)} ${f.target}${span}${f.error ? `  (${f.error})` : ''}`;
   });
 }
@@ -30,13 +31,14 @@ function faultLines(result: ChaosResult): string[] {
 function checkLines(result: ChaosResult, check: CheckResult): string[] {
   const mark = check.violations.length === 0 ? 'ok  ' : 'FAIL';
   const lines = [
-    `  ${mark} ${check.title}: ${check.checked} checked, ${check.violations.length} violations${check.detail ? ` (${check.detail})` : ''}`,
+    `  ${mark} ${check.check.padEnd(17)} ${check.title}: ${check.checked} checked, ${check.violations.length} violations${check.detail ? ` (${check.detail})` : ''}`,
   ];
   for (const v of check.violations.slice(0, SHOWN)) {
     lines.push(`       ✗ ${v.message}`);
     for (const line of excerpt(result.history, v)) lines.push(`           ${line}`);
   }
-  if (check.violations.length > SHOWN) lines.push(`       … and ${check.violations.length - SHOWN} more`);
+  if (check.violations.length > SHOWN)
+    lines.push(`       … and ${check.violations.length - SHOWN} more`);
   return lines;
 }
 
@@ -51,7 +53,8 @@ export function renderReport(result: ChaosResult): string {
       ? `${((final.redundantAt - final.healedAt) / 1000).toFixed(1)} s after healing`
       : 'never (timed out)';
   const crashLines = result.crashes.map(
-    (c) => `  ✗ ${c.name} exited on its own (${c.exit}) at +${((c.at - result.startedAt) / 1000).toFixed(1)} s`,
+    (c) =>
+      `  ✗ ${c.name} exited on its own (${c.exit}) at +${((c.at - result.startedAt) / 1000).toFixed(1)} s`,
   );
   return [
     `Chaos drill — seed ${result.seed}, ${result.durationMs / 1000} s of traffic under faults`,
@@ -70,6 +73,7 @@ export function renderReport(result: ChaosResult): string {
     ...result.results.flatMap((c) => checkLines(result, c)),
     '',
     `History and final state: ${result.savedTo}`,
+    ...(result.logs ? [`Process logs: ${result.logs}`] : []),
     `Reproduce the schedule: npm run chaos -- --seed ${result.seed} --duration ${result.durationMs / 1000}`,
     failed(result) ? 'RESULT: FAILED' : 'RESULT: every check held',
   ].join('\n');

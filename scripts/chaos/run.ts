@@ -4,7 +4,7 @@
  * acknowledged file read once more, the final state read, and the checker
  * run over it all.
  */
-import { writeFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'undici';
@@ -48,6 +48,8 @@ export interface ChaosResult {
   final: FinalState;
   results: CheckResult[];
   savedTo: string;
+  /** Where the processes' logs were kept. */
+  logs?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -95,10 +97,7 @@ export async function runChaos(opts: RunOptions): Promise<ChaosResult> {
     log('reading every acknowledged file once more');
     await finalReads(traffic, [...lab.gateways.values()]);
     const final = finalState(await readFinalFiles(lab, true), healedAt, redundantAt);
-    const results = checkHistory(history.ops, final, {
-      clockSlackMs: CLOCK_SLACK_MS,
-      contentDigest: (key, start, end) => contents.digest(key, start, end),
-    });
+    const results = check(opts.seed, history.ops, final);
     const savedTo = opts.save ?? join(tmpdir(), `trove-chaos-${opts.seed}-${startedAt}.json`);
     const result = {
       seed: opts.seed,
@@ -113,11 +112,29 @@ export async function runChaos(opts: RunOptions): Promise<ChaosResult> {
       savedTo,
     };
     await writeFile(savedTo, JSON.stringify(result));
-    return result;
+    // The processes' logs, beside the history (the lab's directory goes).
+    const logs = `${savedTo.replace(/\.json$/, '')}-logs`;
+    await cp(join(lab.cluster.dir, 'logs'), logs, { recursive: true });
+    return { ...result, logs };
   } finally {
     await dispatcher.close().catch(() => undefined);
     await lab.close();
   }
+}
+
+/** The checker over a history whose contents come from `seed`. */
+export function check(seed: number, history: Op[], final: FinalState): CheckResult[] {
+  const contents = new Contents(seed);
+  return checkHistory(history, final, {
+    clockSlackMs: CLOCK_SLACK_MS,
+    contentDigest: (key, start, end) => contents.digest(key, start, end),
+  });
+}
+
+/** A saved run (`--save`) checked again, with this version of the checker. */
+export async function recheck(file: string): Promise<ChaosResult> {
+  const saved = JSON.parse(await readFile(file, 'utf8')) as ChaosResult;
+  return { ...saved, results: check(saved.seed, saved.history, saved.final), savedTo: file };
 }
 
 /** Starts whatever is not running (a crash the watchdog could not restart then), retrying for 60 s. */
@@ -130,7 +147,8 @@ async function ensureRunning(lab: Lab, injector: FaultInjector): Promise<void> {
         await injector.restart(name);
         break;
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`${name} does not start: ${(err as Error).message}`);
+        if (Date.now() > deadline)
+          throw new Error(`${name} does not start: ${(err as Error).message}`);
         await sleep(1000);
       }
     }
@@ -138,7 +156,10 @@ async function ensureRunning(lab: Lab, injector: FaultInjector): Promise<void> {
 }
 
 /** Polls the final state until every live file is fully replicated; when that was, or undefined. */
-async function waitForRedundancy(lab: Lab, log: (msg: string) => void): Promise<number | undefined> {
+async function waitForRedundancy(
+  lab: Lab,
+  log: (msg: string) => void,
+): Promise<number | undefined> {
   const deadline = Date.now() + REDUNDANCY_TIMEOUT_MS;
   let short = -1;
   while (Date.now() < deadline) {
@@ -160,7 +181,13 @@ async function finalReads(traffic: Traffic, gateways: string[]): Promise<void> {
   let next = 0;
   const reader = async () => {
     for (let i = next++; i < files.length; i = next++)
-      await traffic.download('final', files[i]!, gateways[i % gateways.length]!, undefined, 'final');
+      await traffic.download(
+        'final',
+        files[i]!,
+        gateways[i % gateways.length]!,
+        undefined,
+        'final',
+      );
   };
   await Promise.all(Array.from({ length: 8 }, reader));
 }
@@ -188,7 +215,9 @@ function watchProcesses(
         seen.add(proc.pid);
         crashes.push({ name, at: Date.now(), exit: String(proc.exitCode ?? proc.signalCode) });
         log(`${name} crashed (exit ${proc.exitCode ?? proc.signalCode}): starting it again`);
-        await injector.restart(name).catch((err: Error) => log(`restart of ${name}: ${err.message}`));
+        await injector
+          .restart(name)
+          .catch((err: Error) => log(`restart of ${name}: ${err.message}`));
       }
     });
   }, 500);

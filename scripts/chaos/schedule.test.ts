@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { FAULT_KINDS, MAX_CONCURRENT, WARMUP_MS, planFaults, type PlannedFault } from './schedule.js';
+import {
+  FAULT_KINDS,
+  MAX_CONCURRENT,
+  WARMUP_MS,
+  planFaults,
+  type PlannedFault,
+} from './schedule.js';
 import { Random } from './random.js';
 
 const targets = {

@@ -73,7 +73,11 @@ function holds(f: PlannedFault): string[] {
   return f.peer ? [f.target, f.peer] : [f.target];
 }
 
-function candidates(kind: FaultKind, targets: Targets, rng: Random): { target: string; peer?: string }[] {
+function candidates(
+  kind: FaultKind,
+  targets: Targets,
+  rng: Random,
+): { target: string; peer?: string }[] {
   const service = SERVICE[kind];
   if (service) return [{ target: service }];
   switch (kind) {
@@ -84,7 +88,9 @@ function candidates(kind: FaultKind, targets: Targets, rng: Random): { target: s
         .map((target) => ({ target }));
     case 'cut-one-way':
       return rng
-        .shuffle(targets.nodes.flatMap((a) => targets.nodes.filter((b) => b !== a).map((b) => [a, b])))
+        .shuffle(
+          targets.nodes.flatMap((a) => targets.nodes.filter((b) => b !== a).map((b) => [a, b])),
+        )
         .map(([target, peer]) => ({ target: target!, peer: peer! }));
     default:
       return rng.shuffle(targets.nodes).map((target) => ({ target }));
@@ -96,7 +102,9 @@ function fits(f: PlannedFault, active: PlannedFault[], targets: Targets): boolea
   if (active.length >= MAX_CONCURRENT) return false;
   const busy = new Set(active.flatMap(holds));
   if (holds(f).some((r) => busy.has(r))) return false;
-  const gateways = new Set([...active, f].map((a) => a.target).filter((t) => targets.gateways.includes(t)));
+  const gateways = new Set(
+    [...active, f].map((a) => a.target).filter((t) => targets.gateways.includes(t)),
+  );
   return gateways.size < targets.gateways.length;
 }
 

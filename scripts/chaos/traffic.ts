@@ -47,7 +47,10 @@ function requestError(err: unknown): { outcome: Outcome; error: string } {
   const e = err as { code?: string; name?: string; cause?: { code?: string } };
   const code = e.code ?? e.cause?.code ?? e.name ?? 'error';
   if (code === 'ECONNREFUSED') return { outcome: 'fail', error: code };
-  return { outcome: 'info', error: e.name === 'TimeoutError' || code === 'UND_ERR_ABORTED' ? 'timeout' : code };
+  return {
+    outcome: 'info',
+    error: e.name === 'TimeoutError' || code === 'UND_ERR_ABORTED' ? 'timeout' : code,
+  };
 }
 
 function statusOutcome(status: number): Outcome {
@@ -76,7 +79,8 @@ export class Traffic {
   constructor(private readonly deps: TrafficDeps) {}
 
   start(clients: number): void {
-    for (let i = 1; i <= clients; i++) this.running.push(this.client(`c${i}`, Random.of(this.deps.seed, 1000 + i)));
+    for (let i = 1; i <= clients; i++)
+      this.running.push(this.client(`c${i}`, Random.of(this.deps.seed, 1000 + i)));
   }
 
   /** Stops every client after its operation under way. */
@@ -158,7 +162,13 @@ export class Traffic {
           code: errorCode(text),
         });
       const file = JSON.parse(text) as { id: string; expires_at: string; delete_token: string };
-      this.files.push({ key, id: file.id, size: body.length, deleteToken: file.delete_token, deleted: false });
+      this.files.push({
+        key,
+        id: file.id,
+        size: body.length,
+        deleteToken: file.delete_token,
+        deleted: false,
+      });
       return this.deps.history.complete(op, 'ok', {
         status: 201,
         file: file.id,
@@ -221,7 +231,10 @@ export class Traffic {
     };
     if (res.statusCode !== 200 && res.statusCode !== 206) {
       const text = await res.body.text().catch(() => '');
-      return history.complete(op, statusOutcome(res.statusCode), { ...fields, code: errorCode(text) });
+      return history.complete(op, statusOutcome(res.statusCode), {
+        ...fields,
+        code: errorCode(text),
+      });
     }
     // Headers came: the grant happened, whatever becomes of the body.
     const hash = createHash('sha256');
