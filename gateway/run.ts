@@ -9,7 +9,7 @@ import { close, listen } from '../shared/http.js';
 import { lanUrls } from '../shared/lan.js';
 import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
-import { createRedis, createRedlock } from '../shared/redis.js';
+import { closeRedis, createRedis, createRedlock } from '../shared/redis.js';
 import { writePidFile } from '../shared/pid-file.js';
 import { describeMetadataStore, openMetadataStore } from '../shared/open-metadata-store.js';
 import { join } from 'node:path';
@@ -125,7 +125,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     sweeper.stop();
     await close(server);
     await amqp.close();
-    redis.disconnect();
+    closeRedis(redis);
     await client.close();
     await store.close();
     process.exit(0);

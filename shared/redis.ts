@@ -38,10 +38,25 @@ function sentinelOptions(conn: RedisConnection & { sentinels: object[] }): Redis
   };
 }
 
+/** Clients closed on purpose (closeRedis): the only ones whose end is final. */
+const closing = new WeakSet<Redis>();
+/** Pause before connecting again a client the library gave up on. */
+const RECONNECT_AFTER_END_MS = 500;
+
 export function createRedis(conn: RedisConnection, log: Logger): Redis {
   const redis = conn.sentinels
     ? new Redis({ ...COMMON_OPTIONS, ...sentinelOptions({ ...conn, sentinels: conn.sentinels }) })
     : new Redis(conn.url, COMMON_OPTIONS);
+  // ioredis ends a client for good when a connect attempt is aborted under it: the sentinels'
+  // failover detector closing the connector while a reconnect asks them for the master does
+  // that. Every later command fails "Connection is closed". Only closeRedis may end it.
+  redis.on('end', () => {
+    if (closing.has(redis)) return;
+    log.warn('Redis client ended by the library; connecting again');
+    setTimeout(() => {
+      if (!closing.has(redis) && redis.status === 'end') redis.connect().catch(() => undefined);
+    }, RECONNECT_AFTER_END_MS).unref();
+  });
   let down = false;
   redis.on('error', (err: Error) => {
     if (!down) log.warn({ err: err.message }, 'Redis unreachable');
@@ -52,6 +67,12 @@ export function createRedis(conn: RedisConnection, log: Logger): Redis {
     down = false;
   });
   return redis;
+}
+
+/** Closes a client of createRedis for good (it is not connected again). */
+export function closeRedis(redis: Redis): void {
+  closing.add(redis);
+  redis.disconnect();
 }
 
 /**

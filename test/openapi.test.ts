@@ -19,7 +19,7 @@ import { AmqpClient } from '../shared/amqp.js';
 import { loadGatewayConfig } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
-import { createRedis, createRedlock } from '../shared/redis.js';
+import { closeRedis, createRedis, createRedlock } from '../shared/redis.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
 import { createApp } from '../gateway/http/app.js';
 import { DownloadCounter } from '../gateway/download/download-counter.js';
@@ -164,7 +164,7 @@ async function servedRoutes(): Promise<string[]> {
     const routes = inspectRoutes(app).filter((r) => !r.isMiddleware);
     return [...new Set(routes.map((r) => `${r.method} ${r.path}`))];
   } finally {
-    redis.disconnect();
+    closeRedis(redis);
     await client.close();
     await store.close();
     await rm(dir, { recursive: true, force: true });

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DownloadCounter } from '../gateway/download/download-counter.js';
 import { loadGatewayConfig } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
-import { createRedis, createRedlock } from '../shared/redis.js';
+import { closeRedis, createRedis, createRedlock } from '../shared/redis.js';
 import { checkRedisConnection } from '../shared/service-check.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
 import { freePort, waitFor } from './harness.js';
@@ -150,7 +150,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  redis?.disconnect();
+  if (redis) closeRedis(redis);
   await store?.close();
   for (const p of procs)
     if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
@@ -235,5 +235,31 @@ describe('Redis through Sentinel', () => {
     expect(await checkRedisConnection(conn)).toMatchObject({ ok: false });
     conn.sentinels.push({ host: '127.0.0.1', port: sentinels[1]!.port });
     expect(await checkRedisConnection(conn)).toMatchObject({ ok: true });
+  });
+});
+
+describe('a Redis client the library gave up on', () => {
+  it('connects again by itself: only closeRedis ends it (the failover detector race)', async () => {
+    const client = createRedis(
+      { url: 'redis://127.0.0.1:6379', sentinels: undefined, sentinelName: 'mymaster' },
+      log,
+    );
+    try {
+      // What the sentinels' failover detector does when +switch-master comes while the client
+      // is reconnecting: it closes the connector under the connect attempt, which rejects, and
+      // ioredis then sets the client to `end` for good: every command fails "Connection is closed".
+      (client as unknown as { connector: { disconnect(): void } }).connector.disconnect();
+      await waitFor('ioredis to end the client', async () => client.status === 'end');
+      await waitFor(
+        'a command through the same client',
+        async () => (await client.ping()) === 'PONG',
+        5000,
+      );
+    } finally {
+      closeRedis(client);
+    }
+    await waitFor('closeRedis to end it for good', async () => client.status === 'end');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(client.status).toBe('end');
   });
 });

@@ -10,7 +10,7 @@ import { fileDeleteJob, imageProcessJob, nodeCheckJob, replicaRepairJob } from '
 import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
 import { writePidFile } from '../shared/pid-file.js';
-import { createRedis, createRedlock } from '../shared/redis.js';
+import { closeRedis, createRedis, createRedlock } from '../shared/redis.js';
 import { describeMetadataStore, openMetadataStore } from '../shared/open-metadata-store.js';
 import { LayoutWatcher } from '../shared/layout-watcher.js';
 import { AntiEntropy } from './anti-entropy.js';
@@ -237,7 +237,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     await consumer.stop(15_000);
     if (metricsServer) await close(metricsServer, 1000);
     await amqp.close();
-    redis.disconnect();
+    closeRedis(redis);
     await client.close();
     await store.close();
     process.exit(0);

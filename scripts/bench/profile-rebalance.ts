@@ -34,7 +34,7 @@ import { createLogger } from '../../shared/logger.js';
 import { NodeClient } from '../../shared/node-client.js';
 import { openMetadataStore } from '../../shared/open-metadata-store.js';
 import { readProgress } from '../../shared/rebalance-progress.js';
-import { createRedis, createRedlock } from '../../shared/redis.js';
+import { closeRedis, createRedis, createRedlock } from '../../shared/redis.js';
 import { ByteRate } from '../../worker/byte-rate.js';
 import { Rebalancer } from '../../worker/rebalancer.js';
 import { readPid } from '../cluster-control.js';
@@ -141,7 +141,8 @@ async function pass(): Promise<void> {
   const wallMs = performance.now() - started;
   const progress = await readProgress(redis, config.clusterName);
   layout.stop();
-  await Promise.all([store.close(), client.close(), redis.quit()]);
+  closeRedis(redis);
+  await Promise.all([store.close(), client.close()]);
 
   const moves = Math.max(progress?.moved ?? 0, 1);
   const line = (name: string, calls: number | string, ms: number) =>
