@@ -225,12 +225,12 @@ export class AmqpClient implements JobPublisher {
   async publish(
     queue: string,
     body: object,
-    opts: { due?: number; timeoutMs?: number } = {},
+    opts: { due?: number; timeoutMs?: number; headers?: Record<string, string> } = {},
   ): Promise<void> {
     const channel = await this.ready(opts.timeoutMs ?? 5000);
     const step = ladderStep((opts.due ?? 0) - Date.now());
     const content = Buffer.from(JSON.stringify(body));
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...opts.headers };
     if (step !== null) headers['delay-step'] = String(step);
     const requestId = currentRequestId();
     if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;

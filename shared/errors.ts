@@ -158,6 +158,15 @@ export class InsufficientStorageError extends TroveError {
   }
 }
 
+/**
+ * Whether a failure may go by itself: a dependency unavailable (503: the
+ * database, RabbitMQ, every node holding a copy) or a disk full (507). A job
+ * that fails so is tried again later instead of being dead-lettered.
+ */
+export function isTransient(err: unknown): boolean {
+  return err instanceof TroveError && (err.status === 503 || err.status === 507);
+}
+
 /** The client closed the connection before the exchange completed; nobody is left to answer. */
 export class ClientGoneError extends TroveError {
   constructor() {

@@ -12,6 +12,7 @@ import amqp from 'amqplib';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { AmqpClient, deleteTopology } from '../shared/amqp.js';
 import {
+  ladderStep,
   ladderSteps,
   LADDER_BASE_MS,
   QUORUM_DELIVERY_LIMIT,
@@ -20,7 +21,14 @@ import {
   type QueueType,
 } from '../shared/jobs.js';
 import { createLogger } from '../shared/logger.js';
-import { JobConsumer, jobHandler } from '../worker/job-consumer.js';
+import { UnavailableError } from '../shared/errors.js';
+import {
+  DEFERRALS_HEADER,
+  JobConsumer,
+  MAX_DEFERRALS,
+  deferralDelayMs,
+  jobHandler,
+} from '../worker/job-consumer.js';
 import { z } from 'zod';
 import { freePort, logLines, queryDb, startCluster, waitFor } from './harness.js';
 
@@ -194,6 +202,51 @@ describe('quorum queues', () => {
     } finally {
       await conn.close();
     }
+  });
+
+  it('puts off a job that fails for a reason that may pass, and runs it later; gives it up after MAX_DEFERRALS', async () => {
+    const prefix = newPrefix();
+    const n = topologyNames(prefix);
+    const { client: c } = client(prefix, 'quorum');
+    await c.start();
+    const runs: { node: string; at: number }[] = [];
+    let databaseDown = true;
+    const consumer = new JobConsumer(
+      c,
+      [
+        jobHandler({
+          queue: n.nodeCheck,
+          schema: z.object({ node: z.string() }),
+          handle: async (job) => {
+            runs.push({ node: job.node, at: Date.now() });
+            if (databaseDown || job.node === 'always-down')
+              throw new UnavailableError(
+                'the metadata database is unavailable',
+                'DATABASE_UNAVAILABLE',
+              );
+          },
+        }),
+      ],
+      { prefetch: 1, attempts: 2, retryDelayMs: 10, log: createLogger('qq', 'silent') },
+    );
+    await consumer.start();
+    const sent = Date.now();
+    await c.publish(n.nodeCheck, { node: 'node9' });
+    await waitFor('two tries', async () => runs.length === 2);
+    databaseDown = false; // the outage ends while the job waits on the ladder
+    await waitFor('the job run again', async () => runs.length === 3, 15_000);
+    // Put off by about deferralDelayMs(0) (the ladder's step below it, at least), not dead-lettered.
+    expect(runs[2]!.at - sent).toBeGreaterThanOrEqual(ladderStep(deferralDelayMs(0))!);
+    expect(await c.depth(n.deadLetters)).toBe(0);
+
+    // One already put off MAX_DEFERRALS times goes to the dead letters at its last try.
+    await c.publish(
+      n.nodeCheck,
+      { node: 'always-down' },
+      { headers: { [DEFERRALS_HEADER]: String(MAX_DEFERRALS) } },
+    );
+    await waitFor('the dead letter', async () => (await c.depth(n.deadLetters)) === 1);
+    await consumer.stop(1000);
   });
 
   it('names the way out when the queues exist with the other type', async () => {

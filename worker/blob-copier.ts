@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream';
 import type { NodeAddress } from '../shared/config.js';
 import type { LayoutView } from '../shared/layout-watcher.js';
 import type { Logger } from '../shared/logger.js';
+import { InsufficientStorageError } from '../shared/errors.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import { isUnreachable, type NodeClient } from '../shared/node-client.js';
 import { H } from '../shared/node-protocol.js';
@@ -76,6 +77,8 @@ export class BlobCopier {
           expectedSha256: sha256 || undefined,
         });
         const stored = report.replicas.find((r) => r.node === target.id);
+        if (stored && !stored.ok && stored.code === 'INSUFFICIENT_STORAGE')
+          throw new InsufficientStorageError(`${target.id} has no room for ${key}`);
         if (!stored?.ok || stored.sha256 !== sha256) {
           const why = stored && !stored.ok ? stored.error : 'wrong or no report';
           throw new Error(`${target.id} did not store ${key}: ${why}`);

@@ -5,6 +5,13 @@
  * that does not parse goes straight to the dead-letter queue; nothing a
  * message contains can crash the process.
  *
+ * A job whose last try failed for a reason that may pass by itself (the
+ * database or every node unavailable, a disk full: `isTransient`) is not
+ * dead-lettered: it is published again through the delay ladder, due in
+ * 5 s, then 10 s, 20 s, … up to 5 min, MAX_DEFERRALS times (about 40 min)
+ * before it is given up. A few seconds of a dependency's outage must not
+ * leave a replica missing until the next repair sweep.
+ *
  * Stopping cancels the consumers (no new deliveries), lets the jobs in hand
  * finish for a while, and leaves the rest unacknowledged: closing the
  * connection hands them back to RabbitMQ, which redelivers them.
@@ -17,9 +24,20 @@ import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import pRetry from 'p-retry';
 import type { z } from 'zod';
 import type { AmqpClient } from '../shared/amqp.js';
+import { isTransient } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { JobMetrics } from './metrics.js';
 import { REQUEST_ID_HEADER, requestIdFrom, runWithRequestId } from '../shared/request-context.js';
+
+/** Times a job failing for a transient reason is put off before it is dead-lettered. */
+export const MAX_DEFERRALS = 12;
+/** How many times the job in a message was put off already. */
+export const DEFERRALS_HEADER = 'x-trove-deferrals';
+
+/** The wait before a job put off `deferrals` times already is tried again: 5 s doubling, at most 5 min. */
+export function deferralDelayMs(deferrals: number): number {
+  return Math.min(5000 * 2 ** deferrals, 300_000);
+}
 
 export interface JobHandler<S extends z.ZodType = z.ZodType> {
   queue: string;
@@ -114,6 +132,13 @@ export class JobConsumer {
       });
     } catch (err) {
       if (this.stopping) return; // left unacknowledged: RabbitMQ redelivers it after we close
+      const deferrals = Number(msg.properties.headers?.[DEFERRALS_HEADER] ?? 0) || 0;
+      if (isTransient(err) && deferrals < MAX_DEFERRALS) {
+        if (await this.defer(handler.queue, job.data, deferrals, log, err as Error)) {
+          metrics?.jobDeferred(handler.queue, seconds());
+          return settle(channel, msg, 'ack', log);
+        }
+      }
       log.error(
         { job: job.data, err: (err as Error).message },
         'job failed for good, dead-lettered',
@@ -123,6 +148,31 @@ export class JobConsumer {
     }
     metrics?.jobDone(handler.queue, seconds());
     settle(channel, msg, 'ack', log);
+  }
+
+  /** Publishes the job again, due later; false when RabbitMQ would not take it. */
+  private async defer(
+    queue: string,
+    job: unknown,
+    deferrals: number,
+    log: Logger,
+    err: Error,
+  ): Promise<boolean> {
+    const delayMs = deferralDelayMs(deferrals);
+    try {
+      await this.amqp.publish(queue, job as object, {
+        due: Date.now() + delayMs,
+        headers: { [DEFERRALS_HEADER]: String(deferrals + 1) },
+      });
+    } catch (publishErr) {
+      log.warn({ job, err: (publishErr as Error).message }, 'could not put the job off');
+      return false;
+    }
+    log.warn(
+      { job, err: err.message, deferrals: deferrals + 1, retry_in_ms: delayMs },
+      'job failed for now, tried again later',
+    );
+    return true;
   }
 
   /** Stops taking jobs and waits up to `graceMs` for the ones in hand. */

@@ -21,6 +21,8 @@ export interface JobMetrics {
   jobFailed(queue: string, seconds: number): void;
   /** A try of a job failed and another will follow. */
   jobRetried(queue: string): void;
+  /** A job failed for a reason that may pass (a 503, a full disk) and was queued again for later. */
+  jobDeferred(queue: string, seconds: number): void;
 }
 
 /**
@@ -113,6 +115,10 @@ export class WorkerMetrics implements JobMetrics, RebalanceMetrics {
     this.retries.inc({ job: jobKind(queue) });
   }
 
+  jobDeferred(queue: string, seconds: number): void {
+    this.finished(queue, 'deferred', seconds);
+  }
+
   /** One expiry sweep's figures. */
   sweepDone(done: { expired: number; cleaned: number; purged: number }): void {
     for (const action of ['expired', 'cleaned', 'purged'] as const)
@@ -128,7 +134,7 @@ export class WorkerMetrics implements JobMetrics, RebalanceMetrics {
     this.rebalanced.inc({ action: 'removed' });
   }
 
-  private finished(queue: string, outcome: 'done' | 'failed', seconds: number): void {
+  private finished(queue: string, outcome: 'done' | 'failed' | 'deferred', seconds: number): void {
     const labels = { job: jobKind(queue), outcome };
     this.jobs.inc(labels);
     this.duration.observe(labels, seconds);

@@ -5,15 +5,13 @@
  * happened (a heal that fails is retried by `healAll`).
  */
 import { execFile } from 'node:child_process';
-import { open, rm, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { fillDisk, freeDisk } from '../../test/node-disk.js';
 import type { FaultRecord } from './history.js';
 import type { Lab } from './lab.js';
 import type { PlannedFault } from './schedule.js';
 
 const run = promisify(execFile);
-const BALLAST = '.chaos-ballast';
 
 interface Active {
   fault: PlannedFault;
@@ -129,7 +127,7 @@ export class FaultInjector {
       case 'disk-full': {
         const dir = this.lab.node(f.target).dataDir;
         await fillDisk(dir);
-        return () => rm(join(dir, BALLAST), { force: true });
+        return () => freeDisk(dir);
       }
     }
   }
@@ -142,28 +140,6 @@ export class FaultInjector {
     if (cluster.nodes.some((n) => n.id === name)) await cluster.startNode(name);
     else if (name.startsWith('gw')) await cluster.startGateway(name);
     else await cluster.startWorker(name);
-  }
-}
-
-/** Writes a ballast file until the filesystem under `dir` has no byte left. */
-async function fillDisk(dir: string): Promise<void> {
-  const file = await open(join(dir, BALLAST), 'a');
-  try {
-    const { bavail, bsize } = await statfs(dir);
-    let left = bavail * bsize;
-    const chunk = Buffer.alloc(4 * 1024 * 1024);
-    while (left > 0) {
-      const n = Math.min(chunk.length, left);
-      await file.write(chunk, 0, n);
-      left -= n;
-    }
-    // Whatever the statfs missed: small writes until the disk says no.
-    const small = Buffer.alloc(4096);
-    for (;;) await file.write(small);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    await file.close();
   }
 }
 

@@ -10,10 +10,9 @@
  * It reuses the integration tests' harness (real processes from dist/, one
  * log file each, killed with real signals).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { startCluster, type Cluster, type TestNode } from '../../test/harness.js';
 import { createNetwork, type Network } from '../../test/netns.js';
+import { mountDisk, unmountDisk } from '../../test/node-disk.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../../test/private-postgres.js';
 import { startPrivateRedis, type PrivateRedis } from '../../test/private-redis.js';
 import type { Targets } from './schedule.js';
@@ -41,28 +40,9 @@ export interface Lab {
   close(): Promise<void>;
 }
 
-function mountDisk(node: TestNode): Promise<void> {
-  mkdirSync(node.dataDir, { recursive: true });
-  if (!isMountPoint(node.dataDir))
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${NODE_DISK_MB}m`, 'tmpfs', node.dataDir]);
-  return Promise.resolve();
-}
-
-function isMountPoint(dir: string): boolean {
-  try {
-    execFileSync('mountpoint', ['-q', dir], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function unmountDisk(node: TestNode): void {
-  try {
-    execFileSync('umount', ['-l', node.dataDir], { stdio: 'ignore' });
-  } catch {
-    // not mounted
-  }
+/** A node's own small disk, so a full disk is a real ENOSPC (test/node-disk.ts). */
+async function prepareNode(node: TestNode): Promise<void> {
+  mountDisk(node.dataDir, NODE_DISK_MB);
 }
 
 export async function startLab(log: (msg: string) => void): Promise<Lab> {
@@ -78,17 +58,15 @@ export async function startLab(log: (msg: string) => void): Promise<Lab> {
       noGateway: true,
       databaseUrl,
       nodeNamespaces: network.hosts.map((h) => ({ namespace: h.namespace, address: h.address })),
-      prepareNode: mountDisk,
+      prepareNode,
       env: {
         REDIS_URL: made.redis.url,
         RATE_LIMITS: 'off',
         ALLOWED_TYPES: 'image/*',
         // What a connection into a cut host costs before failing over (5 s by default).
         NODE_TIMEOUT_MS: '2000',
-        // Repair and expiry at a drill's pace, not a day's.
-        REPAIR_SCHEDULE: '*/5 * * * * *',
-        SWEEP_SCHEDULE: '*/2 * * * * *',
-        DELETE_GRACE_SECONDS: '2',
+        // Repair at its production pace (REPAIR_SCHEDULE: every 5 min): redundancy must come
+        // back from the repair jobs themselves, not from a sweep set to run every few seconds.
         LAYOUT_POLL_MS: '1000',
         LOG_LEVEL: 'info',
       },
@@ -137,7 +115,7 @@ async function closeAll(
         cluster.kill(n, 'SIGKILL'),
       ),
     );
-    for (const node of cluster.nodes) unmountDisk(node);
+    for (const node of cluster.nodes) unmountDisk(node.dataDir);
     await cluster.stop().catch(() => undefined);
   }
   await made.redis?.destroy().catch(() => undefined);
