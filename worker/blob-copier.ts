@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream';
 import type { NodeAddress } from '../shared/config.js';
 import type { LayoutView } from '../shared/layout-watcher.js';
 import type { Logger } from '../shared/logger.js';
-import { InsufficientStorageError } from '../shared/errors.js';
+import { InsufficientStorageError, UnavailableError } from '../shared/errors.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import { isUnreachable, type NodeClient } from '../shared/node-client.js';
 import { H } from '../shared/node-protocol.js';
@@ -90,7 +90,11 @@ export class BlobCopier {
       }
       return { from: from.id, bytes: size };
     }
-    throw new Error(`no source could serve ${key} for ${target.id}`);
+    // Sources down or cut off for now: the job is put off, not dead-lettered.
+    throw new UnavailableError(
+      `no source could serve ${key} for ${target.id}`,
+      'NO_SOURCE_AVAILABLE',
+    );
   }
 
   /**
