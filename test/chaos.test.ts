@@ -7,7 +7,9 @@
  * violation or crash exits 1 and fails this test with the report.
  */
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -46,8 +48,19 @@ describe('npm run chaos', () => {
   });
 
   it('keeps every promise under every kind of fault (seed 42)', async () => {
-    const { code, stdout, stderr } = await chaos(['--seed', '42', '--duration', DURATION_S]);
+    const dir = await mkdtemp(join(tmpdir(), 'trove-chaos-test-'));
+    const save = join(dir, 'run.json');
+    const { code, stdout, stderr } = await chaos([
+      '--seed',
+      '42',
+      '--duration',
+      DURATION_S,
+      '--save',
+      save,
+    ]);
+    // A failing run keeps its history and logs (the report names them) for a look.
     if (code !== 0) console.log(`${stdout}\n${stderr.split('\n').slice(-40).join('\n')}`);
+    else await rm(dir, { recursive: true, force: true });
     expect(code, stdout).toBe(0);
     expect(stdout).toContain('RESULT: every check held');
     // Every fault was injected and healed as planned (an error would show beside it).
