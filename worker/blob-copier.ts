@@ -16,7 +16,7 @@ import type { LayoutView } from '../shared/layout-watcher.js';
 import type { Logger } from '../shared/logger.js';
 import { InsufficientStorageError, UnavailableError } from '../shared/errors.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
-import { isUnreachable, type NodeClient } from '../shared/node-client.js';
+import { isTransportFailure, isUnreachable, type NodeClient } from '../shared/node-client.js';
 import { H } from '../shared/node-protocol.js';
 import type { ByteRate } from './byte-rate.js';
 
@@ -86,6 +86,11 @@ export class BlobCopier {
       } catch (err) {
         res.body.destroy();
         if (isUnreachable(err)) return 'target-down';
+        // The connection dropped mid-copy (a node killed, cut or restarting): worth another try.
+        if (isTransportFailure(err))
+          throw new UnavailableError(
+            `copy of ${key} to ${target.id} broke off: ${(err as Error).message}`,
+          );
         throw err;
       }
       return { from: from.id, bytes: size };

@@ -13,6 +13,7 @@ import type Redlock from 'redlock';
 import { repairStatsKey, type ReplicaRepairJob } from '../shared/jobs.js';
 import type { LayoutView } from '../shared/layout-watcher.js';
 import type { Logger } from '../shared/logger.js';
+import { UnavailableError } from '../shared/errors.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
 import type { NodeClient } from '../shared/node-client.js';
 import { BlobCopier } from './blob-copier.js';
@@ -70,13 +71,13 @@ export class ReplicaRepairer {
     if (sources.length === 0) {
       throw new Error(`no healthy replica of ${key} to repair from`);
     }
+    const down: string[] = [];
     for (const row of targets) {
       const target = this.deps.layout.node(row.node);
       if (!target) continue;
       const copied = await this.copier.copy(key, target, sources, expected, this.deps.rate);
       if (copied === 'target-down') {
-        // Its return (nodes.check) or the sweep brings the repair back.
-        this.deps.log.info({ key, node: target.id }, 'repair target unreachable, later');
+        down.push(target.id);
         continue;
       }
       if (!(await this.copier.keep(fileId, key, target))) return;
@@ -91,5 +92,12 @@ export class ReplicaRepairer {
         'replica repaired',
       );
     }
+    // Put off and tried again (job-consumer.ts): a node down for seconds may come back without
+    // the gateways seeing it offline, so no anti-entropy pass of its return would bring this back.
+    if (down.length > 0)
+      throw new UnavailableError(
+        `repair target ${down.join(', ')} of ${key} unreachable`,
+        'NODE_UNREACHABLE',
+      );
   }
 }

@@ -9,6 +9,7 @@
  */
 import type { LayoutView } from '../shared/layout-watcher.js';
 import { createHash } from 'node:crypto';
+import { UnavailableError } from '../shared/errors.js';
 import { placementOf } from '../shared/layout.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
@@ -41,8 +42,10 @@ export class VariantWriter {
     const chain: NodeAddress[] = placementOf(key, this.deps.layout.nodes(), this.deps.copies);
     const stored = await this.sendDown(key, chain, data, sha256, signal);
     if (stored.size < this.deps.quorum) {
-      throw new Error(
+      // Nodes down or full for now: a 503, so the job is put off rather than dead-lettered.
+      throw new UnavailableError(
         `only ${stored.size} of ${chain.length} storage nodes stored ${key}; ${this.deps.quorum} are needed`,
+        'WRITE_QUORUM_FAILED',
       );
     }
     return {
