@@ -18,7 +18,7 @@ import { gatewayDeps } from './deps.js';
 import { UploadSpool } from './upload/upload-spool.js';
 import { trustProxyHazard } from './http/client-ip.js';
 import { DownloadCounter } from './download/download-counter.js';
-import { requestNodeCheck } from './cluster/repair-requests.js';
+import { requestNodeCheck, resendHeldRepairs } from './cluster/repair-requests.js';
 import { NodeRegistry } from './cluster/node-registry.js';
 import { Replicator } from './cluster/replicator.js';
 import { UploadSweeper } from './upload/upload-sweeper.js';
@@ -91,21 +91,25 @@ const sweeper = new UploadSweeper({
 });
 sweeper.start();
 
-const app = createApp(
-  gatewayDeps(config, {
-    store,
-    client,
-    registry,
-    layout,
-    replicator,
-    counter,
-    redis,
-    amqp,
-    log,
-    spoolDir,
-    secret,
-  }),
-);
+const deps = gatewayDeps(config, {
+  store,
+  client,
+  registry,
+  layout,
+  replicator,
+  counter,
+  redis,
+  amqp,
+  log,
+  spoolDir,
+  secret,
+});
+// Repairs asked for while RabbitMQ was away go out at every reconnect (not inside the
+// connect itself, which waits for its listeners).
+await amqp.onChannel(async () => {
+  setImmediate(() => void resendHeldRepairs(deps));
+});
+const app = createApp(deps);
 const server = await listen(app, config.server.host, config.server.port);
 writePidFile(config.storageDir, config.server.pidName);
 log.info(

@@ -3,6 +3,9 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ReplicaRepairJob } from '../shared/jobs.js';
 import { RepairQueue } from '../shared/repair-queue.js';
+import type { JobPublisher } from '../shared/amqp.js';
+import { createLogger } from '../shared/logger.js';
+import { requestRepair, resendHeldRepairs } from '../gateway/cluster/repair-requests.js';
 
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 afterAll(async () => {
@@ -12,7 +15,7 @@ afterAll(async () => {
 });
 
 /** A queue over the real Redis, under a prefix of its own, recording what it publishes. */
-function queue(opts: { failPublish?: boolean; markTtlSeconds?: number } = {}) {
+function queue(opts: { failPublish?: boolean | (() => boolean); markTtlSeconds?: number } = {}) {
   const published: ReplicaRepairJob[] = [];
   const prefix = `test-repairq-${randomBytes(4).toString('hex')}`;
   const repairs = new RepairQueue({
@@ -20,7 +23,8 @@ function queue(opts: { failPublish?: boolean; markTtlSeconds?: number } = {}) {
     prefix,
     markTtlSeconds: opts.markTtlSeconds,
     async publish(job) {
-      if (opts.failPublish) throw new Error('broker down');
+      const fail = typeof opts.failPublish === 'function' ? opts.failPublish() : opts.failPublish;
+      if (fail) throw new Error('broker down');
       published.push(job);
     },
   });
@@ -65,5 +69,23 @@ describe('RepairQueue (real Redis)', () => {
     await new Promise((r) => setTimeout(r, 1200));
     expect(await repairs.request('f4', 'f4')).toBe(true);
     expect(published).toHaveLength(2);
+  });
+
+  it('holds the repairs asked for while RabbitMQ is away, and sends them once it is back', async () => {
+    let up = false;
+    const { repairs, published } = queue({ failPublish: () => !up });
+    const amqp = { connected: false } as { connected: boolean } & JobPublisher;
+    const deps = { amqp, repairs, log: createLogger('test', 'silent') };
+    await requestRepair(deps, 'f1'); // not connected: held at once
+    amqp.connected = true;
+    await requestRepair(deps, 'f2'); // connected, but the publish fails: held too
+    expect(published).toEqual([]);
+    expect(repairs.heldCount).toBe(2);
+    await resendHeldRepairs(deps); // still down: they stay held
+    expect(repairs.heldCount).toBe(2);
+    up = true;
+    await resendHeldRepairs(deps);
+    expect(published.map((j) => j.key).sort()).toEqual(['f1', 'f2']);
+    expect(repairs.heldCount).toBe(0);
   });
 });
