@@ -1,13 +1,13 @@
 /**
  * `npm run cluster` as an operator runs it: the real script in a child
- * process, on a SQLite store in a temp STORAGE_DIR seeded from NODES, and
+ * process (built, dist/scripts/cluster.js: the same code without tsx's
+ * second or so of start-up per run), on a SQLite store in a temp STORAGE_DIR seeded from NODES, and
  * once on PostgreSQL. A node's GET /health is a small fake server whose
  * answer each test sets (who it is, what it holds).
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,7 +20,6 @@ import { ROOT, freePort } from './harness.js';
 import { createDatabase } from './postgres.js';
 
 const run = promisify(execFile);
-const TSX = createRequire(import.meta.url).resolve('tsx');
 const NODES = 'node1=http://127.0.0.1:9001,node2=http://127.0.0.1:9002,node3=http://127.0.0.1:9003';
 
 interface Outcome {
@@ -34,7 +33,7 @@ async function cli(dir: string, args: string[], env: Record<string, string> = {}
   try {
     const { stdout, stderr } = await run(
       process.execPath,
-      ['--import', TSX, join(ROOT, 'scripts/cluster.ts'), ...args],
+      [join(ROOT, 'dist/scripts/cluster.js'), ...args],
       {
         cwd: dir,
         env: { PATH: process.env.PATH, STORAGE_DIR: dir, NODES, LOG_LEVEL: 'warn', ...env },

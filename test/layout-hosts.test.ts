@@ -15,7 +15,6 @@
  *   restarts it resumes, nothing lost, nothing left twice.
  */
 import { execFile } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { placementOf, type LayoutNode } from '../shared/layout.js';
@@ -24,7 +23,6 @@ import { ROOT, sha256, startCluster, waitFor, type Cluster } from './harness.js'
 import { createNetwork, type Network } from './netns.js';
 
 const run = promisify(execFile);
-const TSX = createRequire(import.meta.url).resolve('tsx');
 
 interface Stored {
   id: string;
@@ -58,14 +56,10 @@ async function layoutCli(cluster: Cluster, ...args: string[]) {
     }),
   };
   try {
-    const out = await run(
-      process.execPath,
-      ['--import', TSX, `${ROOT}/scripts/cluster.ts`, ...args],
-      {
-        cwd: cluster.dir,
-        env,
-      },
-    );
+    const out = await run(process.execPath, [`${ROOT}/dist/scripts/cluster.js`, ...args], {
+      cwd: cluster.dir,
+      env,
+    });
     return { code: 0, ...out };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
