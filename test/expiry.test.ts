@@ -112,7 +112,8 @@ describe.each(METADATA_KINDS)('expiry and deletion (%s metadata)', (metadata) =>
     expect(await errorOf(res)).toBe('FILE_EXPIRED');
 
     await waitFor('blobs gone', async () => (await nodesHolding(cluster, file.id)).length === 0);
-    expect(await replicaRows(cluster, file.id)).toEqual([]);
+    // Each node's row goes right after its blob: a moment later than the last blob.
+    await waitFor('rows gone', async () => (await replicaRows(cluster, file.id)).length === 0);
     const meta = (await (await fetch(`${cluster.gatewayUrl}/files/${file.id}`)).json()) as any;
     expect(meta.status).toBe('deleted');
     // The tombstone keeps the answer a 410, not a 404.
@@ -129,7 +130,11 @@ describe.each(METADATA_KINDS)('expiry and deletion (%s metadata)', (metadata) =>
         'live nodes emptied',
         async () => (await nodesHolding(cluster, file.id)).join() === 'node3',
       );
-      // The deletes still owed: the original's and its variants', all on node3.
+      // The deletes still owed: the original's and its variants', all on node3 (each live
+      // node's rows go right after its blobs).
+      await waitFor('only node3 rows left', async () =>
+        (await replicaRows(cluster, file.id)).every((node) => node === 'node3'),
+      );
       expect(new Set(await replicaRows(cluster, file.id))).toEqual(new Set(['node3']));
     } finally {
       await cluster.startNode('node3');
