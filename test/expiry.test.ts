@@ -360,8 +360,8 @@ describe('delayed deletion messages (sweep off)', () => {
     const connected = (name: string) => logCount(cluster, name, 'RabbitMQ connected');
     const gw = connected('gateway');
     const wk = connected('worker');
-    expect(closeAmqpConnections(cluster, 'gateway')).toBe(1);
-    expect(closeAmqpConnections(cluster, 'worker')).toBe(1);
+    expect(await closeAmqpConnections(cluster, 'gateway')).toBe(1);
+    expect(await closeAmqpConnections(cluster, 'worker')).toBe(1);
     await waitFor(
       'both reconnected',
       async () => connected('gateway') > gw && connected('worker') > wk,

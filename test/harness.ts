@@ -5,7 +5,7 @@
  * signals.
  */
 import Database from 'better-sqlite3';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -13,12 +13,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { createDatabase, queryPg } from './postgres.js';
 import { Redis } from 'ioredis';
 import { deleteTopology } from '../shared/amqp.js';
 import { netnsCommand } from './netns.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
+const execFileAsync = promisify(execFile);
 
 export interface Proc {
   name: string;
@@ -446,21 +448,30 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
 /**
  * Closes, from the broker's side, the RabbitMQ connections a process of the
- * cluster opened (as a broker restart or a network cut would); returns how many.
+ * cluster opened (every process's when `processName` is omitted), as a broker
+ * restart or a network cut would; returns how many. Asynchronous: rabbitmqctl
+ * takes a second or more, and a caller with traffic under way must not stall.
  */
-export function closeAmqpConnections(cluster: Cluster, processName: string): number {
-  const wanted = `{"connection_name","${cluster.clusterName}:${processName}"}`;
-  const list = execFileSync('rabbitmqctl', ['list_connections', '-q', 'pid', 'client_properties'], {
-    encoding: 'utf8',
-  });
-  const pids = list
+export async function closeAmqpConnections(
+  cluster: Pick<Cluster, 'clusterName'>,
+  processName?: string,
+): Promise<number> {
+  const wanted = `{"connection_name","${cluster.clusterName}:${processName ?? ''}`;
+  const { stdout } = await execFileAsync('rabbitmqctl', [
+    'list_connections',
+    '-q',
+    'pid',
+    'client_properties',
+  ]);
+  const pids = stdout
     .split('\n')
-    .filter((line) => line.includes(wanted))
+    .filter((line) => line.includes(processName ? `${wanted}"}` : wanted))
     .map((line) => line.split('\t')[0]!);
-  for (const pid of pids)
-    execFileSync('rabbitmqctl', ['close_connection', pid, 'closed by a Trove test'], {
-      stdio: 'ignore',
-    });
+  await Promise.all(
+    pids.map((pid) =>
+      execFileAsync('rabbitmqctl', ['close_connection', pid, 'closed by a Trove test']),
+    ),
+  );
   return pids.length;
 }
 

@@ -4,14 +4,11 @@
  * stopped, the broker closing connections. Each fault is recorded as it
  * happened (a heal that fails is retried by `healAll`).
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { closeAmqpConnections } from '../../test/harness.js';
 import { fillDisk, freeDisk } from '../../test/node-disk.js';
 import type { FaultRecord } from './history.js';
 import type { Lab } from './lab.js';
 import type { PlannedFault } from './schedule.js';
-
-const run = promisify(execFile);
 
 interface Active {
   fault: PlannedFault;
@@ -118,7 +115,7 @@ export class FaultInjector {
         await redis.flushAll();
         return undefined;
       case 'amqp-close':
-        await closeAmqpConnections(cluster.clusterName);
+        await closeAmqpConnections(cluster);
         return undefined;
       case 'postgres-restart':
         // An immediate shutdown: no checkpoint, crash recovery at the next start.
@@ -141,26 +138,4 @@ export class FaultInjector {
     else if (name.startsWith('gw')) await cluster.startGateway(name);
     else await cluster.startWorker(name);
   }
-}
-
-/** Closes, from the broker's side, every RabbitMQ connection of the cluster's processes. */
-async function closeAmqpConnections(clusterName: string): Promise<number> {
-  const { stdout } = await run('rabbitmqctl', [
-    'list_connections',
-    '-q',
-    'pid',
-    'client_properties',
-  ]);
-  const pids = stdout
-    .split('\n')
-    .filter((line) => line.includes(`{"connection_name","${clusterName}:`))
-    .map((line) => line.split('\t')[0]!);
-  await Promise.all(
-    pids.map((pid) =>
-      run('rabbitmqctl', ['close_connection', pid, 'closed by the chaos drill']).catch(
-        () => undefined,
-      ),
-    ),
-  );
-  return pids.length;
 }
