@@ -150,6 +150,60 @@ export interface PlacedFile {
   replicas: ReplicaRecord[];
 }
 
+/**
+ * A resumable (tus) upload: the bytes arrive over many requests, each
+ * stored as a replicated part (a blob of its own), and are composed into the
+ * file's blob on the nodes when the last one lands (docs/resumable-uploads.md).
+ * `uploading` while bytes may come; `done` once the file is committed;
+ * `terminated` when the client ended it (DELETE) or it expired. A row that is
+ * not `uploading`, or is past `expiresAt`, is the cleanup's: its parts are
+ * removed from the nodes, then the row.
+ */
+export type ResumableState = 'uploading' | 'done' | 'terminated';
+
+export interface ResumableUpload {
+  /** The tus upload id (its URL): secret to the uploader, never the file's id. */
+  id: string;
+  /** The id the file gets when the upload completes (the share link's). */
+  fileId: string;
+  name: string;
+  /** Decided from the first bytes (the first part); null before they came. */
+  contentType: string | null;
+  /** Upload-Length; null while the client defers it. */
+  length: number | null;
+  /** Bytes stored on a write quorum: the sum of the stored parts' sizes. */
+  offset: number;
+  maxDownloads: number;
+  /** The file's lifetime, counted from completion. */
+  ttlSeconds: number;
+  /** Upload-Metadata as the client sent it (echoed by HEAD). */
+  metadata: Record<string, string | null>;
+  /** Who the per-client limit counts it against (the client address). */
+  client: string;
+  uploadLink: string | null;
+  createdAt: number;
+  /** An upload still incomplete then is removed (tus expiration extension). */
+  expiresAt: number;
+  state: ResumableState;
+}
+
+export type NewResumable = Omit<ResumableUpload, 'offset' | 'state' | 'contentType'>;
+
+/** One request's bytes of a resumable upload, stored as blob `key` on `nodes`. */
+export interface UploadPart {
+  uploadId: string;
+  /** `<fileId>.part-<offset>-<nonce>`: unique per attempt, so a retried part never overwrites another. */
+  key: string;
+  offset: number;
+  /** null while being written (the row exists so a crash mid-write leaves nothing untracked). */
+  size: number | null;
+  sha256: string | null;
+  /** Where it was sent (while writing) or where it is stored (once stored). */
+  nodes: string[];
+  stored: boolean;
+  createdAt: number;
+}
+
 export interface MetadataStore {
   /** Records an upload about to stream to the nodes. */
   beginUpload(upload: NewUpload): Promise<void>;
@@ -284,6 +338,50 @@ export interface MetadataStore {
    * every replica row: the rebalance compares them with the placement.
    */
   placementPage(afterId: string | undefined, limit: number): Promise<PlacedFile[]>;
+
+  /** Records a new resumable upload (state `uploading`, offset 0). */
+  createResumable(upload: NewResumable): Promise<void>;
+  getResumable(id: string): Promise<ResumableUpload | undefined>;
+  /** The upload's parts, stored or being written, by offset (then creation). */
+  partsOf(uploadId: string): Promise<UploadPart[]>;
+  /** The part row with this blob key, if any (anti-entropy leaves tracked parts alone). */
+  getPart(key: string): Promise<UploadPart | undefined>;
+  /**
+   * What `client` holds in incomplete uploads (state `uploading`, not expired
+   * at `now`): how many, and their bytes (Upload-Length, or the offset while
+   * the length is deferred). The per-client limit is checked against it.
+   */
+  resumableUsage(client: string, now: number): Promise<{ uploads: number; bytes: number }>;
+  /** Sets a deferred Upload-Length; false unless the upload is `uploading` with no length yet. */
+  declareResumableLength(id: string, length: number): Promise<boolean>;
+  /** Records a part about to be written (stored = false, size/sha256 null). */
+  beginPart(
+    part: Pick<UploadPart, 'uploadId' | 'key' | 'offset' | 'nodes' | 'createdAt'>,
+  ): Promise<void>;
+  /**
+   * Marks a begun part stored and moves the upload's offset past it, in one
+   * transaction, only while the upload is `uploading` and its offset is still
+   * `part.offset` (a stale or concurrent request never moves it). Sets the
+   * content type when given and none is set yet. False when nothing changed:
+   * the part's blobs are then the caller's to remove.
+   */
+  storePart(part: {
+    uploadId: string;
+    key: string;
+    offset: number;
+    size: number;
+    sha256: string;
+    nodes: string[];
+    contentType?: string;
+  }): Promise<boolean>;
+  /** Drops a part row once its blobs are gone from the nodes. */
+  forgetPart(key: string): Promise<void>;
+  /** Ends an upload: `uploading` → `done` (committed) or `terminated`; false if it was not `uploading`. */
+  endResumable(id: string, state: 'done' | 'terminated'): Promise<boolean>;
+  /** Uploads whose parts the cleanup should remove: not `uploading`, or past `expiresAt` at `now`; oldest first. */
+  staleResumables(now: number, limit: number): Promise<ResumableUpload[]>;
+  /** Removes an upload's row and any part rows left. */
+  forgetResumable(id: string): Promise<void>;
 
   /** True when the store answers (for /ready). */
   ping(): Promise<boolean>;
