@@ -24,6 +24,7 @@ import { Replicator } from './cluster/replicator.js';
 import { UploadSweeper } from './upload/upload-sweeper.js';
 import { LayoutWatcher } from '../shared/layout-watcher.js';
 import { requestRebalance } from '../shared/rebalance-progress.js';
+import { RedisLocker } from './resumable/redis-locker.js';
 
 loadDotEnv();
 let config;
@@ -91,6 +92,16 @@ const sweeper = new UploadSweeper({
 });
 sweeper.start();
 
+// A connection of its own: one subscribed to the tus lock's release channel can do nothing else.
+const tusSubscriber = createRedis(config.redisConnection, log);
+const tusLocker = await RedisLocker.start({
+  redlock: createRedlock(redis),
+  redis,
+  subscriber: tusSubscriber,
+  prefix: config.clusterName,
+  log,
+});
+
 const deps = gatewayDeps(config, {
   store,
   client,
@@ -103,6 +114,7 @@ const deps = gatewayDeps(config, {
   log,
   spoolDir,
   secret,
+  tusLocker,
 });
 // Repairs asked for while RabbitMQ was away go out at every reconnect (not inside the
 // connect itself, which waits for its listeners).
@@ -130,6 +142,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     await close(server);
     await amqp.close();
     closeRedis(redis);
+    closeRedis(tusSubscriber);
     await client.close();
     await store.close();
     process.exit(0);

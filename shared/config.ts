@@ -466,6 +466,18 @@ const gatewaySchema = envSchema(common, {
     /** Memory all uploads of a gateway may use together for their replay copies (1 MiB each at most; the rest goes to spool files); 0 = files only. */
     UPLOAD_SPOOL_MEMORY: bytes.or(z.literal('0').transform(() => 0)).default(64 * 1024 ** 2),
   },
+  resumable: {
+    /** An incomplete resumable (tus) upload is removed this long after it was created, in seconds (its Upload-Expires). */
+    RESUMABLE_UPLOAD_EXPIRY_SECONDS: int(60).default(86400),
+    /** Incomplete resumable uploads one client (address) may hold at once; one more is refused with 429. */
+    RESUMABLE_UPLOADS_PER_CLIENT: int(1, 1_000_000).default(20),
+    /** Bytes one client's incomplete resumable uploads may reserve together (their Upload-Length); beyond, 429. */
+    RESUMABLE_BYTES_PER_CLIENT: bytes.default(8 * 1024 ** 3),
+    /** The page uploads a file larger than this through tus (resumable); smaller ones in one request. */
+    RESUMABLE_THRESHOLD_BYTES: bytes.default(8 * 1024 ** 2),
+    /** The size of each request (PATCH) of the page's resumable uploads. */
+    RESUMABLE_CHUNK_BYTES: bytes.default(8 * 1024 ** 2),
+  },
   downloads: {
     /** Memory for the gateway's cache of small blobs (1 MiB or less) it has read and verified, served again without a node hop; 0 = off. */
     DOWNLOAD_CACHE_BYTES: bytes.or(z.literal('0').transform(() => 0)).default(32 * 1024 ** 2),

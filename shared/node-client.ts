@@ -134,6 +134,10 @@ export interface GatewayNodeClient {
   health(target: NodeAddress, timeoutMs?: number): Promise<NodeHealth>;
   statBlob(target: NodeAddress, key: string): Promise<{ sha256: string; size: number } | undefined>;
   startScrub(target: NodeAddress): Promise<ScrubStarted>;
+  /** Resumable uploads: parts copied to a node that lacks one, composed, and removed. */
+  putBlob(target: NodeAddress, key: string, body: Readable | Buffer, o: PutOptions): Promise<PutReport>;
+  deleteBlob(target: NodeAddress, key: string, signal?: AbortSignal): Promise<boolean>;
+  compose(target: NodeAddress, key: string, parts: string[]): Promise<ComposeAnswer>;
 }
 
 export class NodeClient implements GatewayNodeClient {

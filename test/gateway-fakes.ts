@@ -58,6 +58,17 @@ export class FakeNodes implements GatewayNodeClient {
   readonly full = new Set<string>();
   /** Nodes that say they checked each byte before sending it (H.verified); the others do not. */
   readonly verifying = new Set<string>();
+
+  // Resumable uploads are tested against real nodes (test/resumable-uploads.test.ts).
+  putBlob(): never {
+    throw new Error('FakeNodes: no writes');
+  }
+  deleteBlob(): never {
+    throw new Error('FakeNodes: no deletes');
+  }
+  compose(): never {
+    throw new Error('FakeNodes: no compose');
+  }
   /** Every read a node was asked for, in order. */
   readonly reads: { node: string; key: string; range?: string }[] = [];
   private readonly inFlight = new Map<string, number>();

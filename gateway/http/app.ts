@@ -34,6 +34,8 @@ import type { RepairQueue } from '../../shared/repair-queue.js';
 import type { MemoryBudget } from '../../shared/memory-budget.js';
 import type { BlobCache } from '../download/blob-cache.js';
 import type { LayoutView } from '../../shared/layout-watcher.js';
+import type { Locker } from '@tus/utils';
+import { TUS_PATH, mountResumable } from '../resumable/tus-routes.js';
 
 /**
  * The services gateway/run.ts builds and starts. The registry, replicator,
@@ -53,6 +55,8 @@ export interface GatewayParts {
   log: Logger;
   /** This gateway's spool directory (see upload-spool.ts). */
   spoolDir: string;
+  /** The lock of resumable uploads, shared by every gateway (redis-locker.ts); one gateway alone when unset. */
+  tusLocker?: Locker;
 }
 
 /**
@@ -137,6 +141,12 @@ export function createApp(deps: GatewayDeps) {
   for (const path of ['/download/:id', '/s/:id', '/files/:id/thumbnail'])
     app.get(path, limits.downloads);
 
+  // Resumable uploads (tus): creation is an upload like the others; the upload's URL then is its key.
+  mountResumable(app, deps, {
+    locker: deps.tusLocker,
+    creation: [limits.uploads, requireUploadAuth(deps.auth.uploadToken, links, { giveBack: false })],
+  });
+
   app.post('/upload', (c) => handleMultipartUpload(deps, c));
   app.put('/upload/:filename', (c) => handleRawUpload(deps, c));
   app.put('/upload', (c) => handleRawUpload(deps, c));
@@ -187,6 +197,9 @@ function addPages(
       max_downloads_limit: deps.limits.maxDownloadsLimit,
       default_ttl_seconds: deps.limits.defaultTtlSeconds,
       max_ttl_seconds: deps.limits.maxTtlSeconds,
+      resumable_path: TUS_PATH,
+      resumable_threshold_bytes: deps.resumable.resumableThresholdBytes,
+      resumable_chunk_bytes: deps.resumable.resumableChunkBytes,
     }),
   );
 }

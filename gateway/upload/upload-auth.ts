@@ -18,6 +18,7 @@ import type { UploadLinks } from './upload-links.js';
 export function requireUploadAuth(
   token: string | undefined,
   links: UploadLinks,
+  o: { giveBack: boolean } = { giveBack: true },
 ): MiddlewareHandler {
   const bearer = requireUploadToken(token);
   return async (c, next) => {
@@ -27,7 +28,8 @@ export function requireUploadAuth(
     c.set('uploadLink', upload);
     await next();
     // Errors were already turned into the response: anything but a 201 stored nothing.
-    if (c.res.status !== 201) await upload.giveBack();
+    // (A handler that sends its answer itself gives back instead: `giveBack: false`.)
+    if (o.giveBack && c.res.status !== 201) await upload.giveBack();
   };
 }
 

@@ -11,7 +11,7 @@ import type { Context } from 'hono';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { BadRequestError, PayloadTooLargeError } from '../../shared/errors.js';
-import { initialProcessing } from '../../shared/metadata-store.js';
+import { initialProcessing, type CommitFile } from '../../shared/metadata-store.js';
 import { fileJson } from '../files/file-view.js';
 import { scheduleDeletion, type DeletionDeps } from '../files/deletion.js';
 import { cleanFileName } from '../http/http-names.js';
@@ -239,7 +239,24 @@ async function respondCommitted(
   given: Given,
   many: boolean,
 ) {
-  const options = resolveOptions(given, deps.limits);
+  const commits = await commitIngested(deps, files, resolveOptions(given, deps.limits));
+  const base = baseUrl((n) => c.req.header(n), c.req.url, deps.urls);
+  const bodies = files.map((f, i) => uploadAnswer(f, commits[i]!, base));
+  if (!many) c.header('location', `${base}/files/${files[0]!.id}`);
+  return c.json(many ? { files: bodies } : bodies[0], 201);
+}
+
+/**
+ * Commits files whose bytes are stored (all or none, with their final
+ * options), then queues their jobs: deletion at expiry, processing, repair of
+ * missing copies. A failed commit removes them all. Every way in (a request,
+ * a completed resumable upload) ends here.
+ */
+export async function commitIngested(
+  deps: UploadDeps,
+  files: IngestedFile[],
+  options: { maxDownloads: number; ttlSeconds: number },
+): Promise<CommitFile[]> {
   const expiresAt = Date.now() + options.ttlSeconds * 1000;
   const commits = files.map((f) => ({
     id: f.id,
@@ -266,23 +283,24 @@ async function respondCommitted(
   for (const f of files)
     if (f.replicas.some((r) => r.state !== 'ok')) void requestRepair(deps, f.id);
   deps.metrics?.uploadStored(files.length);
-  const base = baseUrl((n) => c.req.header(n), c.req.url, deps.urls);
-  // Answered from what was just committed: no need to read it back.
-  const bodies = files.map((f, i) => ({
+  return commits;
+}
+
+/** The upload answer of a file just committed (docs/api.md), answered from the commit: no need to read it back. */
+export function uploadAnswer(f: IngestedFile, commit: CommitFile, base: string) {
+  return {
     ...fileJson(
       {
         ...f,
-        ...commits[i]!,
+        ...commit,
         downloadsUsed: 0,
         deletedAt: null,
         processing: initialProcessing(f.contentType),
         processingError: null,
       },
-      commits[i]!.replicas,
+      commit.replicas,
       base,
     ),
     delete_token: f.deleteToken,
-  }));
-  if (!many) c.header('location', `${base}/files/${files[0]!.id}`);
-  return c.json(many ? { files: bodies } : bodies[0], 201);
+  };
 }

@@ -1,0 +1,165 @@
+/**
+ * The end of a resumable upload: its parts, stored on the file's nodes, are
+ * composed by each node into the file's blob (storage node
+ * `POST /blobs/:key/compose`: a local read of its parts, verified, and one
+ * durable write), then the file is committed like any upload and the parts
+ * are removed. A node lacking a part (it was down when that part came) first
+ * gets a copy from a node that has it.
+ *
+ * It runs under the upload's tus lock, from the PATCH that stored the last
+ * byte, or from the next HEAD or PATCH when that gateway died first: every
+ * step can be done again, so a completion cut short is finished by the next
+ * request, on any gateway.
+ */
+import { createHmac } from 'node:crypto';
+import type { NodeAddress } from '../../shared/config.js';
+import { UnavailableError } from '../../shared/errors.js';
+import { blobKey } from '../../shared/keys.js';
+import type { ResumableUpload, UploadPart } from '../../shared/metadata-store.js';
+import { removeParts } from '../../shared/resumable-parts.js';
+import { discardUpload, hashToken, type IngestedFile } from '../upload/ingest.js';
+import { commitIngested } from '../upload/upload.js';
+import type { ResumableDeps } from './resumable-deps.js';
+
+/**
+ * A resumable upload's delete token: derived from the upload's id with a key
+ * only the gateways have, so every gateway can hand it out at the end (to
+ * whoever holds the upload's URL, a secret of the uploader's) and none is
+ * stored in the clear.
+ */
+export function resumableDeleteToken(key: Buffer, uploadId: string): string {
+  return createHmac('sha256', key).update(`delete-token:${uploadId}`).digest('base64url');
+}
+
+/** Composes and commits `upload`, whose every byte is stored; a no-op when it already was. */
+export async function completeUpload(deps: ResumableDeps, upload: ResumableUpload): Promise<void> {
+  const existing = await deps.store.getFile(upload.fileId);
+  if (existing?.state !== 'committed') {
+    if (existing?.state === 'aborted')
+      throw new UnavailableError('a previous attempt to finish this upload is being cleaned up; try again', 'UPLOAD_FINISHING');
+    await composeAndCommit(deps, upload, existing !== undefined);
+  }
+  await deps.store.endResumable(upload.id, 'done');
+  await removeParts(partDeps(deps), upload).catch((err: Error) =>
+    deps.log.warn({ upload: upload.id, err: err.message }, 'parts left to the sweep'),
+  );
+}
+
+async function composeAndCommit(deps: ResumableDeps, upload: ResumableUpload, begun: boolean) {
+  const parts = (await deps.store.partsOf(upload.id)).filter((p) => p.stored);
+  assertContiguous(upload, parts);
+  const deleteToken = resumableDeleteToken(deps.uploadLinkKey, upload.id);
+  const createdAt = Date.now();
+  if (!begun)
+    await deps.store.beginUpload({
+      id: upload.fileId,
+      name: upload.name,
+      contentType: upload.contentType!,
+      maxDownloads: upload.maxDownloads,
+      createdAt,
+      expiresAt: createdAt + upload.ttlSeconds * 1000,
+      deleteTokenHash: hashToken(deleteToken),
+      owner: deps.server.gatewayId,
+      uploadLink: upload.uploadLink ?? undefined,
+    });
+  const chain = deps.replicator.chainFor(upload.fileId);
+  const results = await Promise.all(chain.map((node) => composeOn(deps, node, upload, parts)));
+  const composed = results.filter((r) => r !== undefined);
+  // The sha256 most nodes agree on; a node that disagrees lost bytes somewhere and is not counted.
+  const sha256 = mostCommon(composed.map((r) => r.sha256));
+  const good = composed.filter((r) => r.sha256 === sha256 && r.size === upload.length);
+  if (good.length < deps.replication.writeQuorum) {
+    await discardUpload(deps, upload.fileId, chain);
+    throw new UnavailableError(
+      `only ${good.length} of ${chain.length} storage nodes could put the upload together; ${deps.replication.writeQuorum} are needed. Try again`,
+      'WRITE_QUORUM_FAILED',
+    );
+  }
+  const stored = new Set(good.map((r) => r.node));
+  const bad = chain.filter((n) => !stored.has(n.id) && composed.some((r) => r.node === n.id));
+  if (bad.length > 0) await deps.replicator.deleteFrom(blobKey(upload.fileId), bad);
+  const file: IngestedFile = {
+    id: upload.fileId,
+    name: upload.name,
+    size: upload.length!,
+    contentType: upload.contentType!,
+    sha256: sha256!,
+    deleteToken,
+    createdAt,
+    replicas: deps.replicator.placementOutcome(upload.fileId, chain, stored),
+  };
+  await commitIngested(deps, [file], upload);
+}
+
+/** The parts must cover [0, length) end to end; anything else is a bug, never a file. */
+function assertContiguous(upload: ResumableUpload, parts: UploadPart[]): void {
+  let next = 0;
+  for (const p of parts) {
+    if (p.offset !== next) throw new Error(`upload ${upload.id}: part at ${p.offset}, expected ${next}`);
+    next += p.size!;
+  }
+  if (upload.length === null || next !== upload.length)
+    throw new Error(`upload ${upload.id}: parts end at ${next}, length ${upload.length}`);
+}
+
+type Composed = { node: string; size: number; sha256: string };
+
+/** Composes the file's blob on `node`, first copying it the parts it lacks; undefined when it cannot. */
+async function composeOn(
+  deps: ResumableDeps,
+  node: NodeAddress,
+  upload: ResumableUpload,
+  parts: UploadPart[],
+): Promise<Composed | undefined> {
+  const keys = parts.map((p) => p.key);
+  try {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const answer = await deps.client.compose(node, blobKey(upload.fileId), keys);
+      if (answer.ok) return { node: node.id, size: answer.size, sha256: answer.sha256 };
+      if (attempt === 1) break;
+      for (const key of answer.missing) await copyPart(deps, node, parts.find((p) => p.key === key)!);
+    }
+  } catch (err) {
+    deps.log.warn(
+      { upload: upload.id, node: node.id, err: (err as Error).message },
+      'could not compose the upload on a node; it gets a copy by repair',
+    );
+  }
+  return undefined;
+}
+
+/** Copies one part to `target` from a node that stored it (node → gateway → node, streamed, checked). */
+async function copyPart(deps: ResumableDeps, target: NodeAddress, part: UploadPart): Promise<void> {
+  const nodes = deps.layout.nodes();
+  for (const id of part.nodes) {
+    const source = nodes.find((n) => n.id === id);
+    if (!source || source.id === target.id) continue;
+    try {
+      const res = await deps.client.getBlob(source, part.key);
+      if (res.statusCode !== 200) {
+        res.body.destroy();
+        continue;
+      }
+      const report = await deps.client.putBlob(target, part.key, res.body, {
+        chain: [],
+        hop: 0,
+        expectedSha256: part.sha256!,
+        contentLength: part.size!,
+      });
+      if (report.replicas[0]?.ok) return;
+    } catch (err) {
+      deps.log.warn({ part: part.key, from: id, err: (err as Error).message }, 'part copy failed');
+    }
+  }
+  throw new UnavailableError(`no node could give ${target.id} a copy of part ${part.key}`);
+}
+
+function mostCommon(values: string[]): string | undefined {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
+}
+
+export function partDeps(deps: ResumableDeps) {
+  return { store: deps.store, client: deps.client, nodes: () => deps.layout.nodes(), log: deps.log };
+}
