@@ -13,6 +13,8 @@ import type {
   ProcessingState,
   ReplicaRecord,
   ReplicaState,
+  ResumableUpload,
+  UploadPart,
   VariantName,
   VariantRecord,
 } from './metadata-store.js';
@@ -91,6 +93,69 @@ export function toVariant(r: VariantRow): VariantRecord {
     height: r.height,
     contentType: r.content_type,
     sha256: r.sha256,
+    createdAt: r.created_at,
+  };
+}
+
+export interface ResumableRow {
+  id: string;
+  file_id: string;
+  name: string;
+  content_type: string | null;
+  upload_length: number | null;
+  upload_offset: number;
+  max_downloads: number;
+  ttl_seconds: number;
+  /** Upload-Metadata as JSON text. */
+  metadata: string;
+  client: string;
+  upload_link: string | null;
+  created_at: number;
+  expires_at: number;
+  state: ResumableUpload['state'];
+}
+
+export function toResumable(r: ResumableRow): ResumableUpload {
+  return {
+    id: r.id,
+    fileId: r.file_id,
+    name: r.name,
+    contentType: r.content_type,
+    length: r.upload_length,
+    offset: r.upload_offset,
+    maxDownloads: r.max_downloads,
+    ttlSeconds: r.ttl_seconds,
+    metadata: JSON.parse(r.metadata) as ResumableUpload['metadata'],
+    client: r.client,
+    uploadLink: r.upload_link,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    state: r.state,
+  };
+}
+
+export interface PartRow {
+  key: string;
+  upload_id: string;
+  part_offset: number;
+  size: number | null;
+  sha256: string | null;
+  /** The nodes as a JSON array. */
+  nodes: string;
+  /** 0 or 1 in SQLite, a boolean in PostgreSQL. */
+  stored: number | boolean;
+  created_at: number;
+}
+
+export function toPart(r: PartRow): UploadPart {
+  return {
+    uploadId: r.upload_id,
+    key: r.key,
+    offset: r.part_offset,
+    size: r.size,
+    sha256: r.sha256,
+    nodes: JSON.parse(r.nodes) as string[],
+    stored: r.stored === true || r.stored === 1,
     createdAt: r.created_at,
   };
 }

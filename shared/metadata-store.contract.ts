@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Layout, LayoutNode } from './layout.js';
-import type { MetadataStore, NewUpload, ReplicaState } from './metadata-store.js';
+import type { MetadataStore, NewResumable, NewUpload, ReplicaState } from './metadata-store.js';
 
 export interface ContractTarget {
   /** A fresh, empty store (a new file, a new database). */
@@ -29,6 +29,24 @@ export function newUpload(id: string, o: Partial<NewUpload> = {}): NewUpload {
     expiresAt: 10_000,
     deleteTokenHash: 'h',
     owner: 'gw',
+    ...o,
+  };
+}
+
+/** Resumable upload `id` of client 10.0.0.1: 100 bytes, created at 1, expiring at 10 s of the epoch, `o` changed. */
+export function newResumable(id: string, o: Partial<NewResumable> = {}): NewResumable {
+  return {
+    id,
+    fileId: `file-${id}`,
+    name: 'a.jpg',
+    length: 100,
+    maxDownloads: 3,
+    ttlSeconds: 3600,
+    metadata: { filename: 'a.jpg' },
+    client: '10.0.0.1',
+    uploadLink: null,
+    createdAt: 1,
+    expiresAt: 10_000,
     ...o,
   };
 }
@@ -475,6 +493,258 @@ export function metadataStoreContract(name: string, target: ContractTarget): voi
         expect(await store.getFile(id)).toBeUndefined();
         expect(await store.replicasOf(id)).toEqual([]);
         expect(typeof recorded).toBe('boolean');
+      });
+    });
+
+    describe('resumable uploads', () => {
+      const create = (id: string, o: Partial<NewResumable> = {}) =>
+        store.createResumable(newResumable(id, o));
+      /** Begins part `key` of `uploadId` at `offset`, sent to node1 and node2. */
+      const beginPart = (uploadId: string, key: string, offset: number, createdAt = 2) =>
+        store.beginPart({ uploadId, key, offset, nodes: ['node1', 'node2'], createdAt });
+      /** Stores part `key` (`size` bytes at `offset`) through `on`, stored on node1 and node3. */
+      const storePart = (
+        uploadId: string,
+        key: string,
+        offset: number,
+        size: number,
+        contentType?: string,
+        on: MetadataStore = store,
+      ) =>
+        on.storePart({
+          uploadId,
+          key,
+          offset,
+          size,
+          sha256: `sha-${key}`,
+          nodes: ['node1', 'node3'],
+          ...(contentType && { contentType }),
+        });
+      const offsetOf = async (id: string) => (await store.getResumable(id))?.offset;
+
+      it('keeps an upload as created: uploading at offset 0, its metadata, null type and length', async () => {
+        const metadata = { filename: 'photo "1" – ✓.jpg', is_confidential: null };
+        await create('r-deferred', { length: null, metadata, uploadLink: 'L1', client: '::1' });
+        expect(await store.getResumable('r-deferred')).toEqual({
+          ...newResumable('r-deferred', {
+            length: null,
+            metadata,
+            uploadLink: 'L1',
+            client: '::1',
+          }),
+          contentType: null,
+          offset: 0,
+          state: 'uploading',
+        });
+        await create('r-sized');
+        expect(await store.getResumable('r-sized')).toMatchObject({
+          length: 100,
+          uploadLink: null,
+          metadata: { filename: 'a.jpg' },
+        });
+        expect(await store.getResumable('r-unknown')).toBeUndefined();
+        // One file id, one upload.
+        await expect(create('r-again', { fileId: 'file-r-sized' })).rejects.toThrow();
+      });
+
+      it('stores parts in order: each moves the offset once, the first one sets the type', async () => {
+        await create('r-parts');
+        await beginPart('r-parts', 'p0', 0);
+        expect(await store.getPart('p0')).toEqual({
+          uploadId: 'r-parts',
+          key: 'p0',
+          offset: 0,
+          size: null,
+          sha256: null,
+          nodes: ['node1', 'node2'],
+          stored: false,
+          createdAt: 2,
+        });
+        expect(await storePart('r-parts', 'p0', 0, 40, 'image/png')).toBe(true);
+        expect(await store.getResumable('r-parts')).toMatchObject({
+          offset: 40,
+          contentType: 'image/png',
+        });
+        expect(await store.getPart('p0')).toMatchObject({
+          size: 40,
+          sha256: 'sha-p0',
+          nodes: ['node1', 'node3'],
+          stored: true,
+        });
+        await beginPart('r-parts', 'p40', 40, 3);
+        expect(await storePart('r-parts', 'p40', 40, 60, 'image/jpeg')).toBe(true);
+        expect(await store.getResumable('r-parts')).toMatchObject({
+          offset: 100,
+          contentType: 'image/png',
+        });
+        expect((await store.partsOf('r-parts')).map((p) => [p.key, p.offset, p.size])).toEqual([
+          ['p0', 0, 40],
+          ['p40', 40, 60],
+        ]);
+        expect(await store.getPart('no-such-part')).toBeUndefined();
+      });
+
+      it('sets no type until a part gives one', async () => {
+        await create('r-untyped');
+        await beginPart('r-untyped', 'u0', 0);
+        expect(await storePart('r-untyped', 'u0', 0, 10)).toBe(true);
+        expect((await store.getResumable('r-untyped'))?.contentType).toBeNull();
+        await beginPart('r-untyped', 'u10', 10);
+        expect(await storePart('r-untyped', 'u10', 10, 10, 'image/gif')).toBe(true);
+        expect((await store.getResumable('r-untyped'))?.contentType).toBe('image/gif');
+      });
+
+      it('refuses a part at a stale offset, an unknown or stored one, or one of an ended upload', async () => {
+        await create('r-refuse');
+        await beginPart('r-refuse', 'first', 0);
+        await beginPart('r-refuse', 'late', 0, 3);
+        expect(await storePart('r-refuse', 'first', 0, 10)).toBe(true);
+        // Begun at 0 too, but the offset moved meanwhile.
+        expect(await storePart('r-refuse', 'late', 0, 10)).toBe(false);
+        // Stored already, asked again (at its offset, or at the upload's).
+        expect(await storePart('r-refuse', 'first', 0, 10)).toBe(false);
+        expect(await storePart('r-refuse', 'first', 10, 10)).toBe(false);
+        // No such part row, or one of another upload.
+        expect(await storePart('r-refuse', 'never-begun', 10, 10)).toBe(false);
+        await create('r-other');
+        await beginPart('r-other', 'other-0', 0);
+        expect(await storePart('r-refuse', 'other-0', 10, 10)).toBe(false);
+        // A part begun at one offset is not stored at another.
+        await beginPart('r-refuse', 'at-20', 20);
+        expect(await storePart('r-refuse', 'at-20', 10, 10)).toBe(false);
+        // An upload that is no longer uploading.
+        await beginPart('r-refuse', 'after-end', 10);
+        expect(await store.endResumable('r-refuse', 'terminated')).toBe(true);
+        expect(await storePart('r-refuse', 'after-end', 10, 10, 'image/png')).toBe(false);
+        expect(await store.getResumable('r-refuse')).toMatchObject({
+          offset: 10,
+          contentType: null,
+        });
+        expect(await store.getPart('late')).toMatchObject({ stored: false, size: null });
+        expect(await store.getPart('after-end')).toMatchObject({ stored: false });
+        expect((await store.getPart('other-0'))?.stored).toBe(false);
+        expect(await offsetOf('r-other')).toBe(0);
+      });
+
+      it('lists parts by offset, then by creation', async () => {
+        await create('r-order');
+        await beginPart('r-order', 'k-b', 10, 5);
+        await beginPart('r-order', 'k-c', 0, 7);
+        await beginPart('r-order', 'k-a', 0, 6);
+        expect((await store.partsOf('r-order')).map((p) => p.key)).toEqual(['k-a', 'k-c', 'k-b']);
+        expect(await store.partsOf('r-unknown')).toEqual([]);
+      });
+
+      it('takes a deferred length once, and only while uploading', async () => {
+        await create('r-deferred', { length: null });
+        expect(await store.declareResumableLength('r-deferred', 500)).toBe(true);
+        expect(await store.declareResumableLength('r-deferred', 600)).toBe(false);
+        expect((await store.getResumable('r-deferred'))?.length).toBe(500);
+        await create('r-sized');
+        expect(await store.declareResumableLength('r-sized', 500)).toBe(false);
+        expect((await store.getResumable('r-sized'))?.length).toBe(100);
+        await create('r-ended', { length: null });
+        await store.endResumable('r-ended', 'terminated');
+        expect(await store.declareResumableLength('r-ended', 500)).toBe(false);
+        expect((await store.getResumable('r-ended'))?.length).toBeNull();
+        expect(await store.declareResumableLength('r-unknown', 500)).toBe(false);
+      });
+
+      it("counts a client's live incomplete uploads, a deferred length by its offset", async () => {
+        const now = 5000;
+        await create('u-sized', { length: 3_000_000_000 }); // past 2^31
+        await create('u-deferred', { length: null });
+        await beginPart('u-deferred', 'u-deferred-0', 0);
+        await storePart('u-deferred', 'u-deferred-0', 0, 30);
+        await create('u-expired', { expiresAt: now - 1 });
+        await create('u-expires-now', { expiresAt: now });
+        await create('u-done');
+        await store.endResumable('u-done', 'done');
+        await create('u-terminated');
+        await store.endResumable('u-terminated', 'terminated');
+        await create('u-theirs', { client: '10.0.0.2', length: 7 });
+        expect(await store.resumableUsage('10.0.0.1', now)).toEqual({
+          uploads: 2,
+          bytes: 3_000_000_030,
+        });
+        expect(await store.resumableUsage('10.0.0.2', now)).toEqual({ uploads: 1, bytes: 7 });
+        expect(await store.resumableUsage('10.0.0.9', now)).toEqual({ uploads: 0, bytes: 0 });
+      });
+
+      it('ends an upload only while it is uploading', async () => {
+        await create('e-done');
+        expect(await store.endResumable('e-done', 'done')).toBe(true);
+        expect(await store.endResumable('e-done', 'terminated')).toBe(false);
+        expect(await store.endResumable('e-done', 'done')).toBe(false);
+        expect((await store.getResumable('e-done'))?.state).toBe('done');
+        await create('e-terminated');
+        expect(await store.endResumable('e-terminated', 'terminated')).toBe(true);
+        expect(await store.endResumable('e-terminated', 'done')).toBe(false);
+        expect((await store.getResumable('e-terminated'))?.state).toBe('terminated');
+        expect(await store.endResumable('e-unknown', 'done')).toBe(false);
+      });
+
+      it('lists ended and expired uploads for the cleanup, oldest first', async () => {
+        const now = 5000;
+        await create('s-live', { createdAt: 1 });
+        await create('s-terminated', { createdAt: 40 });
+        await store.endResumable('s-terminated', 'terminated');
+        await create('s-done', { createdAt: 30 });
+        await store.endResumable('s-done', 'done');
+        await create('s-expires-now', { createdAt: 20, expiresAt: now });
+        await create('s-expired', { createdAt: 10, expiresAt: now - 1000 });
+        const ids = (uploads: { id: string }[]) => uploads.map((u) => u.id);
+        expect(ids(await store.staleResumables(now, 10))).toEqual([
+          's-expired',
+          's-expires-now',
+          's-done',
+          's-terminated',
+        ]);
+        expect(ids(await store.staleResumables(now, 2))).toEqual(['s-expired', 's-expires-now']);
+        expect(ids(await store.staleResumables(0, 10))).toEqual(['s-done', 's-terminated']);
+        expect((await store.staleResumables(now, 10))[2]).toMatchObject({ state: 'done' });
+      });
+
+      it('forgets a part row, and an upload with the part rows it has left', async () => {
+        await create('f-upload');
+        await create('f-kept');
+        await beginPart('f-upload', 'f-0', 0);
+        await storePart('f-upload', 'f-0', 0, 10);
+        await beginPart('f-upload', 'f-10', 10);
+        await beginPart('f-upload', 'f-stray', 0);
+        await beginPart('f-kept', 'f-kept-0', 0);
+        await store.forgetPart('f-stray');
+        expect(await store.getPart('f-stray')).toBeUndefined();
+        expect((await store.partsOf('f-upload')).map((p) => p.key)).toEqual(['f-0', 'f-10']);
+        await store.forgetResumable('f-upload');
+        expect(await store.getResumable('f-upload')).toBeUndefined();
+        expect(await store.partsOf('f-upload')).toEqual([]);
+        expect(await store.getPart('f-0')).toBeUndefined();
+        expect(await store.getPart('f-10')).toBeUndefined();
+        expect((await store.partsOf('f-kept')).map((p) => p.key)).toEqual(['f-kept-0']);
+        // Its file id is free again.
+        await create('f-again', { fileId: 'file-f-upload' });
+        await store.forgetResumable('f-unknown');
+      });
+
+      it('lets exactly one of two connections store a part at the same offset, and moves it once', async () => {
+        const other = await second();
+        for (let i = 0; i < 10; i++) {
+          const id = `race-part-${i}`;
+          await create(id);
+          await beginPart(id, `${id}-0`, 0);
+          await storePart(id, `${id}-0`, 0, 10);
+          await beginPart(id, `${id}-a`, 10);
+          await beginPart(id, `${id}-b`, 10);
+          const outcomes = await Promise.all([
+            storePart(id, `${id}-a`, 10, 20, undefined, store),
+            storePart(id, `${id}-b`, 10, 30, undefined, other),
+          ]);
+          expect(outcomes.filter(Boolean)).toHaveLength(1);
+          const stored = (await other.partsOf(id)).filter((p) => p.stored).map((p) => p.key);
+          expect(stored).toEqual([`${id}-0`, outcomes[0] ? `${id}-a` : `${id}-b`]);
+          expect(await offsetOf(id)).toBe(outcomes[0] ? 30 : 40);
+        }
       });
     });
 

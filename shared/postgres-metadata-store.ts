@@ -32,14 +32,18 @@ import {
   placementSql,
   toFile,
   toLayout,
+  toPart,
   toPlacedFiles,
   toReplica,
+  toResumable,
   toVariant,
   type FileRow,
   type LayoutRow,
+  type PartRow,
   type PlacementFileRow,
   type PlacementVariantRow,
   type ReplicaRow,
+  type ResumableRow,
   type VariantRow,
 } from './metadata-rows.js';
 import {
@@ -49,11 +53,14 @@ import {
   type FileListQuery,
   type FileRecord,
   type MetadataStore,
+  type NewResumable,
   type NewUpload,
   type NodeReplica,
   type PlacedFile,
   type ReplicaRecord,
   type ReplicaState,
+  type ResumableUpload,
+  type UploadPart,
   type VariantRecord,
 } from './metadata-store.js';
 import { checkout, type Checkout } from './postgres-checkout.js';
@@ -624,6 +631,135 @@ export class PostgresMetadataStore implements MetadataStore {
     const variants = await this.read<PlacementVariantRow>(PLACEMENT.variants, [ids]);
     const replicas = await this.read<ReplicaRow>(PLACEMENT.replicas, [ids]);
     return toPlacedFiles(files, variants, replicas);
+  }
+
+  async createResumable(u: NewResumable): Promise<void> {
+    await this.write(
+      `INSERT INTO resumable_uploads (id, file_id, name, upload_length, max_downloads, ttl_seconds,
+                                      metadata, client, upload_link, created_at, expires_at, state)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'uploading')`,
+      [
+        u.id,
+        u.fileId,
+        u.name,
+        u.length,
+        u.maxDownloads,
+        u.ttlSeconds,
+        JSON.stringify(u.metadata),
+        u.client,
+        u.uploadLink,
+        u.createdAt,
+        u.expiresAt,
+      ],
+    );
+  }
+
+  async getResumable(id: string): Promise<ResumableUpload | undefined> {
+    const [row] = await this.read<ResumableRow>(`SELECT * FROM resumable_uploads WHERE id = $1`, [
+      id,
+    ]);
+    return row && toResumable(row);
+  }
+
+  async partsOf(uploadId: string): Promise<UploadPart[]> {
+    const rows = await this.read<PartRow>(
+      `SELECT * FROM upload_parts WHERE upload_id = $1 ORDER BY part_offset, created_at, key`,
+      [uploadId],
+    );
+    return rows.map(toPart);
+  }
+
+  async getPart(key: string): Promise<UploadPart | undefined> {
+    const [row] = await this.read<PartRow>(`SELECT * FROM upload_parts WHERE key = $1`, [key]);
+    return row && toPart(row);
+  }
+
+  async resumableUsage(client: string, now: number): Promise<{ uploads: number; bytes: number }> {
+    // sum(bigint) is numeric, which pg returns as a string: cast back to bigint (a number here).
+    const [row] = await this.read<{ uploads: number; bytes: number }>(
+      `SELECT count(*) AS uploads,
+              coalesce(sum(coalesce(upload_length, upload_offset)), 0)::bigint AS bytes
+       FROM resumable_uploads WHERE client = $1 AND state = 'uploading' AND expires_at > $2`,
+      [client, now],
+    );
+    return { uploads: row!.uploads, bytes: row!.bytes };
+  }
+
+  async declareResumableLength(id: string, length: number): Promise<boolean> {
+    const res = await this.write(
+      `UPDATE resumable_uploads SET upload_length = $2
+       WHERE id = $1 AND state = 'uploading' AND upload_length IS NULL`,
+      [id, length],
+    );
+    return res.rowCount === 1;
+  }
+
+  async beginPart(
+    part: Pick<UploadPart, 'uploadId' | 'key' | 'offset' | 'nodes' | 'createdAt'>,
+  ): Promise<void> {
+    await this.write(
+      `INSERT INTO upload_parts (key, upload_id, part_offset, nodes, stored, created_at)
+       VALUES ($1, $2, $3, $4, false, $5)`,
+      [part.key, part.uploadId, part.offset, JSON.stringify(part.nodes), part.createdAt],
+    );
+  }
+
+  /**
+   * One transaction that locks the upload row first: a second request for
+   * the same offset waits for the first, then finds the offset moved and
+   * changes nothing. Upload row, then part row: the order in which
+   * forgetResumable's delete takes them too, so the two never deadlock.
+   * NO KEY UPDATE, the lock the offset's UPDATE takes anyway: it leaves
+   * beginPart's inserts (which share-lock the key) free to go on.
+   */
+  storePart(part: Parameters<MetadataStore['storePart']>[0]): Promise<boolean> {
+    return this.transaction(async (client) => {
+      const upload = await client.query(
+        `SELECT 1 FROM resumable_uploads
+         WHERE id = $1 AND state = 'uploading' AND upload_offset = $2 FOR NO KEY UPDATE`,
+        [part.uploadId, part.offset],
+      );
+      if (upload.rowCount === 0) return false;
+      const stored = await client.query(
+        `UPDATE upload_parts SET size = $4, sha256 = $5, nodes = $6, stored = true
+         WHERE key = $1 AND upload_id = $2 AND part_offset = $3 AND NOT stored`,
+        [part.key, part.uploadId, part.offset, part.size, part.sha256, JSON.stringify(part.nodes)],
+      );
+      if (stored.rowCount === 0) return false;
+      await client.query(
+        `UPDATE resumable_uploads SET upload_offset = upload_offset + $2,
+           content_type = coalesce(content_type, $3)
+         WHERE id = $1`,
+        [part.uploadId, part.size, part.contentType ?? null],
+      );
+      return true;
+    });
+  }
+
+  async forgetPart(key: string): Promise<void> {
+    await this.write(`DELETE FROM upload_parts WHERE key = $1`, [key]);
+  }
+
+  async endResumable(id: string, state: 'done' | 'terminated'): Promise<boolean> {
+    const res = await this.write(
+      `UPDATE resumable_uploads SET state = $2 WHERE id = $1 AND state = 'uploading'`,
+      [id, state],
+    );
+    return res.rowCount === 1;
+  }
+
+  async staleResumables(now: number, limit: number): Promise<ResumableUpload[]> {
+    const rows = await this.read<ResumableRow>(
+      `SELECT * FROM resumable_uploads WHERE state <> 'uploading' OR expires_at <= $1
+       ORDER BY created_at, id LIMIT $2`,
+      [now, limit],
+    );
+    return rows.map(toResumable);
+  }
+
+  async forgetResumable(id: string): Promise<void> {
+    // Its part rows go with it (ON DELETE CASCADE).
+    await this.write(`DELETE FROM resumable_uploads WHERE id = $1`, [id]);
   }
 
   async ping(): Promise<boolean> {

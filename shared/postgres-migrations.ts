@@ -70,6 +70,37 @@ export const PG_MIGRATIONS: string[] = [
      nodes      TEXT NOT NULL,
      note       TEXT NOT NULL
    );`,
+  // 3: resumable (tus) uploads and their parts, as SQLite's migration 7 makes them. Metadata and
+  // nodes are JSON as TEXT, as in SQLite.
+  `CREATE TABLE resumable_uploads (
+     id            TEXT COLLATE "C" PRIMARY KEY,
+     file_id       TEXT COLLATE "C" NOT NULL UNIQUE,
+     name          TEXT NOT NULL,
+     content_type  TEXT,
+     upload_length BIGINT,
+     upload_offset BIGINT NOT NULL DEFAULT 0,
+     max_downloads INTEGER NOT NULL,
+     ttl_seconds   INTEGER NOT NULL,
+     metadata      TEXT NOT NULL,
+     client        TEXT NOT NULL,
+     upload_link   TEXT,
+     created_at    BIGINT NOT NULL,
+     expires_at    BIGINT NOT NULL,
+     state         TEXT NOT NULL CHECK (state IN ('uploading', 'done', 'terminated'))
+   );
+   CREATE INDEX resumable_by_client ON resumable_uploads (client, state);
+   CREATE INDEX resumable_by_state ON resumable_uploads (state, expires_at);
+   CREATE TABLE upload_parts (
+     key         TEXT COLLATE "C" PRIMARY KEY,
+     upload_id   TEXT COLLATE "C" NOT NULL REFERENCES resumable_uploads (id) ON DELETE CASCADE,
+     part_offset BIGINT NOT NULL,
+     size        BIGINT,
+     sha256      TEXT,
+     nodes       TEXT NOT NULL,
+     stored      BOOLEAN NOT NULL DEFAULT false,
+     created_at  BIGINT NOT NULL
+   );
+   CREATE INDEX upload_parts_by_upload ON upload_parts (upload_id, part_offset);`,
 ];
 
 /** Any fixed number: one lock per database, held only while migrating. */

@@ -14,14 +14,18 @@ import {
   placementSql,
   toFile,
   toLayout,
+  toPart,
   toPlacedFiles,
   toReplica,
+  toResumable,
   toVariant,
   type FileRow,
   type LayoutRow,
+  type PartRow,
   type PlacementFileRow,
   type PlacementVariantRow,
   type ReplicaRow,
+  type ResumableRow,
   type VariantRow,
 } from './metadata-rows.js';
 import {
@@ -31,11 +35,14 @@ import {
   type FileListQuery,
   type FileRecord,
   type MetadataStore,
+  type NewResumable,
   type NewUpload,
   type NodeReplica,
   type PlacedFile,
   type ReplicaRecord,
   type ReplicaState,
+  type ResumableUpload,
+  type UploadPart,
   type VariantRecord,
 } from './metadata-store.js';
 
@@ -105,6 +112,38 @@ const MIGRATIONS: string[] = [
      note       TEXT NOT NULL
    ) STRICT;
    CREATE INDEX replicas_by_node ON replicas (node);`,
+  // 7: resumable (tus) uploads and their parts, each part a blob of its own until the last one
+  // lands and they are composed into the file. The offset and length columns are named as tus
+  // names them: OFFSET is a reserved word in PostgreSQL, and the two schemas keep one set of names.
+  `CREATE TABLE resumable_uploads (
+     id            TEXT PRIMARY KEY,
+     file_id       TEXT NOT NULL UNIQUE,
+     name          TEXT NOT NULL,
+     content_type  TEXT,
+     upload_length INTEGER,
+     upload_offset INTEGER NOT NULL DEFAULT 0,
+     max_downloads INTEGER NOT NULL,
+     ttl_seconds   INTEGER NOT NULL,
+     metadata      TEXT NOT NULL,
+     client        TEXT NOT NULL,
+     upload_link   TEXT,
+     created_at    INTEGER NOT NULL,
+     expires_at    INTEGER NOT NULL,
+     state         TEXT NOT NULL CHECK (state IN ('uploading', 'done', 'terminated'))
+   ) STRICT;
+   CREATE INDEX resumable_by_client ON resumable_uploads (client, state);
+   CREATE INDEX resumable_by_state ON resumable_uploads (state, expires_at);
+   CREATE TABLE upload_parts (
+     key         TEXT PRIMARY KEY,
+     upload_id   TEXT NOT NULL REFERENCES resumable_uploads (id) ON DELETE CASCADE,
+     part_offset INTEGER NOT NULL,
+     size        INTEGER,
+     sha256      TEXT,
+     nodes       TEXT NOT NULL,
+     stored      INTEGER NOT NULL DEFAULT 0 CHECK (stored IN (0, 1)),
+     created_at  INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX upload_parts_by_upload ON upload_parts (upload_id, part_offset);`,
 ];
 
 /** The `user_version` of a store that every migration has reached. */
@@ -153,6 +192,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly placement;
   private readonly readPage;
   private readonly completeTx;
+  private readonly resumable;
+  private readonly storePartTx;
   private durableQueue: DurableWork[] = [];
   /** Prepared once: db.pragma() prepares its statement anew on every call, twice per commit. */
   private readonly syncMode;
@@ -326,6 +367,61 @@ export class SqliteMetadataStore implements MetadataStore {
         return true;
       },
     );
+    this.resumable = {
+      insert: db.prepare(
+        `INSERT INTO resumable_uploads (id, file_id, name, upload_length, max_downloads, ttl_seconds,
+                                        metadata, client, upload_link, created_at, expires_at, state)
+         VALUES (@id, @fileId, @name, @length, @maxDownloads, @ttlSeconds,
+                 @metadata, @client, @uploadLink, @createdAt, @expiresAt, 'uploading')`,
+      ),
+      get: db.prepare(`SELECT * FROM resumable_uploads WHERE id = ?`),
+      parts: db.prepare(
+        `SELECT * FROM upload_parts WHERE upload_id = ? ORDER BY part_offset, created_at, key`,
+      ),
+      part: db.prepare(`SELECT * FROM upload_parts WHERE key = ?`),
+      usage: db.prepare(
+        `SELECT count(*) AS uploads, coalesce(sum(coalesce(upload_length, upload_offset)), 0) AS bytes
+         FROM resumable_uploads WHERE client = ? AND state = 'uploading' AND expires_at > ?`,
+      ),
+      declareLength: db.prepare(
+        `UPDATE resumable_uploads SET upload_length = ?
+         WHERE id = ? AND state = 'uploading' AND upload_length IS NULL`,
+      ),
+      beginPart: db.prepare(
+        `INSERT INTO upload_parts (key, upload_id, part_offset, nodes, stored, created_at)
+         VALUES (@key, @uploadId, @offset, @nodes, 0, @createdAt)`,
+      ),
+      uploadingAt: db.prepare(
+        `SELECT 1 FROM resumable_uploads WHERE id = ? AND state = 'uploading' AND upload_offset = ?`,
+      ),
+      storePart: db.prepare(
+        `UPDATE upload_parts SET size = @size, sha256 = @sha256, nodes = @nodes, stored = 1
+         WHERE key = @key AND upload_id = @uploadId AND part_offset = @offset AND stored = 0`,
+      ),
+      advance: db.prepare(
+        `UPDATE resumable_uploads SET upload_offset = upload_offset + @size,
+           content_type = coalesce(content_type, @contentType)
+         WHERE id = @uploadId`,
+      ),
+      forgetPart: db.prepare(`DELETE FROM upload_parts WHERE key = ?`),
+      end: db.prepare(
+        `UPDATE resumable_uploads SET state = ? WHERE id = ? AND state = 'uploading'`,
+      ),
+      stale: db.prepare(
+        `SELECT * FROM resumable_uploads WHERE state <> 'uploading' OR expires_at <= ?
+         ORDER BY created_at, id LIMIT ?`,
+      ),
+      forget: db.prepare(`DELETE FROM resumable_uploads WHERE id = ?`),
+    };
+    // Checked and written under one write lock (run .immediate()): a request whose offset went
+    // stale meanwhile changes nothing.
+    this.storePartTx = db.transaction((p: Parameters<MetadataStore['storePart']>[0]): boolean => {
+      if (!this.resumable.uploadingAt.get(p.uploadId, p.offset)) return false;
+      const row = { ...p, nodes: JSON.stringify(p.nodes), contentType: p.contentType ?? null };
+      if (this.resumable.storePart.run(row).changes !== 1) return false;
+      this.resumable.advance.run(row);
+      return true;
+    });
     // Called inside a transaction, better-sqlite3 makes this a savepoint: rolled back alone if it throws.
     this.savepoint = db.transaction((work: () => unknown) => work());
   }
@@ -610,6 +706,64 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async placementPage(afterId: string | undefined, limit: number): Promise<PlacedFile[]> {
     return this.readPage(afterId ?? '', limit);
+  }
+
+  async createResumable(u: NewResumable): Promise<void> {
+    this.resumable.insert.run({ ...u, metadata: JSON.stringify(u.metadata) });
+  }
+
+  async getResumable(id: string): Promise<ResumableUpload | undefined> {
+    const row = this.resumable.get.get(id) as ResumableRow | undefined;
+    return row && toResumable(row);
+  }
+
+  async partsOf(uploadId: string): Promise<UploadPart[]> {
+    return (this.resumable.parts.all(uploadId) as PartRow[]).map(toPart);
+  }
+
+  async getPart(key: string): Promise<UploadPart | undefined> {
+    const row = this.resumable.part.get(key) as PartRow | undefined;
+    return row && toPart(row);
+  }
+
+  async resumableUsage(client: string, now: number): Promise<{ uploads: number; bytes: number }> {
+    return this.resumable.usage.get(client, now) as { uploads: number; bytes: number };
+  }
+
+  async declareResumableLength(id: string, length: number): Promise<boolean> {
+    return this.resumable.declareLength.run(length, id).changes === 1;
+  }
+
+  async beginPart(
+    part: Pick<UploadPart, 'uploadId' | 'key' | 'offset' | 'nodes' | 'createdAt'>,
+  ): Promise<void> {
+    this.resumable.beginPart.run({ ...part, nodes: JSON.stringify(part.nodes) });
+  }
+
+  /**
+   * Not fsynced: an offset that a power cut takes back is one the client
+   * learns from HEAD and sends again (tus resumes from the offset the server
+   * reports), so a PATCH need not wait for the disk.
+   */
+  async storePart(part: Parameters<MetadataStore['storePart']>[0]): Promise<boolean> {
+    return this.storePartTx.immediate(part);
+  }
+
+  async forgetPart(key: string): Promise<void> {
+    this.resumable.forgetPart.run(key);
+  }
+
+  async endResumable(id: string, state: 'done' | 'terminated'): Promise<boolean> {
+    return this.resumable.end.run(state, id).changes === 1;
+  }
+
+  async staleResumables(now: number, limit: number): Promise<ResumableUpload[]> {
+    return (this.resumable.stale.all(now, limit) as ResumableRow[]).map(toResumable);
+  }
+
+  async forgetResumable(id: string): Promise<void> {
+    // Its part rows go with it (ON DELETE CASCADE; openDatabase turns foreign keys on).
+    this.resumable.forget.run(id);
   }
 
   async ping(): Promise<boolean> {
