@@ -468,7 +468,7 @@ const gatewaySchema = envSchema(common, {
   },
   resumable: {
     /** An incomplete resumable (tus) upload is removed this long after it was created, in seconds (its Upload-Expires). */
-    RESUMABLE_UPLOAD_EXPIRY_SECONDS: int(60).default(86400),
+    RESUMABLE_UPLOAD_EXPIRY_SECONDS: int(1).default(86400),
     /** Incomplete resumable uploads one client (address) may hold at once; one more is refused with 429. */
     RESUMABLE_UPLOADS_PER_CLIENT: int(1, 1_000_000).default(20),
     /** Bytes one client's incomplete resumable uploads may reserve together (their Upload-Length); beyond, 429. */

@@ -684,13 +684,23 @@ export function metadataStoreContract(name: string, target: ContractTarget): voi
         expect(await store.endResumable('e-unknown', 'done')).toBe(false);
       });
 
-      it('lists ended and expired uploads for the cleanup, oldest first', async () => {
+      it('lists terminated, expired, and finished uploads with parts left, for the cleanup, oldest first', async () => {
         const now = 5000;
         await create('s-live', { createdAt: 1 });
         await create('s-terminated', { createdAt: 40 });
         await store.endResumable('s-terminated', 'terminated');
         await create('s-done', { createdAt: 30 });
+        await store.beginPart({
+          uploadId: 's-done',
+          key: 's-done.part-0-00000000',
+          offset: 0,
+          nodes: ['node1'],
+          createdAt: 31,
+        });
         await store.endResumable('s-done', 'done');
+        // Finished and its parts gone: kept (GET /tus/:id answers from it) until it expires.
+        await create('s-done-clean', { createdAt: 25 });
+        await store.endResumable('s-done-clean', 'done');
         await create('s-expires-now', { createdAt: 20, expiresAt: now });
         await create('s-expired', { createdAt: 10, expiresAt: now - 1000 });
         const ids = (uploads: { id: string }[]) => uploads.map((u) => u.id);

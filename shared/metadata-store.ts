@@ -378,7 +378,12 @@ export interface MetadataStore {
   forgetPart(key: string): Promise<void>;
   /** Ends an upload: `uploading` → `done` (committed) or `terminated`; false if it was not `uploading`. */
   endResumable(id: string, state: 'done' | 'terminated'): Promise<boolean>;
-  /** Uploads whose parts the cleanup should remove: not `uploading`, or past `expiresAt` at `now`; oldest first. */
+  /**
+   * Uploads the cleanup has work on, oldest first: `terminated` ones, those
+   * past `expiresAt` at `now` (any state), and `done` ones with parts left (a
+   * finished upload's row stays, parts gone, until it expires: GET /tus/:id
+   * answers from it).
+   */
   staleResumables(now: number, limit: number): Promise<ResumableUpload[]>;
   /** Removes an upload's row and any part rows left. */
   forgetResumable(id: string): Promise<void>;

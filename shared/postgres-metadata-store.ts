@@ -750,7 +750,8 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async staleResumables(now: number, limit: number): Promise<ResumableUpload[]> {
     const rows = await this.read<ResumableRow>(
-      `SELECT * FROM resumable_uploads WHERE state <> 'uploading' OR expires_at <= $1
+      `SELECT * FROM resumable_uploads WHERE state = 'terminated' OR expires_at <= $1
+            OR (state = 'done' AND EXISTS (SELECT 1 FROM upload_parts p WHERE p.upload_id = resumable_uploads.id))
        ORDER BY created_at, id LIMIT $2`,
       [now, limit],
     );

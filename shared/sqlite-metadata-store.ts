@@ -408,7 +408,8 @@ export class SqliteMetadataStore implements MetadataStore {
         `UPDATE resumable_uploads SET state = ? WHERE id = ? AND state = 'uploading'`,
       ),
       stale: db.prepare(
-        `SELECT * FROM resumable_uploads WHERE state <> 'uploading' OR expires_at <= ?
+        `SELECT * FROM resumable_uploads WHERE state = 'terminated' OR expires_at <= ?
+            OR (state = 'done' AND EXISTS (SELECT 1 FROM upload_parts p WHERE p.upload_id = resumable_uploads.id))
          ORDER BY created_at, id LIMIT ?`,
       ),
       forget: db.prepare(`DELETE FROM resumable_uploads WHERE id = ?`),

@@ -14,6 +14,7 @@
 import type { LayoutView } from '../shared/layout-watcher.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { NodeCheckJob } from '../shared/jobs.js';
+import { isPartKey } from '../shared/resumable-parts.js';
 import { fileIdOf } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
@@ -92,13 +93,22 @@ export class AntiEntropy {
     await this.queueRepairs(repairs);
     for (const blob of listing.values()) {
       if (owned.has(blob.key) || now - blob.mtimeMs < this.deps.orphanGraceMs) continue;
-      const file = await this.deps.store.getFile(fileIdOf(blob.key));
-      const live = file && file.state !== 'aborted' && file.deletedAt === null;
-      if (live) continue; // pending upload, or an extra copy of a live file: harmless
+      if (await this.isKept(blob.key)) continue;
       await this.deps.client.deleteBlob(node, blob.key);
       report.orphansRemoved++;
     }
     return report;
+  }
+
+  /**
+   * An untracked blob that stays: a pending upload, or an extra copy of a
+   * live file (harmless); a resumable upload's part while its row exists
+   * (the resumable sweep removes it).
+   */
+  private async isKept(key: string): Promise<boolean> {
+    if (isPartKey(key)) return (await this.deps.store.getPart(key)) !== undefined;
+    const file = await this.deps.store.getFile(fileIdOf(key));
+    return file !== undefined && file.state !== 'aborted' && file.deletedAt === null;
   }
 
   /** Publishes in batches: one confirm round trip per batch, not per blob (a wiped node has thousands). */

@@ -23,6 +23,7 @@ import { JobConsumer, jobHandler } from './job-consumer.js';
 import { every } from './periodic.js';
 import { ProcessingSweep } from './processing-sweep.js';
 import { RepairSweep } from './repair-sweep.js';
+import { ResumableSweep } from './resumable-sweep.js';
 import { RepairQueue } from '../shared/repair-queue.js';
 import { ReplicaRepairer } from './replica-repairer.js';
 import { Rebalancer } from './rebalancer.js';
@@ -177,6 +178,13 @@ const sweep = new ExpirySweep({
   retentionMs: config.tombstoneRetentionMs,
 });
 
+const resumableSweep = new ResumableSweep({
+  store,
+  client,
+  nodes: () => layout.nodes(),
+  log,
+});
+
 const repairSweep = new RepairSweep({
   store,
   amqp,
@@ -205,6 +213,9 @@ const tasks = [
     const done = await sweep.run();
     metrics.sweepDone(done);
     if (done.expired + done.cleaned + done.purged > 0) log.info(done, 'expiry sweep');
+    const uploads = await resumableSweep.run();
+    if (uploads.expired + uploads.removed + uploads.owed > 0)
+      log.info(uploads, 'resumable uploads swept');
   }),
   every(config.repairSchedule, 'repair sweep', log, () => repairSweep.run()),
   every(config.rebalanceSchedule, 'rebalance', log, () => rebalancer.run('scheduled')),

@@ -144,7 +144,10 @@ export function createApp(deps: GatewayDeps) {
   // Resumable uploads (tus): creation is an upload like the others; the upload's URL then is its key.
   mountResumable(app, deps, {
     locker: deps.tusLocker,
-    creation: [limits.uploads, requireUploadAuth(deps.auth.uploadToken, links, { giveBack: false })],
+    creation: [
+      limits.uploads,
+      requireUploadAuth(deps.auth.uploadToken, links, { giveBack: false }),
+    ],
   });
 
   app.post('/upload', (c) => handleMultipartUpload(deps, c));

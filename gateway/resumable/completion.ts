@@ -36,7 +36,10 @@ export async function completeUpload(deps: ResumableDeps, upload: ResumableUploa
   const existing = await deps.store.getFile(upload.fileId);
   if (existing?.state !== 'committed') {
     if (existing?.state === 'aborted')
-      throw new UnavailableError('a previous attempt to finish this upload is being cleaned up; try again', 'UPLOAD_FINISHING');
+      throw new UnavailableError(
+        'a previous attempt to finish this upload is being cleaned up; try again',
+        'UPLOAD_FINISHING',
+      );
     await composeAndCommit(deps, upload, existing !== undefined);
   }
   await deps.store.endResumable(upload.id, 'done');
@@ -95,7 +98,8 @@ async function composeAndCommit(deps: ResumableDeps, upload: ResumableUpload, be
 function assertContiguous(upload: ResumableUpload, parts: UploadPart[]): void {
   let next = 0;
   for (const p of parts) {
-    if (p.offset !== next) throw new Error(`upload ${upload.id}: part at ${p.offset}, expected ${next}`);
+    if (p.offset !== next)
+      throw new Error(`upload ${upload.id}: part at ${p.offset}, expected ${next}`);
     next += p.size!;
   }
   if (upload.length === null || next !== upload.length)
@@ -117,7 +121,12 @@ async function composeOn(
       const answer = await deps.client.compose(node, blobKey(upload.fileId), keys);
       if (answer.ok) return { node: node.id, size: answer.size, sha256: answer.sha256 };
       if (attempt === 1) break;
-      for (const key of answer.missing) await copyPart(deps, node, parts.find((p) => p.key === key)!);
+      for (const key of answer.missing)
+        await copyPart(
+          deps,
+          node,
+          parts.find((p) => p.key === key)!,
+        );
     }
   } catch (err) {
     deps.log.warn(
@@ -161,5 +170,10 @@ function mostCommon(values: string[]): string | undefined {
 }
 
 export function partDeps(deps: ResumableDeps) {
-  return { store: deps.store, client: deps.client, nodes: () => deps.layout.nodes(), log: deps.log };
+  return {
+    store: deps.store,
+    client: deps.client,
+    nodes: () => deps.layout.nodes(),
+    log: deps.log,
+  };
 }

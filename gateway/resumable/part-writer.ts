@@ -29,7 +29,11 @@ export interface WrittenPart {
 /** 409: the upload's offset moved while this part was written (another request got there first). */
 export class OffsetMovedError extends TroveError {
   constructor() {
-    super('UPLOAD_OFFSET_MISMATCH', 409, 'the upload moved on while this request was written; HEAD it and resume');
+    super(
+      'UPLOAD_OFFSET_MISMATCH',
+      409,
+      'the upload moved on while this request was written; HEAD it and resume',
+    );
   }
 }
 
@@ -109,7 +113,11 @@ function isEmptyFirstBody(err: unknown, hasher: HashCounter): boolean {
 }
 
 /** Removes a part that will not count (its blobs, then its row); a node that cannot be reached leaves it to the sweep. */
-async function discard(deps: ResumableDeps, key: string, result: WrittenPart): Promise<WrittenPart> {
+async function discard(
+  deps: ResumableDeps,
+  key: string,
+  result: WrittenPart,
+): Promise<WrittenPart> {
   const unreachable = await deps.replicator.deleteFrom(key);
   if (unreachable.length === 0) await deps.store.forgetPart(key);
   return result;

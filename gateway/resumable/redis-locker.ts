@@ -161,5 +161,7 @@ async function isContention(err: unknown): Promise<boolean> {
   if ((err as Error)?.name !== 'ExecutionError' || !attempts?.length) return false;
   // A vote against with a ResourceLockedError means held elsewhere; other errors mean Redis failed.
   const stats = await Promise.all(attempts);
-  return stats.some((a) => [...a.votesAgainst.values()].some((e) => e?.name === 'ResourceLockedError'));
+  return stats.some((a) =>
+    [...a.votesAgainst.values()].some((e) => e?.name === 'ResourceLockedError'),
+  );
 }

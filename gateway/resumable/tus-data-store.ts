@@ -7,6 +7,7 @@
  */
 import type { Readable } from 'node:stream';
 import { DataStore, ERRORS, Upload } from '@tus/utils';
+import { UnsupportedMediaTypeError } from '../../shared/errors.js';
 import { newFileId } from '../../shared/keys.js';
 import type { ResumableUpload } from '../../shared/metadata-store.js';
 import { removeParts } from '../../shared/resumable-parts.js';
@@ -64,10 +65,20 @@ export class TroveTusStore extends DataStore {
   override async write(stream: Readable, id: string, offset: number): Promise<number> {
     const row = await this.row(id);
     if (row.state !== 'uploading') return offset; // finished already: an empty PATCH at its end
-    const part = await writePart(this.deps, row, offset, stream, currentTusRequest());
+    const part = await writePart(this.deps, row, offset, stream, currentTusRequest()).catch(
+      async (err: unknown) => {
+        // A type that is not allowed will not become allowed: the upload ends here.
+        if (err instanceof UnsupportedMediaTypeError) await this.remove(id);
+        throw err;
+      },
+    );
     const end = offset + part.bytes;
     if (row.length !== null && end === row.length) {
-      await completeUpload(this.deps, { ...row, offset: end, contentType: row.contentType ?? part.contentType! });
+      await completeUpload(this.deps, {
+        ...row,
+        offset: end,
+        contentType: row.contentType ?? part.contentType!,
+      });
     }
     return end;
   }

@@ -110,10 +110,14 @@ async function serveTus(deps: ResumableDeps, tus: Server, c: Ctx) {
   const length = c.req.header('content-length');
   const request: TusRequest = {
     client:
-      clientAddress(incoming.socket.remoteAddress, c.req.header('x-forwarded-for'), deps.urls.trustProxy)
-        ?.key ?? 'unknown',
+      clientAddress(
+        incoming.socket.remoteAddress,
+        c.req.header('x-forwarded-for'),
+        deps.urls.trustProxy,
+      )?.key ?? 'unknown',
     contentLength: length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined,
-    checksum: c.req.method === 'PATCH' ? parseUploadChecksum(c.req.header('upload-checksum')) : undefined,
+    checksum:
+      c.req.method === 'PATCH' ? parseUploadChecksum(c.req.header('upload-checksum')) : undefined,
     link: c.get('uploadLink'),
   };
   const response = await runTusRequest(request, () =>
@@ -156,11 +160,17 @@ function tusError(
     const message = err.body.trim();
     // The lock is held by a request that does not let go: the client's retry will find it free.
     if (/lock/i.test(message) && err.status_code === 500)
-      return { status_code: 423, body: json('UPLOAD_LOCKED', 'another request is writing this upload; retry shortly') };
+      return {
+        status_code: 423,
+        body: json('UPLOAD_LOCKED', 'another request is writing this upload; retry shortly'),
+      };
     const code = TUS_CODES[err.status_code] ?? 'TUS_ERROR';
     return { status_code: err.status_code, body: json(code, message) };
   }
-  deps.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'resumable upload failed');
+  deps.log.error(
+    { err: (err as Error).message, stack: (err as Error).stack },
+    'resumable upload failed',
+  );
   return { status_code: 500, body: json('INTERNAL', 'internal error') };
 }
 

@@ -16,7 +16,9 @@ export interface ExpectedChecksum {
 }
 
 /** Parses an Upload-Checksum header; 400 when it is malformed or names an algorithm not offered. */
-export function parseUploadChecksum(header: string | undefined | null): ExpectedChecksum | undefined {
+export function parseUploadChecksum(
+  header: string | undefined | null,
+): ExpectedChecksum | undefined {
   if (header === undefined || header === null) return undefined;
   const match = /^([a-z0-9-]+) ([A-Za-z0-9+/]+={0,2})$/.exec(header.trim());
   if (!match)

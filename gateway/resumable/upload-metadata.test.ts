@@ -25,6 +25,8 @@ describe('uploadSettings', () => {
   });
 
   it('lets a signed upload link fix options over the uploader', () => {
-    expect(uploadSettings({ max_downloads: '5' }, limits, { max_downloads: 1 }).maxDownloads).toBe(1);
+    expect(uploadSettings({ max_downloads: '5' }, limits, { max_downloads: 1 }).maxDownloads).toBe(
+      1,
+    );
   });
 });

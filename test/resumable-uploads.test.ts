@@ -1,0 +1,252 @@
+/**
+ * Resumable uploads (tus 1.0 at /tus/) against a real cluster: tus-js-client
+ * end to end, the protocol's edge cases (409, 460, 413, termination,
+ * expiry), the per-client limit, and an upload continued on another gateway.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { request } from 'undici';
+import * as tus from 'tus-js-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { filesUnder, fixture, sha256, startCluster, waitFor, type Cluster } from './harness.js';
+
+const LIMIT = 32 * 1024 * 1024;
+let cluster: Cluster;
+let shortLived: string; // a gateway whose incomplete uploads expire after 2 s
+let strict: string; // a gateway that trusts X-Forwarded-For and allows 2 uploads per client
+
+beforeAll(async () => {
+  cluster = await startCluster({
+    worker: true,
+    env: { MAX_UPLOAD_BYTES: String(LIMIT), SWEEP_SCHEDULE: '* * * * * *' },
+  });
+  shortLived = await cluster.startGateway('gw-short', { RESUMABLE_UPLOAD_EXPIRY_SECONDS: '2' });
+  strict = await cluster.startGateway('gw-strict', {
+    TRUST_PROXY: 'true',
+    RESUMABLE_UPLOADS_PER_CLIENT: '2',
+  });
+}, 120_000);
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+const TUS = { 'tus-resumable': '1.0.0' };
+
+/** A JPEG of `size` bytes: the fixture's head (so its type is image/jpeg), then noise. */
+function jpeg(size: number): Buffer {
+  const head = fixture('photo.jpg');
+  return Buffer.concat([head, randomBytes(Math.max(0, size - head.length))]).subarray(0, size);
+}
+
+function metadata(o: Record<string, string>): string {
+  return Object.entries(o)
+    .map(([k, v]) => `${k} ${Buffer.from(v).toString('base64')}`)
+    .join(',');
+}
+
+async function create(base: string, length: number, extra: Record<string, string> = {}) {
+  const res = await request(`${base}/tus/`, {
+    method: 'POST',
+    headers: {
+      ...TUS,
+      'upload-length': String(length),
+      'upload-metadata': metadata({ filename: 'big.jpg' }),
+      ...extra,
+    },
+  });
+  const body = await res.body.text();
+  return { status: res.statusCode, location: res.headers.location as string | undefined, body };
+}
+
+async function patch(
+  url: string,
+  offset: number,
+  data: Buffer,
+  extra: Record<string, string> = {},
+) {
+  const res = await request(url, {
+    method: 'PATCH',
+    headers: {
+      ...TUS,
+      'upload-offset': String(offset),
+      'content-type': 'application/offset+octet-stream',
+      ...extra,
+    },
+    body: data,
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : null };
+}
+
+async function head(url: string) {
+  const res = await request(url, { method: 'HEAD', headers: TUS });
+  await res.body.dump();
+  return { status: res.statusCode, offset: Number(res.headers['upload-offset']) };
+}
+
+/** Part blobs (`<fileId>.part-…`) on any node. */
+async function partsOnNodes(): Promise<string[]> {
+  const found: string[] = [];
+  for (const node of cluster.nodes)
+    found.push(
+      ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) => f.includes('.part-')),
+    );
+  return found;
+}
+
+const partRows = () => cluster.query<{ key: string }>('SELECT key FROM upload_parts');
+
+function tusUpload(
+  data: Buffer,
+  o: Partial<tus.UploadOptions> & { endpoint: string },
+): Promise<tus.Upload> {
+  return new Promise((resolve, reject) => {
+    const upload = new tus.Upload(data, {
+      chunkSize: 1024 * 1024,
+      retryDelays: [100, 500, 1000],
+      metadata: { filename: 'photo.jpg', max_downloads: '1' },
+      ...o,
+      onSuccess: () => resolve(upload),
+      onError: reject,
+    });
+    upload.start();
+  });
+}
+
+describe('resumable uploads (tus)', () => {
+  it('tus-js-client uploads in chunks; the file is like any upload, its parts are gone', async () => {
+    const data = jpeg(3 * 1024 * 1024 + 12345);
+    const upload = await tusUpload(data, { endpoint: `${cluster.gatewayUrl}/tus/` });
+    const res = await request(upload.url!);
+    expect(res.statusCode).toBe(200);
+    const file = (await res.body.json()) as Record<string, unknown>;
+    expect(file).toMatchObject({
+      name: 'photo.jpg',
+      size: data.length,
+      content_type: 'image/jpeg',
+      sha256: sha256(data),
+      max_downloads: 1,
+    });
+    expect(typeof file.delete_token).toBe('string');
+    expect((file.replicas as { state: string }[]).filter((r) => r.state === 'ok')).toHaveLength(3);
+    const download = await request(file.url as string);
+    expect(download.statusCode).toBe(200);
+    expect(sha256(Buffer.from(await download.body.arrayBuffer()))).toBe(sha256(data));
+    expect(await partsOnNodes()).toEqual([]);
+    expect(await partRows()).toEqual([]);
+    // The delete token works like an upload's.
+    const del = await request(`${cluster.gatewayUrl}/files/${file.id}`, {
+      method: 'DELETE',
+      headers: { 'x-delete-token': file.delete_token as string },
+    });
+    expect(del.statusCode).toBe(204);
+  });
+
+  it('answers a PATCH at the wrong offset with 409', async () => {
+    const { location } = await create(cluster.gatewayUrl, 2 * 1024 * 1024);
+    const data = jpeg(1024 * 1024);
+    expect((await patch(location!, 0, data)).status).toBe(204);
+    const wrong = await patch(location!, 4096, data);
+    expect(wrong.status).toBe(409);
+    expect(wrong.body.error.code).toBe('UPLOAD_OFFSET_MISMATCH');
+    expect((await head(location!)).offset).toBe(data.length);
+  });
+
+  it('discards a chunk whose checksum does not match (460), keeps one that matches', async () => {
+    const { location } = await create(cluster.gatewayUrl, 2 * 1024 * 1024);
+    const data = jpeg(1024 * 1024);
+    const wrongSum = createHash('sha1').update('something else').digest('base64');
+    const bad = await patch(location!, 0, data, { 'upload-checksum': `sha1 ${wrongSum}` });
+    expect(bad.status).toBe(460);
+    expect(bad.body.error.code).toBe('CHECKSUM_MISMATCH');
+    expect((await head(location!)).offset).toBe(0);
+    expect(await partsOnNodes()).toEqual([]);
+    const rightSum = createHash('sha256').update(data).digest('base64');
+    const good = await patch(location!, 0, data, { 'upload-checksum': `sha256 ${rightSum}` });
+    expect(good.status).toBe(204);
+    expect(Number(good.headers['upload-offset'])).toBe(data.length);
+    const unknown = await patch(location!, data.length, data, { 'upload-checksum': 'crc32 AAAA' });
+    expect(unknown.status).toBe(400);
+    const options = await request(`${cluster.gatewayUrl}/tus/`, { method: 'OPTIONS' });
+    await options.body.dump();
+    expect(options.headers['tus-extension']).toContain('checksum');
+    expect(options.headers['tus-checksum-algorithm']).toContain('sha256');
+  });
+
+  it('refuses an Upload-Length over the limit (413), and a deferred length once the offset passes it', async () => {
+    const over = await create(cluster.gatewayUrl, LIMIT + 1);
+    expect(over.status).toBe(413);
+    expect(JSON.parse(over.body).error.code).toBe('PAYLOAD_TOO_LARGE');
+    const deferred = await create(cluster.gatewayUrl, 0, { 'upload-defer-length': '1' });
+    // Upload-Length and Upload-Defer-Length together: 400.
+    expect(deferred.status).toBe(400);
+    const res = await request(`${cluster.gatewayUrl}/tus/`, {
+      method: 'POST',
+      headers: { ...TUS, 'upload-defer-length': '1' },
+    });
+    await res.body.dump();
+    expect(res.statusCode).toBe(201);
+    const url = res.headers.location as string;
+    const big = await patch(url, 0, jpeg(LIMIT + 1024));
+    expect(big.status).toBe(413);
+    expect((await head(url)).offset).toBe(0);
+  });
+
+  it('refuses a type that is not allowed (415) and ends that upload', async () => {
+    const { location } = await create(cluster.gatewayUrl, 1024 * 1024);
+    const text = await patch(location!, 0, Buffer.alloc(1024 * 1024, 'plain text, not an image '));
+    expect(text.status).toBe(415);
+    expect((await head(location!)).status).toBe(404);
+    await waitFor('no part left', async () => (await partsOnNodes()).length === 0, 10_000);
+  });
+
+  it('termination removes the upload and its parts', async () => {
+    const { location } = await create(cluster.gatewayUrl, 3 * 1024 * 1024);
+    expect((await patch(location!, 0, jpeg(1024 * 1024))).status).toBe(204);
+    expect(await partsOnNodes()).not.toEqual([]);
+    const del = await request(location!, { method: 'DELETE', headers: TUS });
+    await del.body.dump();
+    expect(del.statusCode).toBe(204);
+    expect(await partsOnNodes()).toEqual([]);
+    expect(await partRows()).toEqual([]);
+    expect((await head(location!)).status).toBe(404);
+  });
+
+  it('an upload that expired answers 410, then the worker removes it and its parts (404)', async () => {
+    const { location } = await create(shortLived, 3 * 1024 * 1024);
+    expect((await patch(location!, 0, jpeg(1024 * 1024))).status).toBe(204);
+    expect(await partsOnNodes()).not.toEqual([]);
+    await new Promise((r) => setTimeout(r, 2200));
+    expect((await head(location!)).status).toBe(410);
+    await waitFor('parts swept', async () => (await partsOnNodes()).length === 0, 15_000);
+    await waitFor('row swept', async () => (await head(location!)).status === 404, 10_000);
+    expect(await partRows()).toEqual([]);
+  });
+
+  it('holds each client to its number of unfinished uploads (429)', async () => {
+    const client = { 'x-forwarded-for': '203.0.113.7' };
+    expect((await create(strict, 1024, client)).status).toBe(201);
+    expect((await create(strict, 1024, client)).status).toBe(201);
+    const third = await create(strict, 1024, client);
+    expect(third.status).toBe(429);
+    expect(JSON.parse(third.body).error.code).toBe('RATE_LIMITED');
+    // Another client is not held to it.
+    expect((await create(strict, 1024, { 'x-forwarded-for': '203.0.113.8' })).status).toBe(201);
+  });
+
+  it('continues on another gateway: parts are on the nodes, the upload in the metadata', async () => {
+    const data = jpeg(2 * 1024 * 1024 + 7);
+    const { location } = await create(cluster.gatewayUrl, data.length);
+    const half = 1024 * 1024;
+    expect((await patch(location!, 0, data.subarray(0, half))).status).toBe(204);
+    const elsewhere = location!.replace(cluster.gatewayUrl, strict);
+    expect((await head(elsewhere)).offset).toBe(half);
+    const last = await patch(elsewhere, half, data.subarray(half));
+    expect(last.status).toBe(204);
+    const fileId = last.headers['trove-file-id'] as string;
+    const info = (await (await request(`${cluster.gatewayUrl}/files/${fileId}`)).body.json()) as {
+      sha256: string;
+    };
+    expect(info.sha256).toBe(sha256(data));
+  });
+});
