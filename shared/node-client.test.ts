@@ -1,9 +1,9 @@
 /**
- * The node client's read accounting and its pools, against a real storage
+ * The node client's read accounting, its pools and its compose, against a real storage
  * node app (storage-node/app.ts over an FsBlobStore) listening in this
  * process on a free port.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { FsBlobStore } from '../storage-node/blob-store.js';
 import type { NodeAddress } from './config.js';
 import { close, listen } from './http.js';
 import { createLogger } from './logger.js';
-import { NodeBusyError, NodeClient, type NodeClientOptions } from './node-client.js';
+import { NodeBusyError, NodeClient, NodeHttpError, type NodeClientOptions } from './node-client.js';
 
 const SECRET = randomBytes(24).toString('hex');
 /** Larger than every socket buffer between here and the node: an unread body keeps its connection busy. */
@@ -172,4 +172,48 @@ describe('NodeClient pools', () => {
     const health = await within(10_000, 'a health probe', client.health(node, 10_000));
     expect(health.id).toBe('n1');
   }, 30_000);
+});
+
+describe('NodeClient.compose', () => {
+  const parts = [randomBytes(2 * 1024 * 1024 + 7), randomBytes(500)];
+  const keys = ['f.part-0-a', 'f.part-1-b'];
+  const whole = Buffer.concat(parts);
+  const sha256 = createHash('sha256').update(whole).digest('hex');
+
+  beforeAll(async () => {
+    const client = newClient();
+    for (const [i, part] of parts.entries())
+      await client.putBlob(node, keys[i]!, part, { chain: [], hop: 0 });
+  });
+
+  it('resolves the composed blob, which reads back as the concatenation', async () => {
+    const client = newClient();
+    expect(await client.compose(node, 'f', keys, { sha256 })).toEqual({
+      ok: true,
+      size: whole.length,
+      sha256,
+    });
+    const res = await client.getBlob(node, 'f');
+    expect(Buffer.from(await res.body.arrayBuffer()).equals(whole)).toBe(true);
+  });
+
+  it('resolves the missing parts, and nothing is stored', async () => {
+    const client = newClient();
+    expect(await client.compose(node, 'g', [keys[0]!, 'g.part-9-x'])).toEqual({
+      ok: false,
+      missing: ['g.part-9-x'],
+    });
+    expect(await client.statBlob(node, 'g')).toBeUndefined();
+  });
+
+  it('throws NodeHttpError for another refusal, and transport errors as they come', async () => {
+    const client = newClient();
+    const refused = await client
+      .compose(node, 'h', keys, { sha256: 'a'.repeat(64) })
+      .catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(NodeHttpError);
+    expect(refused).toMatchObject({ statusCode: 422, message: expect.stringMatching(/SHA256/) });
+    const down: NodeAddress = { id: 'down', url: 'http://127.0.0.1:1' };
+    await expect(client.compose(down, 'h', keys)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
 });

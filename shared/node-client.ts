@@ -22,8 +22,11 @@ import { TroveError } from './errors.js';
 import {
   H,
   formatChain,
+  parseComposeAnswer,
   parsePutReport,
   type BlobListing,
+  type ComposeRequest,
+  type ComposeResult,
   type NodeHealth,
   type PutReport,
   type ScrubStarted,
@@ -95,6 +98,11 @@ export interface NodeClientOptions {
   timeoutMs: number;
   /** Time allowed after a write's body is sent for the node and its chain to commit, in ms. */
   commitTimeoutMs?: number;
+  /**
+   * Time allowed for a compose's answer, in ms (default 120 s): the node reads
+   * and writes the whole blob (256 MiB at most for an upload) before answering.
+   */
+  composeTimeoutMs?: number;
   /** Connections per node for writes and the other short requests (and reads, without `readConnections`). */
   connections?: number;
   /**
@@ -236,6 +244,35 @@ export class NodeClient implements GatewayNodeClient {
     if (res.body.closed) done();
     else res.body.once('close', done);
     return res;
+  }
+
+  /**
+   * Asks `target` to compose blob `key` from `parts` on its own disk, in order
+   * (`POST /blobs/:key/compose`). Resolves `{ ok: false, missing }` when the
+   * node lacks some of them (nothing stored); throws NodeHttpError for any
+   * other refusal (a sha256 other than `sha256`: 422 SHA256_MISMATCH).
+   */
+  async compose(
+    target: NodeAddress,
+    key: string,
+    parts: string[],
+    o: { sha256?: string; signal?: AbortSignal } = {},
+  ): Promise<ComposeResult> {
+    const request: ComposeRequest = { parts, ...(o.sha256 && { sha256: o.sha256 }) };
+    const timeout = this.opts.composeTimeoutMs ?? 120_000;
+    const res = await this.pool(target.url).request({
+      method: 'POST',
+      path: `/blobs/${encodeURIComponent(key)}/compose`,
+      headers: { ...this.headers(), 'content-type': 'application/json' },
+      body: JSON.stringify(request),
+      signal: o.signal,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+    });
+    const text = await res.body.text();
+    const result = parseComposeAnswer(res.statusCode, text);
+    if (!result) throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    return result;
   }
 
   /** One page of a node's blobs (key order); `next` is the cursor of the following page. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatChain, parseChain, parsePutReport } from './node-protocol.js';
+import { formatChain, parseChain, parseComposeAnswer, parsePutReport } from './node-protocol.js';
 
 describe('the chain header', () => {
   const chain = [
@@ -48,5 +48,34 @@ describe('the PUT report', () => {
       parsePutReport('k', JSON.stringify({ error: { code: 'UNAUTHORIZED', message: 'no' } })),
     ).toBeUndefined();
     expect(parsePutReport('k', 'Bad Gateway')).toBeUndefined();
+  });
+});
+
+describe('the compose answer', () => {
+  const sha256 = 'a'.repeat(64);
+
+  it('is the blob on a 201, the missing parts on a 409 MISSING_PARTS', () => {
+    const composed = { node: 'n1', key: 'k', size: 3, sha256 };
+    expect(parseComposeAnswer(201, JSON.stringify(composed))).toEqual({
+      ok: true,
+      size: 3,
+      sha256,
+    });
+    const missing = { error: { code: 'MISSING_PARTS', message: 'm' }, missing: ['p1', 'p2'] };
+    expect(parseComposeAnswer(409, JSON.stringify(missing))).toEqual({
+      ok: false,
+      missing: ['p1', 'p2'],
+    });
+  });
+
+  it('is nothing for any other answer', () => {
+    const mismatch = { error: { code: 'SHA256_MISMATCH', message: 'm' } };
+    expect(parseComposeAnswer(422, JSON.stringify(mismatch))).toBeUndefined();
+    expect(parseComposeAnswer(409, JSON.stringify({ error: { code: 'OTHER' } }))).toBeUndefined();
+    expect(
+      parseComposeAnswer(409, JSON.stringify({ error: { code: 'MISSING_PARTS' }, missing: [1] })),
+    ).toBeUndefined();
+    expect(parseComposeAnswer(201, 'not json')).toBeUndefined();
+    expect(parseComposeAnswer(500, JSON.stringify({ size: 3, sha256 }))).toBeUndefined();
   });
 });

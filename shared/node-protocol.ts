@@ -2,7 +2,7 @@
  * The storage node's wire protocol: what the node (storage-node/app.ts) and
  * its client (shared/node-client.ts) must agree on. The header names, the
  * chain header's format, a write's replica report, and the shapes of the
- * health, listing and scrub answers. The routes and statuses are described in
+ * health, listing, scrub and compose answers. The routes and statuses are described in
  * docs/storage-node.md.
  */
 import type { NodeAddress } from './config.js';
@@ -99,6 +99,54 @@ export interface ScrubStarted {
   id: string;
   started: boolean;
   scrub: unknown;
+}
+
+/** The most parts one POST /blobs/:key/compose may name. */
+export const MAX_COMPOSE_PARTS = 10_000;
+
+/** POST /blobs/:key/compose: the parts to concatenate, in order, and optionally the result's sha256. */
+export interface ComposeRequest {
+  parts: string[];
+  sha256?: string;
+}
+
+/** POST /blobs/:key/compose, 201: the blob the node composed and committed. */
+export interface Composed {
+  node: string;
+  key: string;
+  size: number;
+  sha256: string;
+}
+
+/**
+ * POST /blobs/:key/compose, 409: parts this node does not have (absent before
+ * it started, or found corrupt or gone while it read them); nothing was stored.
+ */
+export interface MissingPartsAnswer {
+  error: { code: 'MISSING_PARTS'; message: string };
+  missing: string[];
+}
+
+/** What a compose came to, as the client hands it back: composed, or refused for missing parts. */
+export type ComposeResult =
+  { ok: true; size: number; sha256: string } | { ok: false; missing: string[] };
+
+/**
+ * A compose's answer read from its status and body: the blob (201) or the
+ * missing parts (409 MISSING_PARTS); undefined for any other answer.
+ */
+export function parseComposeAnswer(status: number, text: string): ComposeResult | undefined {
+  const body = safeJson(text) as Partial<Composed & MissingPartsAnswer> | undefined;
+  if (status === 201 && typeof body?.size === 'number' && typeof body.sha256 === 'string')
+    return { ok: true, size: body.size, sha256: body.sha256 };
+  if (
+    status === 409 &&
+    body?.error?.code === 'MISSING_PARTS' &&
+    Array.isArray(body.missing) &&
+    body.missing.every((k) => typeof k === 'string')
+  )
+    return { ok: false, missing: body.missing };
+  return undefined;
 }
 
 function safeJson(text: string): unknown {

@@ -1,17 +1,21 @@
 /**
  * The storage node's internal HTTP API (see docs/storage-node.md):
- *   PUT/GET/HEAD/DELETE /blobs/:key, GET /blobs (paged listing), GET /health,
- *   POST /scrub (start a scrub pass now).
+ *   PUT/GET/HEAD/DELETE /blobs/:key, POST /blobs/:key/compose (concatenate
+ *   parts), GET /blobs (paged listing), GET /health, POST /scrub (start a
+ *   scrub pass now).
  * GET /metrics (Prometheus). Everything but /health and /metrics needs the cluster secret.
  */
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { z } from 'zod';
 import { isAuthorized } from '../shared/cluster-secret.js';
 import {
   BadRequestError,
   CorruptBlobError,
   NotFoundError,
+  PayloadTooLargeError,
   UnauthorizedError,
 } from '../shared/errors.js';
 import { errorHandler, notFoundHandler } from '../shared/http.js';
@@ -21,8 +25,10 @@ import { requestLog } from '../shared/request-log.js';
 import type { NodeClient } from '../shared/node-client.js';
 import {
   H,
+  MAX_COMPOSE_PARTS,
   parseChain,
   type BlobListing,
+  type Composed,
   type NodeHealth,
   type PutReport,
   type ScrubStarted,
@@ -32,6 +38,7 @@ import { MemoryBudget } from '../shared/memory-budget.js';
 import { pipeChain, readExactly } from '../shared/streams.js';
 import { SMALL_BLOB, type BlobInfo, type BlobStore } from './blob-store.js';
 import { replicateWrite } from './chain.js';
+import { composeBlob } from './compose.js';
 import type { ScrubStatus } from './scrubber.js';
 import { NodeMetrics } from './metrics.js';
 import { httpMetricsMiddleware, metricsHandler } from '../shared/metrics.js';
@@ -54,6 +61,19 @@ const MAX_HOPS = 16;
 
 /** Memory for small blobs taken whole by writes in flight (each at most SMALL_BLOB); beyond it they stream. */
 const SMALL_WRITE_MEMORY = 32 * 1024 * 1024;
+
+/** A compose body at most: MAX_COMPOSE_PARTS keys of 160 characters, quoted, and room to spare. */
+const MAX_COMPOSE_BODY = 2 * 1024 * 1024;
+
+const blobKey = z
+  .string()
+  .refine(isValidKey, 'not a valid key (1-160 characters of [A-Za-z0-9._-])');
+
+/** POST /blobs/:key/compose. Strict: a misspelt `sha256` must not silently skip the check. */
+const composeRequest = z.strictObject({
+  parts: z.array(blobKey).min(1).max(MAX_COMPOSE_PARTS),
+  sha256: z.string().regex(SHA256_HEX, 'must be 64 lowercase hex digits').optional(),
+});
 
 export function createApp(deps: NodeAppDeps) {
   const chainDeps = { selfId: deps.id, store: deps.store, client: deps.client, log: deps.log };
@@ -151,6 +171,33 @@ export function createApp(deps: NodeAppDeps) {
     return c.json(report, 201);
   });
 
+  // Concatenates parts already on this node into one blob: the end of a resumable upload.
+  app.post(
+    '/blobs/:key/compose',
+    bodyLimit({
+      maxSize: MAX_COMPOSE_BODY,
+      onError: () => {
+        throw new PayloadTooLargeError(`a compose body is at most ${MAX_COMPOSE_BODY} bytes`);
+      },
+    }),
+    async (c) => {
+      const key = keyParam(c);
+      const req = await composeBody(c);
+      if (req.parts.includes(key))
+        throw new BadRequestError(`parts must not include ${key} itself`);
+      deps.log.debug({ key, parts: req.parts.length }, 'blob compose started');
+      const info = await composeBlob({ store: deps.store, log: deps.log }, key, req.parts, {
+        expectedSha256: req.sha256,
+        signal: c.req.raw.signal,
+      });
+      metrics.blobComposed(info.size);
+      return c.json(
+        { node: deps.id, key, size: info.size, sha256: info.sha256 } satisfies Composed,
+        201,
+      );
+    },
+  );
+
   app.get('/blobs/:key', async (c) => {
     const key = keyParam(c);
     // Hono routes HEAD here: answered from the file's metadata, never by reading the blob.
@@ -205,6 +252,25 @@ function keyParam(c: Context): string {
   if (!isValidKey(key))
     throw new BadRequestError('a key is 1-160 characters of [A-Za-z0-9._-]', 'INVALID_KEY');
   return key;
+}
+
+/** The compose request's JSON body, validated: 400 naming the problem otherwise. */
+async function composeBody(c: Context): Promise<z.output<typeof composeRequest>> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await c.req.text());
+  } catch {
+    throw new BadRequestError(
+      'the body must be JSON: {"parts":["key",…],"sha256"?}',
+      'INVALID_JSON',
+    );
+  }
+  const result = composeRequest.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.join('.') || 'body'}: ${i.message}`);
+  throw new BadRequestError(`invalid body: ${problems.join('; ')}`, 'INVALID_PARAMETER');
 }
 
 function blobHeaders(info: BlobInfo, length: number): Record<string, string> {

@@ -32,6 +32,16 @@ export class NodeMetrics {
     help: 'Blobs this node committed to its own disk',
     registers: [this.registry],
   });
+  private readonly bytesComposed = new Counter({
+    name: `${P}node_blob_bytes_composed_total`,
+    help: 'Bytes of blobs this node composed from parts on its own disk and committed (POST /blobs/:key/compose)',
+    registers: [this.registry],
+  });
+  private readonly blobsComposed = new Counter({
+    name: `${P}node_blobs_composed_total`,
+    help: 'Blobs this node composed from parts and committed',
+    registers: [this.registry],
+  });
   private readonly bytesRead = new Counter({
     name: `${P}node_blob_bytes_read_total`,
     help: 'Bytes of blobs sent in answer to GET /blobs/:key, counted as they stream out',
@@ -83,6 +93,11 @@ export class NodeMetrics {
   blobWritten(bytes: number): void {
     this.blobsWritten.inc();
     this.bytesWritten.inc(bytes);
+  }
+
+  blobComposed(bytes: number): void {
+    this.blobsComposed.inc();
+    this.bytesComposed.inc(bytes);
   }
 
   blobRead(bytes: number): void {
