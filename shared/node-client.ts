@@ -143,9 +143,14 @@ export interface GatewayNodeClient {
   statBlob(target: NodeAddress, key: string): Promise<{ sha256: string; size: number } | undefined>;
   startScrub(target: NodeAddress): Promise<ScrubStarted>;
   /** Resumable uploads: parts copied to a node that lacks one, composed, and removed. */
-  putBlob(target: NodeAddress, key: string, body: Readable | Buffer, o: PutOptions): Promise<PutReport>;
+  putBlob(
+    target: NodeAddress,
+    key: string,
+    body: Readable | Buffer,
+    o: PutOptions,
+  ): Promise<PutReport>;
   deleteBlob(target: NodeAddress, key: string, signal?: AbortSignal): Promise<boolean>;
-  compose(target: NodeAddress, key: string, parts: string[]): Promise<ComposeAnswer>;
+  compose(target: NodeAddress, key: string, parts: string[]): Promise<ComposeResult>;
 }
 
 export class NodeClient implements GatewayNodeClient {

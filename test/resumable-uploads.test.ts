@@ -84,17 +84,32 @@ async function head(url: string) {
   return { status: res.statusCode, offset: Number(res.headers['upload-offset']) };
 }
 
-/** Part blobs (`<fileId>.part-…`) on any node. */
-async function partsOnNodes(): Promise<string[]> {
+/** The id of the file the upload at `uploadUrl` becomes. */
+async function fileIdOf(uploadUrl: string): Promise<string> {
+  const [row] = await cluster.query<{ file_id: string }>(
+    `SELECT file_id FROM resumable_uploads WHERE id = '${uploadUrl.split('/').pop()}'`,
+  );
+  if (!row) throw new Error(`no upload ${uploadUrl}`);
+  return row.file_id;
+}
+
+/** Part blobs (`<fileId>.part-…`) of file `fileId` on any node. */
+async function partsOnNodes(fileId: string): Promise<string[]> {
   const found: string[] = [];
   for (const node of cluster.nodes)
     found.push(
-      ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) => f.includes('.part-')),
+      ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) =>
+        f.includes(`${fileId}.part-`),
+      ),
     );
   return found;
 }
 
-const partRows = () => cluster.query<{ key: string }>('SELECT key FROM upload_parts');
+/** Part rows of the upload at `uploadUrl`. */
+const partRows = (uploadUrl: string) =>
+  cluster.query<{ key: string }>(
+    `SELECT key FROM upload_parts WHERE upload_id = '${uploadUrl.split('/').pop()}'`,
+  );
 
 function tusUpload(
   data: Buffer,
@@ -132,8 +147,8 @@ describe('resumable uploads (tus)', () => {
     const download = await request(file.url as string);
     expect(download.statusCode).toBe(200);
     expect(sha256(Buffer.from(await download.body.arrayBuffer()))).toBe(sha256(data));
-    expect(await partsOnNodes()).toEqual([]);
-    expect(await partRows()).toEqual([]);
+    expect(await partsOnNodes(file.id as string)).toEqual([]);
+    expect(await partRows(upload.url!)).toEqual([]);
     // The delete token works like an upload's.
     const del = await request(`${cluster.gatewayUrl}/files/${file.id}`, {
       method: 'DELETE',
@@ -154,13 +169,14 @@ describe('resumable uploads (tus)', () => {
 
   it('discards a chunk whose checksum does not match (460), keeps one that matches', async () => {
     const { location } = await create(cluster.gatewayUrl, 2 * 1024 * 1024);
+    const fileId = await fileIdOf(location!);
     const data = jpeg(1024 * 1024);
     const wrongSum = createHash('sha1').update('something else').digest('base64');
     const bad = await patch(location!, 0, data, { 'upload-checksum': `sha1 ${wrongSum}` });
     expect(bad.status).toBe(460);
     expect(bad.body.error.code).toBe('CHECKSUM_MISMATCH');
     expect((await head(location!)).offset).toBe(0);
-    expect(await partsOnNodes()).toEqual([]);
+    expect(await partsOnNodes(fileId)).toEqual([]);
     const rightSum = createHash('sha256').update(data).digest('base64');
     const good = await patch(location!, 0, data, { 'upload-checksum': `sha256 ${rightSum}` });
     expect(good.status).toBe(204);
@@ -194,33 +210,46 @@ describe('resumable uploads (tus)', () => {
 
   it('refuses a type that is not allowed (415) and ends that upload', async () => {
     const { location } = await create(cluster.gatewayUrl, 1024 * 1024);
+    const fileId = await fileIdOf(location!);
     const text = await patch(location!, 0, Buffer.alloc(1024 * 1024, 'plain text, not an image '));
     expect(text.status).toBe(415);
     expect((await head(location!)).status).toBe(404);
-    await waitFor('no part left', async () => (await partsOnNodes()).length === 0, 10_000);
+    await waitFor('no part left', async () => (await partsOnNodes(fileId)).length === 0, 10_000);
   });
 
   it('termination removes the upload and its parts', async () => {
     const { location } = await create(cluster.gatewayUrl, 3 * 1024 * 1024);
+    const fileId = await fileIdOf(location!);
     expect((await patch(location!, 0, jpeg(1024 * 1024))).status).toBe(204);
-    expect(await partsOnNodes()).not.toEqual([]);
+    expect(await partsOnNodes(fileId)).not.toEqual([]);
     const del = await request(location!, { method: 'DELETE', headers: TUS });
     await del.body.dump();
     expect(del.statusCode).toBe(204);
-    expect(await partsOnNodes()).toEqual([]);
-    expect(await partRows()).toEqual([]);
+    expect(await partsOnNodes(fileId)).toEqual([]);
+    expect(await partRows(location!)).toEqual([]);
     expect((await head(location!)).status).toBe(404);
   });
 
   it('an upload that expired answers 410, then the worker removes it and its parts (404)', async () => {
     const { location } = await create(shortLived, 3 * 1024 * 1024);
+    const fileId = await fileIdOf(location!);
     expect((await patch(location!, 0, jpeg(1024 * 1024))).status).toBe(204);
-    expect(await partsOnNodes()).not.toEqual([]);
-    await new Promise((r) => setTimeout(r, 2200));
-    expect((await head(location!)).status).toBe(410);
-    await waitFor('parts swept', async () => (await partsOnNodes()).length === 0, 15_000);
+    expect(await partsOnNodes(fileId)).not.toEqual([]);
+    // The worker held still, so the expired upload is seen before the sweep removes it.
+    const worker = cluster.proc('worker')!.proc.pid!;
+    process.kill(worker, 'SIGSTOP');
+    try {
+      await new Promise((r) => setTimeout(r, 2200));
+      expect((await head(location!)).status).toBe(410);
+      const late = await patch(location!, 1024 * 1024, jpeg(1024));
+      expect(late.status).toBe(410);
+      expect(late.body.error.code).toBe('UPLOAD_EXPIRED');
+    } finally {
+      process.kill(worker, 'SIGCONT');
+    }
+    await waitFor('parts swept', async () => (await partsOnNodes(fileId)).length === 0, 15_000);
     await waitFor('row swept', async () => (await head(location!)).status === 404, 10_000);
-    expect(await partRows()).toEqual([]);
+    expect(await partRows(location!)).toEqual([]);
   });
 
   it('holds each client to its number of unfinished uploads (429)', async () => {

@@ -61,14 +61,24 @@ export async function writePart(
   const forward = new PassThrough();
   // Failures reach the write through the body a node reads; none may crash the gateway meanwhile.
   forward.on('error', () => {});
-  const stages = sniffer ? [body, sniffer, hasher, forward] : [body, hasher, forward];
+  const stages = sniffer ? [sniffer, hasher, forward] : [hasher, forward];
   let streamError: Error | undefined;
-  for (const stage of stages) stage.once('error', (err: Error) => (streamError ??= err));
+  // A stage that fails (413, 415) ends the write at once, whether or not a node reads yet.
+  const stop = new AbortController();
+  for (const stage of [body, ...stages])
+    stage.once('error', (err: Error) => {
+      streamError ??= err;
+      stop.abort(err);
+    });
   const streamed = pipeChain(...stages);
   streamed.catch(() => {});
+  // Piped, not part of the chain: a failure here must reach @tus/server as this function's
+  // rejection (after the upload's state is settled), not as its body's error first.
+  body.once('error', (err) => stages[0]!.destroy(err));
+  body.pipe(stages[0]!);
   let stored: string[] = [];
   try {
-    const outcomes = await deps.replicator.write(key, chain, forward, {});
+    const outcomes = await deps.replicator.write(key, chain, forward, { signal: stop.signal });
     await streamed;
     const sha256 = hasher.digest();
     stored = outcomes
@@ -100,6 +110,7 @@ export async function writePart(
   } catch (err) {
     // The stream's own failure (413, 415, the client gone) explains more than the write's.
     const failure = streamError ?? err;
+    body.unpipe(stages[0]!);
     forward.destroy();
     await discard(deps, key, { bytes: 0 });
     if (isEmptyFirstBody(failure, hasher)) return { bytes: 0 };
