@@ -121,6 +121,24 @@ describe('GET /download/:id', () => {
     expect(await used(gw, file.id)).toBe(1);
   });
 
+  it('honours a Range under If-Range only with the current ETag, else sends the whole file', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=0' });
+    const part = await gw.request(`/download/${file.id}`, {
+      headers: { range: 'bytes=100-', 'if-range': `"${file.sha256}"` },
+    });
+    expect(part.status).toBe(206);
+    expect(Buffer.from(await part.arrayBuffer())).toEqual(PHOTO.subarray(100));
+    for (const ifRange of ['"other"', `W/"${file.sha256}"`, 'Wed, 21 Oct 2015 07:28:00 GMT']) {
+      const whole = await gw.request(`/download/${file.id}`, {
+        headers: { range: 'bytes=100-', 'if-range': ifRange },
+      });
+      expect(whole.status).toBe(200);
+      expect(whole.headers.get('content-range')).toBeNull();
+      expect(Buffer.from(await whole.arrayBuffer())).toEqual(PHOTO);
+    }
+  });
+
   it('answers a Range outside the file with 416 and Content-Range: bytes */size, uncounted', async () => {
     const gw = await gateway();
     const file = await gw.upload();

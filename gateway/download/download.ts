@@ -18,7 +18,7 @@ import { UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../../shared/metadata-store.js';
 import type { GatewayNodeClient } from '../../shared/node-client.js';
-import { contentRange, parseRange } from '../../shared/range.js';
+import { contentRange, ifRangeHolds, parseRange } from '../../shared/range.js';
 import { pipeChain } from '../../shared/streams.js';
 import type { JobPublisher } from '../../shared/amqp.js';
 import type { DownloadGrants, Grant } from './download-counter.js';
@@ -127,7 +127,10 @@ async function serveBlob(
   }
   // A 416 tells the client the size (RFC 9110 §15.5.17); the error handler keeps headers set here.
   c.header('content-range', `bytes */${blob.size}`);
-  const range = parseRange(c.req.header('range'), blob.size);
+  // A Range under an If-Range of another ETag is ignored: the whole file, 200 (RFC 9110 §13.1.5).
+  const range = ifRangeHolds(c.req.header('if-range'), etag)
+    ? parseRange(c.req.header('range'), blob.size)
+    : undefined;
   c.header('content-range', undefined);
   headers['content-length'] = String(range ? range.end - range.start + 1 : blob.size);
   if (range) headers['content-range'] = contentRange(range, blob.size);
