@@ -132,8 +132,10 @@ export class ResumeGrants {
 
   /**
    * Gives the client of `c` a grant for `fileId`, or renews the one it
-   * resumed with: its address's in Redis (in the background: a grant lost
-   * only makes a later resume count), and the returned Set-Cookie.
+   * resumed with: its address's in Redis, and the returned Set-Cookie. The
+   * Redis write goes in the background, beside the first bytes rather than
+   * before them (no round trip added to a download); a grant lost or not yet
+   * landed only makes a resume count.
    */
   give(c: Ctx, fileId: string): string | undefined {
     if (this.deps.ttlSeconds === 0) return undefined;
