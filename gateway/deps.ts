@@ -11,11 +11,12 @@ import { REPAIR_PUBLISH_TIMEOUT_MS } from './cluster/repair-requests.js';
 import { uploadLinkKey } from './upload/upload-link-token.js';
 import { MemoryBudget } from '../shared/memory-budget.js';
 import { BlobCache } from './download/blob-cache.js';
+import { ResumeGrants, resumeGrantKey } from './download/resume-grants.js';
 
 export function gatewayDeps(
   config: GatewayConfig,
   parts: GatewayParts & {
-    /** The cluster secret: upload links are signed with a key derived from it. */
+    /** The cluster secret: upload links and resume grants are signed with keys derived from it. */
     secret: string;
   },
 ): GatewayDeps {
@@ -35,5 +36,13 @@ export function gatewayDeps(
     uploadLinkKey: uploadLinkKey(secret),
     spoolMemory: new MemoryBudget(config.uploads.uploadSpoolMemory),
     blobCache: new BlobCache(config.downloads.downloadCacheBytes),
+    resumeGrants: new ResumeGrants({
+      redis: services.redis,
+      key: resumeGrantKey(secret),
+      ttlSeconds: config.downloads.downloadGrantTtlSeconds,
+      clusterName: config.clusterName,
+      trustProxy: config.urls.trustProxy,
+      log: services.log,
+    }),
   };
 }

@@ -24,6 +24,7 @@ import {
 import type { NodeStates, NodeStatus } from './cluster/node-registry.js';
 import { requireBearer } from './http/bearer-auth.js';
 import type { BlobCache } from './download/blob-cache.js';
+import type { GrantHolder } from './download/resume-grants.js';
 
 const NODE_STATES: readonly NodeStatus[] = ['online', 'suspect', 'offline'];
 
@@ -75,6 +76,12 @@ export class GatewayMetrics {
     labelNames: ['blob'],
     registers: [this.registry],
   });
+  private readonly downloadResumes = new Counter({
+    name: `${P}download_resumes_total`,
+    help: 'Resumes of a counted download served without counting, by how the client held its grant (address: curl -C -; cookie: a browser)',
+    labelNames: ['grant'],
+    registers: [this.registry],
+  });
   private readonly downloadRejections = new Counter({
     name: `${P}download_rejections_total`,
     help: 'GET/HEAD /download/:id refused before any byte, by error code (410 FILE_EXPIRED, FILE_DELETED, DOWNLOAD_LIMIT_REACHED; 404 FILE_NOT_FOUND, …)',
@@ -87,6 +94,7 @@ export class GatewayMetrics {
     for (const outcome of ['stored', 'rejected', 'failed', 'aborted'])
       this.uploads.inc({ outcome }, 0);
     for (const blob of ['original', 'compressed', 'thumb']) this.downloads.inc({ blob }, 0);
+    for (const grant of ['address', 'cookie']) this.downloadResumes.inc({ grant }, 0);
     const counts = shared(() => deps.store.counts(deps.replication.replicationFactor));
     const cache = deps.blobCache;
     if (cache) {
@@ -195,6 +203,11 @@ export class GatewayMetrics {
   /** A read of blob `key` started sending bytes. */
   downloadStarted(key: string): void {
     this.downloads.inc({ blob: key.split('.')[1] ?? 'original' });
+  }
+
+  /** A resume served without counting, its client's grant found by `grant` (resume-grants.ts). */
+  downloadResumed(grant: GrantHolder): void {
+    this.downloadResumes.inc({ grant });
   }
 
   /** A download refused with a client error (404, 410, …); anything else is not a refusal. */

@@ -166,6 +166,19 @@ describe('NODE_READ_CONNECTIONS', () => {
   });
 });
 
+describe('DOWNLOAD_GRANT_TTL_SECONDS', () => {
+  it('is half an hour by default, 0 turns grants off, and it is a whole number of seconds up to 30 days', () => {
+    expect(loadGatewayConfig({}).downloads.downloadGrantTtlSeconds).toBe(1800);
+    expect(
+      loadGatewayConfig({ DOWNLOAD_GRANT_TTL_SECONDS: '0' }).downloads.downloadGrantTtlSeconds,
+    ).toBe(0);
+    for (const value of ['-1', '1.5', 'soon', String(30 * 24 * 3600 + 1)]) {
+      const err = configError(() => loadGatewayConfig({ DOWNLOAD_GRANT_TTL_SECONDS: value }));
+      expect(err.problems).toEqual([expect.stringMatching(/^DOWNLOAD_GRANT_TTL_SECONDS: /)]);
+    }
+  });
+});
+
 describe('RATE_LIMIT_*', () => {
   it('is on by default, with per-minute budgets', () => {
     expect(loadGatewayConfig({}).rateLimits).toEqual({

@@ -481,6 +481,8 @@ const gatewaySchema = envSchema(common, {
   downloads: {
     /** Memory for the gateway's cache of small blobs (1 MiB or less) it has read and verified, served again without a node hop; 0 = off. */
     DOWNLOAD_CACHE_BYTES: bytes.or(z.literal('0').transform(() => 0)).default(32 * 1024 ** 2),
+    /** Lifetime of a resume grant (gateway/download/resume-grants.ts), renewed by each resume it serves; 0 = no grants, every resume counts. */
+    DOWNLOAD_GRANT_TTL_SECONDS: int(0, 30 * 24 * 3600).default(1800),
   },
   limits: {
     /** Downloads a share link allows when the upload does not say. */

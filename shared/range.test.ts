@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RangeNotSatisfiableError } from './errors.js';
-import { contentRange, parseRange } from './range.js';
+import { contentRange, ifRangeHolds, parseRange } from './range.js';
 
 describe('parseRange', () => {
   it('serves whole bodies when there is no usable header', () => {
@@ -27,5 +27,15 @@ describe('parseRange', () => {
 
   it('formats Content-Range', () => {
     expect(contentRange({ start: 0, end: 9 }, 100)).toBe('bytes 0-9/100');
+  });
+
+  it('applies a Range under If-Range only when it names the current ETag, strongly', () => {
+    const etag = `"${'a'.repeat(64)}"`;
+    expect(ifRangeHolds(undefined, etag)).toBe(true);
+    expect(ifRangeHolds(etag, etag)).toBe(true);
+    expect(ifRangeHolds(` ${etag} `, etag)).toBe(true);
+    expect(ifRangeHolds(`W/${etag}`, etag)).toBe(false);
+    expect(ifRangeHolds(`"${'b'.repeat(64)}"`, etag)).toBe(false);
+    expect(ifRangeHolds('Wed, 21 Oct 2015 07:28:00 GMT', etag)).toBe(false);
   });
 });

@@ -33,6 +33,16 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
   return { start, end };
 }
 
+/**
+ * Whether a `Range` applies under `If-Range` (RFC 9110 §13.1.5): when there is
+ * no If-Range, or it is `etag` (strong comparison). A weak tag or a date never
+ * is (no Last-Modified is sent): the client's copy may be of another file, so
+ * it gets the whole representation, 200, instead of a part.
+ */
+export function ifRangeHolds(ifRange: string | undefined, etag: string): boolean {
+  return ifRange === undefined || ifRange.trim() === etag;
+}
+
 export function contentRange(range: ByteRange, size: number): string {
   return `bytes ${range.start}-${range.end}/${size}`;
 }

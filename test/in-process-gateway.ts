@@ -27,6 +27,7 @@ import { loadGatewayConfig, type Env, type GatewayConfig } from '../shared/confi
 import { close, listen } from '../shared/http.js';
 import { blobKey } from '../shared/keys.js';
 import { createLogger } from '../shared/logger.js';
+import type { Redis } from 'ioredis';
 import type { VariantName } from '../shared/metadata-store.js';
 import { SqliteMetadataStore, openDatabase } from '../shared/sqlite-metadata-store.js';
 import { gatewayDeps } from '../gateway/deps.js';
@@ -78,6 +79,8 @@ export interface InProcessGateway {
   registry: FakeRegistry;
   replicator: FakeReplicator;
   counter: FakeCounter;
+  /** The gateway's Redis: a map of keys (test/gateway-fakes.ts). */
+  redis: Redis;
   jobs: FakeJobs;
   spoolDir: string;
   /** The gateway's cache of small verified blobs (gateway/download/blob-cache.ts). */
@@ -132,6 +135,7 @@ export async function inProcessGateway(env: Env = {}): Promise<InProcessGateway>
   const replicator = new FakeReplicator(nodes, registry, config.nodes, config.replication);
   const counter = new FakeCounter(store);
   const jobs = new FakeJobs(config.clusterName);
+  const redis = fakeRedis();
   const deps = gatewayDeps(config, {
     store,
     client: nodes,
@@ -139,7 +143,7 @@ export async function inProcessGateway(env: Env = {}): Promise<InProcessGateway>
     layout: fixedLayout(seedLayout(config.nodes)),
     replicator,
     counter,
-    redis: fakeRedis(),
+    redis,
     amqp: jobs,
     log: createLogger('in-process-gateway', 'silent'),
     spoolDir,
@@ -159,6 +163,7 @@ export async function inProcessGateway(env: Env = {}): Promise<InProcessGateway>
     registry,
     replicator,
     counter,
+    redis,
     jobs,
     spoolDir,
     blobCache: deps.blobCache,

@@ -28,6 +28,29 @@ const READ_HEADERS = z.object({
       description: 'The ETag (the quoted sha256) of a copy you have: 304 if it is still this file.',
       example: `"${'0'.repeat(64)}"`,
     }),
+  'if-range': z.string().optional().meta({
+    description:
+      'The ETag of the copy a Range continues: under another ETag the Range is ignored and the whole file sent, 200.',
+  }),
+});
+
+/** GET /download/{id}: which requests count, and the grant that lets a cut-off download resume without counting again. */
+const COUNTING =
+  'A 200 or 206 takes one download of a limited file, and gives its client a grant to resume it ' +
+  '(DOWNLOAD_GRANT_TTL_SECONDS, renewed by each resume): held by the client address (in Redis) and by ' +
+  'the trove_grant cookie it sets. While the grant lasts, a resume (a Range starting past byte 0, or ' +
+  'any Range under an If-Range matching the ETag) is served and counts nothing, even once the downloads ' +
+  'are used up; anything else counts. See docs/api.md, "What counts as a download".';
+
+/** The headers of a counted GET's 200 and 206. */
+const COUNTED_HEADERS = z.object({
+  'x-downloads-left': z.string().meta({
+    description: 'Downloads left after this one, or `unlimited`; a resume leaves it unchanged.',
+  }),
+  'set-cookie': z.string().optional().meta({
+    description:
+      'A limited file only: trove_grant=<expiry>.<signature>; Max-Age=<grant lifetime>; Path=/download/<id>; HttpOnly; SameSite=Lax.',
+  }),
 });
 
 export function downloadRoutes(): RouteConfig[] {
@@ -54,9 +77,21 @@ export function downloadRoutes(): RouteConfig[] {
       ...download,
       method: 'get',
       path: '/download/{id}',
-      summary: 'Download a file (counts as a download)',
+      summary: 'Download a file (counts as a download, unless it resumes one)',
+      description: COUNTING,
+      request: {
+        ...download.request,
+        cookies: z.object({
+          trove_grant: z.string().optional().meta({
+            description:
+              'The grant a counted download of this file set: a resume with it counts nothing.',
+          }),
+        }),
+      },
       responses: {
         ...bytes,
+        200: { ...bytes[200]!, headers: COUNTED_HEADERS },
+        206: { ...bytes[206]!, headers: COUNTED_HEADERS },
         400: error('UNKNOWN_VARIANT'),
         503: error('NO_REPLICA_AVAILABLE, NODES_BUSY, COUNTER_UNAVAILABLE (Retry-After: 2)'),
       },

@@ -121,6 +121,24 @@ describe('GET /download/:id', () => {
     expect(await used(gw, file.id)).toBe(1);
   });
 
+  it('honours a Range under If-Range only with the current ETag, else sends the whole file', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=0' });
+    const part = await gw.request(`/download/${file.id}`, {
+      headers: { range: 'bytes=100-', 'if-range': `"${file.sha256}"` },
+    });
+    expect(part.status).toBe(206);
+    expect(Buffer.from(await part.arrayBuffer())).toEqual(PHOTO.subarray(100));
+    for (const ifRange of ['"other"', `W/"${file.sha256}"`, 'Wed, 21 Oct 2015 07:28:00 GMT']) {
+      const whole = await gw.request(`/download/${file.id}`, {
+        headers: { range: 'bytes=100-', 'if-range': ifRange },
+      });
+      expect(whole.status).toBe(200);
+      expect(whole.headers.get('content-range')).toBeNull();
+      expect(Buffer.from(await whole.arrayBuffer())).toEqual(PHOTO);
+    }
+  });
+
   it('answers a Range outside the file with 416 and Content-Range: bytes */size, uncounted', async () => {
     const gw = await gateway();
     const file = await gw.upload();
@@ -365,6 +383,107 @@ describe('GET /download/:id from the replicas', () => {
     gw.counter.unavailable = true;
     await expectError(await gw.request(`/download/${file.id}`), 503, 'COUNTER_UNAVAILABLE');
     expect(gw.nodes.reads).toEqual([]);
+  });
+});
+
+describe('resuming a download (resume grants)', () => {
+  /** The `name=value` of the grant a response set, as a browser sends it back. */
+  const cookieOf = (res: Response) => res.headers.get('set-cookie')?.split(';')[0];
+
+  it('serves a resume after a counted GET without counting, even once the downloads are used up', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=1' });
+    const first = await gw.request(`/download/${file.id}`);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('set-cookie')).toMatch(
+      new RegExp(`^trove_grant=\\d+\\.[\\w-]+; Max-Age=1800; Path=/download/${file.id}; HttpOnly`),
+    );
+    await first.arrayBuffer();
+
+    // By address (loopback here), as curl -C - resumes: no cookie.
+    const resumed = await gw.request(`/download/${file.id}`, { headers: { range: 'bytes=100-' } });
+    expect(resumed.status).toBe(206);
+    expect(resumed.headers.get('x-downloads-left')).toBe('0');
+    expect(resumed.headers.get('set-cookie')).toMatch(/^trove_grant=/); // renewed
+    expect(Buffer.from(await resumed.arrayBuffer())).toEqual(PHOTO.subarray(100));
+    // A fresh GET, with or without a Range from byte 0, HEAD too: used up.
+    for (const init of [{}, { headers: { range: 'bytes=0-' } }, { method: 'HEAD' }]) {
+      const res = await gw.request(`/download/${file.id}`, init);
+      expect(res.status).toBe(410);
+      expect(res.headers.get('x-downloads-left')).toBe('0');
+      expect(res.headers.get('set-cookie')).toBeNull();
+    }
+    expect(await used(gw, file.id)).toBe(1);
+    expect(gw.counter.takes).toBe(1);
+    const metrics = await (await gw.request('/metrics')).text();
+    expect(metrics).toMatch(/trove_download_resumes_total\{grant="address"\} 1/);
+  });
+
+  it('serves a resume under If-Range with the cookie alone, from byte 0 too', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=2' });
+    const first = await gw.request(`/download/${file.id}`);
+    await first.arrayBuffer();
+    await gw.redis.del(`apptest:grant:${file.id}:127.0.0.1`); // as if from another address
+    const headers = { cookie: cookieOf(first)!, 'if-range': `"${file.sha256}"` };
+    for (const range of ['bytes=5000-', 'bytes=0-']) {
+      const res = await gw.request(`/download/${file.id}`, { headers: { ...headers, range } });
+      expect(res.status).toBe(206);
+      expect(res.headers.get('x-downloads-left')).toBe('1');
+      await res.arrayBuffer();
+    }
+    expect(await used(gw, file.id)).toBe(1);
+    const metrics = await (await gw.request('/metrics')).text();
+    expect(metrics).toMatch(/trove_download_resumes_total\{grant="cookie"\} 2/);
+  });
+
+  it('counts a range with no grant and gives one; a cookie of another file is none; an unlimited file gets none', async () => {
+    const gw = await gateway();
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=2' });
+    const part = await gw.request(`/download/${file.id}`, { headers: { range: 'bytes=100-' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('x-downloads-left')).toBe('1');
+    expect(part.headers.get('set-cookie')).toMatch(/^trove_grant=/);
+    await part.arrayBuffer();
+    // A cookie of another file is no grant for this one.
+    const other = await gw.upload(PHOTO, { query: 'max_downloads=1' });
+    const res = await gw.request(`/download/${other.id}`, {
+      headers: { range: 'bytes=100-', cookie: cookieOf(part)!.replace(file.id, other.id) },
+    });
+    expect(res.headers.get('x-downloads-left')).toBe('0');
+    await res.arrayBuffer();
+    expect(await used(gw, other.id)).toBe(1);
+
+    const unlimited = await gw.upload(PHOTO, { query: 'max_downloads=0' });
+    const free = await gw.request(`/download/${unlimited.id}`);
+    expect(free.headers.get('set-cookie')).toBeNull();
+    await free.arrayBuffer();
+  });
+
+  it('takes nothing and gives nothing back for a resume no replica serves', async () => {
+    const gw = await gateway({ DOWNLOAD_CACHE_BYTES: '0' });
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=1' });
+    await (await gw.request(`/download/${file.id}`)).arrayBuffer();
+    for (const node of readOrder(gw, file.id)) gw.nodes.faults.set(node, 'down');
+    const res = await gw.request(`/download/${file.id}`, { headers: { range: 'bytes=100-' } });
+    expect(res.headers.get('x-downloads-left')).toBe('0');
+    expect(res.headers.get('set-cookie')).toBeNull();
+    await expectError(res, 503, 'NO_REPLICA_AVAILABLE');
+    expect({ takes: gw.counter.takes, givenBack: gw.counter.givenBack }).toEqual({
+      takes: 1,
+      givenBack: 0,
+    });
+    expect(await used(gw, file.id)).toBe(1);
+  });
+
+  it('gives no grants with DOWNLOAD_GRANT_TTL_SECONDS=0: every resume counts', async () => {
+    const gw = await gateway({ DOWNLOAD_GRANT_TTL_SECONDS: '0' });
+    const file = await gw.upload(PHOTO, { query: 'max_downloads=1' });
+    const first = await gw.request(`/download/${file.id}`);
+    expect(first.headers.get('set-cookie')).toBeNull();
+    await first.arrayBuffer();
+    const res = await gw.request(`/download/${file.id}`, { headers: { range: 'bytes=100-' } });
+    await expectError(res, 410, 'DOWNLOAD_LIMIT_REACHED');
   });
 });
 

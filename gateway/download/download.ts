@@ -18,7 +18,7 @@ import { UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../../shared/metadata-store.js';
 import type { GatewayNodeClient } from '../../shared/node-client.js';
-import { contentRange, parseRange } from '../../shared/range.js';
+import { contentRange, ifRangeHolds, parseRange } from '../../shared/range.js';
 import { pipeChain } from '../../shared/streams.js';
 import type { JobPublisher } from '../../shared/amqp.js';
 import type { DownloadGrants, Grant } from './download-counter.js';
@@ -35,6 +35,7 @@ import { contentDisposition } from '../http/http-names.js';
 import type { NodeStates } from '../cluster/node-registry.js';
 import { disconnectSignal } from '../http/request-signal.js';
 import type { BlobCache } from './blob-cache.js';
+import type { ResumeGrants } from './resume-grants.js';
 import { blobRead } from './replica-reader.js';
 import { originalBlob, parseVariant, variantBlob, type ServedBlob } from '../files/variants.js';
 import type { GatewayMetrics } from '../metrics.js';
@@ -51,8 +52,13 @@ export interface DownloadDeps {
   layout: LayoutView;
   /** Small blobs already read and verified, served without a node hop. */
   blobCache: BlobCache;
+  /** A resume of a counted download takes none (resume-grants.ts). */
+  resumeGrants: Pick<ResumeGrants, 'held' | 'give'>;
   log: Logger;
-  metrics?: Pick<GatewayMetrics, 'downloadStarted' | 'downloadSent' | 'downloadRefused'>;
+  metrics?: Pick<
+    GatewayMetrics,
+    'downloadStarted' | 'downloadSent' | 'downloadRefused' | 'downloadResumed'
+  >;
 }
 
 type Ctx = Context<{ Bindings: HttpBindings }>;
@@ -61,7 +67,9 @@ type Ctx = Context<{ Bindings: HttpBindings }>;
  * Counting: a GET that will send bytes takes a download before it contacts a
  * node (HEAD, 304 and errors take none). If no replica sends a first byte,
  * or the client leaves before one, the download is given back. Once bytes
- * flow it counts, even if the client aborts mid-stream (docs/api.md).
+ * flow it counts, even if the client aborts mid-stream; and its client gets
+ * a grant to resume it: a resume holding one takes nothing, even of a file
+ * used up since (docs/api.md).
  */
 export async function handleDownload(deps: DownloadDeps, c: Ctx, headOnly: boolean) {
   // Refusals (404, 410: expired, deleted, used up) are counted by code for GET /metrics.
@@ -75,7 +83,9 @@ async function download(deps: DownloadDeps, c: Ctx, headOnly: boolean) {
   const variant = parseVariant(c.req.query('variant'));
   const file = await findFile(deps.store, c.req.param('id'));
   if (fileStatus(file) === 'exhausted') c.header('x-downloads-left', '0');
-  assertDownloadable(file);
+  // A used-up file still serves the resumes of grant holders, which are Range GETs: serveBlob decides.
+  if (headOnly || !c.req.header('range')) assertDownloadable(file);
+  else assertNotGone(file);
   const blob = variant ? await variantBlob(deps.store, file, variant) : originalBlob(file);
   return serveBlob(deps, c, file, blob, { headOnly, counted: true });
 }
@@ -91,7 +101,7 @@ export async function handleThumbnail(deps: DownloadDeps, c: Ctx, headOnly: bool
 /**
  * Answers a GET or HEAD of `blob` (of `file`): conditional and range
  * requests, then the bytes from its replicas. A `counted` GET takes one of
- * the file's downloads first.
+ * the file's downloads first, unless it resumes one its client holds a grant for.
  */
 async function serveBlob(
   deps: DownloadDeps,
@@ -127,12 +137,21 @@ async function serveBlob(
   }
   // A 416 tells the client the size (RFC 9110 §15.5.17); the error handler keeps headers set here.
   c.header('content-range', `bytes */${blob.size}`);
-  const range = parseRange(c.req.header('range'), blob.size);
+  // A Range under an If-Range of another ETag is ignored: the whole file, 200 (RFC 9110 §13.1.5).
+  const range = ifRangeHolds(c.req.header('if-range'), etag)
+    ? parseRange(c.req.header('range'), blob.size)
+    : undefined;
   c.header('content-range', undefined);
   headers['content-length'] = String(range ? range.end - range.start + 1 : blob.size);
   if (range) headers['content-range'] = contentRange(range, blob.size);
   const statusCode = range ? 206 : 200;
   if (o.headOnly) return c.body(null, statusCode, headers);
+
+  // A resume by a client holding a grant takes no download, even of a used-up file (which
+  // download() let through for this); any other GET of a used-up file stops here.
+  const limited = o.counted && file.maxDownloads > 0;
+  const resumed = limited ? await deps.resumeGrants.held(c, file.id, range) : undefined;
+  if (limited && !resumed && fileStatus(file) === 'exhausted') throw limitReached();
 
   const cached = deps.blobCache.get(blob);
   const read = cached ? undefined : await blobRead(deps, file.id, blob);
@@ -141,7 +160,7 @@ async function serveBlob(
   if (planned && planned.nodes.length === 0) throw unavailable(c, planned.busy.length > 0, headers);
 
   let grant: Grant | undefined;
-  if (o.counted && file.maxDownloads > 0) {
+  if (limited && !resumed) {
     grant = await deps.counter.take(file);
     if (!grant.granted) {
       c.header('x-downloads-left', '0');
@@ -149,8 +168,15 @@ async function serveBlob(
     }
     headers['x-downloads-left'] = String(grant.left);
   }
+  // With the first bytes, the client gets (or renews) its grant to resume them.
+  const resumable = () => {
+    const cookie = grant || resumed ? deps.resumeGrants.give(c, file.id) : undefined;
+    if (cookie) headers['set-cookie'] = cookie;
+    if (resumed) deps.metrics?.downloadResumed(resumed);
+  };
 
   if (cached) {
+    resumable();
     sendCached(deps, c, blob.key, range ? cached.subarray(range.start, range.end + 1) : cached, {
       statusCode,
       headers,
@@ -161,6 +187,7 @@ async function serveBlob(
   // In read order again after the take (it may have waited for a lock): the loads as they are now.
   const result = await read!.open({ range, signal });
   if ('stream' in result) {
+    resumable();
     send(deps, c, blob.key, result.stream, { statusCode, headers, signal });
     // Only a whole-blob read is kept: it ends only once every byte verified.
     if (!range) deps.blobCache.fillFrom(blob, result.stream);

@@ -33,6 +33,7 @@ import { httpMetricsMiddleware, metricsHandler } from '../../shared/metrics.js';
 import type { RepairQueue } from '../../shared/repair-queue.js';
 import type { MemoryBudget } from '../../shared/memory-budget.js';
 import type { BlobCache } from '../download/blob-cache.js';
+import type { ResumeGrants } from '../download/resume-grants.js';
 import type { LayoutView } from '../../shared/layout-watcher.js';
 import type { Locker } from '@tus/utils';
 import { TUS_PATH, mountResumable } from '../resumable/tus-routes.js';
@@ -76,6 +77,8 @@ export type GatewayDeps = GatewayConfig &
     spoolMemory: MemoryBudget;
     /** Small blobs already read and verified, served without a node hop (blob-cache.ts). */
     blobCache: BlobCache;
+    /** Grants to resume a counted download without counting again (resume-grants.ts). */
+    resumeGrants: ResumeGrants;
     /** Prometheus metrics; createApp makes them when not given. */
     metrics?: GatewayMetrics;
   };
