@@ -37,7 +37,7 @@ const noChromium = skipWithout(
   'apt-get install -y chromium, or set CHROMIUM_PATH',
 );
 const ADMIN_TOKEN = 'openapi-test-admin-token';
-const METHODS = ['get', 'head', 'post', 'put', 'delete', 'patch'] as const;
+const METHODS = ['get', 'head', 'post', 'put', 'delete', 'patch', 'options'] as const;
 
 /** Served, but not API: the /docs page's own script, stylesheet and icon. */
 const NOT_API = new Set(['GET /docs/:asset']);
@@ -176,6 +176,32 @@ interface Real {
   id: string;
   token: string;
   link: string;
+  /** A resumable upload of the sample photo. */
+  upload: string;
+}
+
+/** A resumable upload as long as the sample photo; its id (the last part of its URL). With `finish`, the photo sent whole. */
+async function createResumable(finish = false): Promise<string> {
+  const photo = fixture('photo.jpg');
+  const res = await fetch(`${cluster.gatewayUrl}/tus/`, {
+    method: 'POST',
+    headers: { 'tus-resumable': '1.0.0', 'upload-length': String(photo.length) },
+  });
+  expect(res.status).toBe(201);
+  const url = res.headers.get('location')!;
+  if (finish) {
+    const sent = await fetch(url, {
+      method: 'PATCH',
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-offset': '0',
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: photo,
+    });
+    expect(sent.status).toBe(204);
+  }
+  return url.split('/').pop()!;
 }
 
 /** A signed upload link's token, minted through the admin API. */
@@ -222,6 +248,10 @@ function exampleRequest(
     'query delete_token': given.token,
     'header x-delete-token': given.token,
     'path token': given.link,
+    'path upload_id': given.upload,
+    // The resumable upload gets the photo whole, from its start.
+    'header upload-offset': '0',
+    'header upload-length': String(fixture('photo.jpg').length),
   };
   let urlPath = path;
   const query = new URLSearchParams();
@@ -247,6 +277,9 @@ function exampleRequest(
     init.body = form;
   } else if (body?.['application/octet-stream']) {
     init.body = fixture('photo.jpg');
+  } else if (body?.['application/offset+octet-stream']) {
+    init.body = fixture('photo.jpg');
+    headers['content-type'] = 'application/offset+octet-stream';
   } else if (body?.['application/json']) {
     init.body = JSON.stringify(jsonExample(body['application/json']));
     headers['content-type'] = 'application/json';
@@ -308,10 +341,20 @@ describe('OpenAPI document', () => {
   it('accepts every documented example, answering as documented', async () => {
     showLogsOnFailure();
     // Downloads need a file with its variants (?variant=compressed); deleting needs one of its own.
-    const shared = { ...(await uploadProcessed()), link: await mintLink() };
+    const shared = {
+      ...(await uploadProcessed()),
+      link: await mintLink(),
+      // Finished: HEAD and GET answer it whole. PATCH and DELETE get a fresh one each.
+      upload: await createResumable(true),
+    };
     const checked: string[] = [];
     for (const { key, path, method, op } of operations()) {
-      const file = method === 'delete' ? { ...shared, ...(await uploadProcessed()) } : shared;
+      const file =
+        method === 'delete'
+          ? { ...shared, ...(await uploadProcessed()), upload: await createResumable() }
+          : method === 'patch'
+            ? { ...shared, upload: await createResumable() }
+            : shared;
       const { url, init } = exampleRequest(path, method, op, file);
       const res = await fetch(url, init);
       const listed = Object.keys(op.responses);
@@ -347,6 +390,10 @@ describe('OpenAPI document', () => {
         'DELETE /admin/files/{id} 204',
         'POST /admin/upload-links 201',
         'GET /u/{token} 200',
+        'POST /tus/ 201',
+        'PATCH /tus/{upload_id} 204',
+        'GET /tus/{upload_id} 200',
+        'DELETE /tus/{upload_id} 204',
       ]),
     );
   });

@@ -11,6 +11,7 @@
 import { createRoute, OpenAPIHono, type RouteConfig } from '@hono/zod-openapi';
 import type { GatewayConfig } from '../../shared/config.js';
 import { uploadLinkPageRoute, uploadRoutes } from '../upload/upload-openapi.js';
+import { resumableRoutes } from '../resumable/resumable-openapi.js';
 import { processingRoutes } from '../processing/processing-openapi.js';
 import { downloadRoutes, sharePageRoute } from '../download/download-openapi.js';
 import { fileRoutes } from '../files/files-openapi.js';
@@ -46,6 +47,7 @@ export function openApiDocument(deps: ApiDocDeps) {
   // In the order /docs shows them, tag by tag (the tags' order is below).
   const routes: RouteConfig[] = [
     ...uploadRoutes(deps),
+    ...resumableRoutes(),
     ...processingRoutes(),
     ...downloadRoutes(),
     ...fileRoutes(),

@@ -48,14 +48,14 @@ export function mountResumable(
 ): void {
   const tus = createTusServer(deps, routes.locker ?? new MemoryLocker());
   const handle = (c: Ctx) => serveTus(deps, tus, c);
-  const collection = [TUS_PATH, `${TUS_PATH}/`];
+  const collection = `${TUS_PATH}/`;
   for (const middleware of routes.creation) app.on('POST', collection, middleware);
   app.on(['POST', 'OPTIONS'], collection, handle);
   // Hono answers HEAD with the GET route: HEAD is tus's, GET the finished upload's file object.
-  app.get(`${TUS_PATH}/:id`, (c) =>
+  app.get(`${TUS_PATH}/:upload_id`, (c) =>
     c.req.method === 'HEAD' ? handle(c) : finishedUpload(deps, c),
   );
-  app.on(['PATCH', 'DELETE', 'OPTIONS'], `${TUS_PATH}/:id`, handle);
+  app.on(['PATCH', 'DELETE'], `${TUS_PATH}/:upload_id`, handle);
 }
 
 function createTusServer(deps: ResumableDeps, locker: Locker): Server {
@@ -183,7 +183,7 @@ function json(code: string, message: string): string {
  * (only the uploader knows the upload's URL); 409 while bytes are missing.
  */
 async function finishedUpload(deps: ResumableDeps, c: Ctx) {
-  const upload = await deps.store.getResumable(c.req.param('id') ?? '');
+  const upload = await deps.store.getResumable(c.req.param('upload_id') ?? '');
   if (!upload || upload.state === 'terminated')
     throw new NotFoundError('no such resumable upload', 'UPLOAD_NOT_FOUND');
   const file = upload.state === 'done' ? await deps.store.getFile(upload.fileId) : undefined;

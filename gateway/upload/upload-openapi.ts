@@ -22,7 +22,7 @@ import { FILE } from '../files/files-openapi.js';
 import { uploadOptionSchemas } from './upload-options.js';
 import { UPLOAD_FILENAME } from './upload.js';
 
-const UPLOADED_FILE = FILE.extend({
+export const UPLOADED_FILE = FILE.extend({
   delete_token: z.string().meta({
     description: 'Shown only here (Trove keeps its hash): send it to DELETE /files/{id}.',
   }),
