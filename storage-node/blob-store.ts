@@ -40,6 +40,7 @@ import type { Logger } from '../shared/logger.js';
 import { pipeChain } from '../shared/streams.js';
 import { BlockChecksumError, BlockVerifiedRange } from './block-range.js';
 import {
+  BLOCK_SIZE,
   BlockHashStage,
   CorruptSumsError,
   SUMS_SUFFIX,
@@ -88,14 +89,35 @@ export interface BlobPage {
   next: string | null;
 }
 
+export interface PutOptions {
+  /** The blob must have this sha256, or nothing is stored. */
+  expectedSha256?: string;
+  /**
+   * The block digests of the bytes to come, known already (a compose of parts
+   * that end on block boundaries): only the whole sha256 is computed.
+   */
+  blockDigests?: Buffer[];
+}
+
 export interface BlobStore {
   /** Streams `body` to durable storage; resolves once it is fsynced and visible. */
-  put(key: string, body: Readable, opts?: { expectedSha256?: string }): Promise<BlobInfo>;
+  put(key: string, body: Readable, opts?: PutOptions): Promise<BlobInfo>;
   /** As put, for a small blob (at most SMALL_BLOB bytes) already whole in memory. */
   putSmall(key: string, data: Buffer, opts?: { expectedSha256?: string }): Promise<BlobInfo>;
   /** Opens a blob (or a range of it) for a verified read; undefined when absent. */
   get(key: string, range?: (size: number) => ByteRange | undefined): Promise<BlobRead | undefined>;
   stat(key: string): Promise<BlobInfo | undefined>;
+  /**
+   * A blob's bytes as they are on disk, unverified (undefined when absent):
+   * for composing, whose result's sha256 the gateway compares across nodes.
+   */
+  readRaw(key: string): Promise<{ info: BlobInfo; stream: Readable } | undefined>;
+  /**
+   * The sha256 of each BLOCK_SIZE block of a blob (its own sha256 for a blob
+   * of one block), from its sidecar; undefined when it has none or it does not
+   * check out. What a composed blob reuses instead of hashing its blocks again.
+   */
+  blockDigests(key: string): Promise<Buffer[] | undefined>;
   /** As stat, once the blob's file is confirmed on disk (a file removed behind the store's back is forgotten). */
   statOnDisk(key: string): Promise<BlobInfo | undefined>;
   /** Removes a blob; false if it was not there. */
@@ -195,14 +217,10 @@ export class FsBlobStore implements BlobStore {
     return store;
   }
 
-  async put(
-    key: string,
-    body: Readable,
-    opts: { expectedSha256?: string } = {},
-  ): Promise<BlobInfo> {
+  async put(key: string, body: Readable, opts: PutOptions = {}): Promise<BlobInfo> {
     assertKey(key);
     const tmp = this.tmpPath(key);
-    const hasher = new BlockHashStage();
+    const hasher = new BlockHashStage(opts.blockDigests);
     let committed = false;
     try {
       const file = await open(tmp, 'wx');
@@ -411,6 +429,35 @@ export class FsBlobStore implements BlobStore {
   async stat(key: string): Promise<BlobInfo | undefined> {
     assertKey(key);
     return this.index.get(key);
+  }
+
+  async readRaw(key: string): Promise<{ info: BlobInfo; stream: Readable } | undefined> {
+    const info = await this.statOnDisk(key);
+    if (!info) return undefined;
+    const stream = createReadStream(this.pathOf(info), { highWaterMark: BLOCK_SIZE });
+    stream.on('data', (chunk) => this.counted(chunk.length));
+    return { info, stream };
+  }
+
+  async blockDigests(key: string): Promise<Buffer[] | undefined> {
+    const info = await this.stat(key);
+    if (!info) return undefined;
+    if (!needsSums(info.size)) return [Buffer.from(info.sha256, 'hex')];
+    // Any doubt about the sidecar (none, damaged, another block size): the digests are computed.
+    const sums = await SumsFile.open(this.sumsPathOf(info), info, this.counted).catch(
+      () => undefined,
+    );
+    if (!sums) return undefined;
+    try {
+      if (sums.blockSize !== BLOCK_SIZE || !(await sums.intact())) return undefined;
+      const digests: Buffer[] = [];
+      for (let i = 0; i < sums.blocks; i++) digests.push(Buffer.from(await sums.digest(i)));
+      return digests;
+    } catch {
+      return undefined;
+    } finally {
+      await sums.close();
+    }
   }
 
   async statOnDisk(key: string): Promise<BlobInfo | undefined> {

@@ -59,6 +59,12 @@ function sumsBytes(size: number, blockSize: number): number {
  */
 export class BlockDigester {
   private readonly whole: Hash = createHash('sha256');
+  /**
+   * With `known` (the block digests of the bytes to come, from the parts a
+   * blob is composed of), only the whole sha256 is computed.
+   */
+  constructor(private readonly known?: Buffer[]) {}
+
   /** Hash of the current block; undefined while in block 0. */
   private block: Hash | undefined;
   private inBlock = 0;
@@ -67,6 +73,10 @@ export class BlockDigester {
 
   update(chunk: Buffer): void {
     this.bytes += chunk.length;
+    if (this.known) {
+      this.whole.update(chunk);
+      return;
+    }
     for (let at = 0; at < chunk.length;) {
       const piece = chunk.subarray(at, at + BLOCK_SIZE - this.inBlock);
       at += piece.length;
@@ -82,6 +92,12 @@ export class BlockDigester {
 
   /** Once every byte is in: the blob's sha256 (hex), size and block digests. */
   finish(): { sha256: string; size: number; digests: Buffer[] } {
+    if (this.known) {
+      const sha256 = this.whole.digest('hex');
+      if (this.known.length !== Math.ceil(this.bytes / BLOCK_SIZE))
+        throw new Error(`${this.known.length} known block digests for ${this.bytes} bytes`);
+      return { sha256, size: this.bytes, digests: this.known };
+    }
     // Still in block 0 (a blob of one block): its digest is the whole one, no copy needed.
     const whole = this.block || this.inBlock === 0 ? undefined : this.whole.digest();
     if (whole) this.digests.push(whole);
@@ -98,7 +114,11 @@ export class BlockDigester {
 
 /** A pipeline stage that passes bytes on unchanged while a BlockDigester sees them. */
 export class BlockHashStage extends Transform {
-  readonly digester = new BlockDigester();
+  readonly digester: BlockDigester;
+  constructor(known?: Buffer[]) {
+    super();
+    this.digester = new BlockDigester(known);
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.digester.update(chunk);
     done(null, chunk);

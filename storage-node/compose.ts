@@ -3,25 +3,21 @@
  * a resumable upload stores each request's bytes as a part, replicated like
  * any blob, and once it completes each node concatenates its own copies.
  *
- * The parts are read exactly as a GET reads them (store.get: every byte
- * verified against its checksums before it is handed on, a corrupt part
- * quarantined) and streamed, one after the other, into store.put: the same
- * durable write as a PUT, so the result cannot be told from a blob PUT whole.
- * Nothing is held beyond one read chunk (1 MiB), or a small part read whole.
+ * The parts are read as stored and streamed, one after the other, into
+ * store.put: the same durable write as a PUT, so the result cannot be told
+ * from a blob PUT whole. It costs one sha256 pass: the parts are not verified
+ * again (see PartsReader), and when they end on block boundaries their block
+ * digests are the result's (no second pass for the block sums). Nothing is
+ * held beyond one read chunk (1 MiB).
  * The parts are left in place: the caller deletes them once every replica has
  * composed.
  */
 import { Readable } from 'node:stream';
-import {
-  ChecksumMismatchError,
-  ClientGoneError,
-  CorruptBlobError,
-  TroveError,
-} from '../shared/errors.js';
+import { ChecksumMismatchError, ClientGoneError, TroveError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { MissingPartsAnswer } from '../shared/node-protocol.js';
 import type { BlobInfo, BlobStore } from './blob-store.js';
-import { CorruptSumsError } from './block-sums.js';
+import { BLOCK_SIZE } from './block-sums.js';
 
 /** Parts this node lacks (or found corrupt or gone while reading them): 409, nothing stored. */
 export class MissingPartsError extends TroveError {
@@ -65,17 +61,10 @@ export interface ComposeOptions {
 /** Parts stat-ed at once when checking they are all here. */
 const STAT_BATCH = 64;
 /**
- * Tries of a compose that met a part's damaged block sums mid-read: the store
- * drops the sidecar, so the next read of that part verifies its whole sha256.
- * The part itself is fine; the bytes written so far are discarded.
- */
-const ATTEMPTS = 3;
-
-/**
  * Writes the concatenation of `parts` (keys on this node, in order) as blob
  * `key`. Throws MissingPartsError, before writing anything, when any part is
- * absent, or when one turns out corrupt or gone while it is read (the write is
- * then discarded); ComposedSha256MismatchError when the result does not have
+ * absent, or when one is gone while it is read (the write is then
+ * discarded); ComposedSha256MismatchError when the result does not have
  * `expectedSha256`; what store.put throws otherwise.
  */
 export async function composeBlob(
@@ -86,23 +75,8 @@ export async function composeBlob(
 ): Promise<BlobInfo> {
   const missing = await absentParts(deps.store, parts);
   if (missing.length > 0) throw new MissingPartsError(missing);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await composeOnce(deps, key, parts, opts);
-    } catch (err) {
-      if (!(err instanceof CorruptSumsError) || attempt === ATTEMPTS) throw err;
-      deps.log.warn({ key, attempt, err: err.message }, 'compose: a part had damaged block sums');
-    }
-  }
-}
-
-async function composeOnce(
-  deps: ComposeDeps,
-  key: string,
-  parts: string[],
-  opts: ComposeOptions,
-): Promise<BlobInfo> {
   const source = new PartsReader(deps, parts);
+  const blockDigests = await reusableDigests(deps.store, parts);
   // In byte mode, so backpressure counts bytes: one 1 MiB block fills it, never sixteen.
   const body = Readable.from(source.chunks(), { objectMode: false, highWaterMark: 64 * 1024 });
   // The signal's reason may be a string (@hono/node-server's): fail with a typed error instead.
@@ -110,9 +84,8 @@ async function composeOnce(
   if (opts.signal?.aborted) throw new ClientGoneError();
   opts.signal?.addEventListener('abort', abort, { once: true });
   try {
-    return await deps.store.put(key, body, { expectedSha256: opts.expectedSha256 });
+    return await deps.store.put(key, body, { expectedSha256: opts.expectedSha256, blockDigests });
   } catch (err) {
-    // A part's own checksum failure is a missing part, not a mismatch of the result.
     if (source.failed !== undefined) throw new MissingPartsError([source.failed]);
     if (err instanceof ChecksumMismatchError && opts.expectedSha256)
       throw new ComposedSha256MismatchError(opts.expectedSha256, err);
@@ -120,6 +93,23 @@ async function composeOnce(
   } finally {
     opts.signal?.removeEventListener('abort', abort);
   }
+}
+
+/**
+ * The composed blob's block digests, taken from its parts' when every part
+ * but the last ends on a block boundary (a resumable upload's chunks of whole
+ * MiBs do) and each has its digests; undefined otherwise (they are computed).
+ */
+async function reusableDigests(store: BlobStore, parts: string[]): Promise<Buffer[] | undefined> {
+  const digests: Buffer[] = [];
+  for (const [i, part] of parts.entries()) {
+    const info = await store.stat(part);
+    if (!info || (i < parts.length - 1 && info.size % BLOCK_SIZE !== 0)) return undefined;
+    const own = await store.blockDigests(part);
+    if (!own) return undefined;
+    digests.push(...own);
+  }
+  return digests;
 }
 
 /** The parts (each once, in order) this node does not have on disk. */
@@ -134,9 +124,16 @@ async function absentParts(store: BlobStore, parts: string[]): Promise<string[]>
   return missing;
 }
 
-/** The parts' verified bytes, one part after the other; remembers the part that let it down. */
+/**
+ * The parts' bytes as stored, one part after the other; remembers the part
+ * that let it down (gone since the check). They are not verified here: each
+ * was checked against the gateway's sha256 when it was stored, and the
+ * composed blob's sha256 is compared across the nodes that composed it, so a
+ * part that rotted since makes this node's result the odd one out (it is then
+ * replaced by a copy of the others').
+ */
 class PartsReader {
-  /** The part found corrupt (and quarantined) or gone while composing. */
+  /** The part gone while composing. */
   failed: string | undefined;
 
   constructor(
@@ -146,33 +143,22 @@ class PartsReader {
 
   async *chunks(): AsyncGenerator<Buffer> {
     for (const part of this.parts) {
-      const read = await this.deps.store.get(part).catch((err: unknown) => {
-        // A small part, or the first block of a larger one, failed: the store quarantined it.
-        if (err instanceof CorruptBlobError) this.fail(part, err);
-        throw err;
-      });
+      const read = await this.deps.store.readRaw(part);
       if (!read) {
-        this.fail(part, undefined); // deleted, or its file removed, since the check
+        this.failed ??= part; // deleted, or its file removed, since the check
+        this.deps.log.warn({ key: part }, 'compose: a part vanished while composing');
         throw new Error(`part ${part} is gone`);
       }
-      if (read.data) {
-        yield read.data;
-        continue;
+      // Leaving this loop early (the write failed) destroys the part's stream and closes its file.
+      let bytes = 0;
+      for await (const chunk of read.stream) {
+        bytes += (chunk as Buffer).length;
+        yield chunk as Buffer;
       }
-      try {
-        // Leaving this loop early (the write failed) destroys the part's stream and closes its file.
-        for await (const chunk of read.stream) yield chunk as Buffer;
-      } catch (err) {
-        // A later block failed its check: the store quarantines the part as it would for a GET.
-        if (err instanceof ChecksumMismatchError) this.fail(part, err);
-        throw err;
+      if (bytes !== read.info.size) {
+        this.failed ??= part;
+        throw new Error(`part ${part} is ${bytes} bytes on disk, not ${read.info.size}`);
       }
     }
-  }
-
-  private fail(part: string, err: Error | undefined): void {
-    this.failed ??= part;
-    if (err) this.deps.log.error({ key: part, err: err.message }, 'corrupt blob quarantined');
-    else this.deps.log.warn({ key: part }, 'compose: a part vanished while composing');
   }
 }
