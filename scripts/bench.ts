@@ -31,6 +31,7 @@ import { runMemorySuite, type MemoryResults } from './bench/memory-suite.js';
 import { RssSampler, isAlive, processState } from './bench/procfs.js';
 import { runRebalanceSuite, type RebalanceResults } from './bench/rebalance-suite.js';
 import { runRepairSuite, type RepairResults } from './bench/repair-suite.js';
+import { runResumableSuite, type ResumableResults } from './bench/resumable-suite.js';
 import { runLbSuite, type LbResults } from './bench/lb-suite.js';
 import { runProcessSuite, type ProcessResults } from './bench/process-suite.js';
 import { runThumbnailSuite, type ThumbnailResults } from './bench/thumbnail-suite.js';
@@ -194,6 +195,7 @@ async function main(): Promise<number> {
     let counter: CounterResults | undefined;
     let metadata: MetadataResults | undefined;
     let large: LargeResults | undefined;
+    let resumable: ResumableResults | undefined;
     let repair: RepairResults | undefined;
     let rebalance: RebalanceResults | undefined;
     let processing: ProcessResults | undefined;
@@ -213,6 +215,10 @@ async function main(): Promise<number> {
       metadata = await runMetadataSuite(ctx);
     }
     if (opts.runLarge) large = await runLargeSuite(ctx); // sets its own phases
+    if (opts.runResumable) {
+      sampler.setPhase('resumable');
+      resumable = await runResumableSuite(ctx);
+    }
     if (opts.runProcess) {
       sampler.setPhase('process');
       processing = await runProcessSuite(ctx);
@@ -255,6 +261,7 @@ async function main(): Promise<number> {
       counter,
       metadata,
       large,
+      resumable,
       repair,
       rebalance,
       processing,
@@ -281,6 +288,7 @@ async function main(): Promise<number> {
       counter,
       metadata,
       large,
+      resumable,
       repair,
       rebalance,
       processing,

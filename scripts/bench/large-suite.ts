@@ -190,7 +190,8 @@ export async function runLargeSuite(ctx: BenchContext): Promise<LargeResults> {
   return results;
 }
 
-const uploadUrl = (ctx: BenchContext, name: string) =>
+/** Where a suite PUTs a file: `max_downloads=0`, so no download counter is involved. */
+export const uploadUrl = (ctx: BenchContext, name: string) =>
   `${ctx.trove.origin}${ctx.trove.prefix}/upload/${name}?max_downloads=0`;
 
 /**
@@ -250,7 +251,7 @@ async function attempt(
 }
 
 /** The Trove id and delete token of a good upload; records a failure otherwise. */
-function checkUpload(
+export function checkUpload(
   ctx: BenchContext,
   url: string,
   put: Transfer,
@@ -286,7 +287,7 @@ function checkDownload(
   return false;
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
@@ -297,7 +298,7 @@ function median(values: number[]): number {
  * add up to its total (medians taken process by process would not, when
  * downloads are served by a different node from one round to the next).
  */
-function medianCost(costs: CpuCost[]): CpuCost {
+export function medianCost(costs: CpuCost[]): CpuCost {
   const sorted = [...costs].sort((a, b) => a.server - b.server);
   return sorted[(sorted.length - 1) >> 1]!;
 }

@@ -20,6 +20,8 @@ export interface BenchOptions {
   runSmall: boolean;
   runCounter: boolean;
   runLarge: boolean;
+  /** The large file through tus (tus-js-client, 8 MiB chunks) beside one PUT of it. */
+  runResumable: boolean;
   /** POST /process images/s beside the same sharp pipeline in-process. */
   runProcess: boolean;
   /** Thumbnails/s of the worker path beside vipsthumbnail on the same photos. */
@@ -44,7 +46,7 @@ export interface BenchOptions {
 /** Where the metadata suite creates its database: the local server's maintenance database. */
 const DEFAULT_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|metadata|large|process|thumbnails|lb|repair|rebalance|memory] [--node <id>] [--postgres <url>]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|metadata|large|resumable|process|thumbnails|lb|repair|rebalance|memory] [--node <id>] [--postgres <url>]
 
   --gateway <url>   Trove gateway to measure (default ${DEFAULT_GATEWAY})
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
@@ -54,7 +56,9 @@ export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>]
   --only <what>     small (64 KiB requests/s), counter (what download counting costs),
                     metadata (64 KiB PUT and counted GETs with SQLite vs PostgreSQL metadata,
                     on two gateways the bench starts; skipped when --postgres does not answer),
-                    large (256 MiB MB/s, and each process's RSS at rest and at its peak), process (/process thumbnails/s at 4
+                    large (256 MiB MB/s, and each process's RSS at rest and at its peak), resumable
+                    (the same file through tus in 8 MiB chunks with tus-js-client, beside one PUT
+                    of it, in the same rounds), process (/process thumbnails/s at 4
                     and 16 connections, beside sharp in-process), thumbnails (thumbnails/s of the
                     worker on 20 photos of 2-4 MP, beside vipsthumbnail), lb (nginx and two
                     gateways vs one gateway direct, and a rate ladder; needs npm run start:lb;
@@ -111,6 +115,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     'counter',
     'metadata',
     'large',
+    'resumable',
     'process',
     'thumbnails',
     'lb',
@@ -140,6 +145,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     runSmall: run('small'),
     runCounter: run('counter'),
     runLarge: run('large'),
+    runResumable: run('resumable'),
     runProcess: run('process'),
     runThumbnails: run('thumbnails'),
     // Needs npm run start:lb (nginx and two gateways), so only when asked by name.

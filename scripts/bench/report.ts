@@ -18,12 +18,22 @@ import { processRows, type ProcessResults } from './process-suite.js';
 import { rebalanceRows } from './rebalance-rows.js';
 import type { RebalanceResults } from './rebalance-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
+import { resumableRows, type ResumableResults } from './resumable-suite.js';
 import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
 import type { SmallRun } from './small.js';
 import type { SmallResults } from './small-suite.js';
 import type { SyncLimit } from './sync-limit.js';
 import type { CpuCost } from './procfs.js';
-import { contextRow, fmt, ms, renderTable, verdictIf, verdictOf, type Row } from './table.js';
+import {
+  byProcessCell,
+  contextRow,
+  fmt,
+  ms,
+  renderTable,
+  verdictIf,
+  verdictOf,
+  type Row,
+} from './table.js';
 
 /** OpenStack Swift 2.30, 3 replicas, from /work/shared/BENCHMARKS.md: a context column, never a ratio. */
 const SWIFT = {
@@ -61,6 +71,7 @@ export interface RowInput {
   counter: CounterResults | undefined;
   metadata: MetadataResults | undefined;
   large: LargeResults | undefined;
+  resumable: ResumableResults | undefined;
   repair: RepairResults | undefined;
   rebalance: RebalanceResults | undefined;
   processing: ProcessResults | undefined;
@@ -195,18 +206,8 @@ export function buildRows(input: RowInput): Row[] {
 
     rows.push(...rssRows(large.memory, `${size} transfers`, input.watched));
   }
+  if (input.resumable) rows.push(...resumableRows(input.resumable));
   return rows;
-}
-
-/** The processes in the order of `npm start` (gateway, nodes, worker), then any other. */
-function byProcessCell(cost: CpuCost): string {
-  const names = Object.keys(cost.byProcess).sort((a, b) => rank(a) - rank(b));
-  return names.map((n) => `${n} ${fmt(cost.byProcess[n]!)}`).join(', ');
-}
-
-function rank(name: string): number {
-  const i = SERVICES.indexOf(name);
-  return i === -1 ? SERVICES.length : i;
 }
 
 /** The upload rate beside what three synced copies on this disk allow, one write at a time. */
@@ -448,9 +449,10 @@ export interface Report {
 export function printReport(r: Report): void {
   const m = machineInfo();
   const { opts } = r;
-  const large = opts.runLarge
-    ? `, ${opts.largeBytes / 2 ** 20} MiB large file (median of ${opts.largeRounds})`
-    : '';
+  const large =
+    opts.runLarge || opts.runResumable
+      ? `, ${opts.largeBytes / 2 ** 20} MiB large file (median of ${opts.largeRounds})`
+      : '';
   const repair = opts.runRepair
     ? `, repair of a wiped ${opts.repairNode}`
     : opts.runRebalance

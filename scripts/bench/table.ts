@@ -4,6 +4,8 @@
  * puts them together, so every import points from the report to the suites
  * and from both to here.
  */
+import { SERVICES } from './cluster.js';
+import type { CpuCost } from './procfs.js';
 
 export interface Row {
   figure: string;
@@ -65,4 +67,15 @@ export function renderTable(rows: Row[]): string {
     `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
     ...cells.map(line),
   ].join('\n');
+}
+
+/** CPU per unit of each process, in the order of `npm start` (gateway, nodes, worker), then any other. */
+export function byProcessCell(cost: CpuCost): string {
+  const names = Object.keys(cost.byProcess).sort((a, b) => rank(a) - rank(b));
+  return names.map((n) => `${n} ${fmt(cost.byProcess[n]!)}`).join(', ');
+}
+
+function rank(name: string): number {
+  const i = SERVICES.indexOf(name);
+  return i === -1 ? SERVICES.length : i;
 }
