@@ -177,8 +177,17 @@ describe('resumable uploads (tus)', () => {
     const download = await request(file.url as string);
     expect(download.statusCode).toBe(200);
     expect(sha256(Buffer.from(await download.body.arrayBuffer()))).toBe(sha256(data));
-    expect(await partsOnNodes(file.id as string)).toEqual([]);
-    expect(await partRows(upload.url!)).toEqual([]);
+    // Removed right after the answer.
+    await waitFor(
+      'parts removed',
+      async () => (await partsOnNodes(file.id as string)).length === 0,
+      10_000,
+    );
+    await waitFor(
+      'part rows forgotten',
+      async () => (await partRows(upload.url!)).length === 0,
+      10_000,
+    );
     // The delete token works like an upload's.
     const del = await request(`${cluster.gatewayUrl}/files/${file.id}`, {
       method: 'DELETE',

@@ -43,7 +43,8 @@ export async function completeUpload(deps: ResumableDeps, upload: ResumableUploa
     await composeAndCommit(deps, upload, existing !== undefined);
   }
   await deps.store.endResumable(upload.id, 'done');
-  await removeParts(partDeps(deps), upload).catch((err: Error) =>
+  // After the answer: the file is committed, its parts are garbage (the sweep removes what this misses).
+  void removeParts(partDeps(deps), upload).catch((err: Error) =>
     deps.log.warn({ upload: upload.id, err: err.message }, 'parts left to the sweep'),
   );
 }
