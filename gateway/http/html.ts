@@ -13,9 +13,13 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => ENTITIES[ch]!);
 }
 
-/** Scripts and styles only from our own /static; nothing inline, nothing from elsewhere. */
+/**
+ * Scripts and styles only from our own /static; nothing inline, nothing from
+ * elsewhere. Images may be blob: URLs: the upload page previews a chosen file
+ * from the disk before the server has made its thumbnail.
+ */
 export const PAGE_CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
   "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** Headers of every HTML page: never cached (counts change), no id leaked through Referer. */
