@@ -23,7 +23,7 @@ import {
 } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { ROOT, fixture, logLines, sha256, startCluster, type Cluster } from './harness.js';
-import { findChromium, skipWithout } from './required-tools.js';
+import { CHROMIUM_ARGS, findChromium, skipWithout } from './required-tools.js';
 
 const CHROMIUM = findChromium();
 const PHOTO = join(ROOT, 'test', 'fixtures', 'photo.jpg');
@@ -61,15 +61,7 @@ beforeAll(async () => {
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
 });
 afterEach(async () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { ROOT, fixture, sha256, startCluster, type Cluster } from './harness.js';
-import { findChromium, skipWithout } from './required-tools.js';
+import { CHROMIUM_ARGS, findChromium, skipWithout } from './required-tools.js';
 
 const CHROMIUM = findChromium();
 const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -36,15 +36,7 @@ beforeAll(async () => {
     executablePath: CHROMIUM,
     headless: true,
     acceptDownloads: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
 });
 afterAll(async () => {

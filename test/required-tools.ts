@@ -39,6 +39,17 @@ function executable(file: string | undefined): file is string {
   }
 }
 
+/** Flags of a headless Chromium under test: no sandbox (root in CI), and nothing fetched from elsewhere. */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
 /** `$CHROMIUM_PATH` when set (and only it), else `chromium` on PATH, else Debian's /usr/bin/chromium. */
 export function findChromium(env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (env.CHROMIUM_PATH) return executable(env.CHROMIUM_PATH) ? env.CHROMIUM_PATH : undefined;

@@ -19,6 +19,12 @@ const PAGE_CONFIG = z
     max_downloads_limit: z.number().int(),
     default_ttl_seconds: z.number().int(),
     max_ttl_seconds: z.number().int(),
+    resumable_path: z.string().meta({ description: 'Where tus uploads go.', example: '/tus' }),
+    resumable_threshold_bytes: z
+      .number()
+      .int()
+      .meta({ description: 'The page sends larger files through tus.' }),
+    resumable_chunk_bytes: z.number().int().meta({ description: 'Bytes per PATCH of the page.' }),
   })
   .meta({ id: 'PageConfig' });
 

@@ -9,11 +9,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { HttpBindings } from '@hono/node-server';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { MemoryLocker, Server, type ServerOptions } from '@tus/server';
 import type { Locker } from '@tus/utils';
 import type { Context, Hono, MiddlewareHandler } from 'hono';
-import { NodeRequest, sendNodeResponse } from 'srvx/node';
+import { NodeRequest } from 'srvx/node';
 import {
   BadRequestError,
   NotFoundError,
@@ -131,8 +130,8 @@ async function serveTus(deps: ResumableDeps, tus: Server, c: Ctx) {
   }
   // A creation through a signed link that did not create gives its slot back.
   if (response.status !== 201) await request.link?.giveBack();
-  await sendNodeResponse(c.env.outgoing, response);
-  return RESPONSE_ALREADY_SENT;
+  // Answered by Hono like any route (its HEAD handling, the request log's status).
+  return response;
 }
 
 /** What tus calls the errors it answers, as Trove's error codes. */
