@@ -103,9 +103,9 @@ describe.skipIf(noNginx)(
     });
 
     it('resumes and completes: right sha256, three replicas, no part left', async () => {
-      onTestFailed(() => console.log(cluster.logTail(60)));
       const gateways = [cluster.gateway!, cluster.proc('gateway2')!];
       const events: string[] = [];
+      onTestFailed(() => console.log(events.join('\n'), cluster.logTail(60)));
       let cut = false;
       let killed: string | undefined;
       let killing = false;
@@ -153,7 +153,6 @@ describe.skipIf(noNginx)(
         });
         u.start();
       });
-      console.log(events.join('\n'));
       expect(cut).toBe(true);
       expect(killed).toBeDefined();
       // Both interrupted a request the client had to try again.

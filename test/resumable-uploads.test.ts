@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import * as tus from 'tus-js-client';
@@ -197,6 +198,15 @@ describe('resumable uploads (tus)', () => {
       headers: { 'x-delete-token': file.delete_token as string },
     });
     expect(del.statusCode).toBe(204);
+  });
+
+  it('answers HEAD through the gateway cleanly, found or gone (headers written once)', async () => {
+    const { location } = await create(cluster.gatewayUrl, 1024);
+    expect((await head(location!)).status).toBe(200);
+    expect((await head(`${cluster.gatewayUrl}/tus/AAAAAAAAAAAAAAAAAAAAAA`)).status).toBe(404);
+    // Node prints this to stderr when a response's headers are written a second time.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(readFileSync(cluster.gateway!.logFile, 'utf8')).not.toContain('ERR_HTTP_HEADERS_SENT');
   });
 
   it('answers a PATCH at the wrong offset with 409', async () => {
