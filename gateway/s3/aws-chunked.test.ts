@@ -15,12 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AwsChunkedDecoder,
   MAX_CHUNK_BYTES,
-  bodyDecoder,
-  storedContentEncoding,
   type StreamingMode,
   type StreamingSignature,
 } from './aws-chunked.js';
-import { ChecksumVerifier, createChecksum } from './checksums.js';
+import { bodyDecoder } from './body-decoder.js';
+import { ChecksumVerifier } from './checksums.js';
 import { S3Error } from './s3-error.js';
 
 // ---------------------------------------------------------------- helpers
@@ -67,7 +66,7 @@ const feeds: [string, (buf: Buffer) => Buffer[]][] = [
 /** Runs `pieces` through the stage bodyDecoder picks for `headers`. */
 async function decode(
   headers: IncomingHttpHeaders,
-  pieces: Buffer[],
+  pieces: Iterable<Buffer>,
   signing?: StreamingSignature,
 ): Promise<{ out: Buffer; error: unknown }> {
   const received: Buffer[] = [];
@@ -409,6 +408,14 @@ describe('signed aws-chunked bodies', () => {
     expectS3Error(error, 'MalformedTrailerError', 400, /x-amz-trailer-signature/);
   });
 
+  it('verifies a checksum header sent with signed chunks', async () => {
+    const body = encode(data, 4096, { signing });
+    const headers = { ...headersFor(mode, data.length), 'x-amz-checksum-crc32': crc32Of(data) };
+    expect((await decode(headers, [body], signing)).error).toBeUndefined();
+    headers['x-amz-checksum-crc32'] = crc32Of(Buffer.from('other'));
+    expectS3Error((await decode(headers, [body], signing)).error, 'BadDigest', 400);
+  });
+
   it('fails on every truncation of the body, never ending as a short object', async () => {
     const small = data.subarray(0, 300);
     const body = encode(small, 100, { signing });
@@ -544,7 +551,7 @@ describe('bodies sent by @aws-sdk/client-s3', () => {
     const decoder = bodyDecoder(sent.headers)!;
     decoder.write(sent.body.subarray(0, 100_000));
     const headerLength = sent.body.indexOf('\r\n') + 2;
-    expect(decoder.read()).toEqual(data.subarray(0, 100_000 - headerLength));
+    expect((decoder.read() as Buffer).equals(data.subarray(0, 100_000 - headerLength))).toBe(true);
     decoder.destroy();
   });
 
@@ -612,8 +619,8 @@ describe('framing errors', () => {
     headersFor('STREAMING-UNSIGNED-PAYLOAD-TRAILER', length, trailer);
   const ok = (data: string) =>
     `${data.length.toString(16)}\r\n${data}\r\n0\r\nx-amz-checksum-crc32:${crc32Of(Buffer.from(data))}\r\n\r\n`;
-  const fails = async (body: string, message: RegExp, code = 'InvalidRequest', length = 5) => {
-    const { error } = await decode(unsigned(length), split(Buffer.from(body, 'latin1'), 3));
+  const fails = async (body: string, code: string, message: RegExp) => {
+    const { error } = await decode(unsigned(5), split(Buffer.from(body, 'latin1'), 3));
     expectS3Error(error, code, 400, message);
   };
 
@@ -624,33 +631,39 @@ describe('framing errors', () => {
   });
 
   it('refuses a bad chunk size', () =>
-    fails(ok('hello').replace(/^5/, 'zz'), /bad chunk size "zz"/));
-  it('refuses a line ended by LF alone', () => fails(ok('hello').replace('5\r\n', '5\n'), /CRLF/));
+    fails(ok('hello').replace(/^5/, 'zz'), 'InvalidRequest', /bad chunk size "zz"/));
+  it('refuses a line ended by LF alone', () =>
+    fails(ok('hello').replace('5\r\n', '5\n'), 'InvalidRequest', /CRLF/));
   it('refuses chunk data longer than announced', () =>
-    fails(ok('hello').replace(/^5/, '4'), /longer than its header/, 'InvalidRequest', 4));
-  it('refuses bytes after the end', () => fails(`${ok('hello')}x`, /after the end/));
+    fails(ok('hello').replace(/^5/, '4'), 'InvalidRequest', /longer than its header/));
+  it('refuses bytes after the end', () =>
+    fails(`${ok('hello')}x`, 'InvalidRequest', /after the end/));
   it('refuses a chunk extension in an unsigned body', () =>
-    fails(ok('hello').replace(/^5/, '5;ext=1'), /chunk extension/));
+    fails(ok('hello').replace(/^5/, '5;ext=1'), 'InvalidRequest', /chunk extension/));
   it('refuses an undeclared trailer', () =>
     fails(
       ok('hello').replace('\r\n\r\n', '\r\nx-other:1\r\n\r\n'),
-      /unexpected trailer/,
       'MalformedTrailerError',
+      /unexpected trailer/,
     ));
   it('refuses a missing trailer', () =>
     fails(
       ok('hello').replace(/x-amz-checksum-crc32:.*\r\n/, ''),
-      /no x-amz-checksum-crc32/,
       'MalformedTrailerError',
+      /no x-amz-checksum-crc32/,
     ));
   it('refuses a repeated trailer', () =>
     fails(
       ok('hello').replace(/(x-amz-checksum-crc32:.*\r\n)/, '$1$1'),
-      /unexpected trailer/,
       'MalformedTrailerError',
+      /unexpected trailer/,
     ));
   it('refuses a trailing checksum of the wrong size', () =>
-    fails(ok('hello').replace(/crc32:.*\r\n/, 'crc32:AAAA\r\n'), /not a valid crc32/));
+    fails(
+      ok('hello').replace(/crc32:.*\r\n/, 'crc32:AAAA\r\n'),
+      'InvalidRequest',
+      /not a valid crc32/,
+    ));
   it('refuses a trailer in a mode without one', async () => {
     const signing = await signedRequest('STREAMING-AWS4-HMAC-SHA256-PAYLOAD', 0);
     const body = encode(Buffer.alloc(0), 10, { signing }).toString('latin1');
@@ -685,85 +698,8 @@ describe('framing errors', () => {
     const endless = (function* () {
       for (; pulled < 1000; pulled++) yield Buffer.alloc(100, '1');
     })();
-    const { error } = await decode(unsigned(5), endless as unknown as Buffer[]);
+    const { error } = await decode(unsigned(5), endless);
     expectS3Error(error, 'InvalidRequest', 400, /longer than 4096 bytes/);
     expect(pulled).toBeLessThan(100);
-  });
-});
-
-describe('request headers', () => {
-  const chunked = (headers: IncomingHttpHeaders) => () => bodyDecoder(headers);
-
-  it('refuses CRC64NVME, unknown or doubled checksums', () => {
-    const mode = 'STREAMING-UNSIGNED-PAYLOAD-TRAILER';
-    expect(chunked(headersFor(mode, 1, 'x-amz-checksum-crc64nvme'))).toThrowError(
-      expect.objectContaining({
-        code: 'InvalidArgument',
-        status: 400,
-        message: expect.stringMatching(/not supported/),
-      }),
-    );
-    expect(chunked(headersFor(mode, 1, 'x-amz-checksum-md5'))).toThrowError(
-      expect.objectContaining({ code: 'InvalidArgument' }),
-    );
-    expect(
-      chunked({
-        'x-amz-checksum-crc32': 'AAAAAA==',
-        'x-amz-checksum-sha1': b64(createHash('sha1').digest()),
-      }),
-    ).toThrowError(
-      expect.objectContaining({ code: 'InvalidRequest', message: expect.stringMatching(/single/) }),
-    );
-    expect(chunked({ 'x-amz-checksum-crc32': 'AAAA' })).toThrowError(
-      expect.objectContaining({
-        code: 'InvalidRequest',
-        message: expect.stringMatching(/not a valid crc32/),
-      }),
-    );
-  });
-
-  it('refuses a trailer without its mode, a mode without its trailer, and unknown streaming modes', () => {
-    expect(
-      chunked({
-        'x-amz-trailer': 'x-amz-checksum-crc32',
-        'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
-      }),
-    ).toThrowError(expect.objectContaining({ code: 'InvalidRequest' }));
-    expect(chunked(headersFor('STREAMING-UNSIGNED-PAYLOAD-TRAILER', 1))).toThrowError(
-      expect.objectContaining({
-        code: 'InvalidRequest',
-        message: expect.stringMatching(/x-amz-trailer/),
-      }),
-    );
-    expect(
-      chunked(headersFor('STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD' as StreamingMode, 1)),
-    ).toThrowError(expect.objectContaining({ code: 'NotImplemented', status: 501 }));
-    expect(
-      chunked({
-        ...headersFor('STREAMING-UNSIGNED-PAYLOAD-TRAILER', 1, 'x-amz-checksum-crc32'),
-        'x-amz-decoded-content-length': '12a',
-      }),
-    ).toThrowError(expect.objectContaining({ code: 'InvalidArgument' }));
-  });
-
-  it('leaves a plain body without a checksum alone', () => {
-    expect(bodyDecoder({ 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' })).toBeUndefined();
-    expect(bodyDecoder({})).toBeUndefined();
-  });
-
-  it('stores the content encoding without aws-chunked', () => {
-    expect(storedContentEncoding('aws-chunked')).toBeUndefined();
-    expect(storedContentEncoding('gzip,aws-chunked')).toBe('gzip');
-    expect(storedContentEncoding('aws-chunked, br')).toBe('br');
-    expect(storedContentEncoding(undefined)).toBeUndefined();
-  });
-});
-
-describe('checksums', () => {
-  it('computes CRC32 as @aws-crypto/crc32 does, across updates', () => {
-    const data = randomBytes(100_000);
-    const checksum = createChecksum('crc32');
-    for (const piece of randomSplit(data, 5, 5000)) checksum.update(piece);
-    expect(b64(checksum.digest())).toBe(crc32Of(data));
   });
 });

@@ -13,13 +13,9 @@
  * only once its stream has ended).
  */
 import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import {
-  ChecksumVerifier,
-  algorithmOf,
   createChecksum,
-  requestChecksum,
   verifyChecksum,
   type Checksum,
   type ChecksumAlgorithm,
@@ -32,7 +28,7 @@ export type StreamingMode =
   | 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER'
   | 'STREAMING-UNSIGNED-PAYLOAD-TRAILER';
 
-const MODES: readonly string[] = [
+export const STREAMING_MODES: readonly string[] = [
   'STREAMING-AWS4-HMAC-SHA256-PAYLOAD',
   'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER',
   'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
@@ -69,84 +65,6 @@ const LF = 0x0a;
 const CR = 0x0d;
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 const TRAILER_SIGNATURE = 'x-amz-trailer-signature';
-
-/**
- * The stage that turns an S3 upload body (PutObject, UploadPart) into the
- * object's bytes, verified, from its request's headers: an AwsChunkedDecoder
- * for a streaming body, a ChecksumVerifier for a plain body with an
- * `x-amz-checksum-<alg>` header, undefined for a plain body without one.
- * Throws an S3Error for headers that cannot go together.
- */
-export function bodyDecoder(
-  headers: IncomingHttpHeaders,
-  signing?: StreamingSignature,
-): Transform | undefined {
-  const mode = single(headers['x-amz-content-sha256']) ?? '';
-  if (MODES.includes(mode)) {
-    return new AwsChunkedDecoder(awsChunkedOptions(mode as StreamingMode, headers, signing));
-  }
-  if (mode.startsWith('STREAMING-')) {
-    throw new S3Error('NotImplemented', 501, `x-amz-content-sha256 ${mode} is not supported`);
-  }
-  if (headers['x-amz-trailer'] !== undefined) {
-    throw new S3Error('InvalidRequest', 400, `x-amz-trailer needs a streaming body with a trailer`);
-  }
-  const checksum = requestChecksum(headers);
-  return checksum && new ChecksumVerifier(checksum);
-}
-
-function awsChunkedOptions(
-  mode: StreamingMode,
-  headers: IncomingHttpHeaders,
-  signing: StreamingSignature | undefined,
-): AwsChunkedOptions {
-  const length = single(headers['x-amz-decoded-content-length']);
-  if (length !== undefined && !/^\d{1,15}$/.test(length)) {
-    throw new S3Error('InvalidArgument', 400, 'x-amz-decoded-content-length is not a length');
-  }
-  const inHeader = requestChecksum(headers);
-  const trailer = single(headers['x-amz-trailer'])?.trim().toLowerCase();
-  if (mode.endsWith('-TRAILER') !== (trailer !== undefined)) {
-    throw new S3Error(
-      'InvalidRequest',
-      400,
-      `x-amz-trailer must be sent with, and only with, ${mode.endsWith('-TRAILER') ? 'this' : 'a -TRAILER'} x-amz-content-sha256`,
-    );
-  }
-  if (trailer !== undefined && !trailer.startsWith('x-amz-checksum-')) {
-    throw new S3Error(
-      'InvalidArgument',
-      400,
-      `unsupported x-amz-trailer ${JSON.stringify(trailer)}`,
-    );
-  }
-  if (trailer !== undefined && inHeader) {
-    throw new S3Error(
-      'InvalidRequest',
-      400,
-      'expecting a single x-amz-checksum- header or trailer',
-    );
-  }
-  return {
-    mode,
-    signing,
-    decodedLength: length === undefined ? undefined : Number(length),
-    checksum: trailer !== undefined ? { algorithm: algorithmOf(trailer) } : inHeader,
-  };
-}
-
-/** The Content-Encoding to store with the object: the request's, minus `aws-chunked`. */
-export function storedContentEncoding(header: string | undefined): string | undefined {
-  const rest = (header ?? '')
-    .split(',')
-    .map((coding) => coding.trim())
-    .filter((coding) => coding !== '' && coding.toLowerCase() !== 'aws-chunked');
-  return rest.length > 0 ? rest.join(', ') : undefined;
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
 
 /** Where the decoder is in the grammar: a chunk header, its data, the CRLF after it, the trailer. */
 type State = 'header' | 'data' | 'dataEnd' | 'trailer' | 'done';
@@ -202,13 +120,7 @@ export class AwsChunkedDecoder extends Transform {
   override _flush(done: TransformCallback): void {
     if (this.state === 'done') return done();
     const received = this.announced - this.remaining;
-    done(
-      new S3Error(
-        'IncompleteBody',
-        400,
-        `the body ended after ${received} bytes, before its final chunk`,
-      ),
-    );
+    done(new S3Error('IncompleteBody', 400, `the body ended early, after ${received} data bytes`));
   }
 
   private consume(input: Buffer): void {
