@@ -59,7 +59,7 @@ export interface SigV4Auth {
   accessKeyId: string;
   /**
    * What the signature says of the body: the `x-amz-content-sha256` value (for
-   * a presigned URL its `X-Amz-Content-Sha256`, else UNSIGNED-PAYLOAD): a
+   * a presigned URL its `X-Amz-Content-Sha256` in any case, else UNSIGNED-PAYLOAD): a
    * sha256 hex digest (either case) the whole body must match, or a form named
    * in payload-hash.ts.
    */
@@ -173,23 +173,34 @@ function readClaim(request: RawRequest): Claim | undefined {
       'InvalidArgument',
       'Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified',
     );
-  if (request.headers['x-amz-security-token'] !== undefined || query.has('X-Amz-Security-Token'))
+  if (
+    request.headers['x-amz-security-token'] !== undefined ||
+    anyCase(query, 'X-Amz-Security-Token').length > 0
+  )
     throw new S3Error('InvalidToken', 'Session tokens are not supported by this endpoint.');
   if (header !== undefined) return headerClaim(header, request.headers);
   return presigned ? queryClaim(query, request.headers) : undefined;
 }
 
-/** The decoded values of the query's `X-Amz-*` parameters, by name. */
+/**
+ * The decoded values of the query's `X-Amz-*` parameters, by name. Any case
+ * of the prefix: the SDK hoists a header into the query under the header's
+ * own lower-case name (`x-amz-content-sha256=…`).
+ */
 function authParams(rawQuery: string): Map<string, string[]> {
   const params = new Map<string, string[]>();
   for (const [rawName, rawValue] of rawQueryPairs(rawQuery)) {
     const name = decodeQueryComponent(rawName).toString('utf8');
-    if (!name.startsWith('X-Amz-')) continue;
+    if (name.slice(0, 6).toLowerCase() !== 'x-amz-') continue;
     const value = decodeQueryComponent(rawValue).toString('utf8');
     params.set(name, [...(params.get(name) ?? []), value]);
   }
   return params;
 }
+
+/** Every value of parameter `name` in `query`, whatever the case of its name. */
+const anyCase = (query: Map<string, string[]>, name: string): string[] =>
+  [...query].flatMap(([key, values]) => (key.toLowerCase() === name.toLowerCase() ? values : []));
 
 /** The error of a malformed `field` of the signature: S3 names it after the form the signature came in. */
 function malformed(
@@ -288,8 +299,9 @@ function queryClaim(query: Map<string, string[]>, headers: RawRequest['headers']
     throw queryError(`X-Amz-Expires must be between 1 and ${MAX_EXPIRES_SECONDS} seconds (a week)`);
 
   // A presigned URL cannot know its body: UNSIGNED-PAYLOAD unless the signer said otherwise.
-  const payloadHash =
-    query.get('X-Amz-Content-Sha256')?.[0] ?? headers['x-amz-content-sha256'] ?? UNSIGNED_PAYLOAD;
+  const hashes = anyCase(query, 'X-Amz-Content-Sha256');
+  if (hashes.length > 1) throw queryError('X-Amz-Content-Sha256 appears more than once');
+  const payloadHash = hashes[0] ?? headers['x-amz-content-sha256'] ?? UNSIGNED_PAYLOAD;
   return {
     presigned: true,
     ...parseCredential(credential!, true),
