@@ -202,25 +202,27 @@ function authParams(rawQuery: string): Map<string, string[]> {
 const anyCase = (query: Map<string, string[]>, name: string): string[] =>
   [...query].flatMap(([key, values]) => (key.toLowerCase() === name.toLowerCase() ? values : []));
 
-/** The error of a malformed `field` of the signature: S3 names it after the form the signature came in. */
-function malformed(
+const headerMalformed = (message: string, details?: Record<string, string>) =>
+  new S3Error(
+    'AuthorizationHeaderMalformed',
+    `The authorization header is malformed; ${message}`,
+    details,
+  );
+
+/** A malformed part of the signature: S3 names the error after the form the signature came in. */
+const malformed = (
   presigned: boolean,
   field: 'Credential' | 'SignedHeaders' | 'Signature',
   message: string,
   details?: Record<string, string>,
-): S3Error {
-  return presigned
+): S3Error =>
+  presigned
     ? new S3Error(
         'AuthorizationQueryParametersError',
         `Error parsing the X-Amz-${field} parameter; ${message}`,
         details,
       )
-    : new S3Error(
-        'AuthorizationHeaderMalformed',
-        `The authorization header is malformed; ${message}`,
-        details,
-      );
-}
+    : headerMalformed(message, details);
 
 function headerClaim(header: string, headers: RawRequest['headers']): Claim {
   const space = header.indexOf(' ');
@@ -233,9 +235,7 @@ function headerClaim(header: string, headers: RawRequest['headers']): Claim {
   for (const part of header.slice(space + 1).split(',')) {
     const match = /^\s*(Credential|SignedHeaders|Signature)=(\S+)\s*$/.exec(part);
     if (!match || fields.has(match[1]!))
-      throw malformed(
-        false,
-        'Credential',
+      throw headerMalformed(
         `unexpected "${part.trim()}"; expecting Credential=…, SignedHeaders=…, Signature=…`,
       );
     fields.set(match[1]!, match[2]!);
@@ -260,7 +260,7 @@ function headerClaim(header: string, headers: RawRequest['headers']): Claim {
 }
 
 function missing(field: 'Credential' | 'SignedHeaders' | 'Signature'): never {
-  throw malformed(false, field, `missing ${field}`);
+  throw headerMalformed(`missing ${field}`);
 }
 
 /** The request time of a header-signed request: x-amz-date, else Date (which S3 also accepts), as ISO 8601 basic. */
