@@ -1,0 +1,46 @@
+/**
+ * SigV4 signing keys: HMAC("AWS4" + secret, date) → region → service →
+ * "aws4_request". Every request needs one, and a client's key changes only
+ * once a day, so derived keys are memoised.
+ */
+import { createHmac } from 'node:crypto';
+
+export const hmac = (key: string | Buffer, data: string): Buffer =>
+  createHmac('sha256', key).update(data, 'utf8').digest();
+
+/** The signing key of `secret` for scope `date` (YYYYMMDD) / `region` / `service`. */
+export function deriveSigningKey(
+  secret: string,
+  date: string,
+  region: string,
+  service: string,
+): Buffer {
+  const kDate = hmac(`AWS4${secret}`, date);
+  const kRegion = hmac(kDate, region);
+  const kService = hmac(kRegion, service);
+  return hmac(kService, 'aws4_request');
+}
+
+/**
+ * A bounded least-recently-used memo of derived keys. A key is a function of
+ * its inputs alone, so one cache may serve every verifier of the process.
+ */
+export class SigningKeyCache {
+  private readonly keys = new Map<string, Buffer>();
+
+  constructor(private readonly capacity = 256) {}
+
+  get(secret: string, date: string, region: string, service: string): Buffer {
+    // NUL cannot occur in a date, region or service name, so the fields cannot run into each other.
+    const id = `${date}\0${region}\0${service}\0${secret}`;
+    let key = this.keys.get(id);
+    if (key) {
+      this.keys.delete(id);
+    } else {
+      key = deriveSigningKey(secret, date, region, service);
+      if (this.keys.size >= this.capacity) this.keys.delete(this.keys.keys().next().value!);
+    }
+    this.keys.set(id, key);
+    return key;
+  }
+}

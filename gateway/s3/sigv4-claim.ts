@@ -1,0 +1,250 @@
+/**
+ * What a SigV4-signed request claims: its key id, scope, signed headers,
+ * signature, time and payload hash, parsed from the Authorization header or
+ * a presigned URL's query, each malformation refused with the S3Error S3
+ * answers it with. Nothing here depends on the server's state; sigv4.ts
+ * checks the claim against it.
+ */
+import type { RawRequest } from './canonical-request.js';
+import { decodeQueryComponent, rawQueryPairs } from './canonical-request.js';
+import { checkContentSha256, UNSIGNED_PAYLOAD } from './payload-hash.js';
+import { S3Error } from './s3-errors.js';
+
+export const ALGORITHM = 'AWS4-HMAC-SHA256';
+export const TERMINATOR = 'aws4_request';
+/** The longest a presigned URL may live: a week, as in S3. */
+const MAX_EXPIRES_SECONDS = 604_800;
+export const SIGNATURE_PARAM = 'X-Amz-Signature';
+/** The parameters a presigned URL must carry, each once. */
+const PRESIGN_PARAMS = [
+  'X-Amz-Algorithm',
+  'X-Amz-Credential',
+  'X-Amz-Date',
+  'X-Amz-Expires',
+  'X-Amz-SignedHeaders',
+  SIGNATURE_PARAM,
+] as const;
+
+/** What a request claims about its signature, before anything is checked against the server's state. */
+export interface Claim {
+  presigned: boolean;
+  accessKeyId: string;
+  scope: string[];
+  signedHeaders: string[];
+  signature: string;
+  /** The request time as signed, ISO 8601 basic. */
+  amzDate: string;
+  /** The same, ms since the epoch. */
+  time: number;
+  payloadHash: string;
+  /** A presigned URL's X-Amz-Expires. */
+  expiresSeconds?: number;
+  /** A presigned URL's end of validity, ms since the epoch. */
+  expiresAt?: number;
+}
+
+/** The claim of whichever form the request is signed in; undefined when it is in neither. */
+export function readClaim(request: RawRequest): Claim | undefined {
+  const query = authParams(request.rawQuery);
+  const header = request.headers.authorization;
+  // Any of these marks an attempt at a presigned URL, to be refused if incomplete.
+  const presigned = ['X-Amz-Algorithm', 'X-Amz-Credential', SIGNATURE_PARAM].some((name) =>
+    query.has(name),
+  );
+  if (header !== undefined && presigned)
+    throw new S3Error(
+      'InvalidArgument',
+      'Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified',
+    );
+  if (
+    request.headers['x-amz-security-token'] !== undefined ||
+    anyCase(query, 'X-Amz-Security-Token').length > 0
+  )
+    throw new S3Error('InvalidToken', 'Session tokens are not supported by this endpoint.');
+  if (header !== undefined) return headerClaim(header, request.headers);
+  return presigned ? queryClaim(query, request.headers) : undefined;
+}
+
+/**
+ * The decoded values of the query's `X-Amz-*` parameters, by name. Any case
+ * of the prefix: the SDK hoists a header into the query under the header's
+ * own lower-case name (`x-amz-content-sha256=…`).
+ */
+function authParams(rawQuery: string): Map<string, string[]> {
+  const params = new Map<string, string[]>();
+  for (const [rawName, rawValue] of rawQueryPairs(rawQuery)) {
+    const name = decodeQueryComponent(rawName).toString('utf8');
+    if (name.slice(0, 6).toLowerCase() !== 'x-amz-') continue;
+    const value = decodeQueryComponent(rawValue).toString('utf8');
+    params.set(name, [...(params.get(name) ?? []), value]);
+  }
+  return params;
+}
+
+/** Every value of parameter `name` in `query`, whatever the case of its name. */
+const anyCase = (query: Map<string, string[]>, name: string): string[] =>
+  [...query].flatMap(([key, values]) => (key.toLowerCase() === name.toLowerCase() ? values : []));
+
+const headerMalformed = (message: string, details?: Record<string, string>) =>
+  new S3Error(
+    'AuthorizationHeaderMalformed',
+    `The authorization header is malformed; ${message}`,
+    details,
+  );
+
+/** A malformed part of the signature: S3 names the error after the form the signature came in. */
+export const malformed = (
+  presigned: boolean,
+  field: 'Credential' | 'SignedHeaders' | 'Signature',
+  message: string,
+  details?: Record<string, string>,
+): S3Error =>
+  presigned
+    ? new S3Error(
+        'AuthorizationQueryParametersError',
+        `Error parsing the X-Amz-${field} parameter; ${message}`,
+        details,
+      )
+    : headerMalformed(message, details);
+
+function headerClaim(header: string, headers: RawRequest['headers']): Claim {
+  const space = header.indexOf(' ');
+  if (space === -1 || header.slice(0, space) !== ALGORITHM)
+    throw new S3Error(
+      'InvalidRequest',
+      `The authorization mechanism you have provided is not supported. Please use ${ALGORITHM}.`,
+    );
+  const fields = new Map<string, string>();
+  for (const part of header.slice(space + 1).split(',')) {
+    const match = /^\s*(Credential|SignedHeaders|Signature)=(\S+)\s*$/.exec(part);
+    if (!match || fields.has(match[1]!))
+      throw headerMalformed(
+        `unexpected "${part.trim()}"; expecting Credential=…, SignedHeaders=…, Signature=…`,
+      );
+    fields.set(match[1]!, match[2]!);
+  }
+  const field = (name: 'Credential' | 'SignedHeaders' | 'Signature') =>
+    fields.get(name) ?? missing(name);
+
+  const payloadHash = headers['x-amz-content-sha256'];
+  if (payloadHash === undefined)
+    throw new S3Error(
+      'InvalidRequest',
+      'Missing required header for this request: x-amz-content-sha256',
+    );
+  return {
+    presigned: false,
+    ...parseCredential(field('Credential'), false),
+    signedHeaders: parseSignedHeaders(field('SignedHeaders'), false),
+    signature: parseSignature(field('Signature'), false),
+    ...requestTime(headerDate(headers)),
+    payloadHash: checkContentSha256(payloadHash),
+  };
+}
+
+function missing(field: 'Credential' | 'SignedHeaders' | 'Signature'): never {
+  throw headerMalformed(`missing ${field}`);
+}
+
+/** The request time of a header-signed request: x-amz-date, else Date (which S3 also accepts), as ISO 8601 basic. */
+function headerDate(headers: RawRequest['headers']): string {
+  const amzDate = headers['x-amz-date'];
+  const fromDate = headers.date === undefined ? NaN : Date.parse(headers.date);
+  const value = amzDate ?? (Number.isNaN(fromDate) ? undefined : isoBasic(fromDate));
+  if (value === undefined || !isIsoBasic(value))
+    throw new S3Error(
+      'AccessDenied',
+      'AWS authentication requires a valid Date or x-amz-date header',
+    );
+  return value;
+}
+
+function queryClaim(query: Map<string, string[]>, headers: RawRequest['headers']): Claim {
+  const value = (name: string): string => {
+    const values = query.get(name) ?? [];
+    if (values.length === 1) return values[0]!;
+    throw new S3Error(
+      'AuthorizationQueryParametersError',
+      values.length === 0
+        ? `Query-string authentication version 4 requires the ${PRESIGN_PARAMS.join(', ')} parameters.`
+        : `${name} appears more than once in the query string.`,
+    );
+  };
+  const [algorithm, credential, amzDate, expires, signedHeaders, signature] =
+    PRESIGN_PARAMS.map(value);
+  const queryError = (message: string) => new S3Error('AuthorizationQueryParametersError', message);
+  if (algorithm !== ALGORITHM) throw queryError(`X-Amz-Algorithm only supports "${ALGORITHM}"`);
+  if (!isIsoBasic(amzDate!))
+    throw queryError(`X-Amz-Date must be in the ISO8601 Long Format "yyyyMMdd'T'HHmmss'Z'"`);
+  if (!/^\d{1,7}$/.test(expires!)) throw queryError('X-Amz-Expires should be a number');
+  const expiresSeconds = Number(expires);
+  if (expiresSeconds < 1 || expiresSeconds > MAX_EXPIRES_SECONDS)
+    throw queryError(`X-Amz-Expires must be between 1 and ${MAX_EXPIRES_SECONDS} seconds (a week)`);
+
+  const signedAt = requestTime(amzDate!);
+  // A presigned URL cannot know its body: UNSIGNED-PAYLOAD unless the signer said otherwise.
+  const hashes = anyCase(query, 'X-Amz-Content-Sha256');
+  if (hashes.length > 1) throw queryError('X-Amz-Content-Sha256 appears more than once');
+  const payloadHash = hashes[0] ?? headers['x-amz-content-sha256'] ?? UNSIGNED_PAYLOAD;
+  return {
+    presigned: true,
+    ...parseCredential(credential!, true),
+    signedHeaders: parseSignedHeaders(signedHeaders!, true),
+    signature: parseSignature(signature!, true),
+    ...signedAt,
+    payloadHash: checkContentSha256(payloadHash),
+    expiresSeconds,
+    expiresAt: signedAt.time + expiresSeconds * 1000,
+  };
+}
+
+/** `AKID/YYYYMMDD/region/service/aws4_request`: the key id and the four parts of the scope. */
+function parseCredential(
+  credential: string,
+  presigned: boolean,
+): Pick<Claim, 'accessKeyId' | 'scope'> {
+  const parts = credential.split('/');
+  const [accessKeyId, ...scope] = parts;
+  if (parts.length !== 5 || !accessKeyId || !/^\d{8}$/.test(scope[0]!))
+    throw malformed(
+      presigned,
+      'Credential',
+      `the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/${TERMINATOR}".`,
+    );
+  return { accessKeyId, scope };
+}
+
+/** Lower-case header names joined by ';', host among them: S3 signs the host, or a signature could be replayed to any bucket's endpoint. */
+function parseSignedHeaders(list: string, presigned: boolean): string[] {
+  const names = list.split(';');
+  if (!names.every((name) => /^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)))
+    throw malformed(
+      presigned,
+      'SignedHeaders',
+      `SignedHeaders "${list}" must be lower-case header names separated by ';'`,
+    );
+  if (!names.includes('host'))
+    throw malformed(presigned, 'SignedHeaders', 'SignedHeaders must include host');
+  return names;
+}
+
+function parseSignature(signature: string, presigned: boolean): string {
+  if (!/^[0-9a-f]{64}$/.test(signature))
+    throw malformed(presigned, 'Signature', 'the Signature must be 64 lower-case hex digits');
+  return signature;
+}
+
+const isIsoBasic = (value: string): boolean =>
+  /^\d{8}T\d{6}Z$/.test(value) && isoBasic(Date.parse(isoExtended(value))) === value;
+
+/** `YYYYMMDDTHHMMSSZ` → `YYYY-MM-DDTHH:MM:SSZ`, which Date.parse reads. */
+const isoExtended = (basic: string): string =>
+  basic.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z');
+
+const requestTime = (amzDate: string): Pick<Claim, 'amzDate' | 'time'> => ({
+  amzDate,
+  time: Date.parse(isoExtended(amzDate)),
+});
+
+export const isoBasic = (ms: number): string =>
+  Number.isFinite(ms) ? new Date(ms).toISOString().replace(/[-:]|\.\d{3}/g, '') : '';
