@@ -20,7 +20,7 @@ import {
 } from './aws-chunked.js';
 import { bodyDecoder } from './body-decoder.js';
 import { ChecksumVerifier } from './checksums.js';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 // ---------------------------------------------------------------- helpers
 

@@ -20,7 +20,7 @@ import {
   type Checksum,
   type ChecksumAlgorithm,
 } from './checksums.js';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 /** The `x-amz-content-sha256` values of an aws-chunked body. */
 export type StreamingMode =
@@ -120,7 +120,7 @@ export class AwsChunkedDecoder extends Transform {
   override _flush(done: TransformCallback): void {
     if (this.state === 'done') return done();
     const received = this.announced - this.remaining;
-    done(new S3Error('IncompleteBody', 400, `the body ended early, after ${received} data bytes`));
+    done(new S3Error('IncompleteBody', `the body ended early, after ${received} data bytes`));
   }
 
   private consume(input: Buffer): void {
@@ -189,7 +189,6 @@ export class AwsChunkedDecoder extends Transform {
     if (decodedLength !== undefined && this.announced + size > decodedLength) {
       throw new S3Error(
         'IncompleteBody',
-        400,
         `the body is longer than its x-amz-decoded-content-length of ${decodedLength}`,
       );
     }
@@ -225,7 +224,7 @@ export class AwsChunkedDecoder extends Transform {
       (name === `x-amz-checksum-${this.options.checksum?.algorithm}` ||
         (this.signed && name === TRAILER_SIGNATURE));
     if (colon === -1 || !allowed || this.trailers.has(name)) {
-      throw new S3Error('MalformedTrailerError', 400, `unexpected trailer line ${clip(line)}`);
+      throw new S3Error('MalformedTrailerError', `unexpected trailer line ${clip(line)}`);
     }
     this.trailers.set(name, line.slice(colon + 1).trim());
   }
@@ -236,7 +235,6 @@ export class AwsChunkedDecoder extends Transform {
     if (decodedLength !== undefined && this.announced !== decodedLength) {
       throw new S3Error(
         'IncompleteBody',
-        400,
         `the body is ${this.announced} bytes, not its x-amz-decoded-content-length of ${decodedLength}`,
       );
     }
@@ -244,7 +242,7 @@ export class AwsChunkedDecoder extends Transform {
       const name = `x-amz-checksum-${checksum.algorithm}`;
       const value = checksum.value ?? this.trailers.get(name);
       if (value === undefined)
-        throw new S3Error('MalformedTrailerError', 400, `the trailer has no ${name}`);
+        throw new S3Error('MalformedTrailerError', `the trailer has no ${name}`);
       verifyChecksum(this.checksum, { algorithm: checksum.algorithm, value });
     }
     this.state = 'done';
@@ -254,7 +252,7 @@ export class AwsChunkedDecoder extends Transform {
   private verifyTrailerSignature(): void {
     const sent = this.trailers.get(TRAILER_SIGNATURE);
     if (sent === undefined)
-      throw new S3Error('MalformedTrailerError', 400, `the trailer has no ${TRAILER_SIGNATURE}`);
+      throw new S3Error('MalformedTrailerError', `the trailer has no ${TRAILER_SIGNATURE}`);
     const canonical = [...this.trailers]
       .filter(([name]) => name !== TRAILER_SIGNATURE)
       .sort(([a], [b]) => (a < b ? -1 : 1))
@@ -271,7 +269,7 @@ export class AwsChunkedDecoder extends Transform {
       .update(toSign)
       .digest('hex');
     if (sent.length !== actual.length || !timingSafeEqual(Buffer.from(sent), Buffer.from(actual))) {
-      throw new S3Error('SignatureDoesNotMatch', 403, `the signature of ${what} does not match`);
+      throw new S3Error('SignatureDoesNotMatch', `the signature of ${what} does not match`);
     }
     return actual;
   }
@@ -285,7 +283,7 @@ function chunkSignature(extension: string): string {
 }
 
 function malformed(problem: string): S3Error {
-  return new S3Error('InvalidRequest', 400, `malformed aws-chunked body: ${problem}`);
+  return new S3Error('InvalidRequest', `malformed aws-chunked body: ${problem}`);
 }
 
 /** A client's bytes, safe and short enough to quote in an error message. */

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { AwsChunkedDecoder } from './aws-chunked.js';
 import { bodyDecoder, storedContentEncoding } from './body-decoder.js';
 import { ChecksumVerifier } from './checksums.js';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 const unsigned = 'STREAMING-UNSIGNED-PAYLOAD-TRAILER';
 

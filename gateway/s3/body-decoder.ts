@@ -14,7 +14,7 @@ import {
   type StreamingSignature,
 } from './aws-chunked.js';
 import { ChecksumVerifier, algorithmOf, requestChecksum } from './checksums.js';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 /**
  * The stage that turns an S3 upload body (PutObject, UploadPart) into the
@@ -32,10 +32,10 @@ export function bodyDecoder(
     return new AwsChunkedDecoder(awsChunkedOptions(mode as StreamingMode, headers, signing));
   }
   if (mode.startsWith('STREAMING-')) {
-    throw new S3Error('NotImplemented', 501, `x-amz-content-sha256 ${mode} is not supported`);
+    throw new S3Error('NotImplemented', `x-amz-content-sha256 ${mode} is not supported`);
   }
   if (headers['x-amz-trailer'] !== undefined) {
-    throw new S3Error('InvalidRequest', 400, `x-amz-trailer needs a streaming body with a trailer`);
+    throw new S3Error('InvalidRequest', `x-amz-trailer needs a streaming body with a trailer`);
   }
   const checksum = requestChecksum(headers);
   return checksum && new ChecksumVerifier(checksum);
@@ -48,29 +48,21 @@ function awsChunkedOptions(
 ): AwsChunkedOptions {
   const length = single(headers['x-amz-decoded-content-length']);
   if (length !== undefined && !/^\d{1,15}$/.test(length)) {
-    throw new S3Error('InvalidArgument', 400, 'x-amz-decoded-content-length is not a length');
+    throw new S3Error('InvalidArgument', 'x-amz-decoded-content-length is not a length');
   }
   const inHeader = requestChecksum(headers);
   const trailer = single(headers['x-amz-trailer'])?.trim().toLowerCase();
   if (mode.endsWith('-TRAILER') && trailer === undefined) {
-    throw new S3Error('InvalidRequest', 400, `${mode} needs an x-amz-trailer header`);
+    throw new S3Error('InvalidRequest', `${mode} needs an x-amz-trailer header`);
   }
   if (!mode.endsWith('-TRAILER') && trailer !== undefined) {
-    throw new S3Error('InvalidRequest', 400, `x-amz-trailer does not go with ${mode}`);
+    throw new S3Error('InvalidRequest', `x-amz-trailer does not go with ${mode}`);
   }
   if (trailer !== undefined && !trailer.startsWith('x-amz-checksum-')) {
-    throw new S3Error(
-      'InvalidArgument',
-      400,
-      `unsupported x-amz-trailer ${JSON.stringify(trailer)}`,
-    );
+    throw new S3Error('InvalidArgument', `unsupported x-amz-trailer ${JSON.stringify(trailer)}`);
   }
   if (trailer !== undefined && inHeader) {
-    throw new S3Error(
-      'InvalidRequest',
-      400,
-      'expecting a single x-amz-checksum- header or trailer',
-    );
+    throw new S3Error('InvalidRequest', 'expecting a single x-amz-checksum- header or trailer');
   }
   return {
     mode,

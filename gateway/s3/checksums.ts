@@ -8,7 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { Crc32c } from '@aws-crypto/crc32c';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 export type ChecksumAlgorithm = 'crc32' | 'crc32c' | 'sha1' | 'sha256';
 
@@ -68,9 +68,9 @@ export function algorithmOf(name: string): ChecksumAlgorithm {
   const alg = name.toLowerCase().replace(/^x-amz-checksum-/, '');
   if (alg in DIGEST_BYTES) return alg as ChecksumAlgorithm;
   if (alg === 'crc64nvme') {
-    throw new S3Error('InvalidArgument', 400, 'the CRC64NVME checksum is not supported; use CRC32');
+    throw new S3Error('InvalidArgument', 'the CRC64NVME checksum is not supported; use CRC32');
   }
-  throw new S3Error('InvalidArgument', 400, `unknown checksum ${JSON.stringify(name)}`);
+  throw new S3Error('InvalidArgument', `unknown checksum ${JSON.stringify(name)}`);
 }
 
 /** Every header name that carries a checksum value (S3 also has `-type` and `-mode`, which do not). */
@@ -82,7 +82,7 @@ const CHECKSUM_HEADERS = ['crc32', 'crc32c', 'crc64nvme', 'sha1', 'sha256'].map(
 export function requestChecksum(headers: IncomingHttpHeaders): ExpectedChecksum | undefined {
   const present = CHECKSUM_HEADERS.filter((name) => headers[name] !== undefined);
   if (present.length > 1) {
-    throw new S3Error('InvalidRequest', 400, 'expecting a single x-amz-checksum- header');
+    throw new S3Error('InvalidRequest', 'expecting a single x-amz-checksum- header');
   }
   const name = present[0];
   if (name === undefined) return undefined;
@@ -96,7 +96,7 @@ export function requestChecksum(headers: IncomingHttpHeaders): ExpectedChecksum 
 function decodeDigest(algorithm: ChecksumAlgorithm, value: string, where: string): Buffer {
   const digest = Buffer.from(value, 'base64');
   if (digest.length !== DIGEST_BYTES[algorithm] || digest.toString('base64') !== value) {
-    throw new S3Error('InvalidRequest', 400, `the value of ${where} is not a valid ${algorithm}`);
+    throw new S3Error('InvalidRequest', `the value of ${where} is not a valid ${algorithm}`);
   }
   return digest;
 }
@@ -108,7 +108,6 @@ export function verifyChecksum(checksum: Checksum, expected: ExpectedChecksum): 
   if (!actual.equals(decodeDigest(expected.algorithm, expected.value, name))) {
     throw new S3Error(
       'BadDigest',
-      400,
       `the ${expected.algorithm} of the body is ${actual.toString('base64')}, not the ${expected.value} of ${name}`,
     );
   }
