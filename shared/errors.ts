@@ -189,6 +189,16 @@ export function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } };
 }
 
+/**
+ * True for SQLite's "database is locked" once busy_timeout ran out: another
+ * process (a gateway, the worker) held the write lock that long. A passing
+ * state under load, not a bug: the request can be tried again.
+ */
+export function isDatabaseBusy(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
+}
+
 /** True for errors caused by a peer going away, not by a bug of ours. */
 export function isDisconnect(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;

@@ -7,7 +7,13 @@ import type { HttpBindings, ServerType } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context, Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { TooManyRequestsError, TroveError, errorBody, isDisconnect } from './errors.js';
+import {
+  TooManyRequestsError,
+  TroveError,
+  errorBody,
+  isDatabaseBusy,
+  isDisconnect,
+} from './errors.js';
 import type { Logger } from './logger.js';
 
 /** Hono `onError`: TroveErrors keep their status and code; anything else is a logged 500. */
@@ -28,6 +34,14 @@ export function errorHandler(log: Logger) {
       c.header('retry-after', '2');
       return c.json(
         errorBody('PEER_CONNECTION_LOST', 'a storage node dropped the connection; try again'),
+        503,
+      );
+    }
+    if (isDatabaseBusy(err)) {
+      log.warn({ err: err.message, path: c.req.path }, 'metadata database busy');
+      c.header('retry-after', '2');
+      return c.json(
+        errorBody('METADATA_BUSY', 'the metadata database is busy; try again shortly'),
         503,
       );
     }
