@@ -95,3 +95,27 @@ describe('HEAD /blobs/:key', () => {
     expect((await head(nodeWithBlob(), 'other')).status).toBe(404);
   });
 });
+
+describe('DELETE /blobs/:key', () => {
+  it('answers 204 when it removed the blob, a JSON 404 naming the key otherwise', async () => {
+    const store = { delete: async (key: string) => key === 'k' } as unknown as BlobStore;
+    const app = createApp({
+      id: 'n1',
+      secret: SECRET,
+      store,
+      client: {} as NodeClient,
+      log: createLogger('node-test', 'silent'),
+    });
+    const del = (key: string) =>
+      app.request(`/blobs/${key}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${SECRET}` },
+      });
+    expect((await del('k')).status).toBe(204);
+    const missing = await del('other');
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({
+      error: { code: 'NO_SUCH_BLOB', message: 'no blob other' },
+    });
+  });
+});

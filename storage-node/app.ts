@@ -240,8 +240,9 @@ export function createApp(deps: NodeAppDeps) {
   });
 
   app.delete('/blobs/:key', async (c) => {
-    const existed = await deps.store.delete(keyParam(c));
-    return c.body(null, existed ? 204 : 404);
+    const key = keyParam(c);
+    if (!(await deps.store.delete(key))) throw new NotFoundError(`no blob ${key}`, 'NO_SUCH_BLOB');
+    return c.body(null, 204);
   });
 
   return app;
