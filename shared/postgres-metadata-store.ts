@@ -74,8 +74,16 @@ export interface PostgresStoreOptions {
   url: string;
   /** Connections in the pool (each gateway and worker has its own pool). */
   poolSize?: number;
+  /**
+   * A statement running (or waiting for a lock) longer than this is cancelled
+   * by the server and the request answers 503, instead of holding its
+   * connection and its client forever. Migrations run without it.
+   */
+  statementTimeoutMs?: number;
   log: Logger;
 }
+
+const STATEMENT_TIMEOUT_MS = 30_000;
 
 type Replicas = { key: string; node: string; state: ReplicaState }[];
 
@@ -122,6 +130,16 @@ function prepared(text: string, values: unknown[]): pg.QueryConfig {
   return { name, text, values };
 }
 
+/** query_canceled: the statement ran past statement_timeout (it did not commit). */
+function isStatementTimeout(err: unknown): boolean {
+  return (err as { code?: string }).code === '57014';
+}
+
+/** What a failed statement answers: 503 when the database, not the statement, is at fault. */
+function mapped(err: unknown): unknown {
+  return isConnectionError(err) || isStatementTimeout(err) ? unavailable(err) : err;
+}
+
 function unavailable(err: unknown): UnavailableError {
   return new UnavailableError(
     'the metadata database is unavailable; try again shortly',
@@ -143,6 +161,7 @@ export class PostgresMetadataStore implements MetadataStore {
       max: o.poolSize ?? 10,
       connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000,
+      statement_timeout: o.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS,
       types,
     });
     // An idle connection that dies (server restart) is dropped from the pool; no crash.
@@ -163,7 +182,8 @@ export class PostgresMetadataStore implements MetadataStore {
         return (await this.pool.query<R>(prepared(text, values))).rows;
       } catch (err) {
         const stale = isStalePlan(err);
-        if (!stale && !isConnectionError(err)) throw err;
+        if (!stale && !isConnectionError(err)) throw mapped(err); // a timeout is not tried again
+
         if (attempt >= 2) throw stale ? err : unavailable(err);
         this.log.warn({ err: (err as Error).message }, 'PostgreSQL read failed; retrying');
       }
@@ -185,7 +205,7 @@ export class PostgresMetadataStore implements MetadataStore {
         return { rowCount: res.rowCount ?? 0, rows: res.rows };
       } catch (err) {
         if (isStalePlan(err) && attempt < 2) continue;
-        throw isConnectionError(err) ? unavailable(err) : err;
+        throw mapped(err);
       }
     }
   }
@@ -198,7 +218,7 @@ export class PostgresMetadataStore implements MetadataStore {
         this.log.warn({ err: err.message }, 'PostgreSQL connection lost in a transaction'),
       );
     } catch (err) {
-      throw isConnectionError(err) ? unavailable(err) : err;
+      throw mapped(err);
     }
     const { client } = held;
     let broken = false;
@@ -210,7 +230,7 @@ export class PostgresMetadataStore implements MetadataStore {
     } catch (err) {
       broken = held.lost || isConnectionError(err);
       if (!broken) await client.query('ROLLBACK').catch(() => undefined);
-      throw isConnectionError(err) ? unavailable(err) : err;
+      throw mapped(err);
     } finally {
       held.release(broken);
     }

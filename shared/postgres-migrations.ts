@@ -116,6 +116,8 @@ export async function migratePostgres(pool: Pool): Promise<void> {
   const held = await checkout(pool);
   const { client } = held;
   try {
+    // A migration may rewrite a large table, and waits for other processes' migrations: no timeout.
+    await client.query('SET statement_timeout = 0');
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
       await client.query(
@@ -133,6 +135,7 @@ export async function migratePostgres(pool: Pool): Promise<void> {
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
     }
   } finally {
+    await client.query('RESET statement_timeout').catch(() => undefined);
     held.release();
   }
 }

@@ -145,3 +145,36 @@ describe('isConnectionError', () => {
     expect(isConnectionError(err('duplicate key value', '23505'))).toBe(false);
   });
 });
+
+describe('PostgreSQL statement timeout', () => {
+  it('answers 503 when a statement waits past it (a table locked elsewhere), then works again', async () => {
+    const target = await createDatabase('timeout');
+    const store = await PostgresMetadataStore.open({
+      url: target.url,
+      log,
+      statementTimeoutMs: 300,
+    });
+    const locker = new pg.Client({ connectionString: target.url });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE files IN ACCESS EXCLUSIVE MODE');
+      const started = Date.now();
+      await expect(store.getFile('timeout-read')).rejects.toMatchObject({
+        status: 503,
+        code: 'DATABASE_UNAVAILABLE',
+      });
+      await expect(store.beginUpload(newUpload('timeout-write'))).rejects.toMatchObject({
+        status: 503,
+      });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      await locker.query('ROLLBACK');
+      await store.beginUpload(newUpload('timeout-write'));
+      expect((await store.getFile('timeout-write'))?.state).toBe('pending');
+    } finally {
+      await locker.end();
+      await store.close();
+      await target.drop();
+    }
+  });
+});
