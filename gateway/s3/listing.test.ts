@@ -131,6 +131,14 @@ describe('listPage', () => {
     expect(page).toMatchObject({ commonPrefixes: ['a/'], isTruncated: false });
   });
 
+  it('fails on a scan that ignores its bound rather than looping', async () => {
+    const stuck: KeyScan<Item> = async ({ limit }) =>
+      Array.from({ length: limit }, (_, i) => ({ key: `k${i}` }));
+    await expect(listPage(stuck, { prefix: '', maxKeys: 5, startAfter: 'k3' })).rejects.toThrow(
+      /before its bound/,
+    );
+  });
+
   it('ends after a prefix that nothing can follow', async () => {
     const { scan } = source(['\u{10FFFF}/1', '\u{10FFFF}/2']);
     const page = await listPage(scan, {

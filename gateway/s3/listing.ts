@@ -4,7 +4,7 @@
  * S3 answers them. Keys rolled into a common prefix are jumped over, not
  * read one by one.
  */
-import { afterPrefix } from './key-order.js';
+import { afterPrefix, compareKeys } from './key-order.js';
 import { S3Error } from './s3-error.js';
 
 /** A bound of a scan: keys after `startAfter`, or from it on when `inclusive`. */
@@ -22,7 +22,10 @@ export interface ScanQuery {
   limit: number;
 }
 
-/** Returns objects in UTF-8 byte order of their keys, within the query's bounds. */
+/**
+ * Returns objects in UTF-8 byte order of their keys, within the query's
+ * bounds; fewer than `limit` means there are no more.
+ */
 export type KeyScan<T extends { key: string }> = (query: ScanQuery) => Promise<readonly T[]>;
 
 /** What to list: the part of a List request that shapes its page. */
@@ -67,6 +70,7 @@ export async function listPage<T extends { key: string }>(
     const count = page.contents.length + page.commonPrefixes.length;
     const limit = Math.min(window.maxKeys - count + 1, batchSize);
     const batch = await scan({ ...bound, prefix: window.prefix, limit });
+    checkProgress(batch, bound);
     for (const item of batch) {
       // Keys under the prefix just returned are already counted.
       if (rolling !== undefined && item.key.startsWith(rolling)) continue;
@@ -102,6 +106,19 @@ export function commonPrefixOf(
 }
 
 type Bound = Omit<ScanQuery, 'prefix' | 'limit'>;
+
+/**
+ * A scan that ignores its bound would make the listing ask the same thing
+ * forever: fail loudly instead.
+ */
+function checkProgress(batch: readonly { key: string }[], bound: Bound): void {
+  const first = batch[0];
+  if (first === undefined) return;
+  const order = compareKeys(first.key, bound.startAfter);
+  if (order < 0 || (order === 0 && !bound.inclusive)) {
+    throw new Error(`key scan returned ${JSON.stringify(first.key)}, before its bound`);
+  }
+}
 
 /**
  * Where a page starts. A start key inside a common prefix (the prefix itself,
