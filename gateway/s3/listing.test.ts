@@ -13,7 +13,7 @@ import {
   type KeyScan,
   type ScanQuery,
 } from './listing.js';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 interface Item {
   key: string;

@@ -5,7 +5,7 @@
  * read one by one.
  */
 import { afterPrefix, compareKeys } from './key-order.js';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 /** A bound of a scan: keys after `startAfter`, or from it on when `inclusive`. */
 export interface ScanQuery {
@@ -152,7 +152,6 @@ export function parseMaxKeys(raw: string | undefined): number {
   if (!/^\d+$/.test(raw)) {
     throw new S3Error(
       'InvalidArgument',
-      400,
       'Provided max-keys not an integer or within integer range',
     );
   }
@@ -163,7 +162,7 @@ export function parseMaxKeys(raw: string | undefined): number {
 export function parseEncodingType(raw: string | undefined): 'url' | undefined {
   if (raw === undefined || raw === '') return undefined;
   if (raw.toLowerCase() === 'url') return 'url';
-  throw new S3Error('InvalidArgument', 400, 'Invalid Encoding Method specified in Request');
+  throw new S3Error('InvalidArgument', 'Invalid Encoding Method specified in Request');
 }
 
 /** A ListObjects (v1) request. */
@@ -269,7 +268,7 @@ export function decodeContinuationToken(token: string): string {
   // Node's decoder skips what it cannot read: only a token that re-encodes to itself is ours.
   const text = bytes?.toString('base64url') === token ? utf8(bytes) : undefined;
   if (text === undefined || !text.startsWith(TOKEN_TAG)) {
-    throw new S3Error('InvalidArgument', 400, 'The continuation token provided is incorrect');
+    throw new S3Error('InvalidArgument', 'The continuation token provided is incorrect');
   }
   return text.slice(TOKEN_TAG.length);
 }

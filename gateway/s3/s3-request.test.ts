@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 import {
   bucketOfHost,
   parseS3Request,

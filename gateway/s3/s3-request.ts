@@ -4,7 +4,7 @@
  * (`/bucket/key`) and, under a configured S3 domain, virtual-host style
  * (`bucket.s3.example.com/key`). Bucket name syntax is checked elsewhere.
  */
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 /** The operations the API serves, and 'NotImplemented' for any other subresource (answered 501). */
 export type S3Operation =
@@ -134,7 +134,7 @@ function locate(
   domain: string | undefined,
 ): { bucket?: string; key?: string } {
   if (!line.rawPath.startsWith('/')) {
-    throw new S3Error('InvalidURI', 400, "Couldn't parse the specified URI.");
+    throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
   }
   const hostBucket = bucketOfHost(line.host, domain);
   const path = line.rawPath.slice(1);
@@ -178,13 +178,13 @@ function decodePath(raw: string): string {
   try {
     return decodeURIComponent(raw);
   } catch {
-    throw new S3Error('InvalidURI', 400, "Couldn't parse the specified URI.");
+    throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
   }
 }
 
 function checkKey(key: string): string {
   if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
-    throw new S3Error('KeyTooLongError', 400, 'Your key is too long');
+    throw new S3Error('KeyTooLongError', 'Your key is too long');
   }
   return key;
 }
@@ -206,7 +206,6 @@ function parsePartNumber(raw: string): number {
   if (!(part >= 1 && part <= MAX_PART_NUMBER)) {
     throw new S3Error(
       'InvalidArgument',
-      400,
       `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`,
     );
   }
@@ -278,7 +277,7 @@ function putOperation(request: S3Request, copy: boolean): S3Operation {
   const hasPart = request.partNumber !== undefined;
   if (hasPart !== (request.uploadId !== undefined)) {
     // Half an UploadPart would otherwise overwrite the whole object.
-    throw new S3Error('InvalidArgument', 400, 'partNumber and uploadId must be given together');
+    throw new S3Error('InvalidArgument', 'partNumber and uploadId must be given together');
   }
   if (hasPart) return copy ? 'UploadPartCopy' : 'UploadPart';
   return copy ? 'CopyObject' : 'PutObject';
@@ -287,7 +286,6 @@ function putOperation(request: S3Request, copy: boolean): S3Operation {
 function methodNotAllowed(method: string): S3Error {
   return new S3Error(
     'MethodNotAllowed',
-    405,
     `The specified method (${method}) is not allowed against this resource.`,
   );
 }

@@ -8,7 +8,7 @@
  */
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { MAX_PART_NUMBER } from './s3-request.js';
-import { S3Error } from './s3-error.js';
+import { S3Error } from './s3-errors.js';
 
 const MiB = 1024 * 1024;
 
@@ -47,7 +47,6 @@ export function parseCompleteMultipartUpload(body: string | Uint8Array): Complet
     if (part.partNumber <= previous) {
       throw new S3Error(
         'InvalidPartOrder',
-        400,
         'The list of parts was not in ascending order. The parts list must be specified in order by part number.',
       );
     }
@@ -64,7 +63,6 @@ function completedPart(part: unknown): CompletedPart {
   if (partNumber < 1 || partNumber > MAX_PART_NUMBER) {
     throw new S3Error(
       'InvalidArgument',
-      400,
       `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`,
     );
   }
@@ -129,7 +127,7 @@ function parseDocument(body: string | Uint8Array, root: string, limit: number): 
 function decodeUtf8(body: string | Uint8Array, limit: number): string {
   const size = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
   if (size > limit) {
-    throw new S3Error('MaxMessageLengthExceeded', 400, 'Your request was too big.');
+    throw new S3Error('MaxMessageLengthExceeded', 'Your request was too big.');
   }
   if (typeof body === 'string') return body;
   try {
@@ -208,7 +206,6 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function malformed(): S3Error {
   return new S3Error(
     'MalformedXML',
-    400,
     'The XML you provided was not well-formed or did not validate against our published schema',
   );
 }
