@@ -27,14 +27,10 @@ export interface S3AdminDeps {
 /** Body of `POST /admin/s3/keys` (empty or `{}`: no name). */
 export const adminAccessKeyRequest = z
   .object({
-    name: z
-      .string()
-      .max(100)
-      .optional()
-      .meta({
-        description: 'A label for people: who or what uses the key.',
-        example: 'backup job',
-      }),
+    name: z.string().max(100).optional().meta({
+      description: 'A label for people: who or what uses the key.',
+      example: 'backup job',
+    }),
   })
   .strict()
   .meta({ id: 'AdminAccessKeyRequest' });
