@@ -12,11 +12,12 @@ import { uploadLinkKey } from './upload/upload-link-token.js';
 import { MemoryBudget } from '../shared/memory-budget.js';
 import { BlobCache } from './download/blob-cache.js';
 import { ResumeGrants, resumeGrantKey } from './download/resume-grants.js';
+import { AccessKeys } from './s3/access-keys.js';
 
 export function gatewayDeps(
   config: GatewayConfig,
   parts: GatewayParts & {
-    /** The cluster secret: upload links and resume grants are signed with keys derived from it. */
+    /** The cluster secret: upload links, resume grants and S3 secrets at rest use keys derived from it. */
     secret: string;
   },
 ): GatewayDeps {
@@ -44,5 +45,6 @@ export function gatewayDeps(
       trustProxy: config.urls.trustProxy,
       log: services.log,
     }),
+    accessKeys: new AccessKeys({ store: services.store, clusterSecret: secret }),
   };
 }

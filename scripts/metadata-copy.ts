@@ -1,7 +1,8 @@
 /**
  * `npm run metadata:copy -- --to postgres://…`: moves the metadata of a
  * SQLite store (DB_PATH, or --from) into an empty PostgreSQL database, every
- * column of files, replicas, variants and layout versions, in one checked
+ * column of files, replicas, variants, layout versions and the S3 tables
+ * (access keys, buckets, objects), in one checked
  * transaction. See docs/deployment.md, "Moving to PostgreSQL".
  *
  * Exit code: 0 when copied and every table's count and checksum match; 1

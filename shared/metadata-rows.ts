@@ -113,6 +113,8 @@ export interface ResumableRow {
   created_at: number;
   expires_at: number;
   state: ResumableUpload['state'];
+  s3_bucket: string | null;
+  s3_key: string | null;
 }
 
 export function toResumable(r: ResumableRow): ResumableUpload {
@@ -131,6 +133,7 @@ export function toResumable(r: ResumableRow): ResumableUpload {
     createdAt: r.created_at,
     expiresAt: r.expires_at,
     state: r.state,
+    s3: r.s3_bucket === null || r.s3_key === null ? null : { bucket: r.s3_bucket, key: r.s3_key },
   };
 }
 
@@ -145,6 +148,8 @@ export interface PartRow {
   /** 0 or 1 in SQLite, a boolean in PostgreSQL. */
   stored: number | boolean;
   created_at: number;
+  part_number: number | null;
+  md5: string | null;
 }
 
 export function toPart(r: PartRow): UploadPart {
@@ -157,6 +162,8 @@ export function toPart(r: PartRow): UploadPart {
     nodes: JSON.parse(r.nodes) as string[],
     stored: r.stored === true || r.stored === 1,
     createdAt: r.created_at,
+    partNumber: r.part_number,
+    md5: r.md5,
   };
 }
 

@@ -535,6 +535,7 @@ export function metadataStoreContract(name: string, target: ContractTarget): voi
           contentType: null,
           offset: 0,
           state: 'uploading',
+          s3: null,
         });
         await create('r-sized');
         expect(await store.getResumable('r-sized')).toMatchObject({
@@ -559,6 +560,8 @@ export function metadataStoreContract(name: string, target: ContractTarget): voi
           nodes: ['node1', 'node2'],
           stored: false,
           createdAt: 2,
+          partNumber: null,
+          md5: null,
         });
         expect(await storePart('r-parts', 'p0', 0, 40, 'image/png')).toBe(true);
         expect(await store.getResumable('r-parts')).toMatchObject({

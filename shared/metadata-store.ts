@@ -11,6 +11,7 @@
  */
 
 import type { Layout } from './layout.js';
+import type { S3MetadataStore } from './s3-metadata.js';
 
 export type FileState = 'pending' | 'committed' | 'aborted';
 export type ReplicaState = 'ok' | 'missing' | 'corrupt';
@@ -185,9 +186,13 @@ export interface ResumableUpload {
   /** An upload still incomplete then is removed (tus expiration extension). */
   expiresAt: number;
   state: ResumableState;
+  /** The bucket and key of an S3 multipart upload; null for a tus upload. */
+  s3: { bucket: string; key: string } | null;
 }
 
-export type NewResumable = Omit<ResumableUpload, 'offset' | 'state' | 'contentType'>;
+export type NewResumable = Omit<ResumableUpload, 'offset' | 'state' | 'contentType' | 's3'> & {
+  s3?: ResumableUpload['s3'];
+};
 
 /** One request's bytes of a resumable upload, stored as blob `key` on `nodes`. */
 export interface UploadPart {
@@ -202,9 +207,14 @@ export interface UploadPart {
   nodes: string[];
   stored: boolean;
   createdAt: number;
+  /** An S3 multipart part's number (1-10000); null for a tus part, which is known by its offset. */
+  partNumber: number | null;
+  /** Hex MD5 of an S3 part's bytes (its ETag); null for a tus part and until stored. */
+  md5: string | null;
 }
 
-export interface MetadataStore {
+/** The S3 API's methods (access keys, buckets, objects) are in s3-metadata.ts. */
+export interface MetadataStore extends S3MetadataStore {
   /** Records an upload about to stream to the nodes. */
   beginUpload(upload: NewUpload): Promise<void>;
   /** Files uploaded through upload link `linkId` that were not aborted (stored, or being stored). */
@@ -356,7 +366,10 @@ export interface MetadataStore {
   declareResumableLength(id: string, length: number): Promise<boolean>;
   /** Records a part about to be written (stored = false, size/sha256 null). */
   beginPart(
-    part: Pick<UploadPart, 'uploadId' | 'key' | 'offset' | 'nodes' | 'createdAt'>,
+    part: Pick<UploadPart, 'uploadId' | 'key' | 'offset' | 'nodes' | 'createdAt'> & {
+      /** An S3 part's number (its offset is then 0: S3 parts are placed by number). */
+      partNumber?: number;
+    },
   ): Promise<void>;
   /**
    * Marks a begun part stored and moves the upload's offset past it, in one

@@ -65,6 +65,8 @@ import {
 } from './metadata-store.js';
 import { checkout, type Checkout } from './postgres-checkout.js';
 import { migratePostgres } from './postgres-migrations.js';
+import { PostgresS3Store } from './postgres-s3-store.js';
+import type { S3MetadataStore } from './s3-metadata.js';
 
 /** BIGINT (ms timestamps, sizes, counts) as a JS number: each stays far below 2^53. */
 const types = new TypeOverrides();
@@ -149,10 +151,19 @@ function unavailable(err: unknown): UnavailableError {
 }
 
 export class PostgresMetadataStore implements MetadataStore {
+  /** The S3 tables' methods (postgres-s3-store.ts), handed on below. */
+  private readonly s3: PostgresS3Store;
+
   private constructor(
     private readonly pool: Pool,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.s3 = new PostgresS3Store({
+      read: (text, values) => this.read(text, values),
+      write: (text, values) => this.write(text, values),
+      transaction: (fn) => this.transaction(fn),
+    });
+  }
 
   /** Connects, applies pending migrations (under an advisory lock), and returns the store. */
   static async open(o: PostgresStoreOptions): Promise<PostgresMetadataStore> {
@@ -656,8 +667,9 @@ export class PostgresMetadataStore implements MetadataStore {
   async createResumable(u: NewResumable): Promise<void> {
     await this.write(
       `INSERT INTO resumable_uploads (id, file_id, name, upload_length, max_downloads, ttl_seconds,
-                                      metadata, client, upload_link, created_at, expires_at, state)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'uploading')`,
+                                      metadata, client, upload_link, created_at, expires_at, state,
+                                      s3_bucket, s3_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'uploading', $12, $13)`,
       [
         u.id,
         u.fileId,
@@ -670,6 +682,8 @@ export class PostgresMetadataStore implements MetadataStore {
         u.uploadLink,
         u.createdAt,
         u.expiresAt,
+        u.s3?.bucket ?? null,
+        u.s3?.key ?? null,
       ],
     );
   }
@@ -714,13 +728,18 @@ export class PostgresMetadataStore implements MetadataStore {
     return res.rowCount === 1;
   }
 
-  async beginPart(
-    part: Pick<UploadPart, 'uploadId' | 'key' | 'offset' | 'nodes' | 'createdAt'>,
-  ): Promise<void> {
+  async beginPart(part: Parameters<MetadataStore['beginPart']>[0]): Promise<void> {
     await this.write(
-      `INSERT INTO upload_parts (key, upload_id, part_offset, nodes, stored, created_at)
-       VALUES ($1, $2, $3, $4, false, $5)`,
-      [part.key, part.uploadId, part.offset, JSON.stringify(part.nodes), part.createdAt],
+      `INSERT INTO upload_parts (key, upload_id, part_offset, nodes, stored, created_at, part_number)
+       VALUES ($1, $2, $3, $4, false, $5, $6)`,
+      [
+        part.key,
+        part.uploadId,
+        part.offset,
+        JSON.stringify(part.nodes),
+        part.createdAt,
+        part.partNumber ?? null,
+      ],
     );
   }
 
@@ -782,6 +801,26 @@ export class PostgresMetadataStore implements MetadataStore {
     // Its part rows go with it (ON DELETE CASCADE).
     await this.write(`DELETE FROM resumable_uploads WHERE id = $1`, [id]);
   }
+
+  // ── S3 (s3-metadata.ts) ──────────────────────────────────────────────────
+  createAccessKey: S3MetadataStore['createAccessKey'] = (k) => this.s3.createAccessKey(k);
+  getAccessKey: S3MetadataStore['getAccessKey'] = (id) => this.s3.getAccessKey(id);
+  listAccessKeys: S3MetadataStore['listAccessKeys'] = () => this.s3.listAccessKeys();
+  revokeAccessKey: S3MetadataStore['revokeAccessKey'] = (id, at) => this.s3.revokeAccessKey(id, at);
+  createBucket: S3MetadataStore['createBucket'] = (b) => this.s3.createBucket(b);
+  getBucket: S3MetadataStore['getBucket'] = (name) => this.s3.getBucket(name);
+  listBuckets: S3MetadataStore['listBuckets'] = (owner) => this.s3.listBuckets(owner);
+  setBucketDefaults: S3MetadataStore['setBucketDefaults'] = (name, d) =>
+    this.s3.setBucketDefaults(name, d);
+  deleteBucket: S3MetadataStore['deleteBucket'] = (name, now) => this.s3.deleteBucket(name, now);
+  putObject: S3MetadataStore['putObject'] = (o) => this.s3.putObject(o);
+  getObject: S3MetadataStore['getObject'] = (b, k, now) => this.s3.getObject(b, k, now);
+  deleteObject: S3MetadataStore['deleteObject'] = (b, k) => this.s3.deleteObject(b, k);
+  listObjects: S3MetadataStore['listObjects'] = (b, q) => this.s3.listObjects(b, q);
+  listMultipartUploads: S3MetadataStore['listMultipartUploads'] = (b, q) =>
+    this.s3.listMultipartUploads(b, q);
+  storeNumberedPart: S3MetadataStore['storeNumberedPart'] = (p) => this.s3.storeNumberedPart(p);
+  listParts: S3MetadataStore['listParts'] = (id) => this.s3.listParts(id);
 
   async ping(): Promise<boolean> {
     try {

@@ -101,6 +101,44 @@ export const PG_MIGRATIONS: string[] = [
      created_at  BIGINT NOT NULL
    );
    CREATE INDEX upload_parts_by_upload ON upload_parts (upload_id, part_offset);`,
+  // 4: the S3 API, as SQLite's migration 8 makes it. Bucket names and keys compare byte-wise
+  // (COLLATE "C"): S3 lists keys in UTF-8 byte order, and the listing pages by key.
+  `CREATE TABLE s3_access_keys (
+     id            TEXT COLLATE "C" PRIMARY KEY,
+     name          TEXT NOT NULL,
+     sealed_secret TEXT,
+     created_at    BIGINT NOT NULL,
+     revoked_at    BIGINT
+   );
+   CREATE TABLE s3_buckets (
+     name                  TEXT COLLATE "C" PRIMARY KEY,
+     owner                 TEXT COLLATE "C" NOT NULL,
+     created_at            BIGINT NOT NULL,
+     default_max_downloads INTEGER,
+     default_ttl_seconds   INTEGER
+   );
+   CREATE INDEX s3_buckets_by_owner ON s3_buckets (owner, name);
+   CREATE TABLE s3_objects (
+     bucket        TEXT COLLATE "C" NOT NULL REFERENCES s3_buckets (name),
+     key           TEXT COLLATE "C" NOT NULL,
+     file_id       TEXT COLLATE "C" NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+     etag          TEXT NOT NULL,
+     size          BIGINT NOT NULL,
+     content_type  TEXT NOT NULL,
+     last_modified BIGINT NOT NULL,
+     user_metadata TEXT NOT NULL,
+     md5           TEXT,
+     PRIMARY KEY (bucket, key)
+   );
+   CREATE INDEX s3_objects_by_file ON s3_objects (file_id);
+   ALTER TABLE resumable_uploads ADD COLUMN s3_bucket TEXT COLLATE "C";
+   ALTER TABLE resumable_uploads ADD COLUMN s3_key TEXT COLLATE "C";
+   CREATE INDEX resumable_by_s3_key ON resumable_uploads (s3_bucket, s3_key, created_at)
+     WHERE s3_bucket IS NOT NULL;
+   ALTER TABLE upload_parts ADD COLUMN part_number INTEGER;
+   ALTER TABLE upload_parts ADD COLUMN md5 TEXT;
+   CREATE INDEX upload_parts_by_number ON upload_parts (upload_id, part_number)
+     WHERE part_number IS NOT NULL;`,
 ];
 
 /** Any fixed number: one lock per database, held only while migrating. */

@@ -3,12 +3,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { metadataStoreContract } from './metadata-store.contract.js';
+import { metadataStoreContract, type ContractTarget } from './metadata-store.contract.js';
+import { s3MetadataContract } from './s3-metadata.contract.js';
 import { SqliteMetadataStore, migrate, openDatabase } from './sqlite-metadata-store.js';
 
 let dir: string;
 
-metadataStoreContract('SqliteMetadataStore', {
+const sqlite: ContractTarget = {
   async open() {
     dir = mkdtempSync(join(tmpdir(), 'trove-store-'));
     return new SqliteMetadataStore(openDatabase(join(dir, 'trove.db')));
@@ -19,7 +20,9 @@ metadataStoreContract('SqliteMetadataStore', {
   async cleanup() {
     rmSync(dir, { recursive: true, force: true });
   },
-});
+};
+metadataStoreContract('SqliteMetadataStore', sqlite);
+s3MetadataContract('SqliteMetadataStore', sqlite);
 
 describe('migration 3', () => {
   it('makes the images of an older database pending and the rest skipped', () => {

@@ -45,6 +45,8 @@ import {
   type UploadPart,
   type VariantRecord,
 } from './metadata-store.js';
+import type { S3MetadataStore } from './s3-metadata.js';
+import { SqliteS3Store } from './sqlite-s3-store.js';
 
 /** Append only: a shipped migration is never edited, the next change is a new entry. */
 const MIGRATIONS: string[] = [
@@ -144,6 +146,46 @@ const MIGRATIONS: string[] = [
      created_at  INTEGER NOT NULL
    ) STRICT;
    CREATE INDEX upload_parts_by_upload ON upload_parts (upload_id, part_offset);`,
+  // 8: the S3 API (shared/s3-metadata.ts): access keys (secrets sealed, never plain), buckets,
+  // objects naming files, and S3 multipart uploads as resumable uploads with a bucket and key
+  // whose parts have numbers. An object row goes when its file is purged (CASCADE); a bucket
+  // cannot go while a row names it (no CASCADE: deleteBucket's emptiness check relies on it).
+  `CREATE TABLE s3_access_keys (
+     id            TEXT PRIMARY KEY,
+     name          TEXT NOT NULL,
+     sealed_secret TEXT,
+     created_at    INTEGER NOT NULL,
+     revoked_at    INTEGER
+   ) STRICT;
+   CREATE TABLE s3_buckets (
+     name                  TEXT PRIMARY KEY,
+     owner                 TEXT NOT NULL,
+     created_at            INTEGER NOT NULL,
+     default_max_downloads INTEGER,
+     default_ttl_seconds   INTEGER
+   ) STRICT;
+   CREATE INDEX s3_buckets_by_owner ON s3_buckets (owner, name);
+   CREATE TABLE s3_objects (
+     bucket        TEXT NOT NULL REFERENCES s3_buckets (name),
+     key           TEXT NOT NULL,
+     file_id       TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+     etag          TEXT NOT NULL,
+     size          INTEGER NOT NULL,
+     content_type  TEXT NOT NULL,
+     last_modified INTEGER NOT NULL,
+     user_metadata TEXT NOT NULL,
+     md5           TEXT,
+     PRIMARY KEY (bucket, key)
+   ) STRICT;
+   CREATE INDEX s3_objects_by_file ON s3_objects (file_id);
+   ALTER TABLE resumable_uploads ADD COLUMN s3_bucket TEXT;
+   ALTER TABLE resumable_uploads ADD COLUMN s3_key TEXT;
+   CREATE INDEX resumable_by_s3_key ON resumable_uploads (s3_bucket, s3_key, created_at)
+     WHERE s3_bucket IS NOT NULL;
+   ALTER TABLE upload_parts ADD COLUMN part_number INTEGER;
+   ALTER TABLE upload_parts ADD COLUMN md5 TEXT;
+   CREATE INDEX upload_parts_by_number ON upload_parts (upload_id, part_number)
+     WHERE part_number IS NOT NULL;`,
 ];
 
 /** The `user_version` of a store that every migration has reached. */
@@ -198,8 +240,11 @@ export class SqliteMetadataStore implements MetadataStore {
   /** Prepared once: db.pragma() prepares its statement anew on every call, twice per commit. */
   private readonly syncMode;
   private readonly listStatements = new Map<string, Database.Statement>();
+  /** The S3 tables' methods (sqlite-s3-store.ts), handed on below. */
+  private readonly s3: SqliteS3Store;
 
   constructor(private readonly db: Database.Database) {
+    this.s3 = new SqliteS3Store(db);
     this.syncMode = {
       full: db.prepare('PRAGMA synchronous = FULL'),
       normal: db.prepare('PRAGMA synchronous = NORMAL'),
@@ -370,9 +415,11 @@ export class SqliteMetadataStore implements MetadataStore {
     this.resumable = {
       insert: db.prepare(
         `INSERT INTO resumable_uploads (id, file_id, name, upload_length, max_downloads, ttl_seconds,
-                                        metadata, client, upload_link, created_at, expires_at, state)
+                                        metadata, client, upload_link, created_at, expires_at, state,
+                                        s3_bucket, s3_key)
          VALUES (@id, @fileId, @name, @length, @maxDownloads, @ttlSeconds,
-                 @metadata, @client, @uploadLink, @createdAt, @expiresAt, 'uploading')`,
+                 @metadata, @client, @uploadLink, @createdAt, @expiresAt, 'uploading',
+                 @s3Bucket, @s3Key)`,
       ),
       get: db.prepare(`SELECT * FROM resumable_uploads WHERE id = ?`),
       parts: db.prepare(
@@ -388,8 +435,8 @@ export class SqliteMetadataStore implements MetadataStore {
          WHERE id = ? AND state = 'uploading' AND upload_length IS NULL`,
       ),
       beginPart: db.prepare(
-        `INSERT INTO upload_parts (key, upload_id, part_offset, nodes, stored, created_at)
-         VALUES (@key, @uploadId, @offset, @nodes, 0, @createdAt)`,
+        `INSERT INTO upload_parts (key, upload_id, part_offset, nodes, stored, created_at, part_number)
+         VALUES (@key, @uploadId, @offset, @nodes, 0, @createdAt, @partNumber)`,
       ),
       uploadingAt: db.prepare(
         `SELECT 1 FROM resumable_uploads WHERE id = ? AND state = 'uploading' AND upload_offset = ?`,
@@ -710,7 +757,12 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async createResumable(u: NewResumable): Promise<void> {
-    this.resumable.insert.run({ ...u, metadata: JSON.stringify(u.metadata) });
+    this.resumable.insert.run({
+      ...u,
+      metadata: JSON.stringify(u.metadata),
+      s3Bucket: u.s3?.bucket ?? null,
+      s3Key: u.s3?.key ?? null,
+    });
   }
 
   async getResumable(id: string): Promise<ResumableUpload | undefined> {
@@ -735,10 +787,12 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.resumable.declareLength.run(length, id).changes === 1;
   }
 
-  async beginPart(
-    part: Pick<UploadPart, 'uploadId' | 'key' | 'offset' | 'nodes' | 'createdAt'>,
-  ): Promise<void> {
-    this.resumable.beginPart.run({ ...part, nodes: JSON.stringify(part.nodes) });
+  async beginPart(part: Parameters<MetadataStore['beginPart']>[0]): Promise<void> {
+    this.resumable.beginPart.run({
+      ...part,
+      nodes: JSON.stringify(part.nodes),
+      partNumber: part.partNumber ?? null,
+    });
   }
 
   /**
@@ -766,6 +820,26 @@ export class SqliteMetadataStore implements MetadataStore {
     // Its part rows go with it (ON DELETE CASCADE; openDatabase turns foreign keys on).
     this.resumable.forget.run(id);
   }
+
+  // ── S3 (s3-metadata.ts) ──────────────────────────────────────────────────
+  createAccessKey: S3MetadataStore['createAccessKey'] = (k) => this.s3.createAccessKey(k);
+  getAccessKey: S3MetadataStore['getAccessKey'] = (id) => this.s3.getAccessKey(id);
+  listAccessKeys: S3MetadataStore['listAccessKeys'] = () => this.s3.listAccessKeys();
+  revokeAccessKey: S3MetadataStore['revokeAccessKey'] = (id, at) => this.s3.revokeAccessKey(id, at);
+  createBucket: S3MetadataStore['createBucket'] = (b) => this.s3.createBucket(b);
+  getBucket: S3MetadataStore['getBucket'] = (name) => this.s3.getBucket(name);
+  listBuckets: S3MetadataStore['listBuckets'] = (owner) => this.s3.listBuckets(owner);
+  setBucketDefaults: S3MetadataStore['setBucketDefaults'] = (name, d) =>
+    this.s3.setBucketDefaults(name, d);
+  deleteBucket: S3MetadataStore['deleteBucket'] = (name, now) => this.s3.deleteBucket(name, now);
+  putObject: S3MetadataStore['putObject'] = (o) => this.s3.putObject(o);
+  getObject: S3MetadataStore['getObject'] = (b, k, now) => this.s3.getObject(b, k, now);
+  deleteObject: S3MetadataStore['deleteObject'] = (b, k) => this.s3.deleteObject(b, k);
+  listObjects: S3MetadataStore['listObjects'] = (b, q) => this.s3.listObjects(b, q);
+  listMultipartUploads: S3MetadataStore['listMultipartUploads'] = (b, q) =>
+    this.s3.listMultipartUploads(b, q);
+  storeNumberedPart: S3MetadataStore['storeNumberedPart'] = (p) => this.s3.storeNumberedPart(p);
+  listParts: S3MetadataStore['listParts'] = (id) => this.s3.listParts(id);
 
   async ping(): Promise<boolean> {
     return this.db.prepare('SELECT 1 AS ok').get() !== undefined;

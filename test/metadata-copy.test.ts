@@ -255,6 +255,9 @@ describe('metadata:copy', () => {
       ['replicas', expected.files.reduce((n, f) => n + f.replicas.length, 0)],
       ['variants', 3],
       ['layouts', 2],
+      ['s3_access_keys', 0],
+      ['s3_buckets', 0],
+      ['s3_objects', 0],
     ]);
     for (const t of result.tables) expect(t.target).toEqual(t.source);
 

@@ -178,6 +178,8 @@ interface Real {
   link: string;
   /** A resumable upload of the sample photo. */
   upload: string;
+  /** An active S3 access key. */
+  accessKey: string;
 }
 
 /** A resumable upload as long as the sample photo; its id (the last part of its URL). With `finish`, the photo sent whole. */
@@ -202,6 +204,30 @@ async function createResumable(finish = false): Promise<string> {
     expect(sent.status).toBe(204);
   }
   return url.split('/').pop()!;
+}
+
+/** A new S3 access key's id, made through the admin API. */
+async function createAccessKey(): Promise<string> {
+  const res = await fetch(`${cluster.gatewayUrl}/admin/s3/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { access_key_id: string }).access_key_id;
+}
+
+/**
+ * Bucket `name`, written straight into the gateway's store: buckets are made
+ * through the S3 API, which this test does not speak; the admin routes only
+ * read and set their defaults.
+ */
+async function createBucket(name: string, owner: string): Promise<void> {
+  const store = new SqliteMetadataStore(openDatabase(cluster.dbPath));
+  try {
+    expect(await store.createBucket({ name, owner, createdAt: Date.now() })).toBe('created');
+  } finally {
+    await store.close();
+  }
 }
 
 /** A signed upload link's token, minted through the admin API. */
@@ -249,6 +275,7 @@ function exampleRequest(
     'header x-delete-token': given.token,
     'path token': given.link,
     'path upload_id': given.upload,
+    'path access_key_id': given.accessKey,
     // The resumable upload gets the photo whole, from its start.
     'header upload-offset': '0',
     'header upload-length': String(fixture('photo.jpg').length),
@@ -346,12 +373,20 @@ describe('OpenAPI document', () => {
       link: await mintLink(),
       // Finished: HEAD and GET answer it whole. PATCH and DELETE get a fresh one each.
       upload: await createResumable(true),
+      accessKey: await createAccessKey(),
     };
+    // The bucket of the examples (BUCKET_PARAMS), owned by the shared key.
+    await createBucket('photos', shared.accessKey);
     const checked: string[] = [];
     for (const { key, path, method, op } of operations()) {
       const file =
         method === 'delete'
-          ? { ...shared, ...(await uploadProcessed()), upload: await createResumable() }
+          ? {
+              ...shared,
+              ...(await uploadProcessed()),
+              upload: await createResumable(),
+              accessKey: await createAccessKey(),
+            }
           : method === 'patch'
             ? { ...shared, upload: await createResumable() }
             : shared;
@@ -394,6 +429,9 @@ describe('OpenAPI document', () => {
         'PATCH /tus/{upload_id} 204',
         'GET /tus/{upload_id} 200',
         'DELETE /tus/{upload_id} 204',
+        'POST /admin/s3/keys 201',
+        'DELETE /admin/s3/keys/{access_key_id} 204',
+        'PUT /admin/s3/buckets/{bucket}/defaults 200',
       ]),
     );
   });

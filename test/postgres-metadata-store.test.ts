@@ -6,7 +6,12 @@
 import type { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { metadataStoreContract, newUpload } from '../shared/metadata-store.contract.js';
+import {
+  metadataStoreContract,
+  newUpload,
+  type ContractTarget,
+} from '../shared/metadata-store.contract.js';
+import { s3MetadataContract } from '../shared/s3-metadata.contract.js';
 import { PostgresMetadataStore, isConnectionError } from '../shared/postgres-metadata-store.js';
 import { PG_MIGRATIONS } from '../shared/postgres-migrations.js';
 import { createLogger } from '../shared/logger.js';
@@ -15,14 +20,16 @@ import { createDatabase, queryPg, type TestDatabase } from './postgres.js';
 const log = createLogger('test', 'silent');
 let db: TestDatabase;
 
-metadataStoreContract('PostgresMetadataStore', {
+const postgres: ContractTarget = {
   async open() {
     db = await createDatabase('contract');
     return PostgresMetadataStore.open({ url: db.url, log });
   },
   connect: () => PostgresMetadataStore.open({ url: db.url, log }),
   cleanup: () => db.drop(),
-});
+};
+metadataStoreContract('PostgresMetadataStore', postgres);
+s3MetadataContract('PostgresMetadataStore', postgres);
 
 describe('PostgreSQL migrations', () => {
   it('are applied once when several processes start together', async () => {

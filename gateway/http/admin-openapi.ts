@@ -13,6 +13,7 @@ import {
 } from './admin.js';
 import { error, ID_PARAMS, json, withCurl } from './api-schemas.js';
 import { uploadLinkAnswer } from '../upload/upload-links.js';
+import { s3AdminApiEntries } from '../s3/s3-admin-openapi.js';
 
 const ADMIN_SECURITY: Record<string, string[]>[] = [{ adminToken: [] }];
 const ADMIN_UNAUTHORIZED = error('ADMIN_API_DISABLED (no ADMIN_TOKEN), UNAUTHORIZED');
@@ -153,5 +154,6 @@ export function adminRoutes(): RouteConfig[] {
       request: jsonBody(adminUploadLinkRequest),
       responses: { 201: json(uploadLinkAnswer, 'The link.'), 400: invalid },
     }),
+    ...s3AdminApiEntries().map(admin),
   ];
 }

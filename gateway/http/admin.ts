@@ -1,6 +1,7 @@
 /**
  * The admin API (docs/api.md "Admin API"): list files, force-delete one,
- * trigger repairs and scrubs, see the job queues, mint signed upload links.
+ * trigger repairs and scrubs, see the job queues, mint signed upload links,
+ * manage S3 access keys and bucket defaults (gateway/s3/s3-admin.ts).
  *
  * Every route lives on one sub-app that `mountAdmin` mounts under `/admin`
  * behind a single Bearer-token middleware, so no admin route can exist
@@ -39,6 +40,9 @@ import { fileStatus, findFile } from '../files/file-rules.js';
 import { fileFields } from '../files/file-view.js';
 import { baseUrl, type PublicUrlConfig } from './public-url.js';
 import { requireBearer } from './bearer-auth.js';
+import { jsonBody, parsed } from './json-body.js';
+import type { AccessKeys } from '../s3/access-keys.js';
+import { s3AdminRoutes } from '../s3/s3-admin.js';
 import {
   handleMintUploadLink,
   uploadLinkRequest,
@@ -59,6 +63,8 @@ export interface AdminDeps {
   links: UploadLinks;
   limits: UploadLimits;
   urls: PublicUrlConfig;
+  /** The S3 API's access keys (gateway/s3/access-keys.ts). */
+  accessKeys: AccessKeys;
 }
 
 type Env = { Bindings: HttpBindings };
@@ -174,32 +180,9 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
   admin.post('/upload-links', async (c) =>
     handleMintUploadLink(deps, c, await jsonBody(c, adminUploadLinkRequest)),
   );
+  // S3 access keys and bucket defaults (gateway/s3/s3-admin.ts).
+  admin.route('/s3', s3AdminRoutes(deps));
   return admin;
-}
-
-// ── validation ─────────────────────────────────────────────────────────────
-
-function parsed<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const problems = result.error.issues
-    .slice(0, 3)
-    .map((i) => `${i.path.join('.') || where}: ${i.message}`);
-  throw new BadRequestError(`invalid ${where}: ${problems.join('; ')}`, 'INVALID_PARAMETER');
-}
-
-/** The request's JSON body (an empty one is `{}`), validated. */
-async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
-  const text = await c.req.text();
-  let value: unknown = {};
-  if (text.trim() !== '') {
-    try {
-      value = JSON.parse(text);
-    } catch {
-      throw new BadRequestError('the body must be JSON', 'INVALID_JSON');
-    }
-  }
-  return parsed(schema, value, 'body');
 }
 
 // ── GET /admin/files ───────────────────────────────────────────────────────

@@ -34,6 +34,7 @@ import type { RepairQueue } from '../../shared/repair-queue.js';
 import type { MemoryBudget } from '../../shared/memory-budget.js';
 import type { BlobCache } from '../download/blob-cache.js';
 import type { ResumeGrants } from '../download/resume-grants.js';
+import type { AccessKeys } from '../s3/access-keys.js';
 import type { LayoutView } from '../../shared/layout-watcher.js';
 import type { Locker } from '@tus/utils';
 import { TUS_PATH, mountResumable } from '../resumable/tus-routes.js';
@@ -79,6 +80,8 @@ export type GatewayDeps = GatewayConfig &
     blobCache: BlobCache;
     /** Grants to resume a counted download without counting again (resume-grants.ts). */
     resumeGrants: ResumeGrants;
+    /** The S3 API's access keys, their secrets sealed under the cluster secret (gateway/s3/access-keys.ts). */
+    accessKeys: AccessKeys;
     /** Prometheus metrics; createApp makes them when not given. */
     metrics?: GatewayMetrics;
   };

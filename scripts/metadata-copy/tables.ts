@@ -10,7 +10,8 @@ import { createHash, type Hash } from 'node:crypto';
 export type ColumnType = 'integer' | 'text';
 
 export interface TableSpec {
-  name: 'files' | 'replicas' | 'variants' | 'layouts';
+  name:
+    'files' | 'replicas' | 'variants' | 'layouts' | 's3_access_keys' | 's3_buckets' | 's3_objects';
   /** Every column, in the order rows are read, inserted and hashed. */
   columns: readonly (readonly [name: string, type: ColumnType, pgType: string])[];
   /** The primary key: rows are hashed in this order, byte-wise on both sides. */
@@ -18,7 +19,9 @@ export interface TableSpec {
 }
 
 /**
- * In insertion order: replicas and variants reference files (layouts stand alone). A column added
+ * In insertion order: replicas and variants reference files (layouts stand alone); S3
+ * objects reference files and buckets. Resumable uploads and their parts are not copied:
+ * they are transient (an upload in flight is sent again), and their blobs are swept. A column added
  * to either store's schema must be added here too; the copy refuses a table
  * whose columns differ from these (see checkColumns), so it cannot drop one.
  */
@@ -81,6 +84,44 @@ export const TABLES: readonly TableSpec[] = [
       // JSON, copied and hashed as the text it is (TEXT on both sides, never re-encoded).
       ['nodes', 'text', 'text'],
       ['note', 'text', 'text'],
+    ],
+  },
+  {
+    name: 's3_access_keys',
+    key: ['id'],
+    columns: [
+      ['id', 'text', 'text'],
+      ['name', 'text', 'text'],
+      // Sealed under the cluster secret, copied as the text it is: the cluster keeps its secret.
+      ['sealed_secret', 'text', 'text'],
+      ['created_at', 'integer', 'bigint'],
+      ['revoked_at', 'integer', 'bigint'],
+    ],
+  },
+  {
+    name: 's3_buckets',
+    key: ['name'],
+    columns: [
+      ['name', 'text', 'text'],
+      ['owner', 'text', 'text'],
+      ['created_at', 'integer', 'bigint'],
+      ['default_max_downloads', 'integer', 'integer'],
+      ['default_ttl_seconds', 'integer', 'integer'],
+    ],
+  },
+  {
+    name: 's3_objects',
+    key: ['bucket', 'key'],
+    columns: [
+      ['bucket', 'text', 'text'],
+      ['key', 'text', 'text'],
+      ['file_id', 'text', 'text'],
+      ['etag', 'text', 'text'],
+      ['size', 'integer', 'bigint'],
+      ['content_type', 'text', 'text'],
+      ['last_modified', 'integer', 'bigint'],
+      ['user_metadata', 'text', 'text'],
+      ['md5', 'text', 'text'],
     ],
   },
 ];
