@@ -71,7 +71,30 @@ export function afterPrefix(prefix: string): string | undefined {
   return undefined;
 }
 
-/** Compares two keys as S3 orders them (UTF-8 bytes); for sorting in memory and for tests. */
+/**
+ * Compares two keys as S3 orders them, by their UTF-8 bytes (which is code
+ * point order), without encoding them: JS's `<` compares UTF-16 code units,
+ * which puts a character above U+FFFF (a surrogate pair) before one in
+ * U+E000..U+FFFF, where UTF-8 puts it after. Listings, markers and
+ * continuation tokens must all agree with the stores' byte order.
+ */
 export function compareKeys(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}
+
+/**
+ * A code unit's rank in code point order at the first difference of two
+ * well-formed strings: surrogates (a code point above U+FFFF) rank above all
+ * of U+E000..U+FFFF.
+ */
+function codePointRank(unit: number): number {
+  if (unit >= 0xe000) return unit - 0x800;
+  if (unit >= 0xd800) return unit + 0x2000;
+  return unit;
 }

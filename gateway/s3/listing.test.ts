@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareKeys } from './key-order.js';
+import { compareKeys } from '../../shared/s3-names.js';
 import {
   commonPrefixOf,
   decodeContinuationToken,

@@ -4,7 +4,7 @@
  * S3 answers them. Keys rolled into a common prefix are jumped over, not
  * read one by one.
  */
-import { afterPrefix, compareKeys } from './key-order.js';
+import { afterPrefix, compareKeys } from '../../shared/s3-names.js';
 import { S3Error } from './s3-errors.js';
 
 /** A bound of a scan: keys after `startAfter`, or from it on when `inclusive`. */

@@ -5,6 +5,7 @@
  * (`bucket.s3.example.com/key`). Bucket name syntax is checked elsewhere.
  */
 import { S3Error } from './s3-errors.js';
+import { MAX_KEY_BYTES } from '../../shared/s3-names.js';
 
 /** The operations the API serves, and 'NotImplemented' for any other subresource (answered 501). */
 export type S3Operation =
@@ -60,8 +61,6 @@ export interface S3Request {
   uploadId?: string;
 }
 
-/** S3's longest key, in UTF-8 bytes. */
-export const MAX_KEY_BYTES = 1024;
 /** S3's highest part number. */
 export const MAX_PART_NUMBER = 10_000;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { afterPrefix, compareKeys } from './key-order.js';
+import { afterPrefix, compareKeys } from './s3-names.js';
 
 const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
