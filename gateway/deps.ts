@@ -43,6 +43,7 @@ export function gatewayDeps(
       ttlSeconds: config.downloads.downloadGrantTtlSeconds,
       clusterName: config.clusterName,
       trustProxy: config.urls.trustProxy,
+      publicUrl: config.urls.publicUrl,
       log: services.log,
     }),
     accessKeys: new AccessKeys({ store: services.store, clusterSecret: secret }),

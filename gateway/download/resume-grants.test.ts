@@ -59,6 +59,14 @@ describe('grant cookies', () => {
     );
   });
 
+  it('are set under the path of PUBLIC_URL when Trove is served below one', () => {
+    const path = (url?: string) => /Path=([^;]+)/.exec(grantCookie(key, ID, 60, NOW, url))![1];
+    expect(path('https://example.com/trove')).toBe(`/trove/download/${ID}`);
+    expect(path('https://example.com/a/b/')).toBe(`/a/b/download/${ID}`);
+    expect(path('https://abc.ngrok.app')).toBe(`/download/${ID}`);
+    expect(path(undefined)).toBe(`/download/${ID}`);
+  });
+
   it('are read among other cookies, every one of the name', () => {
     expect(cookieValues(undefined, GRANT_COOKIE)).toEqual([]);
     expect(cookieValues('a=1; trove_grant=x; b=2;trove_grant=y', GRANT_COOKIE)).toEqual(['x', 'y']);

@@ -74,17 +74,24 @@ export function verifyGrant(key: Buffer, fileId: string, value: string, now = Da
   return timingSafeEqual(given, signature(key, fileId, exp)) && now < exp * 1000;
 }
 
-/** The Set-Cookie of a grant for `fileId`, valid for `ttlSeconds` from `now` (ms). */
+/**
+ * The Set-Cookie of a grant for `fileId`, valid for `ttlSeconds` from `now`
+ * (ms). Its path is the download's as the browser sees it: under PUBLIC_URL's
+ * path when Trove is served below one (`https://host/trove` behind a proxy
+ * that strips `/trove`), or the browser would never send it back.
+ */
 export function grantCookie(
   key: Buffer,
   fileId: string,
   ttlSeconds: number,
   now = Date.now(),
+  publicUrl?: string,
 ): string {
   const exp = Math.floor(now / 1000) + ttlSeconds;
+  const prefix = publicUrl ? new URL(publicUrl).pathname.replace(/\/+$/, '') : '';
   return (
     `${GRANT_COOKIE}=${signGrant(key, fileId, exp)}; Max-Age=${ttlSeconds}; ` +
-    `Path=/download/${fileId}; HttpOnly; SameSite=Lax`
+    `Path=${prefix}/download/${fileId}; HttpOnly; SameSite=Lax`
   );
 }
 
@@ -108,6 +115,8 @@ export interface ResumeGrantsDeps {
   clusterName: string;
   /** TRUST_PROXY: the client address comes from X-Forwarded-For. */
   trustProxy: boolean;
+  /** PUBLIC_URL: its path, if any, prefixes the cookie's. */
+  publicUrl?: string;
   log: Logger;
 }
 
@@ -141,7 +150,13 @@ export class ResumeGrants {
     if (this.deps.ttlSeconds === 0) return undefined;
     const client = this.clientOf(c);
     if (client) void this.remember(fileId, client);
-    return grantCookie(this.deps.key, fileId, this.deps.ttlSeconds);
+    return grantCookie(
+      this.deps.key,
+      fileId,
+      this.deps.ttlSeconds,
+      Date.now(),
+      this.deps.publicUrl,
+    );
   }
 
   /** The grant a Cookie header or a client address holds for `fileId`; the cookie first, as it costs no Redis call. */
