@@ -17,6 +17,16 @@ function open(): SqliteMetadataStore {
   return store;
 }
 
+/** The store's access-key methods, bound, to wrap one of them. */
+function pick(store: SqliteMetadataStore) {
+  return {
+    createAccessKey: store.createAccessKey.bind(store),
+    getAccessKey: store.getAccessKey.bind(store),
+    listAccessKeys: store.listAccessKeys.bind(store),
+    revokeAccessKey: store.revokeAccessKey.bind(store),
+  };
+}
+
 function keys(clusterSecret = 'cluster-secret-one', store = open()): AccessKeys {
   return new AccessKeys({ store, clusterSecret, now: () => clock });
 }
@@ -73,6 +83,31 @@ describe('AccessKeys', () => {
     clock += CACHE_MS;
     expect(await other.secretFor(made.id)).toBeUndefined();
     expect((await here.list())[0]).toMatchObject({ id: made.id, revokedAt: 1_000 });
+  });
+
+  it('does not cache a secret read before a revocation that lands meanwhile', async () => {
+    const store = open();
+    const made = await keys('cluster-secret-one', store).create('racy');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // A read that fetched the row before the revoke committed, and returns after it.
+    const slow = new AccessKeys({
+      store: {
+        ...pick(store),
+        getAccessKey: async (id) => {
+          const row = await store.getAccessKey(id);
+          await gate;
+          return row;
+        },
+      },
+      clusterSecret: 'cluster-secret-one',
+      now: () => clock,
+    });
+    const reading = slow.secretFor(made.id);
+    expect(await slow.revoke(made.id)).toBe(true);
+    release();
+    expect(await reading).toBe(made.secret); // it began before the revocation
+    expect(await slow.secretFor(made.id)).toBeUndefined(); // but was not cached past it
   });
 
   it('fails loudly, not as an unknown key, under another cluster secret', async () => {

@@ -57,6 +57,8 @@ export class AccessKeys {
   private readonly key: Buffer;
   private readonly now: () => number;
   private readonly cache = new Map<string, CacheEntry>();
+  /** Revocations made here so far: a read that saw one land meanwhile is not cached. */
+  private revocations = 0;
 
   constructor(private readonly deps: AccessKeysDeps) {
     this.key = secretBoxKey(deps.clusterSecret);
@@ -86,6 +88,7 @@ export class AccessKeys {
   /** Revokes an active key; false when unknown or revoked already. */
   async revoke(id: string): Promise<boolean> {
     const revoked = await this.deps.store.revokeAccessKey(id, this.now());
+    this.revocations++;
     this.cache.delete(id);
     return revoked;
   }
@@ -99,12 +102,14 @@ export class AccessKeys {
     if (!ACCESS_KEY_ID.test(id)) return undefined;
     const cached = this.cache.get(id);
     if (cached && this.now() - cached.readAt < CACHE_MS) return cached.secret;
+    const revocations = this.revocations;
     const record = await this.deps.store.getAccessKey(id);
     const secret =
       record?.sealedSecret && record.revokedAt === null
         ? openSecret(this.key, id, record.sealedSecret)
         : undefined;
-    this.remember(id, secret);
+    // A revoke here while the row was read may be newer than the row: then nothing is cached.
+    if (revocations === this.revocations) this.remember(id, secret);
     return secret;
   }
 
