@@ -39,6 +39,26 @@ describe('loadGatewayConfig', () => {
     expect(c.dbPath).toBe(resolve('storage/trove.db'));
   });
 
+  it('has the S3 API off by default, and validates its settings', () => {
+    const off = loadGatewayConfig({});
+    expect(off.s3).toEqual({
+      s3Port: undefined,
+      s3Host: '0.0.0.0',
+      s3Region: 'us-east-1',
+      s3Domain: undefined,
+    });
+    const on = loadGatewayConfig({
+      S3_PORT: '9000',
+      HOST: '127.0.0.1',
+      S3_DOMAIN: 'S3.Example.com.',
+    });
+    expect(on.s3).toMatchObject({ s3Port: 9000, s3Host: '127.0.0.1', s3Domain: 's3.example.com' });
+    expect(configError(() => loadGatewayConfig({ S3_PORT: '8080' })).message).toMatch(/S3_PORT/);
+    expect(configError(() => loadGatewayConfig({ S3_REGION: 'US East' })).message).toMatch(
+      /S3_REGION/,
+    );
+  });
+
   it('treats empty strings as unset', () => {
     expect(loadGatewayConfig({ PORT: '', WRITE_QUORUM: '' }).server.port).toBe(8080);
   });

@@ -528,6 +528,23 @@ const gatewaySchema = envSchema(common, {
     /** When set, turns on the admin API (/admin/*), which needs `Authorization: Bearer <token>`; off when unset. */
     ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
   },
+  s3: {
+    /** Port of the S3-compatible API (docs/s3.md); unset: the S3 API is off. */
+    S3_PORT: int(1, 65535).optional(),
+    /** Interface the S3 API listens on; the gateway's own HOST when unset. */
+    S3_HOST: z.string().min(1).optional(),
+    /** The one region the S3 API answers for: clients must sign with it. */
+    S3_REGION: z
+      .string()
+      .regex(/^[a-z0-9-]{1,32}$/, 'expected a region name such as us-east-1')
+      .default('us-east-1'),
+    /** Domain of virtual-host style requests (`<bucket>.<S3_DOMAIN>`); path style only when unset. */
+    S3_DOMAIN: z
+      .string()
+      .regex(/^[A-Za-z0-9.-]{1,253}$/, 'expected a domain name such as s3.example.com')
+      .transform((s) => s.toLowerCase().replace(/\.$/, ''))
+      .optional(),
+  },
   storageNodes: {
     /** Time a node gets to connect and send the first byte of a read, in ms. */
     NODE_TIMEOUT_MS: int(100).default(5000),
@@ -565,6 +582,9 @@ const gatewaySchema = envSchema(common, {
       `${limits.defaultTtlSeconds} is more than MAX_TTL_SECONDS ${limits.maxTtlSeconds}`,
     );
   }
+  if (c.s3.s3Port !== undefined && c.s3.s3Port === server.port) {
+    problem(ctx, 'S3_PORT', `${c.s3.s3Port} is the gateway's PORT too; pick another port`);
+  }
   if (limits.defaultMaxDownloads > limits.maxDownloadsLimit) {
     problem(
       ctx,
@@ -574,6 +594,7 @@ const gatewaySchema = envSchema(common, {
   }
   return {
     ...withRedis(withAmqpUrls(withPaths(c))),
+    s3: { ...c.s3, s3Host: c.s3.s3Host ?? server.host },
     server: {
       ...server,
       gatewayId: server.gatewayId ?? defaultName('gw', server.port),
