@@ -285,6 +285,18 @@ describe('rendered documents', () => {
       RequestId: 'r1',
     });
   });
+
+  it('writes the details of an error after its message', () => {
+    const xml = errorXml({
+      code: 'SignatureDoesNotMatch',
+      message: 'm',
+      details: { AWSAccessKeyId: 'TRV1', StringToSign: 'a<b' },
+      requestId: 'r2',
+    });
+    expect(xml).toContain(
+      '<Message>m</Message><AWSAccessKeyId>TRV1</AWSAccessKeyId><StringToSign>a&lt;b</StringToSign><RequestId>r2</RequestId>',
+    );
+  });
 });
 
 describe('what @aws-sdk/client-s3 reads of them', () => {

@@ -37,6 +37,8 @@ export interface ErrorXml {
   /** The bucket or object the request was about, e.g. `/bucket/key`. */
   resource?: string | undefined;
   requestId?: string | undefined;
+  /** Extra elements after the message (an S3Error's `details`), in order. */
+  details?: Readonly<Record<string, string>> | undefined;
 }
 
 /** An error response: S3's `<Error>`, without a namespace. */
@@ -45,6 +47,7 @@ export function errorXml(error: ErrorXml): string {
     'Error',
     leaf('Code', error.code),
     leaf('Message', error.message),
+    ...Object.entries(error.details ?? {}).map(([name, value]) => leaf(name, value)),
     leaf('Resource', error.resource),
     leaf('RequestId', error.requestId),
   );
