@@ -199,8 +199,8 @@ async function serveBlob(
   throw unavailable(c, result.busy, headers);
 }
 
-/** Sends bytes of blob `key` from the gateway's cache, whole, in one write. */
-function sendCached(
+/** Sends bytes of blob `key` from the gateway's cache, whole, in one write (the S3 API's GetObject too). */
+export function sendCached(
   deps: DownloadDeps,
   c: Ctx,
   key: string,
@@ -217,9 +217,10 @@ function sendCached(
 /**
  * Sends the status line, `headers` and `stream`, the bytes of blob `key`
  * from its replicas. Once the headers are out a failure can only cut the
- * body short of its Content-Length, so it is logged.
+ * body short of its Content-Length, so it is logged. The S3 API's GetObject
+ * sends through here too.
  */
-function send(
+export function send(
   deps: DownloadDeps,
   c: Ctx,
   key: string,
@@ -251,7 +252,11 @@ function send(
  * rest down), or none reachable. A counted download says what is left, as
  * nothing was taken (or it was given back).
  */
-function unavailable(c: Ctx, busy: boolean, headers: Record<string, string>): UnavailableError {
+export function unavailable(
+  c: Ctx,
+  busy: boolean,
+  headers: Record<string, string>,
+): UnavailableError {
   // The error handler keeps headers set on the context.
   const left = headers['x-downloads-left'];
   if (left !== undefined) c.header('x-downloads-left', left);
