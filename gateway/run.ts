@@ -14,6 +14,7 @@ import { writePidFile } from '../shared/pid-file.js';
 import { describeMetadataStore, openMetadataStore } from '../shared/open-metadata-store.js';
 import { join } from 'node:path';
 import { createApp } from './http/app.js';
+import { createS3App } from './s3/s3-app.js';
 import { gatewayDeps } from './deps.js';
 import { UploadSpool } from './upload/upload-spool.js';
 import { trustProxyHazard } from './http/client-ip.js';
@@ -123,6 +124,13 @@ await amqp.onChannel(async () => {
 });
 const app = createApp(deps);
 const server = await listen(app, config.server.host, config.server.port);
+// The S3-compatible API, on its own port: only when S3_PORT is set.
+const { s3Host, s3Port } = config.s3;
+let s3Server: Awaited<ReturnType<typeof listen>> | undefined;
+if (s3Port !== undefined) {
+  s3Server = await listen(createS3App(deps), s3Host, s3Port);
+  log.info({ urls: lanUrls(s3Host, s3Port) }, 'S3 API listening');
+}
 writePidFile(config.storageDir, config.server.pidName);
 log.info(
   {
@@ -139,7 +147,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     layout.stop();
     await registry.stop();
     sweeper.stop();
-    await close(server);
+    await Promise.all([close(server), s3Server && close(s3Server)]);
     await amqp.close();
     closeRedis(redis);
     closeRedis(tusSubscriber);

@@ -1,0 +1,112 @@
+/**
+ * The S3-compatible API (docs/s3.md), served on its own port (S3_PORT) by
+ * the gateway process: every request is routed from its raw path and query
+ * (parseS3Request), its SigV4 signature verified (s3-auth.ts), then handed
+ * to its operation. Errors answer as S3's XML (s3-error-response.ts).
+ * Operations this slice does not serve answer 501 NotImplemented.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import { Hono, type MiddlewareHandler } from 'hono';
+import { currentRequestId } from '../../shared/request-context.js';
+import { requestLog } from '../../shared/request-log.js';
+import { authenticate } from './s3-auth.js';
+import {
+  createBucket,
+  deleteBucket,
+  getBucketLocation,
+  headBucket,
+  listBuckets,
+} from './s3-buckets.js';
+import {
+  header,
+  type BucketCall,
+  type ObjectCall,
+  type S3Call,
+  type S3Ctx,
+  type S3Deps,
+} from './s3-context.js';
+import { deleteObject, deleteObjects } from './s3-delete.js';
+import { s3ErrorHandler } from './s3-error-response.js';
+import { S3Error } from './s3-errors.js';
+import { getObject } from './s3-get.js';
+import { listObjects, listObjectsV2Op } from './s3-list.js';
+import { putObject } from './s3-put.js';
+import { parseS3Request, splitTarget } from './s3-request.js';
+
+type Env = { Bindings: HttpBindings };
+
+export function createS3App(deps: S3Deps): Hono<Env> {
+  const app = new Hono<Env>();
+  app.onError(s3ErrorHandler(deps.log));
+  // First: the request id it gives is also S3's x-amz-request-id, and every log line carries it.
+  app.use('*', requestLog(deps.log));
+  app.use('*', amzRequestId);
+  app.all('*', (c) => dispatch(deps, c));
+  return app;
+}
+
+/** S3 clients report x-amz-request-id: it is Trove's own request id, so a client's report finds the log lines. */
+const amzRequestId: MiddlewareHandler<Env> = async (c, next) => {
+  const id = currentRequestId();
+  if (id !== undefined) c.env.outgoing.setHeader('x-amz-request-id', id);
+  await next();
+};
+
+async function dispatch(deps: S3Deps, c: S3Ctx) {
+  const incoming = c.env.incoming;
+  // The raw request target: a URL parser would resolve `.`/`..` segments that are part of keys.
+  const request = parseS3Request(
+    {
+      method: incoming.method ?? 'GET',
+      host: header(c, 'host'),
+      ...splitTarget(incoming.url ?? '/'),
+      copySource: header(c, 'x-amz-copy-source'),
+    },
+    { domain: deps.s3.s3Domain },
+  );
+  const auth = await authenticate(
+    { accessKeys: deps.accessKeys, region: deps.s3.s3Region },
+    incoming,
+  );
+  return perform(deps, { c, request, auth });
+}
+
+function perform(deps: S3Deps, call: S3Call) {
+  const { operation } = call.request;
+  if (operation === 'ListBuckets') return listBuckets(deps, call);
+  const bucketCall: BucketCall = { ...call, bucket: call.request.bucket ?? '' };
+  switch (operation) {
+    case 'CreateBucket':
+      return createBucket(deps, bucketCall);
+    case 'HeadBucket':
+      return headBucket(deps, bucketCall);
+    case 'DeleteBucket':
+      return deleteBucket(deps, bucketCall);
+    case 'GetBucketLocation':
+      return getBucketLocation(deps, bucketCall);
+    case 'ListObjects':
+      return listObjects(deps, bucketCall);
+    case 'ListObjectsV2':
+      return listObjectsV2Op(deps, bucketCall);
+    case 'DeleteObjects':
+      return deleteObjects(deps, bucketCall);
+  }
+  const objectCall: ObjectCall = { ...bucketCall, key: call.request.key ?? '' };
+  switch (operation) {
+    case 'PutObject':
+      return putObject(deps, objectCall);
+    case 'GetObject':
+      return getObject(deps, objectCall, false);
+    case 'HeadObject':
+      return getObject(deps, objectCall, true);
+    case 'DeleteObject':
+      return deleteObject(deps, objectCall);
+    default:
+      throw new S3Error(
+        'NotImplemented',
+        operation === 'NotImplemented'
+          ? 'A header or query you provided implies functionality that is not implemented'
+          : `${operation} is not implemented by this server yet`,
+      );
+  }
+}
