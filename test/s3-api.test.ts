@@ -1,0 +1,485 @@
+/**
+ * The S3-compatible API against a real cluster (gateway with S3_PORT, three
+ * storage nodes), spoken to with @aws-sdk/client-s3 as users will, plus raw
+ * signed requests for what the SDK never sends (a body that is not the one
+ * it signed).
+ */
+import { createHash, createHmac, randomBytes, type Hash, type Hmac } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetBucketAclCommand,
+  GetBucketLocationCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListBucketsCommand,
+  ListObjectsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type PutObjectCommandOutput,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { Checksum, SourceData } from '@smithy/types';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  fixture,
+  freePort,
+  hashBody,
+  jpegStream,
+  sha256,
+  startCluster,
+  type Cluster,
+} from './harness.js';
+
+const ADMIN_TOKEN = 's3-api-test-admin-token';
+const REGION = 'us-east-1';
+
+interface AccessKey {
+  id: string;
+  secret: string;
+}
+
+let cluster: Cluster;
+let endpoint: string;
+let owner: AccessKey;
+let s3: S3Client;
+
+beforeAll(async () => {
+  const s3Port = await freePort();
+  endpoint = `http://127.0.0.1:${s3Port}`;
+  cluster = await startCluster({ env: { ADMIN_TOKEN, S3_PORT: String(s3Port) } });
+  owner = await createAccessKey();
+  s3 = client(owner);
+});
+
+afterAll(async () => {
+  s3?.destroy();
+  await cluster?.stop();
+});
+
+async function createAccessKey(): Promise<AccessKey> {
+  const res = await fetch(`${cluster.gatewayUrl}/admin/s3/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  expect(res.status).toBe(201);
+  const body = (await res.json()) as { access_key_id: string; secret_access_key: string };
+  return { id: body.access_key_id, secret: body.secret_access_key };
+}
+
+function client(key: AccessKey): S3Client {
+  return new S3Client({
+    endpoint,
+    region: REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: key.id, secretAccessKey: key.secret },
+    // A refusal must be seen as it is, not retried into a timeout.
+    maxAttempts: 1,
+  });
+}
+
+/** The S3 error a request fails with (its code and HTTP status). */
+async function s3Error(request: Promise<unknown>): Promise<{ name: string; status: number }> {
+  try {
+    await request;
+  } catch (err) {
+    expect(err).toBeInstanceOf(S3ServiceException);
+    const e = err as S3ServiceException;
+    return { name: e.name, status: e.$metadata.httpStatusCode ?? 0 };
+  }
+  throw new Error('expected the request to fail');
+}
+
+/** A PutObject's output and its response headers (the SDK drops those it does not model: x-trove-*). */
+async function putWithHeaders(
+  c: S3Client,
+  command: PutObjectCommand,
+): Promise<{
+  output: PutObjectCommandOutput;
+  headers: Record<string, string>;
+  sent: Record<string, string>;
+}> {
+  let headers: Record<string, string> = {};
+  let sent: Record<string, string> = {};
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      // Signed by now: the headers as they go out.
+      sent = { ...(args.request as { headers: Record<string, string> }).headers };
+      const result = await next(args);
+      headers = (result.response as { headers: Record<string, string> }).headers;
+      return result;
+    },
+    { step: 'deserialize' },
+  );
+  const output = await c.send(command);
+  return { output, headers, sent };
+}
+
+const md5 = (bytes: Buffer) => createHash('md5').update(bytes).digest('hex');
+
+async function fileCount(): Promise<number> {
+  const [row] = await cluster.query<{ n: number }>('SELECT COUNT(*) AS n FROM files');
+  return Number(row!.n);
+}
+
+describe('S3 API', () => {
+  const bucket = 'photos';
+  const photo = fixture('photo.jpg');
+
+  it('creates buckets, lists them and answers their location', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    // As S3 in us-east-1: creating a bucket you own again is a success.
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+    const list = await s3.send(new ListBucketsCommand({}));
+    expect(list.Buckets?.map((b) => b.Name)).toEqual([bucket]);
+    const location = await s3.send(new GetBucketLocationCommand({ Bucket: bucket }));
+    expect(location.LocationConstraint ?? '').toBe('');
+    expect(await s3Error(s3.send(new CreateBucketCommand({ Bucket: 'Bad_Name' })))).toEqual({
+      name: 'InvalidBucketName',
+      status: 400,
+    });
+    expect(
+      await s3Error(s3.send(new HeadBucketCommand({ Bucket: 'no-such-bucket' }))),
+    ).toMatchObject({
+      status: 404,
+    });
+  });
+
+  it('puts a photo and reads it back whole, by range and conditionally', async () => {
+    const { output, headers } = await putWithHeaders(
+      s3,
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'a/photo.jpg',
+        Body: photo,
+        Metadata: { 'max-downloads': '5', caption: 'sunset' },
+      }),
+    );
+    expect(output.ETag).toBe(`"${md5(photo)}"`);
+    expect(headers['x-trove-file-id']).toMatch(/\S/);
+    expect(headers['x-amz-request-id']).toMatch(/\S/);
+    // The share link is the file's, on the gateway's port, with the options of the metadata.
+    const link = await fetch(headers['x-trove-download-url']!, { method: 'HEAD' });
+    expect(link.status).toBe(200);
+    expect(link.headers.get('x-downloads-left')).toBe('5');
+    expect(headers['x-trove-share-url']).toBe(
+      `${cluster.gatewayUrl}/s/${headers['x-trove-file-id']}`,
+    );
+
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg' }));
+    expect(head.ETag).toBe(`"${md5(photo)}"`);
+    expect(head.ContentLength).toBe(photo.length);
+    expect(head.ContentType).toBe('image/jpeg');
+    expect(head.Metadata).toMatchObject({ caption: 'sunset' });
+    expect(head.LastModified).toBeInstanceOf(Date);
+
+    const whole = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg' }));
+    expect((await hashBody(whole.Body as Readable)).sha256).toBe(sha256(photo));
+    const part = await s3.send(
+      new GetObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg', Range: 'bytes=100-1099' }),
+    );
+    expect(part.ContentRange).toBe(`bytes 100-1099/${photo.length}`);
+    expect(Buffer.from(await part.Body!.transformToByteArray())).toEqual(photo.subarray(100, 1100));
+    expect(
+      await s3Error(
+        s3.send(
+          new GetObjectCommand({
+            Bucket: bucket,
+            Key: 'a/photo.jpg',
+            Range: `bytes=${photo.length}-`,
+          }),
+        ),
+      ),
+    ).toEqual({ name: 'InvalidRange', status: 416 });
+    expect(
+      (
+        await s3Error(
+          s3.send(
+            new GetObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg', IfNoneMatch: head.ETag }),
+          ),
+        )
+      ).status,
+    ).toBe(304);
+    expect(
+      await s3Error(
+        s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg', IfMatch: '"0000"' })),
+      ),
+    ).toEqual({ name: 'PreconditionFailed', status: 412 });
+
+    // The owner's reads took none of the link's downloads.
+    const after = await fetch(headers['x-trove-download-url']!, { method: 'HEAD' });
+    expect(after.headers.get('x-downloads-left')).toBe('5');
+  });
+
+  it('streams a 20 MB object in (aws-chunked, CRC32 trailer) and out', async () => {
+    const size = 20 * 1024 * 1024;
+    const body = jpegStream(size);
+    const md5Hash = createHash('md5');
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        md5Hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    body.stream.pipe(tap);
+    const put = await putWithHeaders(
+      s3,
+      new PutObjectCommand({ Bucket: bucket, Key: 'big/one.jpg', Body: tap, ContentLength: size }),
+    );
+    // What the SDK sends a stream as: aws-chunked, its CRC32 in a trailer.
+    expect(put.sent['x-amz-content-sha256']).toMatch(/^STREAMING-.*-TRAILER$/);
+    expect(put.sent['x-amz-trailer']).toBe('x-amz-checksum-crc32');
+    expect(put.output.ETag).toBe(`"${md5Hash.digest('hex')}"`);
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'big/one.jpg' }));
+    expect(await hashBody(got.Body as Readable)).toEqual({ sha256: body.digest(), size });
+    const tail = await s3.send(
+      new GetObjectCommand({ Bucket: bucket, Key: 'big/one.jpg', Range: 'bytes=-1000' }),
+    );
+    expect(tail.ContentLength).toBe(1000);
+    expect(tail.ContentRange).toBe(`bytes ${size - 1000}-${size - 1}/${size}`);
+  });
+
+  it('keeps UTF-8 keys with spaces, and lists by prefix and delimiter', async () => {
+    const key = 'dossier/été 2026/plage ensoleillée.jpg';
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: photo }));
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    expect((await hashBody(got.Body as Readable)).sha256).toBe(sha256(photo));
+
+    const top = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Delimiter: '/' }));
+    expect(top.CommonPrefixes?.map((p) => p.Prefix)).toEqual(['a/', 'big/', 'dossier/']);
+    expect(top.Contents ?? []).toEqual([]);
+    const inner = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: 'dossier/', Delimiter: '/' }),
+    );
+    expect(inner.CommonPrefixes?.map((p) => p.Prefix)).toEqual(['dossier/été 2026/']);
+    const deep = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'dossier/été' }));
+    expect(deep.Contents?.map((o) => [o.Key, o.Size, o.ETag])).toEqual([
+      [key, photo.length, `"${md5(photo)}"`],
+    ]);
+    // Pages of one key, by continuation token; and v1 by marker.
+    const first = await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 }));
+    expect(first.IsTruncated).toBe(true);
+    const second = await s3.send(
+      new ListObjectsV2Command({
+        Bucket: bucket,
+        MaxKeys: 1,
+        ContinuationToken: first.NextContinuationToken,
+      }),
+    );
+    expect(second.Contents?.map((o) => o.Key)).toEqual(['big/one.jpg']);
+    const v1 = await s3.send(new ListObjectsCommand({ Bucket: bucket, Marker: 'big/one.jpg' }));
+    expect(v1.Contents?.map((o) => o.Key)).toEqual([key]);
+  });
+
+  it('tombstones the old file when a key is written again', async () => {
+    const first = await putWithHeaders(
+      s3,
+      new PutObjectCommand({ Bucket: bucket, Key: 'again.jpg', Body: photo }),
+    );
+    const second = await putWithHeaders(
+      s3,
+      new PutObjectCommand({ Bucket: bucket, Key: 'again.jpg', Body: photo }),
+    );
+    expect(second.headers['x-trove-file-id']).not.toBe(first.headers['x-trove-file-id']);
+    expect((await fetch(first.headers['x-trove-download-url']!, { method: 'HEAD' })).status).toBe(
+      410,
+    );
+    expect((await fetch(second.headers['x-trove-download-url']!, { method: 'HEAD' })).status).toBe(
+      200,
+    );
+  });
+
+  it('refuses bad share-link options in the metadata', async () => {
+    expect(
+      await s3Error(
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: 'x.jpg',
+            Body: photo,
+            Metadata: { ttl: 'forever' },
+          }),
+        ),
+      ),
+    ).toEqual({ name: 'InvalidArgument', status: 400 });
+  });
+
+  it('refuses a body that is not the one signed, and stores nothing', async () => {
+    const before = await fileCount();
+    const signed = Buffer.from(photo);
+    const sent = Buffer.from(photo);
+    sent.writeUInt8(sent.readUInt8(sent.length - 10) ^ 0xff, sent.length - 10);
+    const res = await signedFetch(owner, 'PUT', `/${bucket}/tampered.jpg`, signed, sent);
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain('<Code>XAmzContentSHA256Mismatch</Code>');
+    expect(await fileCount()).toBe(before);
+    expect(
+      await s3Error(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'tampered.jpg' }))),
+    ).toMatchObject({
+      status: 404,
+    });
+    // The same request with the body it signed is stored.
+    const ok = await signedFetch(owner, 'PUT', `/${bucket}/tampered.jpg`, signed, signed);
+    expect(ok.status).toBe(200);
+    expect(await fileCount()).toBe(before + 1);
+  });
+
+  it('refuses a Content-MD5 that does not match, and stores nothing', async () => {
+    const before = await fileCount();
+    const wrong = createHash('md5').update('other').digest('base64');
+    expect(
+      await s3Error(
+        s3.send(
+          new PutObjectCommand({ Bucket: bucket, Key: 'md5.jpg', Body: photo, ContentMD5: wrong }),
+        ),
+      ),
+    ).toEqual({ name: 'BadDigest', status: 400 });
+    expect(await fileCount()).toBe(before);
+  });
+
+  it('keeps another key out of the bucket, and a wrong secret out of everything', async () => {
+    const other = client(await createAccessKey());
+    try {
+      expect(await s3Error(other.send(new ListObjectsV2Command({ Bucket: bucket })))).toEqual({
+        name: 'AccessDenied',
+        status: 403,
+      });
+      expect(
+        await s3Error(other.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg' }))),
+      ).toEqual({ name: 'AccessDenied', status: 403 });
+      expect(await s3Error(other.send(new CreateBucketCommand({ Bucket: bucket })))).toEqual({
+        name: 'BucketAlreadyExists',
+        status: 409,
+      });
+      expect((await other.send(new ListBucketsCommand({}))).Buckets ?? []).toEqual([]);
+    } finally {
+      other.destroy();
+    }
+    const forged = client({ id: owner.id, secret: randomBytes(30).toString('base64') });
+    try {
+      expect(await s3Error(forged.send(new ListBucketsCommand({})))).toEqual({
+        name: 'SignatureDoesNotMatch',
+        status: 403,
+      });
+    } finally {
+      forged.destroy();
+    }
+    const anonymous = await fetch(`${endpoint}/${bucket}`);
+    expect(anonymous.status).toBe(403);
+    expect(await anonymous.text()).toContain('<Code>AccessDenied</Code>');
+  });
+
+  it('answers 501 NotImplemented to what it does not serve', async () => {
+    expect(await s3Error(s3.send(new GetBucketAclCommand({ Bucket: bucket })))).toEqual({
+      name: 'NotImplemented',
+      status: 501,
+    });
+  });
+
+  it('deletes one key and many, and a bucket once it is empty', async () => {
+    expect(await s3Error(s3.send(new DeleteBucketCommand({ Bucket: bucket })))).toEqual({
+      name: 'BucketNotEmpty',
+      status: 409,
+    });
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg' }));
+    // As S3: deleting a key that is not there succeeds.
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg' }));
+    expect(
+      await s3Error(s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg' }))),
+    ).toEqual({
+      name: 'NoSuchKey',
+      status: 404,
+    });
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket }));
+    const keys = (listed.Contents ?? []).map((o) => o.Key!);
+    expect(keys.length).toBeGreaterThan(1);
+    const verbose = await s3.send(
+      new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: keys[0]! }] } }),
+    );
+    expect(verbose.Deleted?.map((d) => d.Key)).toEqual([keys[0]]);
+    const quiet = await s3.send(
+      new DeleteObjectsCommand({
+        Bucket: bucket,
+        Delete: { Quiet: true, Objects: keys.slice(1).map((Key) => ({ Key })) },
+      }),
+    );
+    expect(quiet.Deleted ?? []).toEqual([]);
+    expect(quiet.Errors ?? []).toEqual([]);
+    expect((await s3.send(new ListObjectsV2Command({ Bucket: bucket }))).KeyCount).toBe(0);
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+    expect((await s3.send(new ListBucketsCommand({}))).Buckets ?? []).toEqual([]);
+  });
+});
+
+/** node:crypto behind the hash interface @smithy/signature-v4 takes. */
+class NodeSha256 implements Checksum {
+  private hash: Hash | Hmac;
+  constructor(private readonly secret?: SourceData) {
+    this.hash = this.fresh();
+  }
+  private fresh(): Hash | Hmac {
+    return this.secret === undefined
+      ? createHash('sha256')
+      : createHmac('sha256', Buffer.from(this.secret as Uint8Array));
+  }
+  update(data: Uint8Array): void {
+    this.hash.update(data);
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+  reset(): void {
+    this.hash = this.fresh();
+  }
+}
+
+/**
+ * A request signed over `signedBody` (its sha256 in x-amz-content-sha256)
+ * that sends `sentBody`: what a body altered on the way looks like.
+ */
+async function signedFetch(
+  key: AccessKey,
+  method: string,
+  path: string,
+  signedBody: Buffer,
+  sentBody: Buffer,
+): Promise<Response> {
+  const url = new URL(endpoint);
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: key.id, secretAccessKey: key.secret },
+    region: REGION,
+    service: 's3',
+    sha256: NodeSha256,
+    uriEscapePath: false,
+  });
+  const encodedPath = path
+    .split('/')
+    .map((s) => encodeURIComponent(s))
+    .join('/');
+  const request = await signer.sign({
+    method,
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: Number(url.port),
+    path: encodedPath,
+    query: {},
+    headers: {
+      host: url.host,
+      'content-length': String(sentBody.length),
+      'x-amz-content-sha256': sha256(signedBody),
+    },
+    body: signedBody,
+  });
+  return fetch(`${endpoint}${encodedPath}`, {
+    method,
+    headers: request.headers,
+    body: sentBody,
+  });
+}
