@@ -24,6 +24,7 @@ import {
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, SourceData } from '@smithy/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -374,6 +375,28 @@ describe('S3 API', () => {
     const anonymous = await fetch(`${endpoint}/${bucket}`);
     expect(anonymous.status).toBe(403);
     expect(await anonymous.text()).toContain('<Code>AccessDenied</Code>');
+  });
+
+  it('refuses a file type outside ALLOWED_TYPES, and stores nothing', async () => {
+    const before = await fileCount();
+    const refused = await s3Error(
+      s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'notes.txt', Body: 'plain text' })),
+    );
+    expect(refused).toEqual({ name: 'InvalidRequest', status: 400 });
+    expect(await fileCount()).toBe(before);
+  });
+
+  it('refuses presigned URLs for now: a presigned GET would not count a download', async () => {
+    const url = await getSignedUrl(
+      s3,
+      new GetObjectCommand({ Bucket: bucket, Key: 'a/photo.jpg' }),
+      {
+        expiresIn: 60,
+      },
+    );
+    const res = await fetch(url);
+    expect(res.status).toBe(501);
+    expect(await res.text()).toContain('<Code>NotImplemented</Code>');
   });
 
   it('answers 501 NotImplemented to what it does not serve', async () => {
