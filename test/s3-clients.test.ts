@@ -1,14 +1,17 @@
 /**
  * The command-line S3 clients docs/s3.md gives a setup for (aws-cli,
  * rclone, s3cmd), run with exactly that setup against a real cluster: put,
- * list, get and delete a photo. A tool that is not installed is skipped.
+ * list, get and delete a 16 MB photo, past the size at which each tool
+ * would switch to a multipart upload (not served yet) without the setting
+ * the setup gives. A tool that is not installed is skipped.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, sha256, startCluster, ROOT, type Cluster } from './harness.js';
+import { freePort, sha256, startCluster, type Cluster } from './harness.js';
 
 const ADMIN_TOKEN = 's3-clients-test-admin-token';
 
@@ -17,8 +20,8 @@ let endpoint: string;
 let host: string;
 let key: { id: string; secret: string };
 let tmp: string;
-const photoPath = join(ROOT, 'test', 'fixtures', 'photo.jpg');
-const photo = readFileSync(photoPath);
+let photoPath: string;
+let photo: Buffer;
 
 beforeAll(async () => {
   const s3Port = await freePort();
@@ -32,6 +35,11 @@ beforeAll(async () => {
   const body = (await res.json()) as { access_key_id: string; secret_access_key: string };
   key = { id: body.access_key_id, secret: body.secret_access_key };
   tmp = mkdtempSync(join(tmpdir(), 'trove-s3-clients-'));
+  // JPEG magic, then noise: an image to the type sniffer, 16 MB.
+  photo = randomBytes(16 * 1024 * 1024);
+  photo.set([0xff, 0xd8, 0xff, 0xe0], 0);
+  photoPath = join(tmp, 'photo.jpg');
+  writeFileSync(photoPath, photo);
 });
 
 afterAll(async () => {
@@ -66,6 +74,9 @@ describe.skipIf(!installed('aws'))('aws-cli', () => {
       AWS_SECRET_ACCESS_KEY: key.secret,
       AWS_DEFAULT_REGION: 'us-east-1',
     };
+    // Single PUTs up to 1 GB (MAX_UPLOAD_BYTES), as docs/s3.md sets it up.
+    mkdirSync(join(tmp, '.aws'), { recursive: true });
+    writeFileSync(join(tmp, '.aws', 'config'), '[default]\ns3 =\n    multipart_threshold = 1GB\n');
     const aws = (...args: string[]) => run('aws', ['--endpoint-url', endpoint, ...args], env);
     aws('s3', 'mb', 's3://aws-tools');
     aws('s3', 'cp', photoPath, 's3://aws-tools/holiday/photo.jpg');
@@ -92,6 +103,7 @@ describe.skipIf(!installed('rclone'))('rclone', () => {
         `secret_access_key = ${key.secret}`,
         `endpoint = ${endpoint}`,
         'region = us-east-1',
+        'upload_cutoff = 1G',
         '',
       ].join('\n'),
     );
@@ -123,6 +135,7 @@ describe.skipIf(!installed('s3cmd'))('s3cmd', () => {
         `host_bucket = ${host}`,
         'bucket_location = us-east-1',
         'use_https = False',
+        'enable_multipart = False',
         '',
       ].join('\n'),
     );
