@@ -279,6 +279,22 @@ describe('S3 API', () => {
     expect(v1.Contents?.map((o) => o.Key)).toEqual([key]);
   });
 
+  it('lets the owner read an object whose share link is used up', async () => {
+    const { headers } = await putWithHeaders(
+      s3,
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'once.jpg',
+        Body: photo,
+        Metadata: { 'max-downloads': '1' },
+      }),
+    );
+    expect((await fetch(headers['x-trove-download-url']!)).status).toBe(200);
+    expect((await fetch(headers['x-trove-download-url']!)).status).toBe(410);
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'once.jpg' }));
+    expect((await hashBody(got.Body as Readable)).sha256).toBe(sha256(photo));
+  });
+
   it('tombstones the old file when a key is written again', async () => {
     const first = await putWithHeaders(
       s3,
