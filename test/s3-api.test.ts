@@ -5,6 +5,7 @@
  * it signed).
  */
 import { createHash, createHmac, randomBytes, type Hash, type Hmac } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import {
   CreateBucketCommand,
@@ -40,6 +41,8 @@ import {
 
 const ADMIN_TOKEN = 's3-api-test-admin-token';
 const REGION = 'us-east-1';
+/** Virtual-host style: `<bucket>.s3.test` names the bucket (sent as the Host header; no DNS needed). */
+const S3_DOMAIN = 's3.test';
 
 interface AccessKey {
   id: string;
@@ -54,7 +57,9 @@ let s3: S3Client;
 beforeAll(async () => {
   const s3Port = await freePort();
   endpoint = `http://127.0.0.1:${s3Port}`;
-  cluster = await startCluster({ env: { ADMIN_TOKEN, S3_PORT: String(s3Port) } });
+  cluster = await startCluster({
+    env: { ADMIN_TOKEN, S3_PORT: String(s3Port), S3_DOMAIN: S3_DOMAIN },
+  });
   owner = await createAccessKey();
   s3 = client(owner);
 });
@@ -415,6 +420,18 @@ describe('S3 API', () => {
     expect(await res.text()).toContain('<Code>NotImplemented</Code>');
   });
 
+  it('names the bucket by the Host under S3_DOMAIN (virtual-host style)', async () => {
+    const res = await signedHostGet(
+      owner,
+      `${bucket}.${S3_DOMAIN}`,
+      '/',
+      'list-type=2&prefix=a%2F',
+    );
+    expect(res.status).toBe(200);
+    expect(res.body).toContain(`<Name>${bucket}</Name>`);
+    expect(res.body).toContain('<Key>a/photo.jpg</Key>');
+  });
+
   it('answers 501 NotImplemented to what it does not serve', async () => {
     expect(await s3Error(s3.send(new GetBucketAclCommand({ Bucket: bucket })))).toEqual({
       name: 'NotImplemented',
@@ -520,5 +537,47 @@ async function signedFetch(
     method,
     headers: request.headers,
     body: sentBody,
+  });
+}
+
+/** A signed GET sent to the S3 port with `host` as its Host header (a name no DNS resolves). */
+async function signedHostGet(
+  key: AccessKey,
+  host: string,
+  path: string,
+  rawQuery: string,
+): Promise<{ status: number; body: string }> {
+  const port = Number(new URL(endpoint).port);
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: key.id, secretAccessKey: key.secret },
+    region: REGION,
+    service: 's3',
+    sha256: NodeSha256,
+    uriEscapePath: false,
+  });
+  const query = Object.fromEntries(new URLSearchParams(rawQuery));
+  const signed = await signer.sign({
+    method: 'GET',
+    protocol: 'http:',
+    hostname: host,
+    port,
+    path,
+    query,
+    headers: { host: `${host}:${port}`, 'x-amz-content-sha256': sha256('') },
+  });
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port, path: `${path}?${rawQuery}`, headers: signed.headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
   });
 }
