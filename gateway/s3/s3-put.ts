@@ -138,15 +138,15 @@ export function objectOptions(
 }
 
 function option(name: OptionName, metadata: Record<string, string>, limits: UploadLimits) {
-  const header = META_PREFIX + OPTION_METADATA[name];
+  const headerName = META_PREFIX + OPTION_METADATA[name];
   const raw = metadata[OPTION_METADATA[name]];
   if (raw === undefined) return undefined;
   try {
     return parseOption(name, raw, limits);
   } catch (err) {
     if (!(err instanceof BadRequestError)) throw err;
-    throw new S3Error('InvalidArgument', `${header}: ${err.message}`, {
-      ArgumentName: header,
+    throw new S3Error('InvalidArgument', `${headerName}: ${err.message}`, {
+      ArgumentName: headerName,
       ArgumentValue: raw.slice(0, 40),
     });
   }
