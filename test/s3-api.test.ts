@@ -30,6 +30,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { Checksum, SourceData } from '@smithy/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  METADATA_KINDS,
   fixture,
   freePort,
   hashBody,
@@ -53,21 +54,6 @@ let cluster: Cluster;
 let endpoint: string;
 let owner: AccessKey;
 let s3: S3Client;
-
-beforeAll(async () => {
-  const s3Port = await freePort();
-  endpoint = `http://127.0.0.1:${s3Port}`;
-  cluster = await startCluster({
-    env: { ADMIN_TOKEN, S3_PORT: String(s3Port), S3_DOMAIN: S3_DOMAIN },
-  });
-  owner = await createAccessKey();
-  s3 = client(owner);
-});
-
-afterAll(async () => {
-  s3?.destroy();
-  await cluster?.stop();
-});
 
 async function createAccessKey(): Promise<AccessKey> {
   const res = await fetch(`${cluster.gatewayUrl}/admin/s3/keys`, {
@@ -134,7 +120,23 @@ async function fileCount(): Promise<number> {
   return Number(row!.n);
 }
 
-describe('S3 API', () => {
+describe.each(METADATA_KINDS)('S3 API (%s metadata)', (metadata) => {
+  beforeAll(async () => {
+    const s3Port = await freePort();
+    endpoint = `http://127.0.0.1:${s3Port}`;
+    cluster = await startCluster({
+      metadata,
+      env: { ADMIN_TOKEN, S3_PORT: String(s3Port), S3_DOMAIN: S3_DOMAIN },
+    });
+    owner = await createAccessKey();
+    s3 = client(owner);
+  });
+
+  afterAll(async () => {
+    s3?.destroy();
+    await cluster?.stop();
+  });
+
   const bucket = 'photos';
   const photo = fixture('photo.jpg');
 
