@@ -1,8 +1,9 @@
 /**
  * Programs some integration tests need besides Node and the services:
  * Chromium (test/browser.test.ts, test/openapi.test.ts), nginx
- * (test/nginx.test.ts, test/start-lb.test.ts) and strace (tests that watch or
- * hold a process's syscalls). A developer's machine without one skips those
+ * (test/nginx.test.ts, test/start-lb.test.ts), strace (tests that watch or
+ * hold a process's syscalls) and the S3 command-line clients aws, rclone and
+ * s3cmd (test/s3-clients.test.ts). A developer's machine without one skips those
  * tests and says why. CI must not: `.ci/run` sets `TROVE_TEST_REQUIRE`,
  * and a tool it names that cannot be found is a failing test, so a broken
  * install can never end as a green run with the browser or the balancer
@@ -12,7 +13,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { it } from 'vitest';
 
-const TOOLS = ['chromium', 'nginx', 'strace'] as const;
+const TOOLS = ['chromium', 'nginx', 'strace', 'aws', 'rclone', 's3cmd'] as const;
 export type Tool = (typeof TOOLS)[number];
 
 /** The tools `TROVE_TEST_REQUIRE` (comma-separated) names; a name that is no tool stops the run. */
@@ -49,6 +50,15 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
+
+/** `name` found on PATH, or undefined. */
+export function findOnPath(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return (env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((d) => join(d, name))
+    .find(executable);
+}
 
 /** `$CHROMIUM_PATH` when set (and only it), else `chromium` on PATH, else Debian's /usr/bin/chromium. */
 export function findChromium(env: NodeJS.ProcessEnv = process.env): string | undefined {

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, sha256, startCluster, type Cluster } from './harness.js';
+import { findOnPath, skipWithout } from './required-tools.js';
 
 const ADMIN_TOKEN = 's3-clients-test-admin-token';
 
@@ -47,14 +48,12 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-function installed(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** Each client's tests are skipped without it, unless TROVE_TEST_REQUIRE names it (CI does). */
+const missing = {
+  aws: skipWithout('aws', findOnPath('aws'), 'apt-get install -y awscli, or pip install awscli'),
+  rclone: skipWithout('rclone', findOnPath('rclone'), 'apt-get install -y rclone'),
+  s3cmd: skipWithout('s3cmd', findOnPath('s3cmd'), 'apt-get install -y s3cmd'),
+};
 
 function run(tool: string, args: string[], env: Record<string, string> = {}): string {
   const base: NodeJS.ProcessEnv = { ...process.env, HOME: tmp };
@@ -67,7 +66,7 @@ function run(tool: string, args: string[], env: Record<string, string> = {}): st
   });
 }
 
-describe.skipIf(!installed('aws'))('aws-cli', () => {
+describe.skipIf(missing.aws)('aws-cli', () => {
   it('makes a bucket, copies a photo in and out, lists and removes it', () => {
     const env = {
       AWS_ACCESS_KEY_ID: key.id,
@@ -90,7 +89,7 @@ describe.skipIf(!installed('aws'))('aws-cli', () => {
   });
 });
 
-describe.skipIf(!installed('rclone'))('rclone', () => {
+describe.skipIf(missing.rclone)('rclone', () => {
   it('makes a bucket, copies a photo in and out, lists and removes it', () => {
     const config = join(tmp, 'rclone.conf');
     writeFileSync(
@@ -122,7 +121,7 @@ describe.skipIf(!installed('rclone'))('rclone', () => {
   });
 });
 
-describe.skipIf(!installed('s3cmd'))('s3cmd', () => {
+describe.skipIf(missing.s3cmd)('s3cmd', () => {
   it('makes a bucket, puts a photo, gets it back, lists and removes it', () => {
     const config = join(tmp, 's3cmd.cfg');
     writeFileSync(
