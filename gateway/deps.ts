@@ -46,6 +46,6 @@ export function gatewayDeps(
       publicUrl: config.urls.publicUrl,
       log: services.log,
     }),
-    accessKeys: new AccessKeys({ store: services.store, clusterSecret: secret }),
+    accessKeys: new AccessKeys({ store: services.store.s3, clusterSecret: secret }),
   };
 }

@@ -214,7 +214,9 @@ export interface UploadPart {
 }
 
 /** The S3 API's methods (access keys, buckets, objects) are in s3-metadata.ts. */
-export interface MetadataStore extends S3MetadataStore {
+export interface MetadataStore {
+  /** The S3 API's access keys, buckets and objects (s3-metadata.ts), on the same database. */
+  readonly s3: S3MetadataStore;
   /** Records an upload about to stream to the nodes. */
   beginUpload(upload: NewUpload): Promise<void>;
   /** Files uploaded through upload link `linkId` that were not aborted (stored, or being stored). */

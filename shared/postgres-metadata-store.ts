@@ -66,7 +66,6 @@ import {
 import { checkout, type Checkout } from './postgres-checkout.js';
 import { migratePostgres } from './postgres-migrations.js';
 import { PostgresS3Store } from './postgres-s3-store.js';
-import type { S3MetadataStore } from './s3-metadata.js';
 
 /** BIGINT (ms timestamps, sizes, counts) as a JS number: each stays far below 2^53. */
 const types = new TypeOverrides();
@@ -151,8 +150,8 @@ function unavailable(err: unknown): UnavailableError {
 }
 
 export class PostgresMetadataStore implements MetadataStore {
-  /** The S3 tables' methods (postgres-s3-store.ts), handed on below. */
-  private readonly s3: PostgresS3Store;
+  /** The S3 tables' methods (postgres-s3-store.ts). */
+  readonly s3: PostgresS3Store;
 
   private constructor(
     private readonly pool: Pool,
@@ -801,26 +800,6 @@ export class PostgresMetadataStore implements MetadataStore {
     // Its part rows go with it (ON DELETE CASCADE).
     await this.write(`DELETE FROM resumable_uploads WHERE id = $1`, [id]);
   }
-
-  // ── S3 (s3-metadata.ts) ──────────────────────────────────────────────────
-  createAccessKey: S3MetadataStore['createAccessKey'] = (k) => this.s3.createAccessKey(k);
-  getAccessKey: S3MetadataStore['getAccessKey'] = (id) => this.s3.getAccessKey(id);
-  listAccessKeys: S3MetadataStore['listAccessKeys'] = () => this.s3.listAccessKeys();
-  revokeAccessKey: S3MetadataStore['revokeAccessKey'] = (id, at) => this.s3.revokeAccessKey(id, at);
-  createBucket: S3MetadataStore['createBucket'] = (b) => this.s3.createBucket(b);
-  getBucket: S3MetadataStore['getBucket'] = (name) => this.s3.getBucket(name);
-  listBuckets: S3MetadataStore['listBuckets'] = (owner) => this.s3.listBuckets(owner);
-  setBucketDefaults: S3MetadataStore['setBucketDefaults'] = (name, d) =>
-    this.s3.setBucketDefaults(name, d);
-  deleteBucket: S3MetadataStore['deleteBucket'] = (name, now) => this.s3.deleteBucket(name, now);
-  putObject: S3MetadataStore['putObject'] = (o) => this.s3.putObject(o);
-  getObject: S3MetadataStore['getObject'] = (b, k, now) => this.s3.getObject(b, k, now);
-  deleteObject: S3MetadataStore['deleteObject'] = (b, k) => this.s3.deleteObject(b, k);
-  listObjects: S3MetadataStore['listObjects'] = (b, q) => this.s3.listObjects(b, q);
-  listMultipartUploads: S3MetadataStore['listMultipartUploads'] = (b, q) =>
-    this.s3.listMultipartUploads(b, q);
-  storeNumberedPart: S3MetadataStore['storeNumberedPart'] = (p) => this.s3.storeNumberedPart(p);
-  listParts: S3MetadataStore['listParts'] = (id) => this.s3.listParts(id);
 
   async ping(): Promise<boolean> {
     try {

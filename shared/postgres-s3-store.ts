@@ -1,8 +1,8 @@
 /**
  * The S3 part of the PostgreSQL metadata store (s3-metadata.ts), on the
  * store's own pool and its rules (reads retried once, writes not, a
- * transaction all or nothing); PostgresMetadataStore hands its S3 methods
- * here. Races are settled by row locks taken in one order: bucket row, then
+ * transaction all or nothing); PostgresMetadataStore exposes it as
+ * `store.s3`. Races are settled by row locks taken in one order: bucket row, then
  * file row, then object row; upload row, then part rows.
  */
 import type { PoolClient, QueryResultRow } from 'pg';

@@ -60,7 +60,7 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
     }
 
     async function bucket(name = 'photos', owner = 'TRVOWNER0000000000001'): Promise<string> {
-      expect(await store.createBucket({ name, owner, createdAt: 1 })).toBe('created');
+      expect(await store.s3.createBucket({ name, owner, createdAt: 1 })).toBe('created');
       return name;
     }
 
@@ -72,92 +72,92 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
           sealedSecret: 'v1.sealed',
           createdAt: 7,
         };
-        await store.createAccessKey(key);
-        await store.createAccessKey({ ...key, id: 'TRVBBBBBBBBBBBBBBBBB', createdAt: 8 });
-        expect(await store.getAccessKey(key.id)).toEqual({ ...key, revokedAt: null });
-        expect((await store.listAccessKeys()).map((k) => k.id)).toEqual([
+        await store.s3.createAccessKey(key);
+        await store.s3.createAccessKey({ ...key, id: 'TRVBBBBBBBBBBBBBBBBB', createdAt: 8 });
+        expect(await store.s3.getAccessKey(key.id)).toEqual({ ...key, revokedAt: null });
+        expect((await store.s3.listAccessKeys()).map((k) => k.id)).toEqual([
           'TRVAAAAAAAAAAAAAAAAA',
           'TRVBBBBBBBBBBBBBBBBB',
         ]);
-        expect(await store.revokeAccessKey(key.id, 99)).toBe(true);
-        expect(await store.revokeAccessKey(key.id, 100)).toBe(false);
-        expect(await store.revokeAccessKey('TRVNOSUCHKEY00000000', 100)).toBe(false);
-        expect(await (await second()).getAccessKey(key.id)).toEqual({
+        expect(await store.s3.revokeAccessKey(key.id, 99)).toBe(true);
+        expect(await store.s3.revokeAccessKey(key.id, 100)).toBe(false);
+        expect(await store.s3.revokeAccessKey('TRVNOSUCHKEY00000000', 100)).toBe(false);
+        expect(await (await second()).s3.getAccessKey(key.id)).toEqual({
           ...key,
           sealedSecret: null,
           revokedAt: 99,
         });
-        expect(await store.getAccessKey('TRVNOSUCHKEY00000000')).toBeUndefined();
+        expect(await store.s3.getAccessKey('TRVNOSUCHKEY00000000')).toBeUndefined();
       });
     });
 
     describe('buckets', () => {
       it('creates a name once, telling its owner from another key', async () => {
         await bucket('photos', 'TRVA');
-        expect(await store.createBucket({ name: 'photos', owner: 'TRVA', createdAt: 2 })).toBe(
+        expect(await store.s3.createBucket({ name: 'photos', owner: 'TRVA', createdAt: 2 })).toBe(
           'owned-by-you',
         );
-        expect(await store.createBucket({ name: 'photos', owner: 'TRVB', createdAt: 2 })).toBe(
+        expect(await store.s3.createBucket({ name: 'photos', owner: 'TRVB', createdAt: 2 })).toBe(
           'exists',
         );
-        expect(await store.getBucket('photos')).toEqual({
+        expect(await store.s3.getBucket('photos')).toEqual({
           name: 'photos',
           owner: 'TRVA',
           createdAt: 1,
           defaultMaxDownloads: null,
           defaultTtlSeconds: null,
         });
-        expect(await store.getBucket('nothing')).toBeUndefined();
+        expect(await store.s3.getBucket('nothing')).toBeUndefined();
       });
 
       it("lists an owner's buckets by name", async () => {
         await bucket('zeta', 'TRVA');
         await bucket('alpha', 'TRVA');
         await bucket('other', 'TRVB');
-        expect((await store.listBuckets('TRVA')).map((b) => b.name)).toEqual(['alpha', 'zeta']);
-        expect(await store.listBuckets('TRVC')).toEqual([]);
+        expect((await store.s3.listBuckets('TRVA')).map((b) => b.name)).toEqual(['alpha', 'zeta']);
+        expect(await store.s3.listBuckets('TRVC')).toEqual([]);
       });
 
       it('replaces the defaults, null meaning the gateway’s', async () => {
         await bucket();
-        expect(await store.setBucketDefaults('photos', { maxDownloads: 0, ttlSeconds: 60 })).toBe(
-          true,
-        );
-        expect(await store.getBucket('photos')).toMatchObject({
+        expect(
+          await store.s3.setBucketDefaults('photos', { maxDownloads: 0, ttlSeconds: 60 }),
+        ).toBe(true);
+        expect(await store.s3.getBucket('photos')).toMatchObject({
           defaultMaxDownloads: 0,
           defaultTtlSeconds: 60,
         });
-        await store.setBucketDefaults('photos', { maxDownloads: 5, ttlSeconds: null });
-        expect(await store.getBucket('photos')).toMatchObject({
+        await store.s3.setBucketDefaults('photos', { maxDownloads: 5, ttlSeconds: null });
+        expect(await store.s3.getBucket('photos')).toMatchObject({
           defaultMaxDownloads: 5,
           defaultTtlSeconds: null,
         });
-        expect(await store.setBucketDefaults('nothing', { maxDownloads: 1, ttlSeconds: 1 })).toBe(
-          false,
-        );
+        expect(
+          await store.s3.setBucketDefaults('nothing', { maxDownloads: 1, ttlSeconds: 1 }),
+        ).toBe(false);
       });
 
       it('lets exactly one of two connections create the same name', async () => {
         const other = await second();
         const results = await Promise.all([
-          store.createBucket({ name: 'race', owner: 'TRVA', createdAt: 1 }),
-          other.createBucket({ name: 'race', owner: 'TRVB', createdAt: 1 }),
+          store.s3.createBucket({ name: 'race', owner: 'TRVA', createdAt: 1 }),
+          other.s3.createBucket({ name: 'race', owner: 'TRVB', createdAt: 1 }),
         ]);
         expect(results.sort()).toEqual(['created', 'exists']);
       });
 
       it('deletes only a bucket without visible objects, the rows of gone files with it', async () => {
         await bucket();
-        expect(await store.deleteBucket('nothing', NOW)).toBe('no-bucket');
-        await store.putObject(object('photos', 'live', await file()));
-        await store.putObject(object('photos', 'expired', await file(NOW + 10)));
-        expect(await store.deleteBucket('photos', NOW)).toBe('not-empty');
-        await store.deleteObject('photos', 'live');
+        expect(await store.s3.deleteBucket('nothing', NOW)).toBe('no-bucket');
+        await store.s3.putObject(object('photos', 'live', await file()));
+        await store.s3.putObject(object('photos', 'expired', await file(NOW + 10)));
+        expect(await store.s3.deleteBucket('photos', NOW)).toBe('not-empty');
+        await store.s3.deleteObject('photos', 'live');
         // The expired one still has its row, but is not there for S3.
-        expect(await store.deleteBucket('photos', NOW)).toBe('not-empty');
-        expect(await store.deleteBucket('photos', NOW + 10)).toBe('deleted');
-        expect(await store.getBucket('photos')).toBeUndefined();
-        expect(await store.createBucket({ name: 'photos', owner: 'TRVB', createdAt: 3 })).toBe(
+        expect(await store.s3.deleteBucket('photos', NOW)).toBe('not-empty');
+        expect(await store.s3.deleteBucket('photos', NOW + 10)).toBe('deleted');
+        expect(await store.s3.getBucket('photos')).toBeUndefined();
+        expect(await store.s3.createBucket({ name: 'photos', owner: 'TRVB', createdAt: 3 })).toBe(
           'created',
         );
       });
@@ -167,22 +167,24 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
       it('keeps an object as put and returns the file it replaced', async () => {
         await bucket();
         const [a, b] = [await file(), await file()];
-        expect(await store.putObject(object('photos', 'k', a))).toEqual({
+        expect(await store.s3.putObject(object('photos', 'k', a))).toEqual({
           status: 'stored',
           previousFileId: undefined,
         });
-        expect(await store.getObject('photos', 'k', NOW)).toEqual(object('photos', 'k', a));
+        expect(await store.s3.getObject('photos', 'k', NOW)).toEqual(object('photos', 'k', a));
         expect(
-          await store.putObject(object('photos', 'k', b, { md5: null, etag: '"abc-2"', size: 9 })),
+          await store.s3.putObject(
+            object('photos', 'k', b, { md5: null, etag: '"abc-2"', size: 9 }),
+          ),
         ).toEqual({ status: 'stored', previousFileId: a });
-        expect(await (await second()).getObject('photos', 'k', NOW)).toMatchObject({
+        expect(await (await second()).s3.getObject('photos', 'k', NOW)).toMatchObject({
           fileId: b,
           md5: null,
           etag: '"abc-2"',
           size: 9,
         });
         // The same file again replaces nothing the caller should tombstone.
-        expect(await store.putObject(object('photos', 'k', b))).toEqual({
+        expect(await store.s3.putObject(object('photos', 'k', b))).toEqual({
           status: 'stored',
           previousFileId: undefined,
         });
@@ -191,47 +193,47 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
       it('stores nothing without a bucket, or for a file not committed or a tombstone', async () => {
         await bucket();
         const live = await file();
-        expect(await store.putObject(object('nothing', 'k', live))).toEqual({
+        expect(await store.s3.putObject(object('nothing', 'k', live))).toEqual({
           status: 'no-bucket',
         });
         await store.beginUpload(newUpload('s3pending0000000000000'));
-        expect(await store.putObject(object('photos', 'k', 's3pending0000000000000'))).toEqual({
+        expect(await store.s3.putObject(object('photos', 'k', 's3pending0000000000000'))).toEqual({
           status: 'file-gone',
         });
-        expect(await store.putObject(object('photos', 'k', 'unknown'))).toEqual({
+        expect(await store.s3.putObject(object('photos', 'k', 'unknown'))).toEqual({
           status: 'file-gone',
         });
         await store.markDeleted(live, 'deleted', 1);
-        expect(await store.putObject(object('photos', 'k', live))).toEqual({
+        expect(await store.s3.putObject(object('photos', 'k', live))).toEqual({
           status: 'file-gone',
         });
-        expect(await store.listObjects('photos', { limit: 10, now: NOW })).toEqual([]);
+        expect(await store.s3.listObjects('photos', { limit: 10, now: NOW })).toEqual([]);
       });
 
       it('deletes a row and returns its file; nothing for a key without one', async () => {
         await bucket();
         const f = await file();
-        await store.putObject(object('photos', 'k', f));
-        expect(await store.deleteObject('photos', 'k')).toBe(f);
-        expect(await store.deleteObject('photos', 'k')).toBeUndefined();
-        expect(await store.getObject('photos', 'k', NOW)).toBeUndefined();
+        await store.s3.putObject(object('photos', 'k', f));
+        expect(await store.s3.deleteObject('photos', 'k')).toBe(f);
+        expect(await store.s3.deleteObject('photos', 'k')).toBeUndefined();
+        expect(await store.s3.getObject('photos', 'k', NOW)).toBeUndefined();
       });
 
       it('hides objects whose file expired, was deleted, and drops them when it is purged', async () => {
         await bucket();
         const [expiring, deleted] = [await file(NOW + 1), await file()];
-        await store.putObject(object('photos', 'expiring', expiring));
-        await store.putObject(object('photos', 'deleted', deleted));
-        expect((await store.listObjects('photos', { limit: 10, now: NOW })).length).toBe(2);
-        expect(await store.getObject('photos', 'expiring', NOW + 1)).toBeUndefined();
+        await store.s3.putObject(object('photos', 'expiring', expiring));
+        await store.s3.putObject(object('photos', 'deleted', deleted));
+        expect((await store.s3.listObjects('photos', { limit: 10, now: NOW })).length).toBe(2);
+        expect(await store.s3.getObject('photos', 'expiring', NOW + 1)).toBeUndefined();
         await store.markDeleted(deleted, 'deleted', 10);
-        expect(await store.getObject('photos', 'deleted', NOW)).toBeUndefined();
+        expect(await store.s3.getObject('photos', 'deleted', NOW)).toBeUndefined();
         expect(
-          (await store.listObjects('photos', { limit: 10, now: NOW })).map((o) => o.key),
+          (await store.s3.listObjects('photos', { limit: 10, now: NOW })).map((o) => o.key),
         ).toEqual(['expiring']);
         await store.purgeTombstones(11);
         // The row went with its file: deleting it now finds nothing.
-        expect(await store.deleteObject('photos', 'deleted')).toBeUndefined();
+        expect(await store.s3.deleteObject('photos', 'deleted')).toBeUndefined();
       });
 
       it('lists keys in UTF-8 byte order, by prefix, after a key, and from a bound', async () => {
@@ -252,9 +254,9 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
           'p_',
         ];
         const f = await file();
-        for (const key of keys) await store.putObject(object('photos', key, f));
-        const list = async (q: Parameters<MetadataStore['listObjects']>[1]) =>
-          (await store.listObjects('photos', q)).map((o) => o.key);
+        for (const key of keys) await store.s3.putObject(object('photos', key, f));
+        const list = async (q: Parameters<MetadataStore['s3']['listObjects']>[1]) =>
+          (await store.s3.listObjects('photos', q)).map((o) => o.key);
         expect(await list({ limit: 100, now: NOW })).toEqual([...keys].sort(compareKeys));
         expect(await list({ limit: 100, now: NOW })).toEqual([
           'B',
@@ -288,7 +290,7 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
           '\u{10000}',
         ]);
         expect(await list({ limit: 100, now: NOW, prefix: 'q' })).toEqual([]);
-        expect(await store.listObjects('other', { limit: 100, now: NOW })).toEqual([]);
+        expect(await store.s3.listObjects('other', { limit: 100, now: NOW })).toEqual([]);
       });
 
       it('gives each of two concurrent puts of a new key the file it replaced', async () => {
@@ -296,11 +298,11 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
         const other = await second();
         const [a, b] = [await file(), await file()];
         const results = await Promise.all([
-          store.putObject(object('photos', 'race', a)),
-          other.putObject(object('photos', 'race', b)),
+          store.s3.putObject(object('photos', 'race', a)),
+          other.s3.putObject(object('photos', 'race', b)),
         ]);
         const replaced = results.map((r) => (r.status === 'stored' ? r.previousFileId : 'x'));
-        const kept = (await store.getObject('photos', 'race', NOW))!.fileId;
+        const kept = (await store.s3.getObject('photos', 'race', NOW))!.fileId;
         // One replaced nothing, the other replaced the first one's file; the row names the last.
         expect(replaced.filter((r) => r === undefined)).toHaveLength(1);
         const loser = replaced.find((r) => r !== undefined);
@@ -322,11 +324,11 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
         expect(await store.getResumable('u1')).toMatchObject({ s3: s3('b/2') });
         expect(await store.getResumable('tus')).toMatchObject({ s3: null });
         const ids = async (prefix?: string, limit = 10) =>
-          (await store.listMultipartUploads('photos', { prefix, limit })).map((u) => u.uploadId);
+          (await store.s3.listMultipartUploads('photos', { prefix, limit })).map((u) => u.uploadId);
         expect(await ids()).toEqual(['u2', 'u3', 'u1']);
         expect(await ids('b/')).toEqual(['u3', 'u1']);
         expect(await ids(undefined, 1)).toEqual(['u2']);
-        expect((await store.listMultipartUploads('photos', { limit: 1 }))[0]).toEqual({
+        expect((await store.s3.listMultipartUploads('photos', { limit: 1 }))[0]).toEqual({
           uploadId: 'u2',
           bucket: 'photos',
           key: 'a',
@@ -346,7 +348,7 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
             partNumber,
           });
         const store_ = (key: string, partNumber: number, size: number) =>
-          store.storeNumberedPart({
+          store.s3.storeNumberedPart({
             uploadId: 'mp',
             key,
             partNumber,
@@ -364,7 +366,7 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
         const again = await store_('p1b', 1, 11);
         expect(again.stored).toBe(true);
         expect(again.replaced.map((p) => p.key)).toEqual(['p1']);
-        const parts = await (await second()).listParts('mp');
+        const parts = await (await second()).s3.listParts('mp');
         expect(parts.map((p) => [p.partNumber, p.key, p.size, p.md5])).toEqual([
           [1, 'p1b', 11, 'md5-p1b'],
           [2, 'p2', 20, 'md5-p2'],
@@ -392,7 +394,7 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
         await store.endResumable('ended', 'terminated');
         for (const uploadId of ['tus', 'ended']) {
           expect(
-            await store.storeNumberedPart({
+            await store.s3.storeNumberedPart({
               uploadId,
               key: `${uploadId}-p`,
               partNumber: 1,
@@ -402,7 +404,7 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
               nodes: [],
             }),
           ).toEqual({ stored: false, replaced: [] });
-          expect(await store.listParts(uploadId)).toEqual([]);
+          expect(await store.s3.listParts(uploadId)).toEqual([]);
         }
       });
     });

@@ -45,7 +45,6 @@ import {
   type UploadPart,
   type VariantRecord,
 } from './metadata-store.js';
-import type { S3MetadataStore } from './s3-metadata.js';
 import { SqliteS3Store } from './sqlite-s3-store.js';
 
 /** Append only: a shipped migration is never edited, the next change is a new entry. */
@@ -240,8 +239,8 @@ export class SqliteMetadataStore implements MetadataStore {
   /** Prepared once: db.pragma() prepares its statement anew on every call, twice per commit. */
   private readonly syncMode;
   private readonly listStatements = new Map<string, Database.Statement>();
-  /** The S3 tables' methods (sqlite-s3-store.ts), handed on below. */
-  private readonly s3: SqliteS3Store;
+  /** The S3 tables' methods (sqlite-s3-store.ts), as `store.s3`. */
+  readonly s3: SqliteS3Store;
 
   constructor(private readonly db: Database.Database) {
     this.s3 = new SqliteS3Store(db);
@@ -820,26 +819,6 @@ export class SqliteMetadataStore implements MetadataStore {
     // Its part rows go with it (ON DELETE CASCADE; openDatabase turns foreign keys on).
     this.resumable.forget.run(id);
   }
-
-  // ── S3 (s3-metadata.ts) ──────────────────────────────────────────────────
-  createAccessKey: S3MetadataStore['createAccessKey'] = (k) => this.s3.createAccessKey(k);
-  getAccessKey: S3MetadataStore['getAccessKey'] = (id) => this.s3.getAccessKey(id);
-  listAccessKeys: S3MetadataStore['listAccessKeys'] = () => this.s3.listAccessKeys();
-  revokeAccessKey: S3MetadataStore['revokeAccessKey'] = (id, at) => this.s3.revokeAccessKey(id, at);
-  createBucket: S3MetadataStore['createBucket'] = (b) => this.s3.createBucket(b);
-  getBucket: S3MetadataStore['getBucket'] = (name) => this.s3.getBucket(name);
-  listBuckets: S3MetadataStore['listBuckets'] = (owner) => this.s3.listBuckets(owner);
-  setBucketDefaults: S3MetadataStore['setBucketDefaults'] = (name, d) =>
-    this.s3.setBucketDefaults(name, d);
-  deleteBucket: S3MetadataStore['deleteBucket'] = (name, now) => this.s3.deleteBucket(name, now);
-  putObject: S3MetadataStore['putObject'] = (o) => this.s3.putObject(o);
-  getObject: S3MetadataStore['getObject'] = (b, k, now) => this.s3.getObject(b, k, now);
-  deleteObject: S3MetadataStore['deleteObject'] = (b, k) => this.s3.deleteObject(b, k);
-  listObjects: S3MetadataStore['listObjects'] = (b, q) => this.s3.listObjects(b, q);
-  listMultipartUploads: S3MetadataStore['listMultipartUploads'] = (b, q) =>
-    this.s3.listMultipartUploads(b, q);
-  storeNumberedPart: S3MetadataStore['storeNumberedPart'] = (p) => this.s3.storeNumberedPart(p);
-  listParts: S3MetadataStore['listParts'] = (id) => this.s3.listParts(id);
 
   async ping(): Promise<boolean> {
     return this.db.prepare('SELECT 1 AS ok').get() !== undefined;

@@ -1,6 +1,6 @@
 /**
  * The S3 part of the SQLite metadata store (s3-metadata.ts), on the same
- * database handle; SqliteMetadataStore hands its S3 methods here. Every
+ * database handle; SqliteMetadataStore exposes it as `store.s3`. Every
  * check-then-write is one IMMEDIATE transaction: SQLite's single writer
  * orders them across every process sharing the file.
  */

@@ -224,7 +224,7 @@ async function createAccessKey(): Promise<string> {
 async function createBucket(name: string, owner: string): Promise<void> {
   const store = new SqliteMetadataStore(openDatabase(cluster.dbPath));
   try {
-    expect(await store.createBucket({ name, owner, createdAt: Date.now() })).toBe('created');
+    expect(await store.s3.createBucket({ name, owner, createdAt: Date.now() })).toBe('created');
   } finally {
     await store.close();
   }

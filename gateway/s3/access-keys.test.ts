@@ -19,16 +19,17 @@ function open(): SqliteMetadataStore {
 
 /** The store's access-key methods, bound, to wrap one of them. */
 function pick(store: SqliteMetadataStore) {
+  const { s3 } = store;
   return {
-    createAccessKey: store.createAccessKey.bind(store),
-    getAccessKey: store.getAccessKey.bind(store),
-    listAccessKeys: store.listAccessKeys.bind(store),
-    revokeAccessKey: store.revokeAccessKey.bind(store),
+    createAccessKey: s3.createAccessKey.bind(s3),
+    getAccessKey: s3.getAccessKey.bind(s3),
+    listAccessKeys: s3.listAccessKeys.bind(s3),
+    revokeAccessKey: s3.revokeAccessKey.bind(s3),
   };
 }
 
 function keys(clusterSecret = 'cluster-secret-one', store = open()): AccessKeys {
-  return new AccessKeys({ store, clusterSecret, now: () => clock });
+  return new AccessKeys({ store: store.s3, clusterSecret, now: () => clock });
 }
 
 beforeEach(() => {
@@ -55,7 +56,7 @@ describe('AccessKeys', () => {
     const store = open();
     const made = await keys(undefined, store).create('ci');
     expect(made).toMatchObject({ name: 'ci', createdAt: 1_000, revokedAt: null });
-    const row = await store.getAccessKey(made.id);
+    const row = await store.s3.getAccessKey(made.id);
     expect(row!.sealedSecret).not.toContain(made.secret);
     const listed = await keys().list();
     expect(listed).toEqual([{ id: made.id, name: 'ci', createdAt: 1_000, revokedAt: null }]);
@@ -95,7 +96,7 @@ describe('AccessKeys', () => {
       store: {
         ...pick(store),
         getAccessKey: async (id) => {
-          const row = await store.getAccessKey(id);
+          const row = await store.s3.getAccessKey(id);
           await gate;
           return row;
         },

@@ -26,7 +26,7 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'trove-s3-admin-'));
   store = new SqliteMetadataStore(openDatabase(join(dir, 'trove.db')));
   const log = createLogger('test', 'silent');
-  accessKeys = new AccessKeys({ store, clusterSecret: 'a-cluster-secret' });
+  accessKeys = new AccessKeys({ store: store.s3, clusterSecret: 'a-cluster-secret' });
   app = new Hono();
   app.onError(errorHandler(log));
   app.route('/admin/s3', s3AdminRoutes({ accessKeys, store, limits, log }));
@@ -75,7 +75,7 @@ describe('admin: S3 access keys', () => {
 
 describe('admin: bucket defaults', () => {
   beforeEach(async () => {
-    await store.createBucket({ name: 'photos', owner: 'TRVOWNER', createdAt: 1 });
+    await store.s3.createBucket({ name: 'photos', owner: 'TRVOWNER', createdAt: 1 });
   });
 
   it('reads, sets and clears them, validated as upload options', async () => {

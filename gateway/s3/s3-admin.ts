@@ -19,7 +19,7 @@ import { ACCESS_KEY_ID, type AccessKeyInfo, type AccessKeys } from './access-key
 
 export interface S3AdminDeps {
   accessKeys: AccessKeys;
-  store: Pick<MetadataStore, 'getBucket' | 'setBucketDefaults'>;
+  store: Pick<MetadataStore, 's3'>;
   limits: UploadLimits;
   log: Logger;
 }
@@ -96,7 +96,7 @@ export function s3AdminRoutes(deps: S3AdminDeps): Hono<Env> {
       ttlSeconds: option('ttl', req.ttl, deps.limits),
     };
     // The bucket may have been deleted since it was found.
-    if (!(await deps.store.setBucketDefaults(bucket.name, defaults)))
+    if (!(await deps.store.s3.setBucketDefaults(bucket.name, defaults)))
       throw noSuchBucket(bucket.name);
     return c.json(
       bucketDefaultsJson({
@@ -129,7 +129,7 @@ function noSuchBucket(name: string): NotFoundError {
 /** The bucket named in the path; a name S3 would refuse is a 404, as a malformed file id is. */
 async function findBucket(deps: S3AdminDeps, c: Context): Promise<S3Bucket> {
   const name = c.req.param('bucket') ?? '';
-  const bucket = isValidBucketName(name) ? await deps.store.getBucket(name) : undefined;
+  const bucket = isValidBucketName(name) ? await deps.store.s3.getBucket(name) : undefined;
   if (!bucket) throw noSuchBucket(name);
   return bucket;
 }

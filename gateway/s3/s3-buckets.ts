@@ -22,7 +22,7 @@ export function ownerOf(accessKeyId: string): Owner {
 
 /** The bucket of the call, if the caller's key owns it: else 404 NoSuchBucket or 403 AccessDenied. */
 export async function ownedBucket(deps: S3Deps, call: BucketCall): Promise<S3Bucket> {
-  const bucket = await deps.store.getBucket(call.bucket);
+  const bucket = await deps.store.s3.getBucket(call.bucket);
   if (!bucket) throw noSuchBucket(call.bucket);
   if (bucket.owner !== call.auth.accessKeyId) throw new S3Error('AccessDenied', 'Access Denied');
   return bucket;
@@ -35,7 +35,7 @@ export function noSuchBucket(name: string): S3Error {
 }
 
 export async function listBuckets(deps: S3Deps, call: S3Call) {
-  const buckets = await deps.store.listBuckets(call.auth.accessKeyId);
+  const buckets = await deps.store.s3.listBuckets(call.auth.accessKeyId);
   const xml = listAllMyBucketsXml(
     ownerOf(call.auth.accessKeyId),
     buckets.map((b) => ({ name: b.name, creationDate: new Date(b.createdAt) })),
@@ -61,7 +61,7 @@ export async function createBucket(deps: S3Deps, call: BucketCall) {
       'IllegalLocationConstraintException',
       `The ${locationConstraint} location constraint is incompatible with this endpoint's region, ${region}`,
     );
-  const result = await deps.store.createBucket({
+  const result = await deps.store.s3.createBucket({
     name: call.bucket,
     owner: call.auth.accessKeyId,
     createdAt: Date.now(),
@@ -88,7 +88,7 @@ export async function headBucket(deps: S3Deps, call: BucketCall) {
 
 export async function deleteBucket(deps: S3Deps, call: BucketCall) {
   await ownedBucket(deps, call);
-  const result = await deps.store.deleteBucket(call.bucket, Date.now());
+  const result = await deps.store.s3.deleteBucket(call.bucket, Date.now());
   if (result === 'not-empty')
     throw new S3Error('BucketNotEmpty', 'The bucket you tried to delete is not empty', {
       BucketName: call.bucket,

@@ -43,6 +43,6 @@ export async function deleteObjects(deps: S3Deps, call: BucketCall) {
 }
 
 async function removeKey(deps: S3Deps, bucket: string, key: string): Promise<void> {
-  const fileId = await deps.store.deleteObject(bucket, key);
+  const fileId = await deps.store.s3.deleteObject(bucket, key);
   if (fileId !== undefined) await deleteNow(deps, fileId, `S3 delete of ${bucket}/${key}`);
 }

@@ -26,7 +26,7 @@ export async function getObject(deps: S3Deps, call: ObjectCall, headOnly: boolea
       'NotImplemented',
       'GetObject and HeadObject by partNumber are not supported yet',
     );
-  const object = await deps.store.getObject(call.bucket, call.key, Date.now());
+  const object = await deps.store.s3.getObject(call.bucket, call.key, Date.now());
   const file = object && (await deps.store.getFile(object.fileId));
   if (!object || !file) throw noSuchKey(call.key);
   const headers = objectHeaders(object);

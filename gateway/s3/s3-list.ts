@@ -41,7 +41,7 @@ export function bucketScan(
 export async function listObjects(deps: S3Deps, call: BucketCall) {
   await ownedBucket(deps, call);
   const request = listV1Request(call.request.query);
-  const result = await listObjectsV1(bucketScan(deps.store, call.bucket, Date.now()), request);
+  const result = await listObjectsV1(bucketScan(deps.store.s3, call.bucket, Date.now()), request);
   const xml = listObjectsV1Xml(call.bucket, request, result, ownerOf(call.auth.accessKeyId));
   return call.c.body(xml, 200, XML);
 }
@@ -49,7 +49,7 @@ export async function listObjects(deps: S3Deps, call: BucketCall) {
 export async function listObjectsV2Op(deps: S3Deps, call: BucketCall) {
   await ownedBucket(deps, call);
   const request = listV2Request(call.request.query);
-  const result = await listObjectsV2(bucketScan(deps.store, call.bucket, Date.now()), request);
+  const result = await listObjectsV2(bucketScan(deps.store.s3, call.bucket, Date.now()), request);
   const xml = listObjectsV2Xml(call.bucket, request, result, ownerOf(call.auth.accessKeyId));
   return call.c.body(xml, 200, XML);
 }

@@ -58,7 +58,7 @@ export async function putObject(deps: S3Deps, call: ObjectCall) {
   });
   const [commit] = await commitIngested(deps, [file], options);
   const etag = singlePartEtag(md5.md5());
-  const result = await deps.store.putObject({
+  const result = await deps.store.s3.putObject({
     bucket: call.bucket,
     key: call.key,
     fileId: file.id,
