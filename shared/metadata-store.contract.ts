@@ -76,26 +76,37 @@ async function setUsed(store: MetadataStore, id: string, used: number): Promise<
   if (!unlimited) await store.grantDownloads(id, used, 0);
 }
 
+/**
+ * A fresh store from `target` before each test of the enclosing describe
+ * (handed to `use`), closed and cleaned up after it; returns `second()`, a
+ * second connection to it, closed after the test too.
+ */
+export function contractStores(
+  target: ContractTarget,
+  use: (store: MetadataStore) => void,
+): () => Promise<MetadataStore> {
+  let store: MetadataStore | undefined;
+  const others: MetadataStore[] = [];
+  beforeEach(async () => {
+    store = await target.open();
+    use(store);
+  });
+  afterEach(async () => {
+    for (const other of others.splice(0)) await other.close();
+    await store?.close();
+    await target.cleanup();
+  });
+  return async () => {
+    const other = await target.connect();
+    others.push(other);
+    return other;
+  };
+}
+
 export function metadataStoreContract(name: string, target: ContractTarget): void {
   describe(`${name} (MetadataStore contract)`, () => {
     let store: MetadataStore;
-    const others: MetadataStore[] = [];
-
-    beforeEach(async () => {
-      store = await target.open();
-    });
-    afterEach(async () => {
-      for (const other of others.splice(0)) await other.close();
-      await store.close();
-      await target.cleanup();
-    });
-
-    /** A second connection to the same store, closed after the test. */
-    async function second(): Promise<MetadataStore> {
-      const other = await target.connect();
-      others.push(other);
-      return other;
-    }
+    const second = contractStores(target, (opened) => (store = opened));
 
     /** Starts upload `id` (an image, 3 downloads, expiring at 10 s of the epoch) with `o` changed. */
     function begin(id: string, o: Partial<NewUpload> = {}): Promise<void> {

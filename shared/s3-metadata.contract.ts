@@ -4,8 +4,13 @@
  * objects and their visibility, UTF-8 byte order, races between two
  * connections, and S3 multipart parts.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { newResumable, newUpload, type ContractTarget } from './metadata-store.contract.js';
+import { describe, expect, it } from 'vitest';
+import {
+  contractStores,
+  newResumable,
+  newUpload,
+  type ContractTarget,
+} from './metadata-store.contract.js';
 import type { MetadataStore } from './metadata-store.js';
 import type { S3Object } from './s3-metadata.js';
 import { afterPrefix, compareKeys } from './s3-names.js';
@@ -16,22 +21,7 @@ const LATER = 1_000_000;
 export function s3MetadataContract(name: string, target: ContractTarget): void {
   describe(`${name} (S3 metadata contract)`, () => {
     let store: MetadataStore;
-    const others: MetadataStore[] = [];
-
-    beforeEach(async () => {
-      store = await target.open();
-    });
-    afterEach(async () => {
-      for (const other of others.splice(0)) await other.close();
-      await store.close();
-      await target.cleanup();
-    });
-
-    async function second(): Promise<MetadataStore> {
-      const other = await target.connect();
-      others.push(other);
-      return other;
-    }
+    const second = contractStores(target, (opened) => (store = opened));
 
     let seq = 0;
     /** A committed file expiring at `expiresAt`; its id. */

@@ -4,7 +4,7 @@
  * signed requests for what the SDK never sends (a body that is not the one
  * it signed).
  */
-import { createHash, createHmac, randomBytes, type Hash, type Hmac } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import {
@@ -27,7 +27,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { Checksum, SourceData } from '@smithy/types';
+import { NodeSha256 } from './node-sha256.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   METADATA_KINDS,
@@ -479,28 +479,6 @@ describe.each(METADATA_KINDS)('S3 API (%s metadata)', (metadata) => {
     expect(cluster.errorLines('gateway')).toEqual([]);
   });
 });
-
-/** node:crypto behind the hash interface @smithy/signature-v4 takes. */
-class NodeSha256 implements Checksum {
-  private hash: Hash | Hmac;
-  constructor(private readonly secret?: SourceData) {
-    this.hash = this.fresh();
-  }
-  private fresh(): Hash | Hmac {
-    return this.secret === undefined
-      ? createHash('sha256')
-      : createHmac('sha256', Buffer.from(this.secret as Uint8Array));
-  }
-  update(data: Uint8Array): void {
-    this.hash.update(data);
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-  reset(): void {
-    this.hash = this.fresh();
-  }
-}
 
 /**
  * A request signed over `signedBody` (its sha256 in x-amz-content-sha256)

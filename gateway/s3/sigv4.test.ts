@@ -1,5 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
-import type { Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   GetObjectCommand,
@@ -9,7 +8,6 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { buildQueryString, extendedEncodeURIComponent, HttpRequest } from '@smithy/core/protocols';
-import type { Checksum, SourceData } from '@smithy/types';
 import { getCanonicalHeaders, getSigningKey, SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it, vi } from 'vitest';
 import { checkContentSha256 } from './payload-hash.js';
@@ -17,35 +15,7 @@ import { S3Error } from './s3-errors.js';
 import { SigningKeyCache } from './signing-key.js';
 import { verifySigV4 } from './sigv4.js';
 import type { RawRequest, SigV4Options } from './sigv4.js';
-
-/** The SDK's hash interface over node:crypto (what @aws-crypto/sha256-js would be). */
-class NodeSha256 implements Checksum {
-  private hash: Hash | ReturnType<typeof createHmac>;
-  constructor(private readonly secret?: SourceData) {
-    this.hash = this.fresh();
-  }
-  private fresh() {
-    return this.secret === undefined
-      ? createHash('sha256')
-      : createHmac('sha256', toBytes(this.secret));
-  }
-  update(data: Uint8Array): void {
-    this.hash.update(data);
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-  reset(): void {
-    this.hash = this.fresh();
-  }
-}
-
-const toBytes = (data: SourceData): Uint8Array =>
-  typeof data === 'string'
-    ? Buffer.from(data, 'utf8')
-    : ArrayBuffer.isView(data)
-      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-      : new Uint8Array(data);
+import { NodeSha256 } from '../../test/node-sha256.js';
 
 const CREDENTIALS = { accessKeyId: 'AKIDTROVE0001', secretAccessKey: 'trove/s3cret+key=' };
 const SIGNED_AT = new Date('2026-12-05T10:00:00Z');
