@@ -15,7 +15,7 @@ import { createHmac } from 'node:crypto';
 import type { NodeAddress } from '../../shared/config.js';
 import { UnavailableError } from '../../shared/errors.js';
 import { blobKey } from '../../shared/keys.js';
-import type { ResumableUpload, UploadPart } from '../../shared/metadata-store.js';
+import type { CommitFile, ResumableUpload, UploadPart } from '../../shared/metadata-store.js';
 import { removeParts } from '../../shared/resumable-parts.js';
 import { discardUpload, hashToken, type IngestedFile } from '../upload/ingest.js';
 import { commitIngested } from '../upload/upload.js';
@@ -35,13 +35,25 @@ export function resumableDeleteToken(key: Buffer, uploadId: string): string {
 export async function completeUpload(deps: ResumableDeps, upload: ResumableUpload): Promise<void> {
   const existing = await deps.store.getFile(upload.fileId);
   if (existing?.state !== 'committed') {
-    if (existing?.state === 'aborted')
-      throw new UnavailableError(
-        'a previous attempt to finish this upload is being cleaned up; try again',
-        'UPLOAD_FINISHING',
-      );
-    await composeAndCommit(deps, upload, existing !== undefined);
+    assertNotAborted(existing);
+    const parts = (await deps.store.partsOf(upload.id)).filter((p) => p.stored);
+    assertContiguous(upload, parts);
+    await composeAndCommit(deps, upload as ComposableUpload, parts, existing !== undefined);
   }
+  await finishUpload(deps, upload);
+}
+
+/** A file a previous attempt failed to compose is still being removed: this attempt must wait. */
+export function assertNotAborted(existing: { state: string } | undefined): void {
+  if (existing?.state === 'aborted')
+    throw new UnavailableError(
+      'a previous attempt to finish this upload is being cleaned up; try again',
+      'UPLOAD_FINISHING',
+    );
+}
+
+/** Ends a committed upload; its parts (every one, listed or not) are garbage now. */
+export async function finishUpload(deps: ResumableDeps, upload: ResumableUpload): Promise<void> {
   await deps.store.endResumable(upload.id, 'done');
   // After the answer: the file is committed, its parts are garbage (the sweep removes what this misses).
   void removeParts(partDeps(deps), upload).catch((err: Error) =>
@@ -49,16 +61,28 @@ export async function completeUpload(deps: ResumableDeps, upload: ResumableUploa
   );
 }
 
-async function composeAndCommit(deps: ResumableDeps, upload: ResumableUpload, begun: boolean) {
-  const parts = (await deps.store.partsOf(upload.id)).filter((p) => p.stored);
-  assertContiguous(upload, parts);
+/** An upload whose type is known: decided from its first bytes. */
+export type ComposableUpload = ResumableUpload & { contentType: string };
+
+/**
+ * Composes `parts`, in this order, into the upload's file on each of its
+ * nodes and commits it. `begun`: the file's row exists from an attempt
+ * that did not finish.
+ */
+export async function composeAndCommit(
+  deps: ResumableDeps,
+  upload: ComposableUpload,
+  parts: UploadPart[],
+  begun: boolean,
+): Promise<{ file: IngestedFile; commit: CommitFile }> {
+  const size = parts.reduce((sum, p) => sum + p.size!, 0);
   const deleteToken = resumableDeleteToken(deps.uploadLinkKey, upload.id);
   const createdAt = Date.now();
   if (!begun)
     await deps.store.beginUpload({
       id: upload.fileId,
       name: upload.name,
-      contentType: upload.contentType!,
+      contentType: upload.contentType,
       maxDownloads: upload.maxDownloads,
       createdAt,
       expiresAt: createdAt + upload.ttlSeconds * 1000,
@@ -71,7 +95,7 @@ async function composeAndCommit(deps: ResumableDeps, upload: ResumableUpload, be
   const composed = results.filter((r) => r !== undefined);
   // The sha256 most nodes agree on; a node that disagrees lost bytes somewhere and is not counted.
   const sha256 = mostCommon(composed.map((r) => r.sha256));
-  const good = composed.filter((r) => r.sha256 === sha256 && r.size === upload.length);
+  const good = composed.filter((r) => r.sha256 === sha256 && r.size === size);
   if (good.length < deps.replication.writeQuorum) {
     await discardUpload(deps, upload.fileId, chain);
     throw new UnavailableError(
@@ -85,14 +109,15 @@ async function composeAndCommit(deps: ResumableDeps, upload: ResumableUpload, be
   const file: IngestedFile = {
     id: upload.fileId,
     name: upload.name,
-    size: upload.length!,
-    contentType: upload.contentType!,
+    size,
+    contentType: upload.contentType,
     sha256: sha256!,
     deleteToken,
     createdAt,
     replicas: deps.replicator.placementOutcome(upload.fileId, chain, stored),
   };
-  await commitIngested(deps, [file], upload);
+  const [commit] = await commitIngested(deps, [file], upload);
+  return { file, commit: commit! };
 }
 
 /** The parts must cover [0, length) end to end; anything else is a bug, never a file. */

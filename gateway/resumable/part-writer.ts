@@ -9,13 +9,14 @@
  * tus keeps what was received, and the client resumes after it. Unless it
  * carried an Upload-Checksum, which only the whole body can match.
  */
-import { PassThrough, type Readable } from 'node:stream';
-import { TroveError, UnavailableError } from '../../shared/errors.js';
-import { HashCounter, pipeChain } from '../../shared/streams.js';
+import type { Readable } from 'node:stream';
+import { TroveError } from '../../shared/errors.js';
+import { HashCounter } from '../../shared/streams.js';
 import { partKey } from '../../shared/resumable-parts.js';
 import type { ResumableUpload } from '../../shared/metadata-store.js';
 import { TypeSniffer } from '../upload/content-type.js';
 import { ChecksumCheck } from './upload-checksum.js';
+import { assertPartQuorum, discardPart, streamPart } from './part-stream.js';
 import type { TusRequest } from './tus-request.js';
 import type { ResumableDeps } from './resumable-deps.js';
 
@@ -58,63 +59,31 @@ export async function writePart(
   const hasher = new HashCounter();
   const checksum = request.checksum && new ChecksumCheck(request.checksum);
   if (checksum) hasher.on('data', (chunk: Buffer) => checksum.update(chunk));
-  const forward = new PassThrough();
-  // Failures reach the write through the body a node reads; none may crash the gateway meanwhile.
-  forward.on('error', () => {});
-  const stages = sniffer ? [sniffer, hasher, forward] : [hasher, forward];
-  let streamError: Error | undefined;
-  // A stage that fails (413, 415) ends the write at once, whether or not a node reads yet.
-  const stop = new AbortController();
-  for (const stage of [body, ...stages])
-    stage.once('error', (err: Error) => {
-      streamError ??= err;
-      stop.abort(err);
-    });
-  const streamed = pipeChain(...stages);
-  streamed.catch(() => {});
-  // Piped, not part of the chain: a failure here must reach @tus/server as this function's
-  // rejection (after the upload's state is settled), not as its body's error first.
-  body.once('error', (err) => stages[0]!.destroy(err));
-  body.pipe(stages[0]!);
-  let stored: string[] = [];
   try {
-    const outcomes = await deps.replicator.write(key, chain, forward, { signal: stop.signal });
-    await streamed;
-    const sha256 = hasher.digest();
-    stored = outcomes
-      .filter((o) => o.ok && o.sha256 === sha256 && o.size === hasher.bytes)
-      .map((o) => o.node);
+    const before = sniffer ? [sniffer] : [];
+    const stored = await streamPart(deps, { key, chain, body, before, hasher });
     if (hasher.bytes === 0) return await discard(deps, key, { bytes: 0 });
     const cut = request.contentLength !== undefined && hasher.bytes < request.contentLength;
     // A body cut short cannot match its checksum: nothing kept, the client sends it again.
     if (checksum && cut) return await discard(deps, key, { bytes: 0 });
     checksum?.verify();
-    if (stored.length < deps.replication.writeQuorum) {
-      throw new UnavailableError(
-        `only ${stored.length} of ${chain.length} storage nodes stored this part; ${deps.replication.writeQuorum} are needed`,
-        'WRITE_QUORUM_FAILED',
-      );
-    }
+    assertPartQuorum(deps, stored, chain);
     const contentType = sniffer ? await sniffer.type : undefined;
     const moved = await deps.store.storePart({
       uploadId: upload.id,
       key,
       offset,
       size: hasher.bytes,
-      sha256,
+      sha256: hasher.digest(),
       nodes: stored,
       contentType,
     });
     if (!moved) throw new OffsetMovedError();
     return { bytes: hasher.bytes, contentType };
   } catch (err) {
-    // The stream's own failure (413, 415, the client gone) explains more than the write's.
-    const failure = streamError ?? err;
-    body.unpipe(stages[0]!);
-    forward.destroy();
     await discard(deps, key, { bytes: 0 });
-    if (isEmptyFirstBody(failure, hasher)) return { bytes: 0 };
-    throw failure;
+    if (isEmptyFirstBody(err, hasher)) return { bytes: 0 };
+    throw err;
   }
 }
 
@@ -123,13 +92,12 @@ function isEmptyFirstBody(err: unknown, hasher: HashCounter): boolean {
   return (err as TroveError)?.code === 'EMPTY_FILE' && hasher.bytes === 0;
 }
 
-/** Removes a part that will not count (its blobs, then its row); a node that cannot be reached leaves it to the sweep. */
+/** Discards the part, answering `result`. */
 async function discard(
   deps: ResumableDeps,
   key: string,
   result: WrittenPart,
 ): Promise<WrittenPart> {
-  const unreachable = await deps.replicator.deleteFrom(key);
-  if (unreachable.length === 0) await deps.store.forgetPart(key);
+  await discardPart(deps, key);
   return result;
 }
