@@ -146,14 +146,11 @@ function jumpPast(prefix: string): Bound | undefined {
   return next === undefined ? undefined : { startAfter: next, inclusive: true };
 }
 
-/** max-keys as S3 reads it: default 1000, above 1000 is 1000, not a count is an error. */
-export function parseMaxKeys(raw: string | undefined): number {
+/** max-keys (or max-parts, max-uploads) as S3 reads it: default 1000, above 1000 is 1000, not a count is an error. */
+export function parseMaxKeys(raw: string | undefined, name = 'max-keys'): number {
   if (raw === undefined) return MAX_KEYS;
   if (!/^\d+$/.test(raw)) {
-    throw new S3Error(
-      'InvalidArgument',
-      'Provided max-keys not an integer or within integer range',
-    );
+    throw new S3Error('InvalidArgument', `Provided ${name} not an integer or within integer range`);
   }
   return Math.min(Number(raw), MAX_KEYS);
 }

@@ -30,6 +30,9 @@ import { s3ErrorHandler } from './s3-error-response.js';
 import { S3Error } from './s3-errors.js';
 import { getObject } from './s3-get.js';
 import { listObjects, listObjectsV2Op } from './s3-list.js';
+import { abortMultipartUpload, createMultipartUpload, uploadPart } from './s3-multipart.js';
+import { completeMultipartUpload } from './s3-multipart-complete.js';
+import { listMultipartUploads, listParts } from './s3-multipart-list.js';
 import { putObject } from './s3-put.js';
 import { parseS3Request, splitTarget } from './s3-request.js';
 
@@ -90,6 +93,8 @@ function perform(deps: S3Deps, call: S3Call) {
       return listObjectsV2Op(deps, bucketCall);
     case 'DeleteObjects':
       return deleteObjects(deps, bucketCall);
+    case 'ListMultipartUploads':
+      return listMultipartUploads(deps, bucketCall);
   }
   const objectCall: ObjectCall = { ...bucketCall, key: call.request.key ?? '' };
   switch (operation) {
@@ -101,6 +106,16 @@ function perform(deps: S3Deps, call: S3Call) {
       return getObject(deps, objectCall, true);
     case 'DeleteObject':
       return deleteObject(deps, objectCall);
+    case 'CreateMultipartUpload':
+      return createMultipartUpload(deps, objectCall);
+    case 'UploadPart':
+      return uploadPart(deps, objectCall);
+    case 'CompleteMultipartUpload':
+      return completeMultipartUpload(deps, objectCall);
+    case 'AbortMultipartUpload':
+      return abortMultipartUpload(deps, objectCall);
+    case 'ListParts':
+      return listParts(deps, objectCall);
     default:
       throw new S3Error(
         'NotImplemented',

@@ -8,7 +8,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { BadRequestError } from '../../shared/errors.js';
-import type { S3Bucket } from '../../shared/s3-metadata.js';
+import type { S3Bucket, S3Object } from '../../shared/s3-metadata.js';
 import { deleteNow } from '../files/deletion.js';
 import { cleanFileName } from '../http/http-names.js';
 import { disconnectSignal } from '../http/request-signal.js';
@@ -58,7 +58,7 @@ export async function putObject(deps: S3Deps, call: ObjectCall) {
   });
   const [commit] = await commitIngested(deps, [file], options);
   const etag = singlePartEtag(md5.md5());
-  const result = await deps.store.s3.putObject({
+  await pointKeyAt(deps, call, {
     bucket: call.bucket,
     key: call.key,
     fileId: file.id,
@@ -69,9 +69,19 @@ export async function putObject(deps: S3Deps, call: ObjectCall) {
     userMetadata,
     md5: md5.md5(),
   });
+  const answer = uploadAnswer(file, commit!, shareBase(c, deps));
+  return c.body(null, 200, { etag, ...troveHeaders(file.id, answer) });
+}
+
+/**
+ * Points the key at a committed file and tombstones the file it pointed at
+ * before. A file no key could point at (the bucket went) is deleted at once.
+ */
+export async function pointKeyAt(deps: S3Deps, call: ObjectCall, object: S3Object): Promise<void> {
+  const result = await deps.store.s3.putObject(object);
   if (result.status !== 'stored') {
     // Committed, but no key points at it: it must not live on unreachable.
-    await deleteNow(deps, file.id, 'S3 PutObject that lost its bucket');
+    await deleteNow(deps, object.fileId, `S3 ${call.request.operation} that lost its bucket`);
     if (result.status === 'no-bucket') throw noSuchBucket(call.bucket);
     throw new S3Error(
       'InternalError',
@@ -79,14 +89,23 @@ export async function putObject(deps: S3Deps, call: ObjectCall) {
     );
   }
   if (result.previousFileId !== undefined)
-    await deleteNow(deps, result.previousFileId, `S3 PutObject over ${call.bucket}/${call.key}`);
-  const answer = uploadAnswer(file, commit!, shareBase(c, deps));
-  return c.body(null, 200, {
-    etag,
-    'x-trove-file-id': file.id,
+    await deleteNow(
+      deps,
+      result.previousFileId,
+      `S3 ${call.request.operation} over ${call.bucket}/${call.key}`,
+    );
+}
+
+/** What PutObject and CompleteMultipartUpload tell of the file besides S3's answer. */
+export function troveHeaders(
+  fileId: string,
+  answer: { share_url: string; url: string },
+): Record<string, string> {
+  return {
+    'x-trove-file-id': fileId,
     'x-trove-share-url': answer.share_url,
     'x-trove-download-url': answer.url,
-  });
+  };
 }
 
 /** Runs `check` on an ingested, uncommitted file; a failed check discards it (nothing stored). */
@@ -153,7 +172,7 @@ function option(name: OptionName, metadata: Record<string, string>, limits: Uplo
 }
 
 /** The hex MD5 a Content-MD5 header (base64 of 16 bytes) announces; 400 InvalidDigest if it is not one. */
-function expectedMd5(value: string | undefined): string | undefined {
+export function expectedMd5(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   const bytes = /^[A-Za-z0-9+/]{22}==$/.test(value.trim())
     ? Buffer.from(value.trim(), 'base64')
@@ -168,7 +187,10 @@ function expectedMd5(value: string | undefined): string | undefined {
  * Content-Length counts its framing, so its object is
  * x-amz-decoded-content-length long.
  */
-function declaredLength(headers: IncomingHttpHeaders, payloadHash: string): number | undefined {
+export function declaredLength(
+  headers: IncomingHttpHeaders,
+  payloadHash: string,
+): number | undefined {
   const raw = payloadHash.startsWith('STREAMING-')
     ? headers['x-amz-decoded-content-length']
     : headers['content-length'];

@@ -8,7 +8,7 @@ import { fileTypeFromBuffer } from 'file-type';
 import { BadRequestError, UnsupportedMediaTypeError } from '../../shared/errors.js';
 
 /** file-type's own advice for how much of a file it needs. */
-const SNIFF_BYTES = 4100;
+export const SNIFF_BYTES = 4100;
 export const UNKNOWN_TYPE = 'application/octet-stream';
 
 /** True when `type` matches one of the patterns (`image/*`, `application/pdf`, `*\/*`). */

@@ -1,0 +1,130 @@
+/**
+ * CreateMultipartUpload, UploadPart and AbortMultipartUpload. An upload is a
+ * resumable upload (multipart-uploads.ts); each part is a blob of its own,
+ * streamed down the chain of the file-to-be's nodes as a tus PATCH is
+ * (part-stream.ts), so CompleteMultipartUpload composes it on each node
+ * without moving bytes again (s3-multipart-complete.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import { PayloadTooLargeError } from '../../shared/errors.js';
+import { newFileId } from '../../shared/keys.js';
+import type { ResumableUpload, UploadPart } from '../../shared/metadata-store.js';
+import { partKey, removeParts } from '../../shared/resumable-parts.js';
+import { ByteLimit, HashCounter } from '../../shared/streams.js';
+import { cleanFileName } from '../http/http-names.js';
+import { partDeps } from '../resumable/completion.js';
+import { assertPartQuorum, discardPart, streamPart } from '../resumable/part-stream.js';
+import { singlePartEtag } from './etag.js';
+import { noSuchUpload, openUpload, uploadMetadata } from './multipart-uploads.js';
+import { checkPayloadDigest, objectBody } from './s3-body.js';
+import { ownedBucket, XML } from './s3-buckets.js';
+import { header, type ObjectCall, type S3Deps } from './s3-context.js';
+import { S3Error } from './s3-errors.js';
+import { declaredLength, expectedMd5, objectOptions, userMetadataOf } from './s3-put.js';
+import { initiateMultipartUploadXml } from './s3-xml.js';
+
+/**
+ * The share-link options and user metadata are read here, as PutObject
+ * reads them, and checked at once: a bad value fails before any part is sent.
+ */
+export async function createMultipartUpload(deps: S3Deps, call: ObjectCall) {
+  const { c } = call;
+  const bucket = await ownedBucket(deps, call);
+  const userMetadata = userMetadataOf(c.env.incoming.headers);
+  const options = objectOptions(userMetadata, bucket, deps.limits);
+  const id = randomBytes(16).toString('hex');
+  const createdAt = Date.now();
+  await deps.store.createResumable({
+    id,
+    fileId: newFileId(),
+    name: cleanFileName(call.key),
+    length: null,
+    maxDownloads: options.maxDownloads,
+    ttlSeconds: options.ttlSeconds,
+    metadata: uploadMetadata(userMetadata, header(c, 'content-type')),
+    client: `s3:${call.auth.accessKeyId}`,
+    uploadLink: null,
+    createdAt,
+    expiresAt: createdAt + deps.resumable.resumableUploadExpirySeconds * 1000,
+    s3: { bucket: call.bucket, key: call.key },
+  });
+  return c.body(initiateMultipartUploadXml(call.bucket, call.key, id), 200, XML);
+}
+
+export async function uploadPart(deps: S3Deps, call: ObjectCall) {
+  const { c } = call;
+  await ownedBucket(deps, call);
+  const upload = await openUpload(deps, call);
+  const partNumber = call.request.partNumber!;
+  const contentMd5 = expectedMd5(header(c, 'content-md5'));
+  // The upload's stored bytes so far count: the object may not pass MAX_UPLOAD_BYTES in all.
+  const { maxUploadBytes } = deps.uploads;
+  const room = maxUploadBytes - upload.offset;
+  const declared = declaredLength(c.env.incoming.headers, call.auth.payloadHash);
+  if (declared !== undefined && declared > room)
+    throw PayloadTooLargeError.forBytes(maxUploadBytes);
+  const chain = deps.replicator.chainFor(upload.fileId);
+  // S3 parts are known by number: it stands where a tus part's offset does.
+  const key = partKey(upload.fileId, partNumber);
+  await deps.store.beginPart({
+    uploadId: upload.id,
+    key,
+    offset: 0,
+    partNumber,
+    nodes: chain.map((n) => n.id),
+    createdAt: Date.now(),
+  });
+  const { source, md5 } = objectBody(call);
+  const hasher = new HashCounter();
+  const limit = new ByteLimit(room, () => PayloadTooLargeError.forBytes(maxUploadBytes));
+  let replaced: UploadPart[];
+  try {
+    const stored = await streamPart(deps, { key, chain, body: source, before: [limit], hasher });
+    checkPayloadDigest(call.auth, hasher.digest());
+    if (contentMd5 !== undefined && contentMd5 !== md5.md5())
+      throw new S3Error(
+        'BadDigest',
+        'The Content-MD5 you specified did not match what we received.',
+      );
+    assertPartQuorum(deps, stored, chain);
+    const result = await deps.store.s3.storeNumberedPart({
+      uploadId: upload.id,
+      key,
+      partNumber,
+      size: hasher.bytes,
+      sha256: hasher.digest(),
+      md5: md5.md5(),
+      nodes: stored,
+    });
+    // Completed or aborted while this part streamed.
+    if (!result.stored) throw noSuchUpload(upload.id);
+    replaced = result.replaced;
+  } catch (err) {
+    await discardPart(deps, key);
+    throw err;
+  }
+  // The part sent again wins; the bytes it replaces are garbage.
+  if (replaced.length > 0) void removeLater(deps, upload, replaced);
+  return c.body(null, 200, { etag: singlePartEtag(md5.md5()) });
+}
+
+/** Ends the upload (no part can be stored after) and removes its parts; a node away leaves them to the sweep. */
+export async function abortMultipartUpload(deps: S3Deps, call: ObjectCall) {
+  await ownedBucket(deps, call);
+  const upload = await openUpload(deps, call);
+  if (!(await deps.store.endResumable(upload.id, 'terminated'))) throw noSuchUpload(upload.id);
+  await removeParts(partDeps(deps), upload);
+  return call.c.body(null, 204);
+}
+
+async function removeLater(
+  deps: S3Deps,
+  upload: ResumableUpload,
+  parts: UploadPart[],
+): Promise<void> {
+  try {
+    await removeParts(partDeps(deps), upload, parts);
+  } catch (err) {
+    deps.log.warn({ upload: upload.id, err: (err as Error).message }, 'parts left to the sweep');
+  }
+}
