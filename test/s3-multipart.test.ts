@@ -1,0 +1,345 @@
+/**
+ * S3 multipart uploads against a real cluster (gateway with S3_PORT, three
+ * storage nodes), with @aws-sdk/client-s3's commands and lib-storage's
+ * Upload as users send them: parts out of order and sent again, the
+ * listings, the Complete's refusals, Abort, and a 100 MB upload streamed.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListPartsCommand,
+  S3Client,
+  S3ServiceException,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  METADATA_KINDS,
+  filesUnder,
+  freePort,
+  hashBody,
+  jpegStream,
+  sha256,
+  startCluster,
+  waitFor,
+  type Cluster,
+} from './harness.js';
+
+const ADMIN_TOKEN = 's3-multipart-test-admin-token';
+const MiB = 1024 * 1024;
+
+let cluster: Cluster;
+let s3: S3Client;
+
+async function createAccessKey(): Promise<{ id: string; secret: string }> {
+  const res = await fetch(`${cluster.gatewayUrl}/admin/s3/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  expect(res.status).toBe(201);
+  const body = (await res.json()) as { access_key_id: string; secret_access_key: string };
+  return { id: body.access_key_id, secret: body.secret_access_key };
+}
+
+/** The S3 error a request fails with (its code and HTTP status). */
+async function s3Error(request: Promise<unknown>): Promise<{ name: string; status: number }> {
+  try {
+    await request;
+  } catch (err) {
+    expect(err).toBeInstanceOf(S3ServiceException);
+    const e = err as S3ServiceException;
+    return { name: e.name, status: e.$metadata.httpStatusCode ?? 0 };
+  }
+  throw new Error('expected the request to fail');
+}
+
+const md5 = (bytes: Buffer) => createHash('md5').update(bytes).digest('hex');
+
+/** S3's multipart ETag, computed here from the parts' bytes. */
+function expectedEtag(parts: Buffer[]): string {
+  const hash = createHash('md5');
+  for (const part of parts) hash.update(createHash('md5').update(part).digest());
+  return `"${hash.digest('hex')}-${parts.length}"`;
+}
+
+/** Random bytes; a first part begins as a JPEG does (the type is sniffed from it). */
+function bytes(size: number, jpeg = false): Buffer {
+  const buf = randomBytes(size);
+  if (jpeg) buf.set([0xff, 0xd8, 0xff, 0xe0], 0);
+  return buf;
+}
+
+async function fileIdOf(uploadId: string): Promise<string> {
+  const [row] = await cluster.query<{ file_id: string }>(
+    `SELECT file_id FROM resumable_uploads WHERE id = '${uploadId}'`,
+  );
+  return row!.file_id;
+}
+
+/** Part blobs (`<fileId>.part-…`) of file `fileId` on any node. */
+async function partsOnNodes(fileId: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const node of cluster.nodes)
+    found.push(
+      ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) =>
+        f.includes(`${fileId}.part-`),
+      ),
+    );
+  return found;
+}
+
+const partRows = (uploadId: string) =>
+  cluster.query<{ key: string }>(`SELECT key FROM upload_parts WHERE upload_id = '${uploadId}'`);
+
+describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) => {
+  const Bucket = 'albums';
+
+  beforeAll(async () => {
+    const s3Port = await freePort();
+    cluster = await startCluster({
+      metadata,
+      env: { ADMIN_TOKEN, S3_PORT: String(s3Port) },
+    });
+    const key = await createAccessKey();
+    s3 = new S3Client({
+      endpoint: `http://127.0.0.1:${s3Port}`,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: key.id, secretAccessKey: key.secret },
+      maxAttempts: 1,
+    });
+    await s3.send(new CreateBucketCommand({ Bucket }));
+  });
+
+  afterAll(async () => {
+    s3?.destroy();
+    await cluster?.stop();
+  });
+
+  async function create(Key: string): Promise<string> {
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket,
+        Key,
+        ContentType: 'image/jpeg',
+        Metadata: { caption: 'road trip', 'max-downloads': '7' },
+      }),
+    );
+    expect(UploadId).toMatch(/\S/);
+    return UploadId!;
+  }
+
+  async function put(Key: string, UploadId: string, PartNumber: number, Body: Buffer) {
+    const { ETag } = await s3.send(
+      new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }),
+    );
+    expect(ETag).toBe(`"${md5(Body)}"`);
+    return ETag!;
+  }
+
+  it('composes parts sent out of order and again into one object of three replicas', async () => {
+    const Key = 'trip/day-1.jpg';
+    const UploadId = await create(Key);
+    const part1 = bytes(5 * MiB, true);
+    const part2 = bytes(5 * MiB);
+    const part2Again = bytes(5 * MiB);
+    const part3 = bytes(123_457);
+    await put(Key, UploadId, 3, part3);
+    await put(Key, UploadId, 1, part1);
+    await put(Key, UploadId, 2, part2);
+    // Sent again with other bytes: the last one wins.
+    const etag2 = await put(Key, UploadId, 2, part2Again);
+
+    const listed = await s3.send(new ListPartsCommand({ Bucket, Key, UploadId }));
+    expect(listed.Parts?.map((p) => [p.PartNumber, p.Size, p.ETag])).toEqual([
+      [1, 5 * MiB, `"${md5(part1)}"`],
+      [2, 5 * MiB, etag2],
+      [3, part3.length, `"${md5(part3)}"`],
+    ]);
+    const page = await s3.send(
+      new ListPartsCommand({ Bucket, Key, UploadId, MaxParts: 2, PartNumberMarker: '0' }),
+    );
+    expect(page.Parts?.map((p) => p.PartNumber)).toEqual([1, 2]);
+    expect(page.IsTruncated).toBe(true);
+    expect(page.NextPartNumberMarker).toBe('2');
+
+    const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'trip/' }));
+    expect(uploads.Uploads?.map((u) => [u.Key, u.UploadId])).toEqual([[Key, UploadId]]);
+    const none = await s3.send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'other/' }));
+    expect(none.Uploads ?? []).toEqual([]);
+
+    const fileId = await fileIdOf(UploadId);
+    const expected = [part1, part2Again, part3];
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket,
+        Key,
+        UploadId,
+        MultipartUpload: {
+          Parts: expected.map((p, i) => ({ PartNumber: i + 1, ETag: `"${md5(p)}"` })),
+        },
+      }),
+    );
+    expect(done.ETag).toBe(expectedEtag(expected));
+    expect(done.ETag).toMatch(/^"[0-9a-f]{32}-3"$/);
+    expect(done.Key).toBe(Key);
+
+    const object = await s3.send(new GetObjectCommand({ Bucket, Key }));
+    expect(object.ETag).toBe(done.ETag);
+    expect(object.ContentType).toBe('image/jpeg');
+    expect(object.Metadata).toMatchObject({ caption: 'road trip' });
+    expect((await hashBody(object.Body as Readable)).sha256).toBe(sha256(Buffer.concat(expected)));
+    const replicas = await cluster.query<{ node: string; state: string }>(
+      `SELECT node, state FROM replicas WHERE file_id = '${fileId}'`,
+    );
+    expect(replicas.map((r) => r.state)).toEqual(['ok', 'ok', 'ok']);
+    // The share link has the options of the metadata given at Create.
+    const link = await fetch(`${cluster.gatewayUrl}/download/${fileId}`, { method: 'HEAD' });
+    expect(link.headers.get('x-downloads-left')).toBe('7');
+
+    // A Complete sent again answers the same; the upload is no longer open.
+    const again = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket,
+        Key,
+        UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: `"${md5(part1)}"` }] },
+      }),
+    );
+    expect(again.ETag).toBe(done.ETag);
+    expect(await s3Error(s3.send(new ListPartsCommand({ Bucket, Key, UploadId })))).toEqual({
+      name: 'NoSuchUpload',
+      status: 404,
+    });
+    const after = await s3.send(new ListMultipartUploadsCommand({ Bucket }));
+    expect(after.Uploads ?? []).toEqual([]);
+
+    // No part is left behind, the replaced one included.
+    await waitFor('parts removed', async () => (await partsOnNodes(fileId)).length === 0, 10_000);
+    await waitFor(
+      'part rows forgotten',
+      async () => (await partRows(UploadId)).length === 0,
+      10_000,
+    );
+  });
+
+  it('Abort ends the upload and removes its parts', async () => {
+    const Key = 'trip/abandoned.jpg';
+    const UploadId = await create(Key);
+    await put(Key, UploadId, 1, bytes(64 * 1024, true));
+    const fileId = await fileIdOf(UploadId);
+    expect((await partsOnNodes(fileId)).length).toBe(3);
+    await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }));
+    expect(await partsOnNodes(fileId)).toEqual([]);
+    expect(await partRows(UploadId)).toEqual([]);
+    expect(
+      await s3Error(
+        s3.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 2, Body: bytes(10) })),
+      ),
+    ).toEqual({ name: 'NoSuchUpload', status: 404 });
+    expect(
+      await s3Error(s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))),
+    ).toEqual({ name: 'NoSuchUpload', status: 404 });
+  });
+
+  it('refuses a Complete with a wrong ETag, a small part that is not the last, an unknown upload', async () => {
+    const Key = 'trip/refused.jpg';
+    const UploadId = await create(Key);
+    const part1 = bytes(100_000, true);
+    const part2 = bytes(100_000);
+    await put(Key, UploadId, 1, part1);
+    await put(Key, UploadId, 2, part2);
+    const complete = (Parts: { PartNumber: number; ETag: string }[], id = UploadId) =>
+      s3Error(
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket,
+            Key,
+            UploadId: id,
+            MultipartUpload: { Parts },
+          }),
+        ),
+      );
+    expect(
+      await complete([
+        { PartNumber: 1, ETag: `"${md5(part2)}"` },
+        { PartNumber: 2, ETag: `"${md5(part2)}"` },
+      ]),
+    ).toEqual({ name: 'InvalidPart', status: 400 });
+    expect(await complete([{ PartNumber: 3, ETag: `"${md5(part2)}"` }])).toEqual({
+      name: 'InvalidPart',
+      status: 400,
+    });
+    expect(
+      await complete([
+        { PartNumber: 1, ETag: `"${md5(part1)}"` },
+        { PartNumber: 2, ETag: `"${md5(part2)}"` },
+      ]),
+    ).toEqual({ name: 'EntityTooSmall', status: 400 });
+    expect(
+      await complete([
+        { PartNumber: 2, ETag: `"${md5(part2)}"` },
+        { PartNumber: 1, ETag: `"${md5(part1)}"` },
+      ]),
+    ).toEqual({ name: 'InvalidPartOrder', status: 400 });
+    expect(await complete([{ PartNumber: 1, ETag: `"${md5(part1)}"` }], 'no-such-upload')).toEqual({
+      name: 'NoSuchUpload',
+      status: 404,
+    });
+    expect(
+      await s3Error(
+        s3.send(
+          new UploadPartCommand({
+            Bucket,
+            Key,
+            UploadId: 'no-such-upload',
+            PartNumber: 1,
+            Body: part1,
+          }),
+        ),
+      ),
+    ).toEqual({ name: 'NoSuchUpload', status: 404 });
+    // Another key's upload is no upload of this key.
+    expect(
+      await s3Error(s3.send(new ListPartsCommand({ Bucket, Key: 'trip/other.jpg', UploadId }))),
+    ).toEqual({ name: 'NoSuchUpload', status: 404 });
+    // Still open after the refusals: one part alone completes (the last may be small).
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket,
+        Key,
+        UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: `"${md5(part1)}"` }] },
+      }),
+    );
+    expect(done.ETag).toBe(expectedEtag([part1]));
+    const head = await s3.send(new HeadObjectCommand({ Bucket, Key }));
+    expect(head.ContentLength).toBe(part1.length);
+  });
+
+  it('a 100 MB stream round-trips through lib-storage Upload', { timeout: 120_000 }, async () => {
+    const Key = 'trip/video-frame.jpg';
+    const size = 100 * MiB;
+    const source = jpegStream(size);
+    const upload = new Upload({
+      client: s3,
+      params: { Bucket, Key, Body: source.stream },
+      partSize: 8 * MiB,
+      queueSize: 4,
+    });
+    const done = await upload.done();
+    expect(done.ETag).toMatch(/^"[0-9a-f]{32}-13"$/);
+    const object = await s3.send(new GetObjectCommand({ Bucket, Key }));
+    expect(object.ContentLength).toBe(size);
+    expect((await hashBody(object.Body as Readable)).sha256).toBe(source.digest());
+  });
+});
