@@ -560,6 +560,21 @@ export async function filesUnder(dir: string): Promise<string[]> {
     .map((e) => join(e.parentPath, e.name).slice(dir.length + 1));
 }
 
+/** Part blobs of resumable and S3 multipart uploads (`<fileId>.part-…`) of file `fileId` on any node. */
+export async function partsOnNodes(
+  cluster: Pick<Cluster, 'nodes'>,
+  fileId: string,
+): Promise<string[]> {
+  const found: string[] = [];
+  for (const node of cluster.nodes)
+    found.push(
+      ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) =>
+        f.includes(`${fileId}.part-`),
+      ),
+    );
+  return found;
+}
+
 export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }

@@ -6,11 +6,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { request } from 'undici';
 import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { filesUnder, fixture, sha256, startCluster, waitFor, type Cluster } from './harness.js';
+import {
+  fixture,
+  partsOnNodes as partsOfFile,
+  sha256,
+  startCluster,
+  waitFor,
+  type Cluster,
+} from './harness.js';
 
 const LIMIT = 32 * 1024 * 1024;
 let cluster: Cluster;
@@ -127,17 +133,7 @@ async function fileIdOf(uploadUrl: string): Promise<string> {
   return row.file_id;
 }
 
-/** Part blobs (`<fileId>.part-…`) of file `fileId` on any node. */
-async function partsOnNodes(fileId: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const node of cluster.nodes)
-    found.push(
-      ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) =>
-        f.includes(`${fileId}.part-`),
-      ),
-    );
-  return found;
-}
+const partsOnNodes = (fileId: string) => partsOfFile(cluster, fileId);
 
 /** Part rows of the upload at `uploadUrl`. */
 const partRows = (uploadUrl: string) =>

@@ -23,7 +23,6 @@ import {
   PutObjectCommand,
   type PutObjectCommandOutput,
   S3Client,
-  S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -39,31 +38,19 @@ import {
   startCluster,
   type Cluster,
 } from './harness.js';
+import { createAccessKey as newAccessKey, s3Error, type AccessKey } from './s3-test-client.js';
 
 const ADMIN_TOKEN = 's3-api-test-admin-token';
 const REGION = 'us-east-1';
 /** Virtual-host style: `<bucket>.s3.test` names the bucket (sent as the Host header; no DNS needed). */
 const S3_DOMAIN = 's3.test';
 
-interface AccessKey {
-  id: string;
-  secret: string;
-}
-
 let cluster: Cluster;
 let endpoint: string;
 let owner: AccessKey;
 let s3: S3Client;
 
-async function createAccessKey(): Promise<AccessKey> {
-  const res = await fetch(`${cluster.gatewayUrl}/admin/s3/keys`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-  });
-  expect(res.status).toBe(201);
-  const body = (await res.json()) as { access_key_id: string; secret_access_key: string };
-  return { id: body.access_key_id, secret: body.secret_access_key };
-}
+const createAccessKey = () => newAccessKey(cluster, ADMIN_TOKEN);
 
 function client(key: AccessKey): S3Client {
   return new S3Client({
@@ -74,18 +61,6 @@ function client(key: AccessKey): S3Client {
     // A refusal must be seen as it is, not retried into a timeout.
     maxAttempts: 1,
   });
-}
-
-/** The S3 error a request fails with (its code and HTTP status). */
-async function s3Error(request: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await request;
-  } catch (err) {
-    expect(err).toBeInstanceOf(S3ServiceException);
-    const e = err as S3ServiceException;
-    return { name: e.name, status: e.$metadata.httpStatusCode ?? 0 };
-  }
-  throw new Error('expected the request to fail');
 }
 
 /** A PutObject's output and its response headers (the SDK drops those it does not model: x-trove-*). */

@@ -5,7 +5,6 @@
  * listings, the Complete's refusals, Abort, and a 100 MB upload streamed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -17,14 +16,13 @@ import {
   ListMultipartUploadsCommand,
   ListPartsCommand,
   S3Client,
-  S3ServiceException,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   METADATA_KINDS,
-  filesUnder,
+  partsOnNodes,
   freePort,
   hashBody,
   jpegStream,
@@ -33,34 +31,13 @@ import {
   waitFor,
   type Cluster,
 } from './harness.js';
+import { createAccessKey, s3Error } from './s3-test-client.js';
 
 const ADMIN_TOKEN = 's3-multipart-test-admin-token';
 const MiB = 1024 * 1024;
 
 let cluster: Cluster;
 let s3: S3Client;
-
-async function createAccessKey(): Promise<{ id: string; secret: string }> {
-  const res = await fetch(`${cluster.gatewayUrl}/admin/s3/keys`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-  });
-  expect(res.status).toBe(201);
-  const body = (await res.json()) as { access_key_id: string; secret_access_key: string };
-  return { id: body.access_key_id, secret: body.secret_access_key };
-}
-
-/** The S3 error a request fails with (its code and HTTP status). */
-async function s3Error(request: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await request;
-  } catch (err) {
-    expect(err).toBeInstanceOf(S3ServiceException);
-    const e = err as S3ServiceException;
-    return { name: e.name, status: e.$metadata.httpStatusCode ?? 0 };
-  }
-  throw new Error('expected the request to fail');
-}
 
 const md5 = (bytes: Buffer) => createHash('md5').update(bytes).digest('hex');
 
@@ -85,18 +62,6 @@ async function fileIdOf(uploadId: string): Promise<string> {
   return row!.file_id;
 }
 
-/** Part blobs (`<fileId>.part-…`) of file `fileId` on any node. */
-async function partsOnNodes(fileId: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const node of cluster.nodes)
-    found.push(
-      ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) =>
-        f.includes(`${fileId}.part-`),
-      ),
-    );
-  return found;
-}
-
 const partRows = (uploadId: string) =>
   cluster.query<{ key: string }>(`SELECT key FROM upload_parts WHERE upload_id = '${uploadId}'`);
 
@@ -109,7 +74,7 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
       metadata,
       env: { ADMIN_TOKEN, S3_PORT: String(s3Port) },
     });
-    const key = await createAccessKey();
+    const key = await createAccessKey(cluster, ADMIN_TOKEN);
     s3 = new S3Client({
       endpoint: `http://127.0.0.1:${s3Port}`,
       region: 'us-east-1',
@@ -224,7 +189,11 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     expect(after.Uploads ?? []).toEqual([]);
 
     // No part is left behind, the replaced one included.
-    await waitFor('parts removed', async () => (await partsOnNodes(fileId)).length === 0, 10_000);
+    await waitFor(
+      'parts removed',
+      async () => (await partsOnNodes(cluster, fileId)).length === 0,
+      10_000,
+    );
     await waitFor(
       'part rows forgotten',
       async () => (await partRows(UploadId)).length === 0,
@@ -237,9 +206,9 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     const UploadId = await create(Key);
     await put(Key, UploadId, 1, bytes(64 * 1024, true));
     const fileId = await fileIdOf(UploadId);
-    expect((await partsOnNodes(fileId)).length).toBe(3);
+    expect((await partsOnNodes(cluster, fileId)).length).toBe(3);
     await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }));
-    expect(await partsOnNodes(fileId)).toEqual([]);
+    expect(await partsOnNodes(cluster, fileId)).toEqual([]);
     expect(await partRows(UploadId)).toEqual([]);
     expect(
       await s3Error(

@@ -62,14 +62,8 @@ export async function completeMultipartUpload(deps: S3Deps, call: ObjectCall) {
   }
   const file = (await deps.store.getFile(upload.fileId))!;
   const etag = multipartEtag(parts.map((p) => p.md5!));
-  await pointKeyAt(deps, call, {
-    bucket: call.bucket,
-    key: call.key,
-    fileId: file.id,
+  await pointKeyAt(deps, call, file, {
     etag,
-    size: file.size,
-    contentType: file.contentType,
-    lastModified: file.createdAt,
     userMetadata: userMetadataOfUpload(upload),
     md5: null,
   });

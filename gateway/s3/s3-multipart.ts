@@ -19,8 +19,13 @@ import { noSuchUpload, openUpload, uploadMetadata } from './multipart-uploads.js
 import { checkPayloadDigest, objectBody } from './s3-body.js';
 import { ownedBucket, XML } from './s3-buckets.js';
 import { header, type ObjectCall, type S3Deps } from './s3-context.js';
-import { S3Error } from './s3-errors.js';
-import { declaredLength, expectedMd5, objectOptions, userMetadataOf } from './s3-put.js';
+import {
+  checkContentMd5,
+  declaredLength,
+  expectedMd5,
+  objectOptions,
+  userMetadataOf,
+} from './s3-put.js';
 import { initiateMultipartUploadXml } from './s3-xml.js';
 
 /**
@@ -81,11 +86,7 @@ export async function uploadPart(deps: S3Deps, call: ObjectCall) {
   try {
     const stored = await streamPart(deps, { key, chain, body: source, before: [limit], hasher });
     checkPayloadDigest(call.auth, hasher.digest());
-    if (contentMd5 !== undefined && contentMd5 !== md5.md5())
-      throw new S3Error(
-        'BadDigest',
-        'The Content-MD5 you specified did not match what we received.',
-      );
+    checkContentMd5(contentMd5, md5.md5());
     assertPartQuorum(deps, stored, chain);
     const result = await deps.store.s3.storeNumberedPart({
       uploadId: upload.id,

@@ -50,25 +50,11 @@ export async function putObject(deps: S3Deps, call: ObjectCall) {
   });
   await verifyOrDiscard(deps, file, () => {
     checkPayloadDigest(call.auth, file.sha256);
-    if (contentMd5 !== undefined && contentMd5 !== md5.md5())
-      throw new S3Error(
-        'BadDigest',
-        'The Content-MD5 you specified did not match what we received.',
-      );
+    checkContentMd5(contentMd5, md5.md5());
   });
   const [commit] = await commitIngested(deps, [file], options);
   const etag = singlePartEtag(md5.md5());
-  await pointKeyAt(deps, call, {
-    bucket: call.bucket,
-    key: call.key,
-    fileId: file.id,
-    etag,
-    size: file.size,
-    contentType: file.contentType,
-    lastModified: file.createdAt,
-    userMetadata,
-    md5: md5.md5(),
-  });
+  await pointKeyAt(deps, call, file, { etag, userMetadata, md5: md5.md5() });
   const answer = uploadAnswer(file, commit!, shareBase(c, deps));
   return c.body(null, 200, { etag, ...troveHeaders(file.id, answer) });
 }
@@ -77,11 +63,24 @@ export async function putObject(deps: S3Deps, call: ObjectCall) {
  * Points the key at a committed file and tombstones the file it pointed at
  * before. A file no key could point at (the bucket went) is deleted at once.
  */
-export async function pointKeyAt(deps: S3Deps, call: ObjectCall, object: S3Object): Promise<void> {
-  const result = await deps.store.s3.putObject(object);
+export async function pointKeyAt(
+  deps: S3Deps,
+  call: ObjectCall,
+  file: { id: string; size: number; contentType: string; createdAt: number },
+  object: Pick<S3Object, 'etag' | 'userMetadata' | 'md5'>,
+): Promise<void> {
+  const result = await deps.store.s3.putObject({
+    ...object,
+    bucket: call.bucket,
+    key: call.key,
+    fileId: file.id,
+    size: file.size,
+    contentType: file.contentType,
+    lastModified: file.createdAt,
+  });
   if (result.status !== 'stored') {
     // Committed, but no key points at it: it must not live on unreachable.
-    await deleteNow(deps, object.fileId, `S3 ${call.request.operation} that lost its bucket`);
+    await deleteNow(deps, file.id, `S3 ${call.request.operation} that lost its bucket`);
     if (result.status === 'no-bucket') throw noSuchBucket(call.bucket);
     throw new S3Error(
       'InternalError',
@@ -180,6 +179,12 @@ export function expectedMd5(value: string | undefined): string | undefined {
   if (bytes?.length !== 16)
     throw new S3Error('InvalidDigest', 'The Content-MD5 you specified was invalid.');
   return bytes.toString('hex');
+}
+
+/** 400 BadDigest when a Content-MD5 was sent and the bytes received have another. */
+export function checkContentMd5(expected: string | undefined, received: string): void {
+  if (expected !== undefined && expected !== received)
+    throw new S3Error('BadDigest', 'The Content-MD5 you specified did not match what we received.');
 }
 
 /**
