@@ -281,6 +281,24 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     expect(
       await s3Error(s3.send(new ListPartsCommand({ Bucket, Key: 'trip/other.jpg', UploadId }))),
     ).toEqual({ name: 'NoSuchUpload', status: 404 });
+    // A part whose bytes are not the ones its Content-MD5 names is not kept.
+    const rowsBefore = (await partRows(UploadId)).length;
+    expect(
+      await s3Error(
+        s3.send(
+          new UploadPartCommand({
+            Bucket,
+            Key,
+            UploadId,
+            PartNumber: 3,
+            Body: part2,
+            ContentMD5: createHash('md5').update(part1).digest('base64'),
+          }),
+        ),
+      ),
+    ).toEqual({ name: 'BadDigest', status: 400 });
+    expect((await partRows(UploadId)).length).toBe(rowsBefore);
+    expect((await partsOnNodes(cluster, await fileIdOf(UploadId))).length).toBe(3 * rowsBefore);
     // Still open after the refusals: one part alone completes (the last may be small).
     const done = await s3.send(
       new CompleteMultipartUploadCommand({
@@ -293,6 +311,29 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     expect(done.ETag).toBe(expectedEtag([part1]));
     const head = await s3.send(new HeadObjectCommand({ Bucket, Key }));
     expect(head.ContentLength).toBe(part1.length);
+  });
+
+  it('refuses at Complete an object whose first bytes are not an allowed type', async () => {
+    const Key = 'trip/notes.txt';
+    const UploadId = await create(Key);
+    const text = Buffer.from('just some words, not an image\n'.repeat(100));
+    await put(Key, UploadId, 1, text);
+    expect(
+      await s3Error(
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket,
+            Key,
+            UploadId,
+            MultipartUpload: { Parts: [{ PartNumber: 1, ETag: `"${md5(text)}"` }] },
+          }),
+        ),
+      ),
+    ).toEqual({ name: 'InvalidRequest', status: 400 });
+    expect(await s3Error(s3.send(new HeadObjectCommand({ Bucket, Key })))).toMatchObject({
+      status: 404,
+    });
+    await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }));
   });
 
   it('a 100 MB stream round-trips through lib-storage Upload', { timeout: 120_000 }, async () => {

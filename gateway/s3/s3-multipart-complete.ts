@@ -117,6 +117,8 @@ async function sniffPart(deps: S3Deps, part: UploadPart, name: string): Promise<
         continue;
       }
       const sniffer = new TypeSniffer(deps.uploads.allowedTypes, name);
+      // Its refusal comes through `type`; unheard, the stream's 'error' would end the process.
+      sniffer.on('error', () => {});
       res.body.once('error', (err) => sniffer.destroy(err));
       res.body.pipe(sniffer).resume();
       // A node that answers the whole blob is cut off once the type is known.
