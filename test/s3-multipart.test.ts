@@ -207,6 +207,19 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     await put(Key, UploadId, 1, bytes(64 * 1024, true));
     const fileId = await fileIdOf(UploadId);
     expect((await partsOnNodes(cluster, fileId)).length).toBe(3);
+    // An S3 upload is no tus upload: /tus/<UploadId> neither shows nor takes it.
+    for (const method of ['HEAD', 'PATCH', 'DELETE']) {
+      const tus = await fetch(`${cluster.gatewayUrl}/tus/${UploadId}`, {
+        method,
+        headers: {
+          'tus-resumable': '1.0.0',
+          'upload-offset': '0',
+          'content-type': 'application/offset+octet-stream',
+        },
+        body: method === 'PATCH' ? bytes(10, true) : undefined,
+      });
+      expect(tus.status).toBe(404);
+    }
     await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }));
     expect(await partsOnNodes(cluster, fileId)).toEqual([]);
     expect(await partRows(UploadId)).toEqual([]);

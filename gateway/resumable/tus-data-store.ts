@@ -103,10 +103,10 @@ export class TroveTusStore extends DataStore {
     return this.deps.resumable.resumableUploadExpirySeconds * 1000;
   }
 
-  /** The upload's row; 404 when unknown or terminated (tus: "no such upload"). */
+  /** The upload's row; 404 when unknown, terminated, or an S3 multipart upload's (gateway/s3). */
   private async row(id: string): Promise<ResumableUpload> {
     const row = await this.deps.store.getResumable(id);
-    if (!row || row.state === 'terminated') throw ERRORS.FILE_NOT_FOUND;
+    if (!row || row.state === 'terminated' || row.s3 !== null) throw ERRORS.FILE_NOT_FOUND;
     return row;
   }
 }
