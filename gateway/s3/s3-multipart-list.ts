@@ -95,7 +95,7 @@ export async function listMultipartUploads(deps: S3Deps, call: BucketCall) {
  * The uploads after the markers: keys after key-marker, and with an
  * upload-id-marker, the uploads of key-marker that come after that one.
  */
-function afterMarkers(
+export function afterMarkers(
   uploads: MultipartUploadSummary[],
   keyMarker: string,
   uploadIdMarker: string,
@@ -110,7 +110,7 @@ function afterMarkers(
 type Entry = { upload?: MultipartUploadSummary; prefix?: string };
 
 /** Uploads whose key has the delimiter past the prefix are rolled up into one common prefix each. */
-function grouped(
+export function grouped(
   uploads: MultipartUploadSummary[],
   prefix: string,
   delimiter: string | undefined,
