@@ -326,6 +326,29 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     expect(head.ContentLength).toBe(part1.length);
   });
 
+  it('two Completes of one upload at once: one composes, both answer the object', async () => {
+    const Key = 'trip/twice.jpg';
+    const UploadId = await create(Key);
+    const part1 = bytes(6 * MiB, true);
+    const part2 = bytes(1000);
+    await put(Key, UploadId, 1, part1);
+    await put(Key, UploadId, 2, part2);
+    const Parts = [part1, part2].map((p, i) => ({ PartNumber: i + 1, ETag: `"${md5(p)}"` }));
+    const complete = () =>
+      s3.send(
+        new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }),
+      );
+    const answers = await Promise.all([complete(), complete()]);
+    expect(answers.map((a) => a.ETag)).toEqual([
+      expectedEtag([part1, part2]),
+      expectedEtag([part1, part2]),
+    ]);
+    const object = await s3.send(new GetObjectCommand({ Bucket, Key }));
+    expect((await hashBody(object.Body as Readable)).sha256).toBe(
+      sha256(Buffer.concat([part1, part2])),
+    );
+  });
+
   it('refuses at Complete an object whose first bytes are not an allowed type', async () => {
     const Key = 'trip/notes.txt';
     const UploadId = await create(Key);

@@ -15,6 +15,7 @@
  * A Complete sent again after it succeeded (a client that lost the answer)
  * is answered the same while the key still points at the upload's file.
  */
+import { ERRORS } from '@tus/utils';
 import { TroveError, UnavailableError } from '../../shared/errors.js';
 import type { ResumableUpload, UploadPart } from '../../shared/metadata-store.js';
 import { fileJson } from '../files/file-view.js';
@@ -39,13 +40,38 @@ export const MIN_PART_BYTES = 5 * 1024 * 1024;
 
 export async function completeMultipartUpload(deps: S3Deps, call: ObjectCall) {
   await ownedBucket(deps, call);
+  const body = await readSmallBody(call, COMPLETE_MULTIPART_BODY_LIMIT);
+  return underUploadLock(deps, call.request.uploadId ?? '', () => complete(deps, call, body));
+}
+
+/**
+ * Runs `fn` holding the upload's lock (the one tus takes, shared by every
+ * gateway): of two Completes of one upload (a client that retried), the
+ * second waits, then answers as a Complete sent again.
+ */
+async function underUploadLock<T>(deps: S3Deps, uploadId: string, fn: () => Promise<T>) {
+  const lock = deps.tusLocker?.newLock(uploadId);
+  if (lock === undefined) return fn();
+  try {
+    // Asked to let go by a waiting request: a compose cannot stop half-way, it finishes first.
+    await lock.lock(new AbortController().signal, () => {});
+  } catch (err) {
+    if (err !== ERRORS.ERR_LOCK_TIMEOUT) throw err;
+    throw new S3Error('SlowDown', 'Another request is completing this upload; try again.');
+  }
+  try {
+    return await fn();
+  } finally {
+    await lock.unlock();
+  }
+}
+
+async function complete(deps: S3Deps, call: ObjectCall, body: Buffer) {
   const upload = await findUpload(deps, call);
-  const uploadId = call.request.uploadId ?? '';
   if (upload?.state === 'done') return completedBefore(deps, call, upload);
-  if (upload?.state !== 'uploading' || upload.expiresAt <= Date.now()) throw noSuchUpload(uploadId);
-  const listed = parseCompleteMultipartUpload(
-    await readSmallBody(call, COMPLETE_MULTIPART_BODY_LIMIT),
-  );
+  if (upload?.state !== 'uploading' || upload.expiresAt <= Date.now())
+    throw noSuchUpload(call.request.uploadId ?? '');
+  const listed = parseCompleteMultipartUpload(body);
   const parts = chosenParts(listed, await deps.store.s3.listParts(upload.id));
   const size = parts.reduce((sum, p) => sum + p.size!, 0);
   if (size > deps.uploads.maxUploadBytes)
