@@ -62,7 +62,8 @@ export async function uploadPart(deps: S3Deps, call: ObjectCall) {
   const upload = await openUpload(deps, call);
   const partNumber = call.request.partNumber!;
   const contentMd5 = expectedMd5(header(c, 'content-md5'));
-  // The upload's stored bytes so far count: the object may not pass MAX_UPLOAD_BYTES in all.
+  // The upload's stored bytes so far count: the object may not pass MAX_UPLOAD_BYTES in all. A part
+  // sent again counts twice here until it replaces the first; Complete holds the object to it exactly.
   const { maxUploadBytes } = deps.uploads;
   const room = maxUploadBytes - upload.offset;
   const declared = declaredLength(c.env.incoming.headers, call.auth.payloadHash);
