@@ -111,6 +111,16 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     return ETag!;
   }
 
+  /** Parts 1..N with the ETags of these bytes. */
+  const listOf = (parts: Buffer[]) =>
+    parts.map((p, i) => ({ PartNumber: i + 1, ETag: `"${md5(p)}"` }));
+
+  function complete(Key: string, UploadId: string, Parts: { PartNumber: number; ETag: string }[]) {
+    return s3.send(
+      new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }),
+    );
+  }
+
   it('composes parts sent out of order and again into one object of three replicas', async () => {
     const Key = 'trip/day-1.jpg';
     const UploadId = await create(Key);
@@ -144,16 +154,7 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
 
     const fileId = await fileIdOf(UploadId);
     const expected = [part1, part2Again, part3];
-    const done = await s3.send(
-      new CompleteMultipartUploadCommand({
-        Bucket,
-        Key,
-        UploadId,
-        MultipartUpload: {
-          Parts: expected.map((p, i) => ({ PartNumber: i + 1, ETag: `"${md5(p)}"` })),
-        },
-      }),
-    );
+    const done = await complete(Key, UploadId, listOf(expected));
     expect(done.ETag).toBe(expectedEtag(expected));
     expect(done.ETag).toMatch(/^"[0-9a-f]{32}-3"$/);
     expect(done.Key).toBe(Key);
@@ -172,14 +173,7 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     expect(link.headers.get('x-downloads-left')).toBe('7');
 
     // A Complete sent again answers the same; the upload is no longer open.
-    const again = await s3.send(
-      new CompleteMultipartUploadCommand({
-        Bucket,
-        Key,
-        UploadId,
-        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: `"${md5(part1)}"` }] },
-      }),
-    );
+    const again = await complete(Key, UploadId, listOf([part1]));
     expect(again.ETag).toBe(done.ETag);
     expect(await s3Error(s3.send(new ListPartsCommand({ Bucket, Key, UploadId })))).toEqual({
       name: 'NoSuchUpload',
@@ -240,40 +234,31 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     const part2 = bytes(100_000);
     await put(Key, UploadId, 1, part1);
     await put(Key, UploadId, 2, part2);
-    const complete = (Parts: { PartNumber: number; ETag: string }[], id = UploadId) =>
-      s3Error(
-        s3.send(
-          new CompleteMultipartUploadCommand({
-            Bucket,
-            Key,
-            UploadId: id,
-            MultipartUpload: { Parts },
-          }),
-        ),
-      );
+    const refused = (Parts: { PartNumber: number; ETag: string }[], id = UploadId) =>
+      s3Error(complete(Key, id, Parts));
     expect(
-      await complete([
+      await refused([
         { PartNumber: 1, ETag: `"${md5(part2)}"` },
         { PartNumber: 2, ETag: `"${md5(part2)}"` },
       ]),
     ).toEqual({ name: 'InvalidPart', status: 400 });
-    expect(await complete([{ PartNumber: 3, ETag: `"${md5(part2)}"` }])).toEqual({
+    expect(await refused([{ PartNumber: 3, ETag: `"${md5(part2)}"` }])).toEqual({
       name: 'InvalidPart',
       status: 400,
     });
     expect(
-      await complete([
+      await refused([
         { PartNumber: 1, ETag: `"${md5(part1)}"` },
         { PartNumber: 2, ETag: `"${md5(part2)}"` },
       ]),
     ).toEqual({ name: 'EntityTooSmall', status: 400 });
     expect(
-      await complete([
+      await refused([
         { PartNumber: 2, ETag: `"${md5(part2)}"` },
         { PartNumber: 1, ETag: `"${md5(part1)}"` },
       ]),
     ).toEqual({ name: 'InvalidPartOrder', status: 400 });
-    expect(await complete([{ PartNumber: 1, ETag: `"${md5(part1)}"` }], 'no-such-upload')).toEqual({
+    expect(await refused([{ PartNumber: 1, ETag: `"${md5(part1)}"` }], 'no-such-upload')).toEqual({
       name: 'NoSuchUpload',
       status: 404,
     });
@@ -313,14 +298,7 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     expect((await partRows(UploadId)).length).toBe(rowsBefore);
     expect((await partsOnNodes(cluster, await fileIdOf(UploadId))).length).toBe(3 * rowsBefore);
     // Still open after the refusals: one part alone completes (the last may be small).
-    const done = await s3.send(
-      new CompleteMultipartUploadCommand({
-        Bucket,
-        Key,
-        UploadId,
-        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: `"${md5(part1)}"` }] },
-      }),
-    );
+    const done = await complete(Key, UploadId, listOf([part1]));
     expect(done.ETag).toBe(expectedEtag([part1]));
     const head = await s3.send(new HeadObjectCommand({ Bucket, Key }));
     expect(head.ContentLength).toBe(part1.length);
@@ -333,12 +311,11 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     const part2 = bytes(1000);
     await put(Key, UploadId, 1, part1);
     await put(Key, UploadId, 2, part2);
-    const Parts = [part1, part2].map((p, i) => ({ PartNumber: i + 1, ETag: `"${md5(p)}"` }));
-    const complete = () =>
-      s3.send(
-        new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }),
-      );
-    const answers = await Promise.all([complete(), complete()]);
+    const Parts = listOf([part1, part2]);
+    const answers = await Promise.all([
+      complete(Key, UploadId, Parts),
+      complete(Key, UploadId, Parts),
+    ]);
     expect(answers.map((a) => a.ETag)).toEqual([
       expectedEtag([part1, part2]),
       expectedEtag([part1, part2]),
@@ -354,18 +331,10 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     const UploadId = await create(Key);
     const text = Buffer.from('just some words, not an image\n'.repeat(100));
     await put(Key, UploadId, 1, text);
-    expect(
-      await s3Error(
-        s3.send(
-          new CompleteMultipartUploadCommand({
-            Bucket,
-            Key,
-            UploadId,
-            MultipartUpload: { Parts: [{ PartNumber: 1, ETag: `"${md5(text)}"` }] },
-          }),
-        ),
-      ),
-    ).toEqual({ name: 'InvalidRequest', status: 400 });
+    expect(await s3Error(complete(Key, UploadId, listOf([text])))).toEqual({
+      name: 'InvalidRequest',
+      status: 400,
+    });
     expect(await s3Error(s3.send(new HeadObjectCommand({ Bucket, Key })))).toMatchObject({
       status: 404,
     });
