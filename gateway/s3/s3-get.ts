@@ -22,7 +22,7 @@ import { openRead, sendOpened } from '../download/download.js';
 import { fileStatus } from '../files/file-rules.js';
 import type { ServedBlob } from '../files/variants.js';
 import { TroveError } from '../../shared/errors.js';
-import { evaluateConditions } from './conditions.js';
+import { evaluateConditions, type Conditions } from './conditions.js';
 import { ownedBucket } from './s3-buckets.js';
 import { header, type ObjectCall, type S3Ctx, type S3Deps } from './s3-context.js';
 import { S3Error } from './s3-errors.js';
@@ -132,12 +132,17 @@ function objectHeaders(object: S3Object): Record<string, string> {
   return headers;
 }
 
-function conditionsOf(c: S3Ctx) {
-  const conditions: Parameters<typeof evaluateConditions>[0] = {};
-  const ifMatch = header(c, 'if-match');
-  const ifNoneMatch = header(c, 'if-none-match');
-  const ifModifiedSince = header(c, 'if-modified-since');
-  const ifUnmodifiedSince = header(c, 'if-unmodified-since');
+/**
+ * The conditions a request sends: If-Match, If-None-Match, If-Modified-Since,
+ * If-Unmodified-Since, each under `prefix` (CopyObject's are
+ * `x-amz-copy-source-if-*`).
+ */
+export function conditionsOf(c: S3Ctx, prefix = ''): Conditions {
+  const conditions: Conditions = {};
+  const ifMatch = header(c, `${prefix}if-match`);
+  const ifNoneMatch = header(c, `${prefix}if-none-match`);
+  const ifModifiedSince = header(c, `${prefix}if-modified-since`);
+  const ifUnmodifiedSince = header(c, `${prefix}if-unmodified-since`);
   if (ifMatch !== undefined) conditions.ifMatch = ifMatch;
   if (ifNoneMatch !== undefined) conditions.ifNoneMatch = ifNoneMatch;
   if (ifModifiedSince !== undefined) conditions.ifModifiedSince = ifModifiedSince;
