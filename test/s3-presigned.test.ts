@@ -126,6 +126,11 @@ describe.each(METADATA_KINDS)('S3 presigned URLs (%s metadata)', (metadata) => {
     const xml = await refused.text();
     expect(xml).toContain('<Code>AccessDenied</Code>');
     expect(xml).toContain('no downloads left');
+    // Its HEAD says so too, and counts nothing (as a native HEAD).
+    const head = await getSignedUrl(s3, new HeadObjectCommand({ Bucket: bucket, Key: 'two.jpg' }), {
+      expiresIn: 300,
+    });
+    expect((await fetch(head, { method: 'HEAD' })).status).toBe(403);
 
     // The owner's header-signed reads count nothing and are not refused.
     const owned = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'two.jpg' }));
@@ -153,6 +158,22 @@ describe.each(METADATA_KINDS)('S3 presigned URLs (%s metadata)', (metadata) => {
     expect(Buffer.from(await rest.arrayBuffer())).toEqual(photo.subarray(100));
     expect(await downloadsLeft(fileId)).toBe('2');
     // A fresh whole GET counts again.
+    expect((await fetch(url)).status).toBe(200);
+    expect(await downloadsLeft(fileId)).toBe('1');
+  });
+
+  it('a presigned GET that no replica can serve gives its download back (503 ServiceUnavailable)', async () => {
+    const fileId = await put('unserved.jpg', 2);
+    const url = await presignGet('unserved.jpg');
+    for (const node of cluster.nodes) await cluster.kill(node.id, 'SIGKILL');
+    try {
+      const res = await fetch(url);
+      expect(res.status).toBe(503);
+      expect(await res.text()).toContain('<Code>ServiceUnavailable</Code>');
+    } finally {
+      for (const node of cluster.nodes) await cluster.startNode(node.id);
+    }
+    expect(await downloadsLeft(fileId)).toBe('2');
     expect((await fetch(url)).status).toBe(200);
     expect(await downloadsLeft(fileId)).toBe('1');
   });
