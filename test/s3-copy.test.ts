@@ -230,6 +230,9 @@ describe('S3 CopyObject', () => {
         }),
       );
     const failed = { name: 'PreconditionFailed', status: 412 };
+    expect(
+      await s3Error(copy({ MetadataDirective: 'REPLACE', Metadata: { ttl: 'forever' } })),
+    ).toEqual({ name: 'InvalidArgument', status: 400 });
     expect(await s3Error(copy({ CopySourceIfMatch: '"0000"' }))).toEqual(failed);
     expect(await s3Error(copy({ CopySourceIfNoneMatch: head.ETag! }))).toEqual(failed);
     expect(

@@ -16,7 +16,7 @@ import { ownedBucket, XML } from './s3-buckets.js';
 import { header, type ObjectCall, type S3Deps } from './s3-context.js';
 import { S3Error } from './s3-errors.js';
 import { conditionsOf, liveObject, servedBlob } from './s3-get.js';
-import { storeObject, troveHeaders, userMetadataOf } from './s3-put.js';
+import { objectOptions, storeObject, troveHeaders, userMetadataOf } from './s3-put.js';
 import { copyObjectResultXml } from './s3-xml.js';
 
 /** Where a copy comes from. */
@@ -45,6 +45,8 @@ export async function copyObject(deps: S3Deps, call: ObjectCall) {
 
   const userMetadata =
     directive === 'REPLACE' ? userMetadataOf(c.env.incoming.headers) : object.userMetadata;
+  // Refused before any byte of the source is read.
+  const options = objectOptions(userMetadata, bucket, deps.limits);
   // Not counted: the owner reading their own object, as their GetObject.
   const opened = await openRead(deps, c, file, servedBlob(file, object), {
     range: undefined,
@@ -58,7 +60,7 @@ export async function copyObject(deps: S3Deps, call: ObjectCall) {
   bytes.once('error', (err) => md5.destroy(err));
   bytes.pipe(md5);
   const stored = await storeObject(deps, call, {
-    bucket,
+    options,
     source: md5,
     md5,
     userMetadata,

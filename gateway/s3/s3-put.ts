@@ -38,10 +38,11 @@ export async function putObject(deps: S3Deps, call: ObjectCall) {
   const bucket = await ownedBucket(deps, call);
   const headers = c.env.incoming.headers;
   const userMetadata = userMetadataOf(headers);
+  const options = objectOptions(userMetadata, bucket, deps.limits);
   const contentMd5 = expectedMd5(header(c, 'content-md5'));
   const { source, md5 } = objectBody(call);
   const stored = await storeObject(deps, call, {
-    bucket,
+    options,
     source,
     md5,
     userMetadata,
@@ -69,8 +70,8 @@ export interface StoredObject {
 /**
  * Stores `source` (through its `md5` stage) as a new Trove file and points
  * `call`'s key at it: ingestFile, `check` (a failure discards the file,
- * nothing is kept), commitIngested with the share-link options of
- * `userMetadata` (else the bucket's defaults), then the object row; the file
+ * nothing is kept), commitIngested with the share-link `options`
+ * (objectOptions), then the object row with `userMetadata`; the file
  * the key pointed at before is deleted. PutObject and CopyObject store
  * through here.
  */
@@ -78,7 +79,7 @@ export async function storeObject(
   deps: S3Deps,
   call: ObjectCall,
   o: {
-    bucket: S3Bucket;
+    options: UploadOptions;
     source: Readable;
     md5: Md5Stage;
     userMetadata: Record<string, string>;
@@ -87,7 +88,7 @@ export async function storeObject(
   },
 ): Promise<StoredObject> {
   const { c } = call;
-  const options = objectOptions(o.userMetadata, o.bucket, deps.limits);
+  const { options } = o;
   const file = await ingestFile(deps, {
     source: o.source,
     name: cleanFileName(call.key),
