@@ -73,9 +73,12 @@ describe.skipIf(missing.aws)('aws-cli', () => {
       AWS_SECRET_ACCESS_KEY: key.secret,
       AWS_DEFAULT_REGION: 'us-east-1',
     };
-    // Single PUTs up to 1 GB (MAX_UPLOAD_BYTES), as docs/s3.md sets it up.
+    // Single PUTs up to 1 GB (MAX_UPLOAD_BYTES), and SigV4 presigned URLs, as docs/s3.md sets it up.
     mkdirSync(join(tmp, '.aws'), { recursive: true });
-    writeFileSync(join(tmp, '.aws', 'config'), '[default]\ns3 =\n    multipart_threshold = 1GB\n');
+    writeFileSync(
+      join(tmp, '.aws', 'config'),
+      '[default]\ns3 =\n    multipart_threshold = 1GB\n    signature_version = s3v4\n',
+    );
     const aws = (...args: string[]) => run('aws', ['--endpoint-url', endpoint, ...args], env);
     aws('s3', 'mb', 's3://aws-tools');
     aws('s3', 'cp', photoPath, 's3://aws-tools/holiday/photo.jpg');
