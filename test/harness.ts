@@ -18,6 +18,7 @@ import { createDatabase, queryPg } from './postgres.js';
 import { Redis } from 'ioredis';
 import { deleteTopology } from '../shared/amqp.js';
 import { netnsCommand } from './netns.js';
+import { TEST_PROCESS_MARK } from './test-processes.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 const execFileAsync = promisify(execFile);
@@ -152,14 +153,26 @@ function spawnService(
     : { command: process.execPath, args: argv };
   const proc = spawn(command, commandArgs, {
     cwd: ROOT,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...env, [TEST_PROCESS_MARK]: TEST_RUN },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
   proc.stdout!.pipe(log, { end: false });
   proc.stderr!.pipe(log, { end: false });
   const exited = new Promise<void>((done) => proc.once('exit', () => done()));
   return { name, proc, logFile, exited };
 }
+
+/** The test run's id (set by global-setup.ts); every process the harness starts carries it in TROVE_TEST_PROCESS. */
+const TEST_RUN = process.env.TROVE_TEST_RUN ?? `adhoc-${process.pid}`;
+
+/** Processes this test file started that still run. */
+const running = new Set<ChildProcess>();
+// A file whose afterAll timed out never stopped its cluster: its processes die with the file's worker.
+process.once('exit', () => {
+  for (const proc of running) proc.kill('SIGKILL');
+});
 
 export async function waitFor<T>(
   what: string,

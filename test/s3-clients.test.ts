@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
+  mkdirSync,
   mkdtempSync,
   openSync,
   rmSync,
@@ -123,7 +124,9 @@ describe.skipIf(missing.aws)('aws-cli', () => {
         AWS_SECRET_ACCESS_KEY: key.secret,
         AWS_DEFAULT_REGION: 'us-east-1',
       };
-      // aws-cli's defaults: multipart past 8 MB, in parts of 8 MB.
+      // aws-cli's defaults (multipart past 8 MB, in parts of 8 MB), and SigV4 presigned URLs, as docs/s3.md sets it up.
+      mkdirSync(join(tmp, '.aws'), { recursive: true });
+      writeFileSync(join(tmp, '.aws', 'config'), '[default]\ns3 =\n    signature_version = s3v4\n');
       const aws = (...args: string[]) => run('aws', ['--endpoint-url', endpoint, ...args], env);
       aws('s3', 'mb', 's3://aws-tools');
       aws('s3', 'cp', photoPath, 's3://aws-tools/holiday/photo.jpg');

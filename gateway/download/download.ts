@@ -18,7 +18,7 @@ import { UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import type { FileRecord, MetadataStore } from '../../shared/metadata-store.js';
 import type { GatewayNodeClient } from '../../shared/node-client.js';
-import { contentRange, ifRangeHolds, parseRange } from '../../shared/range.js';
+import { contentRange, ifRangeHolds, parseRange, type ByteRange } from '../../shared/range.js';
 import { pipeChain } from '../../shared/streams.js';
 import type { JobPublisher } from '../../shared/amqp.js';
 import type { DownloadGrants, Grant } from './download-counter.js';
@@ -100,7 +100,7 @@ export async function handleThumbnail(deps: DownloadDeps, c: Ctx, headOnly: bool
 
 /**
  * Answers a GET or HEAD of `blob` (of `file`): conditional and range
- * requests, then the bytes from its replicas. A `counted` GET takes one of
+ * requests, then the bytes from its replicas (openRead). A `counted` GET takes one of
  * the file's downloads first, unless it resumes one its client holds a grant for.
  */
 async function serveBlob(
@@ -147,8 +147,44 @@ async function serveBlob(
   const statusCode = range ? 206 : 200;
   if (o.headOnly) return c.body(null, statusCode, headers);
 
+  const opened = await openRead(deps, c, file, blob, {
+    range,
+    counted: o.counted,
+    headers,
+    cookie: true,
+  });
+  if (opened) sendOpened(deps, c, blob, opened, { range, statusCode, headers });
+  return RESPONSE_ALREADY_SENT;
+}
+
+/** The bytes a GET sends: from the gateway's cache (whole blob), or a replica's stream (of the range). */
+export type OpenedRead = { cached: Buffer } | { stream: Readable; signal: AbortSignal };
+
+/**
+ * Opens the bytes of `blob` (of `file`) for a GET of `range`. A `counted`
+ * read of a limited file takes one of its downloads first (DOWNLOAD_LIMIT_REACHED
+ * when none is left), unless it resumes one its client holds a grant for,
+ * and gives it back if no replica sends a first byte. Once bytes flow, the
+ * client gets (or renews) its grant: `headers` gains its Set-Cookie when
+ * `cookie` (a grant by address is recorded either way) and the downloads
+ * left. Undefined: the client left before any byte (nothing taken).
+ * GET /download and the S3 API's presigned GetObject count through here.
+ */
+export async function openRead(
+  deps: DownloadDeps,
+  c: Ctx,
+  file: FileRecord,
+  blob: ServedBlob,
+  o: {
+    range: ByteRange | undefined;
+    counted: boolean;
+    headers: Record<string, string>;
+    cookie: boolean;
+  },
+): Promise<OpenedRead | undefined> {
+  const { range, headers } = o;
   // A resume by a client holding a grant takes no download, even of a used-up file (which
-  // download() let through for this); any other GET of a used-up file stops here.
+  // the caller let through for this); any other GET of a used-up file stops here.
   const limited = o.counted && file.maxDownloads > 0;
   const resumed = limited ? await deps.resumeGrants.held(c, file.id, range) : undefined;
   if (limited && !resumed && fileStatus(file) === 'exhausted') throw limitReached();
@@ -171,36 +207,48 @@ async function serveBlob(
   // With the first bytes, the client gets (or renews) its grant to resume them.
   const resumable = () => {
     const cookie = grant || resumed ? deps.resumeGrants.give(c, file.id) : undefined;
-    if (cookie) headers['set-cookie'] = cookie;
+    if (cookie && o.cookie) headers['set-cookie'] = cookie;
     if (resumed) deps.metrics?.downloadResumed(resumed);
   };
 
   if (cached) {
     resumable();
-    sendCached(deps, c, blob.key, range ? cached.subarray(range.start, range.end + 1) : cached, {
-      statusCode,
-      headers,
-    });
-    return RESPONSE_ALREADY_SENT;
+    return { cached };
   }
   const signal = disconnectSignal(c.env.outgoing);
   // In read order again after the take (it may have waited for a lock): the loads as they are now.
   const result = await read!.open({ range, signal });
   if ('stream' in result) {
     resumable();
-    send(deps, c, blob.key, result.stream, { statusCode, headers, signal });
-    // Only a whole-blob read is kept: it ends only once every byte verified.
-    if (!range) deps.blobCache.fillFrom(blob, result.stream);
-    return RESPONSE_ALREADY_SENT;
+    return { stream: result.stream, signal };
   }
   if (grant) await giveBack(deps, file);
-  if (signal.aborted) return RESPONSE_ALREADY_SENT;
+  if (signal.aborted) return undefined;
   if (grant) headers['x-downloads-left'] = String(grant.left + 1);
   throw unavailable(c, result.busy, headers);
 }
 
-/** Sends bytes of blob `key` from the gateway's cache, whole, in one write (the S3 API's GetObject too). */
-export function sendCached(
+/** Sends what openRead opened (GET /download and the S3 API's GetObject): `range` of the cached blob, or the replica's stream (a whole one fills the cache). */
+export function sendOpened(
+  deps: DownloadDeps,
+  c: Ctx,
+  blob: ServedBlob,
+  opened: OpenedRead,
+  o: { range: ByteRange | undefined; statusCode: number; headers: Record<string, string> },
+): void {
+  const { range, statusCode, headers } = o;
+  if ('cached' in opened) {
+    const bytes = range ? opened.cached.subarray(range.start, range.end + 1) : opened.cached;
+    sendCached(deps, c, blob.key, bytes, { statusCode, headers });
+    return;
+  }
+  send(deps, c, blob.key, opened.stream, { statusCode, headers, signal: opened.signal });
+  // Only a whole-blob read is kept: it ends only once every byte verified.
+  if (!range) deps.blobCache.fillFrom(blob, opened.stream);
+}
+
+/** Sends bytes of blob `key` from the gateway's cache, whole, in one write. */
+function sendCached(
   deps: DownloadDeps,
   c: Ctx,
   key: string,
@@ -217,10 +265,9 @@ export function sendCached(
 /**
  * Sends the status line, `headers` and `stream`, the bytes of blob `key`
  * from its replicas. Once the headers are out a failure can only cut the
- * body short of its Content-Length, so it is logged. The S3 API's GetObject
- * sends through here too.
+ * body short of its Content-Length, so it is logged.
  */
-export function send(
+function send(
   deps: DownloadDeps,
   c: Ctx,
   key: string,

@@ -25,6 +25,7 @@ import {
   type S3Ctx,
   type S3Deps,
 } from './s3-context.js';
+import { copyObject } from './s3-copy.js';
 import { deleteObject, deleteObjects } from './s3-delete.js';
 import { s3ErrorHandler } from './s3-error-response.js';
 import { S3Error } from './s3-errors.js';
@@ -100,6 +101,8 @@ function perform(deps: S3Deps, call: S3Call) {
   switch (operation) {
     case 'PutObject':
       return putObject(deps, objectCall);
+    case 'CopyObject':
+      return copyObject(deps, objectCall);
     case 'GetObject':
       return getObject(deps, objectCall, false);
     case 'HeadObject':

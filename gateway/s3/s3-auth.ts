@@ -1,9 +1,11 @@
 /**
  * Who sent an S3 request: its SigV4 signature verified against the access
  * key's secret. Trove has no public buckets, so an anonymous request is
- * refused; so is a presigned URL in this first slice of the API, since a
- * presigned GET would read an object without counting a download (see
- * docs/s3.md).
+ * refused. A presigned URL acts as its signer (the key's owner delegated
+ * that one request, until X-Amz-Expires, past which it is 403 "Request has
+ * expired"); `auth.presigned` tells the operations, and a presigned
+ * GetObject counts a download of the object's share link (s3-get.ts,
+ * docs/s3.md#presigned-urls).
  */
 import type { IncomingMessage } from 'node:http';
 import { splitTarget } from './s3-request.js';
@@ -36,10 +38,5 @@ export async function authenticate(
   });
   if (auth === undefined)
     throw new S3Error('AccessDenied', 'Access Denied (anonymous requests are not accepted)');
-  if (auth.presigned)
-    throw new S3Error(
-      'NotImplemented',
-      'Presigned URLs are not supported yet: a presigned read would not count as a download',
-    );
   return auth;
 }

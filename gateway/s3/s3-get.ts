@@ -1,19 +1,28 @@
 /**
- * GetObject and HeadObject by the bucket's owner (a header-signed request):
- * the object's bytes from the gateway's blob cache or its file's replicas,
- * through the same read path as GET /download. Such a read is the owner
- * reading their own object, not a use of the share link: it takes no
- * download, and a link whose downloads are used up does not stop it.
+ * GetObject and HeadObject: the object's bytes from the gateway's blob cache
+ * or its file's replicas, through the same read path as GET /download
+ * (openRead). Who asks decides whether it counts:
+ *
+ * - the bucket's owner, header-signed, reads their own object: no download
+ *   is taken, and a link whose downloads are used up does not stop it;
+ * - a presigned URL is a share the owner handed out: its GET counts one
+ *   download of the object's file exactly as GET /download does (given back
+ *   if no byte is sent; a resume of a counted read by a grant holder takes
+ *   none), and a used-up file answers 403 AccessDenied, as S3 answers a
+ *   link that no longer works. Its HEAD counts nothing, as a native HEAD.
+ *
+ * An object whose file expired or was deleted is 404 NoSuchKey to both.
  */
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { ByteRange } from '../../shared/range.js';
 import { contentRange, parseRange } from '../../shared/range.js';
+import type { FileRecord } from '../../shared/metadata-store.js';
 import type { S3Object } from '../../shared/s3-metadata.js';
-import { blobRead } from '../download/replica-reader.js';
-import { send, sendCached, unavailable } from '../download/download.js';
+import { openRead, sendOpened } from '../download/download.js';
+import { fileStatus } from '../files/file-rules.js';
 import type { ServedBlob } from '../files/variants.js';
-import { disconnectSignal } from '../http/request-signal.js';
-import { evaluateConditions } from './conditions.js';
+import { TroveError } from '../../shared/errors.js';
+import { evaluateConditions, type Conditions } from './conditions.js';
 import { ownedBucket } from './s3-buckets.js';
 import { header, type ObjectCall, type S3Ctx, type S3Deps } from './s3-context.js';
 import { S3Error } from './s3-errors.js';
@@ -26,9 +35,8 @@ export async function getObject(deps: S3Deps, call: ObjectCall, headOnly: boolea
       'NotImplemented',
       'GetObject and HeadObject by partNumber are not supported yet',
     );
-  const object = await deps.store.s3.getObject(call.bucket, call.key, Date.now());
-  const file = object && (await deps.store.getFile(object.fileId));
-  if (!object || !file) throw noSuchKey(call.key);
+  const { object, file } = await liveObject(deps, call.bucket, call.key);
+  const shared = call.auth.presigned;
   const headers = objectHeaders(object);
 
   const outcome = evaluateConditions(conditionsOf(c), {
@@ -49,30 +57,61 @@ export async function getObject(deps: S3Deps, call: ObjectCall, headOnly: boolea
   headers['content-length'] = String(range ? range.end - range.start + 1 : object.size);
   if (range) headers['content-range'] = contentRange(range, object.size);
   const status = range ? 206 : 200;
-  if (headOnly) return c.body(null, status, headers);
+  if (headOnly) {
+    // As a native HEAD: it counts nothing, but says the link is used up.
+    if (shared && fileStatus(file) === 'exhausted') throw usedUp(call.key);
+    return c.body(null, status, headers);
+  }
 
-  const blob: ServedBlob = {
+  const blob = servedBlob(file, object);
+  const opened = await openRead(deps, c, file, blob, {
+    range,
+    counted: shared,
+    headers,
+    // The grant cookie's path is /download/<id>: the S3 port never sees it back. The client's address grant serves.
+    cookie: false,
+  }).catch((err: unknown) => {
+    if (shared) deps.metrics?.downloadRefused(err);
+    throw err instanceof TroveError && err.code === 'DOWNLOAD_LIMIT_REACHED'
+      ? usedUp(call.key)
+      : err;
+  });
+  if (opened) sendOpened(deps, c, blob, opened, { range, statusCode: status, headers });
+  return RESPONSE_ALREADY_SENT;
+}
+
+/** The object at `bucket`/`key` and its file, while both live; else 404 NoSuchKey. */
+export async function liveObject(
+  deps: S3Deps,
+  bucket: string,
+  key: string,
+): Promise<{ object: S3Object; file: FileRecord }> {
+  const object = await deps.store.s3.getObject(bucket, key, Date.now());
+  const file = object && (await deps.store.getFile(object.fileId));
+  // The file may have expired or been deleted since the object row was read.
+  const status = file && fileStatus(file);
+  if (!object || !file || status === 'deleted' || status === 'expired') throw noSuchKey(key);
+  return { object, file };
+}
+
+/** What the read path serves of an object: its file's blob, with the object's type. */
+export function servedBlob(file: FileRecord, object: S3Object): ServedBlob {
+  return {
     key: file.id,
     size: file.size,
     sha256: file.sha256,
     contentType: object.contentType,
     name: file.name,
   };
-  const cached = deps.blobCache.get(blob);
-  if (cached) {
-    const bytes = range ? cached.subarray(range.start, range.end + 1) : cached;
-    sendCached(deps, c, blob.key, bytes, { statusCode: status, headers });
-    return RESPONSE_ALREADY_SENT;
-  }
-  const signal = disconnectSignal(c.env.outgoing);
-  const read = await (await blobRead(deps, file.id, blob)).open({ range, signal });
-  if (!('stream' in read)) {
-    if (signal.aborted) return RESPONSE_ALREADY_SENT;
-    throw unavailable(c, read.busy, {});
-  }
-  send(deps, c, blob.key, read.stream, { statusCode: status, headers, signal });
-  if (!range) deps.blobCache.fillFrom(blob, read.stream);
-  return RESPONSE_ALREADY_SENT;
+}
+
+/** A presigned GET of an object whose share link has no downloads left. */
+function usedUp(key: string): S3Error {
+  return new S3Error(
+    'AccessDenied',
+    "Access Denied: this object's share link has no downloads left",
+    { Key: key },
+  );
 }
 
 export function noSuchKey(key: string): S3Error {
@@ -93,12 +132,17 @@ function objectHeaders(object: S3Object): Record<string, string> {
   return headers;
 }
 
-function conditionsOf(c: S3Ctx) {
-  const conditions: Parameters<typeof evaluateConditions>[0] = {};
-  const ifMatch = header(c, 'if-match');
-  const ifNoneMatch = header(c, 'if-none-match');
-  const ifModifiedSince = header(c, 'if-modified-since');
-  const ifUnmodifiedSince = header(c, 'if-unmodified-since');
+/**
+ * The conditions a request sends: If-Match, If-None-Match, If-Modified-Since,
+ * If-Unmodified-Since, each under `prefix` (CopyObject's are
+ * `x-amz-copy-source-if-*`).
+ */
+export function conditionsOf(c: S3Ctx, prefix = ''): Conditions {
+  const conditions: Conditions = {};
+  const ifMatch = header(c, `${prefix}if-match`);
+  const ifNoneMatch = header(c, `${prefix}if-none-match`);
+  const ifModifiedSince = header(c, `${prefix}if-modified-since`);
+  const ifUnmodifiedSince = header(c, `${prefix}if-unmodified-since`);
   if (ifMatch !== undefined) conditions.ifMatch = ifMatch;
   if (ifNoneMatch !== undefined) conditions.ifNoneMatch = ifNoneMatch;
   if (ifModifiedSince !== undefined) conditions.ifModifiedSince = ifModifiedSince;

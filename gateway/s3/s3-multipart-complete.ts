@@ -176,5 +176,5 @@ async function answer(deps: S3Deps, call: ObjectCall, fileId: string, etag: stri
     etag,
   });
   const links = fileJson(file, [], shareBase(c, deps));
-  return c.body(xml, 200, { ...XML, etag, ...troveHeaders(fileId, links) });
+  return c.body(xml, 200, { ...XML, etag, ...troveHeaders({ file, answer: links }) });
 }

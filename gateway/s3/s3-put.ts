@@ -7,6 +7,7 @@
  * after the worker's grace).
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../shared/errors.js';
 import type { S3Bucket, S3Object } from '../../shared/s3-metadata.js';
 import { deleteNow } from '../files/deletion.js';
@@ -23,7 +24,7 @@ import {
 import { checkPayloadDigest, objectBody } from './s3-body.js';
 import { noSuchBucket, ownedBucket } from './s3-buckets.js';
 import { header, type ObjectCall, type S3Ctx, type S3Deps } from './s3-context.js';
-import { singlePartEtag } from './etag.js';
+import { singlePartEtag, type Md5Stage } from './etag.js';
 import { S3Error } from './s3-errors.js';
 
 /** S3's limit on the user metadata of an object: names and values together, in bytes. */
@@ -40,23 +41,64 @@ export async function putObject(deps: S3Deps, call: ObjectCall) {
   const options = objectOptions(userMetadata, bucket, deps.limits);
   const contentMd5 = expectedMd5(header(c, 'content-md5'));
   const { source, md5 } = objectBody(call);
-  const file = await ingestFile(deps, {
+  const stored = await storeObject(deps, call, {
+    options,
     source,
-    name: cleanFileName(call.key),
+    md5,
+    userMetadata,
     declaredLength: declaredLength(headers, call.auth.payloadHash),
+    check: (file) => {
+      checkPayloadDigest(call.auth, file.sha256);
+      checkContentMd5(contentMd5, md5.md5());
+    },
+  });
+  return c.body(null, 200, { etag: stored.etag, ...troveHeaders(stored) });
+}
+
+/** An object stored by storeObject: its new file, and what the answer says of it. */
+export interface StoredObject {
+  file: IngestedFile;
+  etag: string;
+  /** The file's share page and download links. */
+  answer: ReturnType<typeof uploadAnswer>;
+}
+
+/**
+ * Stores `source` (through its `md5` stage) as a new Trove file and points
+ * `call`'s key at it: ingestFile, `check` (a failure discards the file,
+ * nothing is kept), commitIngested with the share-link `options`
+ * (objectOptions), then the object row with `userMetadata`; the file
+ * the key pointed at before is deleted. PutObject and CopyObject store
+ * through here.
+ */
+export async function storeObject(
+  deps: S3Deps,
+  call: ObjectCall,
+  o: {
+    options: UploadOptions;
+    source: Readable;
+    md5: Md5Stage;
+    userMetadata: Record<string, string>;
+    declaredLength: number | undefined;
+    check?: (file: IngestedFile) => void;
+  },
+): Promise<StoredObject> {
+  const { c } = call;
+  const { options } = o;
+  const file = await ingestFile(deps, {
+    source: o.source,
+    name: cleanFileName(call.key),
+    ...(o.declaredLength !== undefined && { declaredLength: o.declaredLength }),
     maxDownloads: options.maxDownloads,
     expiresAt: Date.now() + options.ttlSeconds * 1000,
     signal: disconnectSignal(c.env.outgoing, c.env.incoming),
   });
-  await verifyOrDiscard(deps, file, () => {
-    checkPayloadDigest(call.auth, file.sha256);
-    checkContentMd5(contentMd5, md5.md5());
-  });
+  if (o.check) await verifyOrDiscard(deps, file, () => o.check!(file));
   const [commit] = await commitIngested(deps, [file], options);
-  const etag = singlePartEtag(md5.md5());
-  await pointKeyAt(deps, call, file, { etag, userMetadata, md5: md5.md5() });
-  const answer = uploadAnswer(file, commit!, shareBase(c, deps));
-  return c.body(null, 200, { etag, ...troveHeaders(file.id, answer) });
+  const md5 = o.md5.md5();
+  const etag = singlePartEtag(md5);
+  await pointKeyAt(deps, call, file, { etag, userMetadata: o.userMetadata, md5 });
+  return { file, etag, answer: uploadAnswer(file, commit!, shareBase(c, deps)) };
 }
 
 /**
@@ -80,7 +122,7 @@ export async function pointKeyAt(
   });
   if (result.status !== 'stored') {
     // Committed, but no key points at it: it must not live on unreachable.
-    await deleteNow(deps, file.id, `S3 ${call.request.operation} that lost its bucket`);
+    await deleteNow(deps, file.id, 'S3 object that lost its bucket');
     if (result.status === 'no-bucket') throw noSuchBucket(call.bucket);
     throw new S3Error(
       'InternalError',
@@ -88,22 +130,17 @@ export async function pointKeyAt(
     );
   }
   if (result.previousFileId !== undefined)
-    await deleteNow(
-      deps,
-      result.previousFileId,
-      `S3 ${call.request.operation} over ${call.bucket}/${call.key}`,
-    );
+    await deleteNow(deps, result.previousFileId, `S3 write over ${call.bucket}/${call.key}`);
 }
 
-/** What PutObject and CompleteMultipartUpload tell of the file besides S3's answer. */
+/** The headers that name a stored object's Trove file and links (PutObject's, CopyObject's and CompleteMultipartUpload's answers). */
 export function troveHeaders(
-  fileId: string,
-  answer: { share_url: string; url: string },
+  stored: { file: { id: string }; answer: { share_url: string; url: string } },
 ): Record<string, string> {
   return {
-    'x-trove-file-id': fileId,
-    'x-trove-share-url': answer.share_url,
-    'x-trove-download-url': answer.url,
+    'x-trove-file-id': stored.file.id,
+    'x-trove-share-url': stored.answer.share_url,
+    'x-trove-download-url': stored.answer.url,
   };
 }
 

@@ -62,8 +62,18 @@ export function readClaim(request: RawRequest): Claim | undefined {
   )
     throw new S3Error('InvalidToken', 'Session tokens are not supported by this endpoint.');
   if (header !== undefined) return headerClaim(header, request.headers);
-  return presigned ? queryClaim(query, request.headers) : undefined;
+  if (presigned) return queryClaim(query, request.headers);
+  // aws-cli's `s3 presign` signs with SigV2 (AWSAccessKeyId, Signature) unless set to s3v4.
+  if (/(^|&)AWSAccessKeyId=/.test(request.rawQuery)) throw unsupportedMechanism();
+  return undefined;
 }
+
+/** S3's answer to a signature of another version than 4. */
+const unsupportedMechanism = () =>
+  new S3Error(
+    'InvalidRequest',
+    `The authorization mechanism you have provided is not supported. Please use ${ALGORITHM}.`,
+  );
 
 /**
  * The decoded values of the query's `X-Amz-*` parameters, by name. Any case
@@ -109,11 +119,7 @@ export const malformed = (
 
 function headerClaim(header: string, headers: RawRequest['headers']): Claim {
   const space = header.indexOf(' ');
-  if (space === -1 || header.slice(0, space) !== ALGORITHM)
-    throw new S3Error(
-      'InvalidRequest',
-      `The authorization mechanism you have provided is not supported. Please use ${ALGORITHM}.`,
-    );
+  if (space === -1 || header.slice(0, space) !== ALGORITHM) throw unsupportedMechanism();
   const fields = new Map<string, string>();
   for (const part of header.slice(space + 1).split(',')) {
     const match = /^\s*(Credential|SignedHeaders|Signature)=(\S+)\s*$/.exec(part);

@@ -546,6 +546,18 @@ describe('verifySigV4, presigned URLs', () => {
     );
     await s3Error(verifySigV4(token, lookup, at(0)), 'InvalidToken');
   });
+
+  it('InvalidRequest for a SigV2 presigned URL (aws s3 presign without signature_version s3v4)', async () => {
+    const raw: RawRequest = {
+      method: 'GET',
+      rawPath: '/photos/a.jpg',
+      rawQuery:
+        'AWSAccessKeyId=AKIDTROVE0001&Signature=kXITKrTbaE34Vs1p0kGxVw5nsP8%3D&Expires=1796520057',
+      headers: { host: HOST },
+    };
+    const err = await s3Error(verifySigV4(raw, lookup, at(0)), 'InvalidRequest');
+    expect(err.message).toContain('AWS4-HMAC-SHA256');
+  });
 });
 
 /**
