@@ -134,9 +134,10 @@ export async function pointKeyAt(
 }
 
 /** The headers that name a stored object's Trove file and links (PutObject's, CopyObject's and CompleteMultipartUpload's answers). */
-export function troveHeaders(
-  stored: { file: { id: string }; answer: { share_url: string; url: string } },
-): Record<string, string> {
+export function troveHeaders(stored: {
+  file: { id: string };
+  answer: { share_url: string; url: string };
+}): Record<string, string> {
   return {
     'x-trove-file-id': stored.file.id,
     'x-trove-share-url': stored.answer.share_url,
