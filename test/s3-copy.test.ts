@@ -17,10 +17,10 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, freePort, hashBody, sha256, startCluster, type Cluster } from './harness.js';
+import { createAccessKey as newAccessKey, s3Error } from './s3-test-client.js';
 import { findOnPath, skipWithout } from './required-tools.js';
 
 const ADMIN_TOKEN = 's3-copy-test-admin-token';
@@ -39,15 +39,7 @@ let endpoint: string;
 let key: { id: string; secret: string };
 let s3: S3Client;
 
-async function createAccessKey(): Promise<{ id: string; secret: string }> {
-  const res = await fetch(`${cluster.gatewayUrl}/admin/s3/keys`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-  });
-  expect(res.status).toBe(201);
-  const body = (await res.json()) as { access_key_id: string; secret_access_key: string };
-  return { id: body.access_key_id, secret: body.secret_access_key };
-}
+const createAccessKey = () => newAccessKey(cluster, ADMIN_TOKEN);
 
 function client(k: { id: string; secret: string }): S3Client {
   return new S3Client({
@@ -90,17 +82,6 @@ async function withHeaders<O>(
 ): Promise<{ output: O; headers: Record<string, string> }> {
   const output = await send;
   return { output, headers: lastHeaders };
-}
-
-async function s3Error(request: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await request;
-  } catch (err) {
-    expect(err).toBeInstanceOf(S3ServiceException);
-    const e = err as S3ServiceException;
-    return { name: e.name, status: e.$metadata.httpStatusCode ?? 0 };
-  }
-  throw new Error('expected the request to fail');
 }
 
 async function bytesOf(Bucket: string, Key: string): Promise<string> {

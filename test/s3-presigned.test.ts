@@ -29,6 +29,7 @@ import {
   startCluster,
   type Cluster,
 } from './harness.js';
+import { createAccessKey } from './s3-test-client.js';
 import { findOnPath, skipWithout } from './required-tools.js';
 
 const ADMIN_TOKEN = 's3-presigned-test-admin-token';
@@ -52,13 +53,7 @@ describe.each(METADATA_KINDS)('S3 presigned URLs (%s metadata)', (metadata) => {
     const s3Port = await freePort();
     endpoint = `http://127.0.0.1:${s3Port}`;
     cluster = await startCluster({ metadata, env: { ADMIN_TOKEN, S3_PORT: String(s3Port) } });
-    const res = await fetch(`${cluster.gatewayUrl}/admin/s3/keys`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-    });
-    expect(res.status).toBe(201);
-    const body = (await res.json()) as { access_key_id: string; secret_access_key: string };
-    key = { id: body.access_key_id, secret: body.secret_access_key };
+    key = await createAccessKey(cluster, ADMIN_TOKEN);
     s3 = new S3Client({
       endpoint,
       region: REGION,
