@@ -34,7 +34,6 @@ import { getObject } from './s3-get.js';
 import { listObjects, listObjectsV2Op } from './s3-list.js';
 import { putObject } from './s3-put.js';
 import { s3RateLimits } from './s3-limits.js';
-import { S3Metrics } from './s3-metrics.js';
 
 type Env = { Bindings: HttpBindings };
 
@@ -46,7 +45,7 @@ export function createS3App(deps: S3Deps): Hono<Env> {
   app.use('*', amzRequestId);
   // Counted (GET /metrics on the main port) and held to the native API's rate limits.
   const operation = (c: S3Ctx) => operationOf(c, deps.s3.s3Domain);
-  if (deps.metrics) app.use('*', new S3Metrics(deps.metrics.registry).middleware(operation));
+  if (deps.metrics) app.use('*', deps.metrics.s3.middleware(operation));
   app.use('*', s3RateLimits(rateLimitsOf(deps), operation));
   app.all('*', (c) => dispatch(deps, c));
   return app;
