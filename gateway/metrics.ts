@@ -22,6 +22,7 @@ import {
   type HttpMetrics,
 } from '../shared/metrics.js';
 import type { NodeStates, NodeStatus } from './cluster/node-registry.js';
+import { S3Metrics } from './s3/s3-metrics.js';
 import { requireBearer } from './http/bearer-auth.js';
 import type { BlobCache } from './download/blob-cache.js';
 import type { GrantHolder } from './download/resume-grants.js';
@@ -48,6 +49,8 @@ export interface GatewayMetricsDeps {
 export class GatewayMetrics {
   readonly registry: Registry = createRegistry();
   readonly http: HttpMetrics = createHttpMetrics(this.registry);
+  /** The S3 port's requests and bytes (its app counts them; present, at 0, with the port off). */
+  readonly s3: S3Metrics = new S3Metrics(this.registry);
 
   private readonly uploadBytes = new Counter({
     name: `${P}upload_bytes_total`,

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { createApp } from './http/app.js';
 import { createS3App } from './s3/s3-app.js';
 import { gatewayDeps } from './deps.js';
+import { GatewayMetrics } from './metrics.js';
 import { UploadSpool } from './upload/upload-spool.js';
 import { trustProxyHazard } from './http/client-ip.js';
 import { DownloadCounter } from './download/download-counter.js';
@@ -103,7 +104,7 @@ const tusLocker = await RedisLocker.start({
   log,
 });
 
-const deps = gatewayDeps(config, {
+const parts = gatewayDeps(config, {
   store,
   client,
   registry,
@@ -117,6 +118,8 @@ const deps = gatewayDeps(config, {
   secret,
   tusLocker,
 });
+// One registry for both ports: GET /metrics on the main port reports the S3 API too.
+const deps = { ...parts, metrics: new GatewayMetrics(parts) };
 // Repairs asked for while RabbitMQ was away go out at every reconnect (not inside the
 // connect itself, which waits for its listeners).
 await amqp.onChannel(async () => {

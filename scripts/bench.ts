@@ -37,6 +37,7 @@ import { runProcessSuite, type ProcessResults } from './bench/process-suite.js';
 import { runThumbnailSuite, type ThumbnailResults } from './bench/thumbnail-suite.js';
 import { buildRows, machineInfo, printReport, writeResults } from './bench/report.js';
 import { runSmallSuite, type SmallResults } from './bench/small-suite.js';
+import { runS3Suite, type S3Results } from './bench/s3-suite.js';
 
 /** Everything that must not outlive the bench, whichever way it ends. */
 const leftovers = {
@@ -202,6 +203,7 @@ async function main(): Promise<number> {
     let thumbnails: ThumbnailResults | undefined;
     let lb: LbResults | undefined;
     let memory: MemoryResults | undefined;
+    let s3: S3Results | undefined;
     if (opts.runSmall) {
       sampler.setPhase('small');
       small = await runSmallSuite(ctx);
@@ -232,6 +234,10 @@ async function main(): Promise<number> {
       lb = await runLbSuite(ctx);
     }
     if (opts.runMemory) memory = await runMemorySuite(ctx); // sets its own phases
+    if (opts.runS3) {
+      sampler.setPhase('s3');
+      s3 = await runS3Suite(ctx);
+    }
     if (opts.runRepair) {
       sampler.setPhase('repair');
       repair = await runRepairSuite(ctx, storageDir);
@@ -268,6 +274,7 @@ async function main(): Promise<number> {
       thumbnails,
       lb,
       memory,
+      s3,
       watched: cluster.processes.map((p) => p.name),
       nginxMissing,
     });
@@ -295,6 +302,7 @@ async function main(): Promise<number> {
       thumbnails,
       lb,
       memory,
+      s3,
       rssBytes: { ...run, phases: sampler.phases() },
       benchMaxRssBytes: process.resourceUsage().maxRSS * 1024,
       failures: ctx.failures,

@@ -9,6 +9,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { currentRequestId } from '../../shared/request-context.js';
 import { requestLog } from '../../shared/request-log.js';
+import { RateLimits } from '../http/rate-limit.js';
 import { authenticate } from './s3-auth.js';
 import {
   createBucket,
@@ -18,7 +19,8 @@ import {
   listBuckets,
 } from './s3-buckets.js';
 import {
-  header,
+  operationOf,
+  routeOf,
   type BucketCall,
   type ObjectCall,
   type S3Call,
@@ -35,7 +37,7 @@ import { abortMultipartUpload, createMultipartUpload, uploadPart } from './s3-mu
 import { completeMultipartUpload } from './s3-multipart-complete.js';
 import { listMultipartUploads, listParts } from './s3-multipart-list.js';
 import { putObject } from './s3-put.js';
-import { parseS3Request, splitTarget } from './s3-request.js';
+import { s3RateLimits } from './s3-limits.js';
 
 type Env = { Bindings: HttpBindings };
 
@@ -45,8 +47,23 @@ export function createS3App(deps: S3Deps): Hono<Env> {
   // First: the request id it gives is also S3's x-amz-request-id, and every log line carries it.
   app.use('*', requestLog(deps.log));
   app.use('*', amzRequestId);
+  // Counted (GET /metrics on the main port) and held to the native API's rate limits.
+  const operation = (c: S3Ctx) => operationOf(c, deps.s3.s3Domain);
+  if (deps.metrics) app.use('*', deps.metrics.s3.middleware(operation));
+  app.use('*', s3RateLimits(rateLimitsOf(deps), operation));
   app.all('*', (c) => dispatch(deps, c));
   return app;
+}
+
+/** The native API's limits, counted in the same Redis keys: a client has one budget on both ports. */
+function rateLimitsOf(deps: S3Deps): RateLimits {
+  return new RateLimits({
+    redis: deps.redis,
+    log: deps.log,
+    clusterName: deps.clusterName,
+    trustProxy: deps.urls.trustProxy,
+    config: deps.rateLimits,
+  });
 }
 
 /** S3 clients report x-amz-request-id: it is Trove's own request id, so a client's report finds the log lines. */
@@ -57,20 +74,10 @@ const amzRequestId: MiddlewareHandler<Env> = async (c, next) => {
 };
 
 async function dispatch(deps: S3Deps, c: S3Ctx) {
-  const incoming = c.env.incoming;
-  // The raw request target: a URL parser would resolve `.`/`..` segments that are part of keys.
-  const request = parseS3Request(
-    {
-      method: incoming.method ?? 'GET',
-      host: header(c, 'host'),
-      ...splitTarget(incoming.url ?? '/'),
-      copySource: header(c, 'x-amz-copy-source'),
-    },
-    { domain: deps.s3.s3Domain },
-  );
+  const request = routeOf(c, deps.s3.s3Domain);
   const auth = await authenticate(
     { accessKeys: deps.accessKeys, region: deps.s3.s3Region },
-    incoming,
+    c.env.incoming,
   );
   return perform(deps, { c, request, auth });
 }

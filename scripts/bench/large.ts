@@ -28,19 +28,20 @@ export interface Transfer {
   answer: string;
 }
 
-/** PUTs the file at `path` as the raw request body. */
+/** PUTs the file at `path` as the raw request body (`headers` added: an S3 request's signature). */
 export async function putFile(
   url: string,
   path: string,
   size: number,
   dispatcher: Dispatcher,
+  headers: Record<string, string> = {},
 ): Promise<Transfer> {
   const started = performance.now();
   const res = await request(url, {
     method: 'PUT',
     dispatcher,
     body: createReadStream(path, { highWaterMark: CHUNK }),
-    headers: { 'content-type': 'image/jpeg', 'content-length': String(size) },
+    headers: { 'content-type': 'image/jpeg', 'content-length': String(size), ...headers },
     headersTimeout: TIMEOUT_MS,
     bodyTimeout: TIMEOUT_MS,
   });
@@ -54,11 +55,16 @@ export async function putFile(
   };
 }
 
-/** GETs `url` into a sink that only hashes and counts. */
-export async function getFile(url: string, dispatcher: Dispatcher): Promise<Transfer> {
+/** GETs `url` into a sink that only hashes and counts (`headers` added: an S3 request's signature). */
+export async function getFile(
+  url: string,
+  dispatcher: Dispatcher,
+  headers: Record<string, string> = {},
+): Promise<Transfer> {
   const started = performance.now();
   const res = await request(url, {
     dispatcher,
+    headers,
     headersTimeout: TIMEOUT_MS,
     bodyTimeout: TIMEOUT_MS,
   });

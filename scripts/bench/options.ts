@@ -36,6 +36,10 @@ export interface BenchOptions {
   runMemory: boolean;
   /** 64 KiB PUT and counted GETs on a SQLite gateway beside a PostgreSQL one. */
   runMetadata: boolean;
+  /** 64 KiB and large PUT/GET through the S3 port beside the native API, only on request. */
+  runS3: boolean;
+  /** The S3 port's URL (--s3); unset: the gateway's host with S3_PORT. */
+  s3: string | undefined;
   /** PostgreSQL server (any database) where the metadata suite creates, then drops, its database. */
   postgresUrl: string;
   /** Storage node the repair suite kills, wipes and restarts. */
@@ -46,7 +50,7 @@ export interface BenchOptions {
 /** Where the metadata suite creates its database: the local server's maintenance database. */
 const DEFAULT_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|metadata|large|resumable|process|thumbnails|lb|repair|rebalance|memory] [--node <id>] [--postgres <url>]
+export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>] [--quick] [--large-mib <n>] [--only small|counter|metadata|large|resumable|process|thumbnails|lb|repair|rebalance|memory|s3] [--node <id>] [--postgres <url>] [--s3 <url>]
 
   --gateway <url>   Trove gateway to measure (default ${DEFAULT_GATEWAY})
   --duration <s>    seconds per 64 KiB and counter run (default 10; 3 with --quick)
@@ -65,13 +69,18 @@ export const USAGE = `usage: npm run bench -- [--gateway <url>] [--duration <s>]
                     never part of the default run), repair (restoring a wiped node: kills,
                     wipes and restarts a storage node; never part of the default run),
                     rebalance (moving replicas onto a fourth node added to the layout, then
-                    draining and removing it; never part of the default run), or
+                    draining and removing it; never part of the default run),
                     memory (12 × --duration of mixed traffic, uploads refused with 413 included
                     when MAX_UPLOAD_BYTES is at most 256 MiB, and each process's RSS at rest
-                    before and after it and at its peak; never part of the default run)
+                    before and after it and at its peak; never part of the default run), or
+                    s3 (64 KiB PUT/GET req/s and the large file's PUT/GET MB/s through the S3
+                    port beside PUT /upload and GET /download/:id; needs the cluster started
+                    with S3_PORT and ADMIN_TOKEN, and both in the bench's environment too;
+                    never part of the default run)
   --node <id>       the node --only repair kills and wipes (default node3)
   --postgres <url>  PostgreSQL server where the metadata suite creates a database for the run
                     and drops it after (default ${DEFAULT_POSTGRES})
+  --s3 <url>        the S3 port --only s3 measures (default: the gateway's host, port S3_PORT)
 
 Run the cluster first (npm start), with the same STORAGE_DIR, in another terminal.`;
 
@@ -88,6 +97,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     only: { type: 'string' },
     node: { type: 'string' },
     postgres: { type: 'string', default: DEFAULT_POSTGRES },
+    s3: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   });
   if (values.help) return 'help';
@@ -122,6 +132,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     'repair',
     'rebalance',
     'memory',
+    's3',
   ];
   if (values.only !== undefined && !suites.includes(values.only)) {
     throw new UsageError(`--only: expected ${suites.join(', ')}, got "${values.only}"`);
@@ -129,6 +140,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const run = (suite: string) => values.only === undefined || values.only === suite;
   if (values.node !== undefined && values.only !== 'repair') {
     throw new UsageError('--node only applies to --only repair');
+  }
+  if (values.s3 !== undefined && (!URL.canParse(values.s3) || !/^https?:/.test(values.s3))) {
+    throw new UsageError(`--s3: "${values.s3}" is not an http(s) URL`);
   }
   if (!/^postgres(ql)?:\/\//.test(values.postgres) || !URL.canParse(values.postgres)) {
     throw new UsageError(`--postgres: "${values.postgres}" is not a postgres:// URL`);
@@ -157,6 +171,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     // Minutes long, and most telling on a cluster with a small MAX_UPLOAD_BYTES: by name only.
     runMemory: values.only === 'memory',
     runMetadata: run('metadata'),
+    // Needs S3_PORT and ADMIN_TOKEN on both sides: by name only.
+    runS3: values.only === 's3',
+    s3: values.s3?.replace(/\/+$/, ''),
     postgresUrl: values.postgres,
     repairNode: values.node ?? 'node3',
     quick: values.quick,

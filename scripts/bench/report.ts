@@ -19,6 +19,7 @@ import { rebalanceRows } from './rebalance-rows.js';
 import type { RebalanceResults } from './rebalance-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
 import { resumableRows, type ResumableResults } from './resumable-suite.js';
+import { s3Rows, type S3Results } from './s3-suite.js';
 import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
 import type { SmallRun } from './small.js';
 import type { SmallResults } from './small-suite.js';
@@ -78,6 +79,7 @@ export interface RowInput {
   thumbnails: ThumbnailResults | undefined;
   lb: LbResults | undefined;
   memory: MemoryResults | undefined;
+  s3: S3Results | undefined;
   /** Names of the processes watched (those with a live pid file). */
   watched: string[];
   /** Why nginx figures are missing, when they are. */
@@ -130,6 +132,7 @@ export function buildRows(input: RowInput): Row[] {
   if (input.lb) rows.push(...lbRows(input.lb));
   if (input.thumbnails) rows.push(...thumbnailRows(input.thumbnails));
   if (input.memory) rows.push(...memoryRows(input.memory, input.watched));
+  if (input.s3) rows.push(...s3Rows(input.s3));
 
   const large = input.large;
   if (large) {

@@ -1,0 +1,68 @@
+/**
+ * A SigV4 signer for the bench's S3 requests, on node:crypto and the
+ * gateway's own canonical-request code (so what it signs is what the
+ * gateway checks): one HMAC chain per day, then per request one SHA-256 of
+ * the canonical request and one HMAC. Bodies are sent as UNSIGNED-PAYLOAD
+ * (the SDKs' choice over HTTPS), so the client never hashes them and the
+ * gateway's cost per byte is what any streamed PUT costs. Cheap enough that
+ * the client's CPU does not decide the figures.
+ */
+import { createHash } from 'node:crypto';
+import { canonicalRequest } from '../../gateway/s3/canonical-request.js';
+import { SigningKeyCache, hmac } from '../../gateway/s3/signing-key.js';
+import { UNSIGNED_PAYLOAD } from '../../gateway/s3/payload-hash.js';
+
+export interface S3Credentials {
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+const keys = new SigningKeyCache(4);
+
+/**
+ * The headers of a signed request for `method` on `path` (already
+ * percent-encoded, path style: `/bucket/key`), `extra` headers signed too.
+ */
+export function signedHeaders(
+  creds: S3Credentials,
+  method: string,
+  path: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  const amzDate = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
+  const day = amzDate.slice(0, 8);
+  const headers: Record<string, string> = {
+    host: new URL(creds.endpoint).host,
+    'x-amz-date': amzDate,
+    'x-amz-content-sha256': UNSIGNED_PAYLOAD,
+    ...extra,
+  };
+  const names = Object.keys(headers)
+    .map((n) => n.toLowerCase())
+    .sort();
+  const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+  const [rawPath, rawQuery = ''] = path.split('?', 2) as [string, string?];
+  const canonical = canonicalRequest(
+    { method, rawPath, rawQuery, headers: lower },
+    names,
+    UNSIGNED_PAYLOAD,
+  );
+  const scope = `${day}/${creds.region}/s3/aws4_request`;
+  const toSign = [
+    'AWS4-HMAC-SHA256',
+    amzDate,
+    scope,
+    createHash('sha256').update(canonical).digest('hex'),
+  ].join('\n');
+  const key = keys.get(creds.secretAccessKey, day, creds.region, 's3');
+  const signature = hmac(key, toSign).toString('hex');
+  return {
+    ...headers,
+    authorization: `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`,
+  };
+}
