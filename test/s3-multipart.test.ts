@@ -15,8 +15,10 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListPartsCommand,
+  PutObjectCommand,
   S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +40,17 @@ const MiB = 1024 * 1024;
 
 let cluster: Cluster;
 let s3: S3Client;
+let endpoint: string;
+
+function client(key: { id: string; secret: string }): S3Client {
+  return new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: key.id, secretAccessKey: key.secret },
+    maxAttempts: 1,
+  });
+}
 
 const md5 = (bytes: Buffer) => createHash('md5').update(bytes).digest('hex');
 
@@ -74,14 +87,8 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
       metadata,
       env: { ADMIN_TOKEN, S3_PORT: String(s3Port) },
     });
-    const key = await createAccessKey(cluster, ADMIN_TOKEN);
-    s3 = new S3Client({
-      endpoint: `http://127.0.0.1:${s3Port}`,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: key.id, secretAccessKey: key.secret },
-      maxAttempts: 1,
-    });
+    endpoint = `http://127.0.0.1:${s3Port}`;
+    s3 = client(await createAccessKey(cluster, ADMIN_TOKEN));
     await s3.send(new CreateBucketCommand({ Bucket }));
   });
 
@@ -339,6 +346,86 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
       status: 404,
     });
     await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }));
+  });
+
+  it("UploadPartCopy copies a source's range or whole into parts, uncounted; refuses bad ranges and sources", async () => {
+    const source = bytes(12 * MiB, true);
+    await s3.send(
+      new PutObjectCommand({
+        Bucket,
+        Key: 'trip/source.jpg',
+        Body: source,
+        Metadata: { 'max-downloads': '1' },
+      }),
+    );
+    const Key = 'trip/assembled.jpg';
+    const UploadId = await create(Key);
+    const copy = (
+      PartNumber: number,
+      extra: Partial<ConstructorParameters<typeof UploadPartCopyCommand>[0]> = {},
+    ) =>
+      s3.send(
+        new UploadPartCopyCommand({
+          Bucket,
+          Key,
+          UploadId,
+          PartNumber,
+          CopySource: `${Bucket}/trip/source.jpg`,
+          ...extra,
+        }),
+      );
+    const part1 = source.subarray(0, 6 * MiB);
+    const part2 = bytes(5 * MiB);
+    const copied1 = await copy(1, { CopySourceRange: `bytes=0-${6 * MiB - 1}` });
+    expect(copied1.CopyPartResult?.ETag).toBe(`"${md5(part1)}"`);
+    expect(copied1.CopyPartResult?.LastModified).toBeInstanceOf(Date);
+    await put(Key, UploadId, 2, part2);
+    const copied3 = await copy(3);
+    expect(copied3.CopyPartResult?.ETag).toBe(`"${md5(source)}"`);
+
+    const invalid = { name: 'InvalidArgument', status: 400 };
+    expect(await s3Error(copy(4, { CopySourceRange: 'bytes=5-2' }))).toEqual(invalid);
+    expect(await s3Error(copy(4, { CopySourceRange: `bytes=0-${12 * MiB}` }))).toEqual(invalid);
+    expect(await s3Error(copy(4, { CopySource: `${Bucket}/trip/none.jpg` }))).toEqual({
+      name: 'NoSuchKey',
+      status: 404,
+    });
+    expect(
+      await s3Error(copy(4, { CopySourceIfMatch: '"00000000000000000000000000000000"' })),
+    ).toEqual({ name: 'PreconditionFailed', status: 412 });
+    const other = client(await createAccessKey(cluster, ADMIN_TOKEN));
+    try {
+      await other.send(new CreateBucketCommand({ Bucket: 'not-yours' }));
+      await other.send(
+        new PutObjectCommand({ Bucket: 'not-yours', Key: 'theirs.jpg', Body: part1 }),
+      );
+      expect(await s3Error(copy(4, { CopySource: 'not-yours/theirs.jpg' }))).toEqual({
+        name: 'AccessDenied',
+        status: 403,
+      });
+    } finally {
+      other.destroy();
+    }
+
+    const listed = await s3.send(new ListPartsCommand({ Bucket, Key, UploadId }));
+    expect(listed.Parts?.map((p) => [p.PartNumber, p.Size])).toEqual([
+      [1, 6 * MiB],
+      [2, 5 * MiB],
+      [3, 12 * MiB],
+    ]);
+    const expected = [part1, part2, source];
+    const done = await complete(Key, UploadId, listOf(expected));
+    expect(done.ETag).toBe(expectedEtag(expected));
+    const object = await s3.send(new GetObjectCommand({ Bucket, Key }));
+    expect(object.ContentLength).toBe(23 * MiB);
+    expect((await hashBody(object.Body as Readable)).sha256).toBe(sha256(Buffer.concat(expected)));
+
+    // Two copies of the source read it: neither took its one download.
+    const [row] = await cluster.query<{ file_id: string }>(
+      `SELECT file_id FROM s3_objects WHERE bucket = '${Bucket}' AND key = 'trip/source.jpg'`,
+    );
+    const link = await fetch(`${cluster.gatewayUrl}/download/${row!.file_id}`, { method: 'HEAD' });
+    expect(link.headers.get('x-downloads-left')).toBe('1');
   });
 
   it('a 100 MB stream round-trips through lib-storage Upload', { timeout: 120_000 }, async () => {

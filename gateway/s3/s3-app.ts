@@ -36,6 +36,7 @@ import { listObjects, listObjectsV2Op } from './s3-list.js';
 import { abortMultipartUpload, createMultipartUpload, uploadPart } from './s3-multipart.js';
 import { completeMultipartUpload } from './s3-multipart-complete.js';
 import { listMultipartUploads, listParts } from './s3-multipart-list.js';
+import { uploadPartCopy } from './s3-part-copy.js';
 import { putObject } from './s3-put.js';
 import { s3RateLimits } from './s3-limits.js';
 
@@ -120,6 +121,8 @@ function perform(deps: S3Deps, call: S3Call) {
       return createMultipartUpload(deps, objectCall);
     case 'UploadPart':
       return uploadPart(deps, objectCall);
+    case 'UploadPartCopy':
+      return uploadPartCopy(deps, objectCall);
     case 'CompleteMultipartUpload':
       return completeMultipartUpload(deps, objectCall);
     case 'AbortMultipartUpload':

@@ -8,12 +8,15 @@
  */
 import { Readable } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { FileRecord } from '../../shared/metadata-store.js';
+import type { ByteRange } from '../../shared/range.js';
+import type { S3Object } from '../../shared/s3-metadata.js';
 import { MAX_KEY_BYTES } from '../../shared/s3-names.js';
 import { openRead } from '../download/download.js';
 import { evaluateConditions, type Conditions } from './conditions.js';
 import { Md5Stage } from './etag.js';
 import { ownedBucket, XML } from './s3-buckets.js';
-import { header, type ObjectCall, type S3Deps } from './s3-context.js';
+import { header, type ObjectCall, type S3Ctx, type S3Deps } from './s3-context.js';
 import { S3Error } from './s3-errors.js';
 import { conditionsOf, liveObject, servedBlob } from './s3-get.js';
 import { objectOptions, storeObject, troveHeaders, userMetadataOf } from './s3-put.js';
@@ -39,26 +42,15 @@ export async function copyObject(deps: S3Deps, call: ObjectCall) {
       'InvalidRequest',
       "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
     );
-  await ownedBucket(deps, { ...call, bucket: from.bucket });
-  const { object, file } = await liveObject(deps, from.bucket, from.key);
-  checkCopyConditions(conditionsOf(c, COPY_CONDITION_PREFIX), object);
+  const { object, file } = await findCopySource(deps, call, from);
 
   const userMetadata =
     directive === 'REPLACE' ? userMetadataOf(c.env.incoming.headers) : object.userMetadata;
   // Refused before any byte of the source is read.
   const options = objectOptions(userMetadata, bucket, deps.limits);
-  // Not counted: the owner reading their own object, as their GetObject.
-  const opened = await openRead(deps, c, file, servedBlob(file, object), {
-    range: undefined,
-    counted: false,
-    headers: {},
-    cookie: false,
-  });
-  if (!opened) return RESPONSE_ALREADY_SENT; // the client left
-  const bytes = 'cached' in opened ? Readable.from([opened.cached]) : opened.stream;
-  const md5 = new Md5Stage();
-  bytes.once('error', (err) => md5.destroy(err));
-  bytes.pipe(md5);
+  const read = await readCopySource(deps, c, { object, file }, undefined);
+  if (!read) return RESPONSE_ALREADY_SENT; // the client left
+  const { bytes, md5 } = read;
   const stored = await storeObject(deps, call, {
     options,
     source: md5,
@@ -70,6 +62,51 @@ export async function copyObject(deps: S3Deps, call: ObjectCall) {
     ...XML,
     ...troveHeaders(stored),
   });
+}
+
+/**
+ * The live source object of a copy, once the signer is seen to own its
+ * bucket and the `x-amz-copy-source-if-*` conditions hold.
+ */
+export async function findCopySource(
+  deps: S3Deps,
+  call: ObjectCall,
+  from: CopySource,
+): Promise<{ object: S3Object; file: FileRecord }> {
+  await ownedBucket(deps, { ...call, bucket: from.bucket });
+  const source = await liveObject(deps, from.bucket, from.key);
+  checkCopyConditions(conditionsOf(call.c, COPY_CONDITION_PREFIX), source.object);
+  return source;
+}
+
+/**
+ * Opens the source's bytes (or `range` of them), passing through an MD5
+ * stage: the copy's ETag. `bytes` is for the caller to destroy once done, so
+ * a refused copy stops reading the source. Undefined: the client left.
+ */
+export async function readCopySource(
+  deps: S3Deps,
+  c: S3Ctx,
+  source: { object: S3Object; file: FileRecord },
+  range: ByteRange | undefined,
+): Promise<{ bytes: Readable; md5: Md5Stage } | undefined> {
+  // Not counted: the owner reading their own object, as their GetObject.
+  const opened = await openRead(deps, c, source.file, servedBlob(source.file, source.object), {
+    range,
+    counted: false,
+    headers: {},
+    cookie: false,
+  });
+  if (!opened) return undefined;
+  // The cache holds a blob whole: a range is cut from it here.
+  const bytes =
+    'cached' in opened
+      ? Readable.from([range ? opened.cached.subarray(range.start, range.end + 1) : opened.cached])
+      : opened.stream;
+  const md5 = new Md5Stage();
+  bytes.once('error', (err) => md5.destroy(err));
+  bytes.pipe(md5);
+  return { bytes, md5 };
 }
 
 /**

@@ -6,6 +6,7 @@
  * without moving bytes again (s3-multipart-complete.ts).
  */
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { PayloadTooLargeError } from '../../shared/errors.js';
 import { newFileId } from '../../shared/keys.js';
 import type { ResumableUpload, UploadPart } from '../../shared/metadata-store.js';
@@ -14,7 +15,7 @@ import { ByteLimit, HashCounter } from '../../shared/streams.js';
 import { cleanFileName } from '../http/http-names.js';
 import { partDeps } from '../resumable/completion.js';
 import { assertPartQuorum, discardPart, streamPart } from '../resumable/part-stream.js';
-import { singlePartEtag } from './etag.js';
+import { type Md5Stage, singlePartEtag } from './etag.js';
 import { noSuchUpload, openUpload, uploadMetadata } from './multipart-uploads.js';
 import { checkPayloadDigest, objectBody } from './s3-body.js';
 import { ownedBucket, XML } from './s3-buckets.js';
@@ -60,15 +61,55 @@ export async function uploadPart(deps: S3Deps, call: ObjectCall) {
   const { c } = call;
   await ownedBucket(deps, call);
   const upload = await openUpload(deps, call);
-  const partNumber = call.request.partNumber!;
   const contentMd5 = expectedMd5(header(c, 'content-md5'));
-  // The upload's stored bytes so far count: the object may not pass MAX_UPLOAD_BYTES in all. A part
-  // sent again counts twice here until it replaces the first; Complete holds the object to it exactly.
+  checkRoom(deps, upload, declaredLength(c.env.incoming.headers, call.auth.payloadHash));
+  const { source, md5 } = objectBody(call);
+  await storePart(deps, upload, call.request.partNumber!, {
+    source,
+    md5,
+    verify: (sha256) => {
+      checkPayloadDigest(call.auth, sha256);
+      checkContentMd5(contentMd5, md5.md5());
+    },
+  });
+  return c.body(null, 200, { etag: singlePartEtag(md5.md5()) });
+}
+
+/** A part's bytes: the request's body (UploadPart) or a source object's (UploadPartCopy). */
+export interface PartBytes {
+  source: Readable;
+  /** A stage of `source`: the part's ETag once it ended. */
+  md5: Md5Stage;
+  /** Checks of the bytes once all passed (their sha256 given); one that throws keeps no part. */
+  verify?: (sha256: string) => void;
+}
+
+/**
+ * A part of `length` bytes (if known) would pass MAX_UPLOAD_BYTES: refused
+ * before any byte streams.
+ */
+export function checkRoom(deps: S3Deps, upload: ResumableUpload, length: number | undefined) {
+  if (length !== undefined && length > roomOf(deps, upload))
+    throw PayloadTooLargeError.forBytes(deps.uploads.maxUploadBytes);
+}
+
+// The upload's stored bytes so far count: the object may not pass MAX_UPLOAD_BYTES in all. A part
+// sent again counts twice here until it replaces the first; Complete holds the object to it exactly.
+const roomOf = (deps: S3Deps, upload: ResumableUpload) =>
+  deps.uploads.maxUploadBytes - upload.offset;
+
+/**
+ * Streams `bytes` into part `partNumber` of `upload`, down the chain of the
+ * file-to-be's nodes; a part that fails (or whose upload ended meanwhile)
+ * is discarded. Resolves once stored.
+ */
+export async function storePart(
+  deps: S3Deps,
+  upload: ResumableUpload,
+  partNumber: number,
+  bytes: PartBytes,
+): Promise<void> {
   const { maxUploadBytes } = deps.uploads;
-  const room = maxUploadBytes - upload.offset;
-  const declared = declaredLength(c.env.incoming.headers, call.auth.payloadHash);
-  if (declared !== undefined && declared > room)
-    throw PayloadTooLargeError.forBytes(maxUploadBytes);
   const chain = deps.replicator.chainFor(upload.fileId);
   // S3 parts are known by number: it stands where a tus part's offset does.
   const key = partKey(upload.fileId, partNumber);
@@ -80,14 +121,15 @@ export async function uploadPart(deps: S3Deps, call: ObjectCall) {
     nodes: chain.map((n) => n.id),
     createdAt: Date.now(),
   });
-  const { source, md5 } = objectBody(call);
+  const { source, md5 } = bytes;
   const hasher = new HashCounter();
-  const limit = new ByteLimit(room, () => PayloadTooLargeError.forBytes(maxUploadBytes));
+  const limit = new ByteLimit(roomOf(deps, upload), () =>
+    PayloadTooLargeError.forBytes(maxUploadBytes),
+  );
   let replaced: UploadPart[];
   try {
     const stored = await streamPart(deps, { key, chain, body: source, before: [limit], hasher });
-    checkPayloadDigest(call.auth, hasher.digest());
-    checkContentMd5(contentMd5, md5.md5());
+    bytes.verify?.(hasher.digest());
     assertPartQuorum(deps, stored, chain);
     const result = await deps.store.s3.storeNumberedPart({
       uploadId: upload.id,
@@ -107,7 +149,6 @@ export async function uploadPart(deps: S3Deps, call: ObjectCall) {
   }
   // The part sent again wins; the bytes it replaces are garbage.
   if (replaced.length > 0) void removeLater(deps, upload, replaced);
-  return c.body(null, 200, { etag: singlePartEtag(md5.md5()) });
 }
 
 /** Ends the upload (no part can be stored after) and removes its parts; a node away leaves them to the sweep. */
