@@ -2,10 +2,10 @@
  * CopyObject against a real cluster (gateway with S3_PORT, three storage
  * nodes), with @aws-sdk/client-s3 and aws-cli: a copy is a new Trove file,
  * with its own id, share link and download count, and the source's count is
- * never touched.
+ * never touched. aws-cli copies an object over 8 MB with UploadPartCopy.
  */
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -248,26 +248,45 @@ describe('S3 CopyObject', () => {
 
   it.skipIf(awsMissing)('aws s3 cp s3://b/a s3://b/c copies', async () => {
     await s3.send(new PutObjectCommand({ Bucket: 'src', Key: 'cli.png', Body: png }));
-    const home = mkdtempSync(join(tmpdir(), 'trove-s3-copy-'));
-    try {
-      execFileSync(
-        'aws',
-        ['--endpoint-url', endpoint, 's3', 'cp', 's3://src/cli.png', 's3://src/cli-copy.png'],
-        {
-          encoding: 'utf8',
-          env: {
-            ...process.env,
-            HOME: home,
-            AWS_ACCESS_KEY_ID: key.id,
-            AWS_SECRET_ACCESS_KEY: key.secret,
-            AWS_DEFAULT_REGION: REGION,
-          },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
-    } finally {
-      rmSync(home, { recursive: true, force: true });
-    }
+    aws(['s3', 'cp', 's3://src/cli.png', 's3://src/cli-copy.png']);
     expect(await bytesOf('src', 'cli-copy.png')).toBe(sha256(png));
   });
+
+  it.skipIf(awsMissing)(
+    'aws s3 cp of an object over 8 MB copies it part by part with UploadPartCopy',
+    async () => {
+      const big = randomBytes(9 * 1024 * 1024);
+      big.set([0xff, 0xd8, 0xff, 0xe0], 0);
+      await s3.send(new PutObjectCommand({ Bucket: 'src', Key: 'big.jpg', Body: big }));
+      const debug = aws(['--debug', 's3', 'cp', 's3://src/big.jpg', 's3://dst/big-copy.jpg']);
+      // aws-cli's multipart_threshold and chunk size are both 8 MB: parts of 8 MiB and 1 MiB.
+      expect(debug).toMatch(/OperationModel\(name=UploadPartCopy\)/);
+      const head = await s3.send(new HeadObjectCommand({ Bucket: 'dst', Key: 'big-copy.jpg' }));
+      expect(head.ETag).toMatch(/^"[0-9a-f]{32}-2"$/);
+      expect(await bytesOf('dst', 'big-copy.jpg')).toBe(sha256(big));
+    },
+  );
 });
+
+/** Runs aws-cli against the cluster as `key`, with a HOME of its own; its stderr (where --debug writes). */
+function aws(args: string[]): string {
+  const home = mkdtempSync(join(tmpdir(), 'trove-s3-copy-'));
+  try {
+    const run = spawnSync('aws', ['--endpoint-url', endpoint, ...args], {
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        HOME: home,
+        AWS_ACCESS_KEY_ID: key.id,
+        AWS_SECRET_ACCESS_KEY: key.secret,
+        AWS_DEFAULT_REGION: REGION,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (run.status !== 0) throw new Error(`aws ${args.join(' ')}: ${run.stderr.slice(-2000)}`);
+    return run.stderr;
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
