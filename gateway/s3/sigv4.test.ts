@@ -264,6 +264,12 @@ describe('verifySigV4, Authorization header', () => {
     await s3Error(verifySigV4(withHeader(raw, 'date', undefined), lookup, at(0)), 'AccessDenied');
     const garbled = withHeader(raw, 'x-amz-date', '2026-12-05T10:00:00Z');
     await s3Error(verifySigV4(garbled, lookup, at(0)), 'AccessDenied');
+    // Shaped right, but no such day or time: refused, never rolled over into another one.
+    for (const unreal of ['20260231T100000Z', '20261205T240000Z', '20261205T106000Z'])
+      await s3Error(
+        verifySigV4(withHeader(raw, 'x-amz-date', unreal), lookup, at(0)),
+        'AccessDenied',
+      );
   });
 
   it('is anonymous without an Authorization header or X-Amz-Signature, asking for no secret', async () => {

@@ -170,7 +170,6 @@ function checkScope(claim: Claim, region: string, service: string): void {
  */
 function checkTime(claim: Claim, now: number, maxSkewMs: number): void {
   const { time, expiresAt } = claim;
-  const serverTime = isoBasic(now);
   if (expiresAt === undefined) {
     if (Math.abs(now - time) > maxSkewMs)
       throw new S3Error(
@@ -178,7 +177,7 @@ function checkTime(claim: Claim, now: number, maxSkewMs: number): void {
         'The difference between the request time and the current time is too large.',
         {
           RequestTime: claim.amzDate,
-          ServerTime: serverTime,
+          ServerTime: isoBasic(now),
           MaxAllowedSkewMilliseconds: String(maxSkewMs),
         },
       );
@@ -187,13 +186,13 @@ function checkTime(claim: Claim, now: number, maxSkewMs: number): void {
   if (time - now > maxSkewMs)
     throw new S3Error('AccessDenied', 'Request is not valid yet', {
       'X-Amz-Date': claim.amzDate,
-      ServerTime: serverTime,
+      ServerTime: isoBasic(now),
     });
   if (now > expiresAt)
     throw new S3Error('AccessDenied', 'Request has expired', {
       'X-Amz-Expires': String(claim.expiresSeconds),
       Expires: isoBasic(expiresAt),
-      ServerTime: serverTime,
+      ServerTime: isoBasic(now),
     });
 }
 
