@@ -11,6 +11,7 @@ import type { UploadPart } from './metadata-store.js';
 import type {
   AccessKeyRecord,
   BucketDefaults,
+  BucketObject,
   CreateBucketResult,
   DeleteBucketResult,
   ListObjectsQuery,
@@ -23,16 +24,19 @@ import type {
 } from './s3-metadata.js';
 import { afterPrefix } from './s3-names.js';
 import {
-  OBJECT_COLUMNS,
+  type AccessKeyRow,
+  type BucketObjectRow,
+  bucketObjectSql,
+  type BucketRow,
   listObjectsSql,
+  OBJECT_COLUMNS,
+  type ObjectRow,
   objectRow,
   toAccessKey,
   toBucket,
+  toBucketObject,
   toObject,
   visibleFile,
-  type AccessKeyRow,
-  type BucketRow,
-  type ObjectRow,
 } from './s3-rows.js';
 
 /** What PostgresMetadataStore lends: its read, write and transaction with their retry rules. */
@@ -190,6 +194,15 @@ export class PostgresS3Store implements S3MetadataStore {
       }
       throw new Error(`putObject ${o.bucket}/${o.key}: lost ${UPSERT_ATTEMPTS} races in a row`);
     });
+  }
+
+  async findObject(bucket: string, key: string, now: number): Promise<BucketObject | undefined> {
+    const [row] = await this.pg.read<BucketObjectRow>(bucketObjectSql('$1', '$2', '$3'), [
+      bucket,
+      key,
+      now,
+    ]);
+    return row && toBucketObject(row);
   }
 
   async getObject(bucket: string, key: string, now: number): Promise<S3Object | undefined> {

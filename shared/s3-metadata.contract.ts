@@ -200,6 +200,27 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
         expect(await store.s3.listObjects('photos', { limit: 10, now: NOW })).toEqual([]);
       });
 
+      it('finds a bucket and its visible object in one read', async () => {
+        expect(await store.s3.findObject('photos', 'k', NOW)).toBeUndefined();
+        await bucket();
+        const photos = await store.s3.getBucket('photos');
+        expect(await store.s3.findObject('photos', 'k', NOW)).toEqual({
+          bucket: photos,
+          object: undefined,
+        });
+        const [f, expiring] = [await file(), await file(NOW + 1)];
+        await store.s3.putObject(object('photos', 'k', f));
+        await store.s3.putObject(object('photos', 'soon', expiring));
+        expect(await store.s3.findObject('photos', 'k', NOW)).toEqual({
+          bucket: photos,
+          object: object('photos', 'k', f),
+        });
+        expect(await store.s3.findObject('photos', 'soon', NOW + 1)).toEqual({
+          bucket: photos,
+          object: undefined,
+        });
+      });
+
       it('deletes a row and returns its file; nothing for a key without one', async () => {
         await bucket();
         const f = await file();

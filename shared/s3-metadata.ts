@@ -65,6 +65,12 @@ export interface S3Object {
   md5: string | null;
 }
 
+/** A bucket, and one of its objects if it is visible. */
+export interface BucketObject {
+  bucket: S3Bucket;
+  object: S3Object | undefined;
+}
+
 export type PutObjectResult =
   /** The row is in place; the file it replaced (to tombstone), if any and if another one. */
   | { status: 'stored'; previousFileId: string | undefined }
@@ -141,6 +147,12 @@ export interface S3MetadataStore {
   putObject(object: S3Object): Promise<PutObjectResult>;
   /** The object, if it is visible at `now` (see the module comment). */
   getObject(bucket: string, key: string, now: number): Promise<S3Object | undefined>;
+  /**
+   * getBucket and getObject in one read (GetObject's and HeadObject's
+   * lookup, on every read of an object): undefined when there is no such
+   * bucket.
+   */
+  findObject(bucket: string, key: string, now: number): Promise<BucketObject | undefined>;
   /** Removes the row, visible or not; returns the file it named (the caller tombstones it). */
   deleteObject(bucket: string, key: string): Promise<string | undefined>;
   /** Visible objects in UTF-8 byte order of their keys, at most `limit`. */

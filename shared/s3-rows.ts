@@ -2,7 +2,13 @@
  * What the SQL stores (SQLite, PostgreSQL) share of the S3 tables: their rows
  * and records, the visibility condition of an object, and the listing's query.
  */
-import type { AccessKeyRecord, ListObjectsQuery, S3Bucket, S3Object } from './s3-metadata.js';
+import type {
+  AccessKeyRecord,
+  BucketObject,
+  ListObjectsQuery,
+  S3Bucket,
+  S3Object,
+} from './s3-metadata.js';
 import { afterPrefix } from './s3-names.js';
 
 export interface AccessKeyRow {
@@ -100,6 +106,36 @@ export function objectRow(o: S3Object): ObjectRow {
  * tombstone, and not expired at `now`: the files table alone decides, so an
  * expired object disappears at its expiry, before the sweep tombstones it.
  */
+/** A bucket's row, its columns prefixed `bucket_`, and the columns of one of its objects (null when none is visible). */
+export type BucketObjectRow = { [K in keyof BucketRow as `bucket_${K}`]: BucketRow[K] } & {
+  [K in keyof ObjectRow]: ObjectRow[K] | null;
+};
+
+/**
+ * GetObject's lookup in one statement: the bucket (no row: no such bucket)
+ * and its object `key` if visible at `now` (see visibleFile), placeholders
+ * in the store's dialect.
+ */
+export const bucketObjectSql = (bucket: string, key: string, now: string) =>
+  `SELECT b.name AS bucket_name, b.owner AS bucket_owner, b.created_at AS bucket_created_at,
+          b.default_max_downloads AS bucket_default_max_downloads,
+          b.default_ttl_seconds AS bucket_default_ttl_seconds, o.*
+   FROM s3_buckets b
+   LEFT JOIN (s3_objects o JOIN files f ON f.id = o.file_id AND ${visibleFile(now)})
+     ON o.bucket = b.name AND o.key = ${key}
+   WHERE b.name = ${bucket}`;
+
+export function toBucketObject(r: BucketObjectRow): BucketObject {
+  const bucket = toBucket({
+    name: r.bucket_name,
+    owner: r.bucket_owner,
+    created_at: r.bucket_created_at,
+    default_max_downloads: r.bucket_default_max_downloads,
+    default_ttl_seconds: r.bucket_default_ttl_seconds,
+  });
+  return { bucket, object: r.file_id === null ? undefined : toObject(r as ObjectRow) };
+}
+
 export const visibleFile = (now: string) =>
   `f.state = 'committed' AND f.deleted_at IS NULL AND f.expires_at > ${now}`;
 

@@ -10,6 +10,7 @@ import type { UploadPart } from './metadata-store.js';
 import type {
   AccessKeyRecord,
   BucketDefaults,
+  BucketObject,
   CreateBucketResult,
   DeleteBucketResult,
   ListObjectsQuery,
@@ -22,15 +23,18 @@ import type {
 } from './s3-metadata.js';
 import { afterPrefix } from './s3-names.js';
 import {
+  type AccessKeyRow,
+  type BucketObjectRow,
+  bucketObjectSql,
+  type BucketRow,
   listObjectsSql,
+  type ObjectRow,
   objectRow,
   toAccessKey,
   toBucket,
+  toBucketObject,
   toObject,
   visibleFile,
-  type AccessKeyRow,
-  type BucketRow,
-  type ObjectRow,
 } from './s3-rows.js';
 
 function statements(db: Database.Database) {
@@ -71,6 +75,7 @@ function statements(db: Database.Database) {
          last_modified = excluded.last_modified, user_metadata = excluded.user_metadata,
          md5 = excluded.md5`,
     ),
+    findObject: db.prepare(bucketObjectSql('@bucket', '@key', '@now')),
     getObject: db.prepare(
       `SELECT o.* FROM s3_objects o JOIN files f ON f.id = o.file_id
        WHERE o.bucket = @bucket AND o.key = @key AND ${visibleFile('@now')}`,
@@ -180,6 +185,11 @@ export class SqliteS3Store implements S3MetadataStore {
   async getObject(bucket: string, key: string, now: number): Promise<S3Object | undefined> {
     const row = this.q.getObject.get({ bucket, key, now }) as ObjectRow | undefined;
     return row && toObject(row);
+  }
+
+  async findObject(bucket: string, key: string, now: number): Promise<BucketObject | undefined> {
+    const row = this.q.findObject.get({ bucket, key, now }) as BucketObjectRow | undefined;
+    return row && toBucketObject(row);
   }
 
   async deleteObject(bucket: string, key: string): Promise<string | undefined> {

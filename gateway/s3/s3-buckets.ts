@@ -22,7 +22,11 @@ export function ownerOf(accessKeyId: string): Owner {
 
 /** The bucket of the call, if the caller's key owns it: else 404 NoSuchBucket or 403 AccessDenied. */
 export async function ownedBucket(deps: S3Deps, call: BucketCall): Promise<S3Bucket> {
-  const bucket = await deps.store.s3.getBucket(call.bucket);
+  return owned(await deps.store.s3.getBucket(call.bucket), call);
+}
+
+/** `bucket` (the call's, as read), if the caller's key owns it: else 404 NoSuchBucket or 403 AccessDenied. */
+export function owned(bucket: S3Bucket | undefined, call: BucketCall): S3Bucket {
   if (!bucket) throw noSuchBucket(call.bucket);
   if (bucket.owner !== call.auth.accessKeyId) throw new S3Error('AccessDenied', 'Access Denied');
   return bucket;

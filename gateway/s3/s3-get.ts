@@ -23,19 +23,21 @@ import { fileStatus } from '../files/file-rules.js';
 import type { ServedBlob } from '../files/variants.js';
 import { TroveError } from '../../shared/errors.js';
 import { evaluateConditions, type Conditions } from './conditions.js';
-import { ownedBucket } from './s3-buckets.js';
+import { owned } from './s3-buckets.js';
 import { header, type ObjectCall, type S3Ctx, type S3Deps } from './s3-context.js';
 import { S3Error } from './s3-errors.js';
 
 export async function getObject(deps: S3Deps, call: ObjectCall, headOnly: boolean) {
   const { c } = call;
-  await ownedBucket(deps, call);
+  // The bucket's owner and the object in one read: this runs on every read of an object.
+  const found = await deps.store.s3.findObject(call.bucket, call.key, Date.now());
+  owned(found?.bucket, call);
   if (call.request.partNumber !== undefined)
     throw new S3Error(
       'NotImplemented',
       'GetObject and HeadObject by partNumber are not supported yet',
     );
-  const { object, file } = await liveObject(deps, call.bucket, call.key);
+  const { object, file } = await withLiveFile(deps, found?.object, call.key);
   const shared = call.auth.presigned;
   const headers = objectHeaders(object);
 
@@ -86,7 +88,15 @@ export async function liveObject(
   bucket: string,
   key: string,
 ): Promise<{ object: S3Object; file: FileRecord }> {
-  const object = await deps.store.s3.getObject(bucket, key, Date.now());
+  return withLiveFile(deps, await deps.store.s3.getObject(bucket, key, Date.now()), key);
+}
+
+/** `object` (as read, if visible) and its file, while the file lives; else 404 NoSuchKey. */
+async function withLiveFile(
+  deps: S3Deps,
+  object: S3Object | undefined,
+  key: string,
+): Promise<{ object: S3Object; file: FileRecord }> {
   const file = object && (await deps.store.getFile(object.fileId));
   // The file may have expired or been deleted since the object row was read.
   const status = file && fileStatus(file);
