@@ -106,23 +106,32 @@ export function objectRow(o: S3Object): ObjectRow {
  * tombstone, and not expired at `now`: the files table alone decides, so an
  * expired object disappears at its expiry, before the sweep tombstones it.
  */
-/** A bucket's row, its columns prefixed `bucket_`, and the columns of one of its objects (null when none is visible). */
+/**
+ * A bucket's row, its columns prefixed `bucket_`, and the columns of its
+ * object of the key asked for (null without one), visible or not.
+ */
 export type BucketObjectRow = { [K in keyof BucketRow as `bucket_${K}`]: BucketRow[K] } & {
   [K in keyof ObjectRow]: ObjectRow[K] | null;
+} & {
+  /** Whether that object's file is visible (see visibleFile): 1/0 in SQLite, a boolean in PostgreSQL. */
+  object_visible: boolean | number | null;
 };
 
 /**
  * GetObject's lookup in one statement: the bucket (no row: no such bucket)
- * and its object `key` if visible at `now` (see visibleFile), placeholders
- * in the store's dialect.
+ * and its object `key` with whether it is visible at `now`, placeholders in
+ * the store's dialect. Plain left joins, each by its index: a join nested in
+ * parentheses is materialised whole by SQLite (every visible object, on
+ * every read).
  */
 export const bucketObjectSql = (bucket: string, key: string, now: string) =>
   `SELECT b.name AS bucket_name, b.owner AS bucket_owner, b.created_at AS bucket_created_at,
           b.default_max_downloads AS bucket_default_max_downloads,
-          b.default_ttl_seconds AS bucket_default_ttl_seconds, o.*
+          b.default_ttl_seconds AS bucket_default_ttl_seconds, o.*,
+          (f.id IS NOT NULL AND ${visibleFile(now)}) AS object_visible
    FROM s3_buckets b
-   LEFT JOIN (s3_objects o JOIN files f ON f.id = o.file_id AND ${visibleFile(now)})
-     ON o.bucket = b.name AND o.key = ${key}
+   LEFT JOIN s3_objects o ON o.bucket = b.name AND o.key = ${key}
+   LEFT JOIN files f ON f.id = o.file_id
    WHERE b.name = ${bucket}`;
 
 export function toBucketObject(r: BucketObjectRow): BucketObject {
@@ -133,7 +142,7 @@ export function toBucketObject(r: BucketObjectRow): BucketObject {
     default_max_downloads: r.bucket_default_max_downloads,
     default_ttl_seconds: r.bucket_default_ttl_seconds,
   });
-  return { bucket, object: r.file_id === null ? undefined : toObject(r as ObjectRow) };
+  return { bucket, object: r.object_visible ? toObject(r as ObjectRow) : undefined };
 }
 
 export const visibleFile = (now: string) =>
