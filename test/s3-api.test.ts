@@ -4,7 +4,8 @@
  * signed requests for what the SDK never sends (a body that is not the one
  * it signed).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import {
@@ -24,7 +25,7 @@ import {
   type PutObjectCommandOutput,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { SignatureV4 } from '@smithy/signature-v4';
+import { getSigningKey, SignatureV4 } from '@smithy/signature-v4';
 import { NodeSha256 } from './node-sha256.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -329,6 +330,30 @@ describe.each(METADATA_KINDS)('S3 API (%s metadata)', (metadata) => {
     expect(await fileCount()).toBe(before + 1);
   });
 
+  it('refuses an aws-chunked body whose chunk signature does not match with 403, and stores nothing', async () => {
+    const before = await fileCount();
+    const data = Buffer.concat([photo, randomBytes(200_000)]);
+    // The second of four 64 KiB chunks carries a signature other than its own.
+    const tampered = await signedChunkedPut(owner, `/${bucket}/chunked.jpg`, data, 1);
+    expect(tampered.status).toBe(403);
+    expect(tampered.body).toContain('<Code>SignatureDoesNotMatch</Code>');
+    expect(await fileCount()).toBe(before);
+    // The nodes' write ended with the body: none was left waiting for bytes until it gave up
+    // (which took a minute, and marked a healthy node suspect). A second for that line to be written.
+    await new Promise((settle) => setTimeout(settle, 1000));
+    expect(readFileSync(cluster.proc('gateway')!.logFile, 'utf8')).not.toContain(
+      'storage node suspect',
+    );
+    expect(
+      await s3Error(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'chunked.jpg' }))),
+    ).toMatchObject({ status: 404 });
+    // The same body with every chunk signed as it should be is stored, framing decoded.
+    const ok = await signedChunkedPut(owner, `/${bucket}/chunked.jpg`, data);
+    expect(ok.status).toBe(200);
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'chunked.jpg' }));
+    expect(sha256(Buffer.from(await got.Body!.transformToByteArray()))).toBe(sha256(data));
+  });
+
   it('refuses a Content-MD5 that does not match, and stores nothing', async () => {
     const before = await fileCount();
     const wrong = createHash('md5').update('other').digest('base64');
@@ -482,6 +507,87 @@ async function signedFetch(
     method,
     headers: request.headers,
     body: sentBody,
+  });
+}
+
+const CHUNK_BYTES = 64 * 1024;
+
+/**
+ * A PutObject with a STREAMING-AWS4-HMAC-SHA256-PAYLOAD body, as AWS
+ * describes it: the headers signed (the seed signature), then each 64 KiB
+ * chunk signed in a chain from it. The chunk numbered `tamper`, if given,
+ * carries the signature of other bytes.
+ */
+async function signedChunkedPut(
+  key: AccessKey,
+  path: string,
+  data: Buffer,
+  tamper?: number,
+): Promise<{ status: number; body: string }> {
+  const url = new URL(endpoint);
+  const credentials = { accessKeyId: key.id, secretAccessKey: key.secret };
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < data.length; at += CHUNK_BYTES)
+    chunks.push(data.subarray(at, at + CHUNK_BYTES));
+  chunks.push(Buffer.alloc(0));
+  const framing = chunks.map((c) => `${c.length.toString(16)};chunk-signature=`.length + 64 + 4);
+  const encodedLength = framing.reduce((sum, n, i) => sum + n + chunks[i]!.length, 0);
+  const signer = new SignatureV4({
+    credentials,
+    region: REGION,
+    service: 's3',
+    sha256: NodeSha256,
+  });
+  const signed = await signer.sign({
+    method: 'PUT',
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: Number(url.port),
+    path,
+    query: {},
+    headers: {
+      host: url.host,
+      'content-encoding': 'aws-chunked',
+      'content-length': String(encodedLength),
+      'x-amz-content-sha256': 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD',
+      'x-amz-decoded-content-length': String(data.length),
+    },
+  });
+  const amzDate = signed.headers['x-amz-date']!;
+  const scope = `${amzDate.slice(0, 8)}/${REGION}/s3/aws4_request`;
+  const signingKey = Buffer.from(
+    await getSigningKey(NodeSha256, credentials, amzDate.slice(0, 8), REGION, 's3'),
+  );
+  let previous = /Signature=([0-9a-f]{64})/.exec(signed.headers['authorization']!)![1]!;
+  const body = chunks.map((chunk, i) => {
+    const signedBytes = i === tamper ? Buffer.from('other bytes') : chunk;
+    const toSign = [
+      'AWS4-HMAC-SHA256-PAYLOAD',
+      amzDate,
+      scope,
+      previous,
+      sha256(''),
+      sha256(signedBytes),
+    ];
+    previous = createHmac('sha256', signingKey).update(toSign.join('\n')).digest('hex');
+    return Buffer.concat([
+      Buffer.from(`${chunk.length.toString(16)};chunk-signature=${previous}\r\n`),
+      chunk,
+      Buffer.from('\r\n'),
+    ]);
+  });
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: url.hostname, port: url.port, method: 'PUT', path, headers: signed.headers },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (piece: string) => (text += piece));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(Buffer.concat(body));
   });
 }
 

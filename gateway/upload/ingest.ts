@@ -80,8 +80,14 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
   const hasher = new HashCounter();
   const spool = new UploadSpool(deps.spoolDir, id, deps.spoolMemory);
   let streamError: Error | undefined;
+  // A stage that fails (413, a body refused mid-stream) ends the nodes' write at once: a node
+  // waiting for bytes that will never come would otherwise hold it until its body timeout.
+  const failed = new AbortController();
   for (const stage of [limit, sniffer, hasher, spool])
-    stage.once('error', (err) => (streamError ??= err));
+    stage.once('error', (err) => {
+      streamError ??= err;
+      failed.abort(err);
+    });
   // Settles once every byte is spooled, or a stage failed (recorded above, synchronously).
   const streamed = pipeChain(limit, sniffer, hasher, spool).catch(() => {});
   // Added once the stage is piped, so this listener does not start the flow early.
@@ -142,7 +148,7 @@ export async function ingestFile(deps: IngestDeps, req: IngestRequest): Promise<
       });
       outcomes = await deps.replicator.write(blobKey(id), chain, forward, {
         contentLength: req.declaredLength,
-        signal: req.signal,
+        signal: AbortSignal.any([req.signal, failed.signal]),
       });
     } catch (err) {
       if (!(err instanceof ChainHeadFailedError) || streamError || req.signal.aborted) throw err;
