@@ -4,11 +4,7 @@
  * with its own id, share link and download count, and the source's count is
  * never touched. aws-cli copies an object over 8 MB with UploadPartCopy.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   CopyObjectCommand,
@@ -20,7 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixture, freePort, hashBody, sha256, startCluster, type Cluster } from './harness.js';
-import { createAccessKey as newAccessKey, s3Error } from './s3-test-client.js';
+import { awsCli, createAccessKey as newAccessKey, s3Error } from './s3-test-client.js';
 import { findOnPath, skipWithout } from './required-tools.js';
 
 const ADMIN_TOKEN = 's3-copy-test-admin-token';
@@ -268,25 +264,5 @@ describe('S3 CopyObject', () => {
   );
 });
 
-/** Runs aws-cli against the cluster as `key`, with a HOME of its own; its stderr (where --debug writes). */
-function aws(args: string[]): string {
-  const home = mkdtempSync(join(tmpdir(), 'trove-s3-copy-'));
-  try {
-    const run = spawnSync('aws', ['--endpoint-url', endpoint, ...args], {
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        HOME: home,
-        AWS_ACCESS_KEY_ID: key.id,
-        AWS_SECRET_ACCESS_KEY: key.secret,
-        AWS_DEFAULT_REGION: REGION,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    if (run.status !== 0) throw new Error(`aws ${args.join(' ')}: ${run.stderr.slice(-2000)}`);
-    return run.stderr;
-  } finally {
-    rmSync(home, { recursive: true, force: true });
-  }
-}
+/** aws-cli against the cluster as `key`; its stderr (where --debug writes). */
+const aws = (args: string[]): string => awsCli(endpoint, key, args).stderr;

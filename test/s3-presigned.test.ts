@@ -5,10 +5,6 @@
  * it counts downloads of the object's file exactly as GET /download does,
  * while the owner's header-signed reads count none.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   CreateBucketCommand,
@@ -29,7 +25,7 @@ import {
   startCluster,
   type Cluster,
 } from './harness.js';
-import { createAccessKey } from './s3-test-client.js';
+import { awsCli, createAccessKey } from './s3-test-client.js';
 import { findOnPath, skipWithout } from './required-tools.js';
 
 const ADMIN_TOKEN = 's3-presigned-test-admin-token';
@@ -213,41 +209,18 @@ describe.each(METADATA_KINDS)('S3 presigned URLs (%s metadata)', (metadata) => {
 
   it.skipIf(awsMissing)('a URL made by `aws s3 presign` is fetched, and counts', async () => {
     const fileId = await put('cli.jpg', 5);
-    const home = mkdtempSync(join(tmpdir(), 'trove-s3-presign-'));
-    // As docs/s3.md sets it up: without it, aws-cli presigns with SigV2, which is refused.
-    mkdirSync(join(home, '.aws'));
-    writeFileSync(join(home, '.aws', 'config'), '[default]\ns3 =\n    signature_version = s3v4\n');
-    try {
-      const url = execFileSync(
-        'aws',
-        [
-          '--endpoint-url',
-          endpoint,
-          's3',
-          'presign',
-          `s3://${bucket}/cli.jpg`,
-          '--expires-in',
-          '300',
-        ],
-        {
-          encoding: 'utf8',
-          env: {
-            ...process.env,
-            HOME: home,
-            AWS_ACCESS_KEY_ID: key.id,
-            AWS_SECRET_ACCESS_KEY: key.secret,
-            AWS_DEFAULT_REGION: REGION,
-          },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      ).trim();
-      expect(url).toContain('X-Amz-Signature=');
-      const res = await fetch(url);
-      expect(res.status).toBe(200);
-      expect(sha256(Buffer.from(await res.arrayBuffer()))).toBe(sha256(photo));
-      expect(await downloadsLeft(fileId)).toBe('4');
-    } finally {
-      rmSync(home, { recursive: true, force: true });
-    }
+    // As docs/s3.md sets it up (awsCli does): without it, aws-cli presigns with SigV2, which is refused.
+    const url = awsCli(endpoint, key, [
+      's3',
+      'presign',
+      `s3://${bucket}/cli.jpg`,
+      '--expires-in',
+      '300',
+    ]).stdout.trim();
+    expect(url).toContain('X-Amz-Signature=');
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    expect(sha256(Buffer.from(await res.arrayBuffer()))).toBe(sha256(photo));
+    expect(await downloadsLeft(fileId)).toBe('4');
   });
 });
