@@ -39,6 +39,31 @@ export interface FileRow {
   processing_attempts: number;
 }
 
+/** Every column of a file's row, for statements that select them beside another table's. */
+export const FILE_COLUMNS = [
+  'id',
+  'name',
+  'size',
+  'content_type',
+  'sha256',
+  'state',
+  'max_downloads',
+  'downloads_used',
+  'created_at',
+  'expires_at',
+  'delete_token_hash',
+  'owner',
+  'deleted_at',
+  'delete_reason',
+  'processing',
+  'processing_error',
+  'processing_attempts',
+] as const satisfies readonly (keyof FileRow)[];
+
+// A column added to FileRow but not to FILE_COLUMNS fails to compile here.
+const everyFileColumn: Record<Exclude<keyof FileRow, (typeof FILE_COLUMNS)[number]>, never> = {};
+void everyFileColumn;
+
 export function toFile(r: FileRow): FileRecord {
   return {
     id: r.id,

@@ -14,18 +14,23 @@ import { REQUEST_ID_HEADER, requestIdFrom, runWithRequestId } from './request-co
 export interface RequestLogOptions {
   /** Paths polled by probes and scrapers (/health, /metrics): logged at debug, so they do not flood. */
   quietPaths?: string[];
+  /** Headers that answer the request id besides X-Request-Id (the S3 port's x-amz-request-id). */
+  idHeaders?: string[];
 }
 
 export function requestLog(log: Logger, opts: RequestLogOptions = {}): MiddlewareHandler {
   const quiet = new Set(opts.quietPaths ?? []);
+  const idHeaders = [REQUEST_ID_HEADER, ...(opts.idHeaders ?? [])];
   return (c, next) => {
     const requestId = requestIdFrom(c.req.header(REQUEST_ID_HEADER));
     return runWithRequestId(requestId, async () => {
       const started = performance.now();
       const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
       // On the Node response itself, so handlers that write it directly (blob reads) send it too.
-      if (outgoing) outgoing.setHeader(REQUEST_ID_HEADER, requestId);
-      else c.header(REQUEST_ID_HEADER, requestId);
+      for (const name of idHeaders) {
+        if (outgoing) outgoing.setHeader(name, requestId);
+        else c.header(name, requestId);
+      }
       try {
         await next();
       } finally {

@@ -207,6 +207,7 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
         expect(await store.s3.findObject('photos', 'k', NOW)).toEqual({
           bucket: photos,
           object: undefined,
+          file: undefined,
         });
         const [f, expiring] = [await file(), await file(NOW + 1)];
         await store.s3.putObject(object('photos', 'k', f));
@@ -214,10 +215,12 @@ export function s3MetadataContract(name: string, target: ContractTarget): void {
         expect(await store.s3.findObject('photos', 'k', NOW)).toEqual({
           bucket: photos,
           object: object('photos', 'k', f),
+          file: await store.getFile(f),
         });
         expect(await store.s3.findObject('photos', 'soon', NOW + 1)).toEqual({
           bucket: photos,
           object: undefined,
+          file: undefined,
         });
       });
 

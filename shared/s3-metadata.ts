@@ -12,7 +12,7 @@
  * listings show it; GET refuses it, as /download does). An object row whose
  * file is purged goes with it (ON DELETE CASCADE).
  */
-import type { UploadPart } from './metadata-store.js';
+import type { FileRecord, UploadPart } from './metadata-store.js';
 
 /** An access key's row: the secret only sealed (gateway/s3/secret-box.ts), never in plain text. */
 export interface AccessKeyRecord {
@@ -65,11 +65,10 @@ export interface S3Object {
   md5: string | null;
 }
 
-/** A bucket, and one of its objects if it is visible. */
-export interface BucketObject {
-  bucket: S3Bucket;
-  object: S3Object | undefined;
-}
+/** A bucket, and one of its objects and that object's file if it is visible. */
+export type BucketObject =
+  | { bucket: S3Bucket; object: S3Object; file: FileRecord }
+  | { bucket: S3Bucket; object: undefined; file: undefined };
 
 export type PutObjectResult =
   /** The row is in place; the file it replaced (to tombstone), if any and if another one. */

@@ -9,6 +9,7 @@ import type {
   S3Bucket,
   S3Object,
 } from './s3-metadata.js';
+import { FILE_COLUMNS, toFile, type FileRow } from './metadata-rows.js';
 import { afterPrefix } from './s3-names.js';
 
 export interface AccessKeyRow {
@@ -107,19 +108,21 @@ export function objectRow(o: S3Object): ObjectRow {
  * expired object disappears at its expiry, before the sweep tombstones it.
  */
 /**
- * A bucket's row, its columns prefixed `bucket_`, and the columns of its
- * object of the key asked for (null without one), visible or not.
+ * A bucket's row, its columns prefixed `bucket_`, the columns of its object
+ * of the key asked for (null without one), visible or not, and that
+ * object's file's, prefixed `f_`.
  */
 export type BucketObjectRow = { [K in keyof BucketRow as `bucket_${K}`]: BucketRow[K] } & {
   [K in keyof ObjectRow]: ObjectRow[K] | null;
-} & {
+} & { [K in keyof FileRow as `f_${K}`]: FileRow[K] | null } & {
   /** Whether that object's file is visible (see visibleFile): 1/0 in SQLite, a boolean in PostgreSQL. */
   object_visible: boolean | number | null;
 };
 
 /**
- * GetObject's lookup in one statement: the bucket (no row: no such bucket)
- * and its object `key` with whether it is visible at `now`, placeholders in
+ * GetObject's lookup in one statement: the bucket (no row: no such bucket),
+ * its object `key` with whether it is visible at `now`, and the object's
+ * file (the read path's record, so no second read follows), placeholders in
  * the store's dialect. Plain left joins, each by its index: a join nested in
  * parentheses is materialised whole by SQLite (every visible object, on
  * every read).
@@ -128,6 +131,7 @@ export const bucketObjectSql = (bucket: string, key: string, now: string) =>
   `SELECT b.name AS bucket_name, b.owner AS bucket_owner, b.created_at AS bucket_created_at,
           b.default_max_downloads AS bucket_default_max_downloads,
           b.default_ttl_seconds AS bucket_default_ttl_seconds, o.*,
+          ${FILE_COLUMNS.map((c) => `f.${c} AS f_${c}`).join(', ')},
           (f.id IS NOT NULL AND ${visibleFile(now)}) AS object_visible
    FROM s3_buckets b
    LEFT JOIN s3_objects o ON o.bucket = b.name AND o.key = ${key}
@@ -142,7 +146,9 @@ export function toBucketObject(r: BucketObjectRow): BucketObject {
     default_max_downloads: r.bucket_default_max_downloads,
     default_ttl_seconds: r.bucket_default_ttl_seconds,
   });
-  return { bucket, object: r.object_visible ? toObject(r as ObjectRow) : undefined };
+  if (!r.object_visible) return { bucket, object: undefined, file: undefined };
+  const file = Object.fromEntries(FILE_COLUMNS.map((c) => [c, r[`f_${c}`]])) as unknown as FileRow;
+  return { bucket, object: toObject(r as ObjectRow), file: toFile(file) };
 }
 
 export const visibleFile = (now: string) =>

@@ -5,7 +5,7 @@
  * request line and headers: the canonical request is hashed as those bytes,
  * so a header the client signed as raw bytes (UTF-8 or not) hashes the same.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** A request as received, before any decoding. */
 export interface RawRequest {
@@ -18,8 +18,8 @@ export interface RawRequest {
   headers: Readonly<Record<string, string | undefined>>;
 }
 
-export const sha256Hex = (bytes: string): string =>
-  createHash('sha256').update(bytes, 'latin1').digest('hex');
+/** One-shot (no Hash object per call: every signed request hashes its canonical request). */
+export const sha256Hex = (bytes: string): string => hash('sha256', Buffer.from(bytes, 'latin1'));
 
 /** RFC 3986 unreserved characters: the only bytes SigV4 leaves unencoded. */
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;

@@ -6,8 +6,7 @@
  * Operations this slice does not serve answer 501 NotImplemented.
  */
 import type { HttpBindings } from '@hono/node-server';
-import { Hono, type MiddlewareHandler } from 'hono';
-import { currentRequestId } from '../../shared/request-context.js';
+import { Hono } from 'hono';
 import { requestLog } from '../../shared/request-log.js';
 import { RateLimits } from '../http/rate-limit.js';
 import { authenticate } from './s3-auth.js';
@@ -45,9 +44,9 @@ type Env = { Bindings: HttpBindings };
 export function createS3App(deps: S3Deps): Hono<Env> {
   const app = new Hono<Env>();
   app.onError(s3ErrorHandler(deps.log));
-  // First: the request id it gives is also S3's x-amz-request-id, and every log line carries it.
-  app.use('*', requestLog(deps.log));
-  app.use('*', amzRequestId);
+  // First: every log line carries the request id it gives, which S3 clients
+  // report as x-amz-request-id, so a client's report finds the log lines.
+  app.use('*', requestLog(deps.log, { idHeaders: ['x-amz-request-id'] }));
   // Counted (GET /metrics on the main port) and held to the native API's rate limits.
   const operation = (c: S3Ctx) => operationOf(c, deps.s3.s3Domain);
   if (deps.metrics) app.use('*', deps.metrics.s3.middleware(operation));
@@ -66,13 +65,6 @@ function rateLimitsOf(deps: S3Deps): RateLimits {
     config: deps.rateLimits,
   });
 }
-
-/** S3 clients report x-amz-request-id: it is Trove's own request id, so a client's report finds the log lines. */
-const amzRequestId: MiddlewareHandler<Env> = async (c, next) => {
-  const id = currentRequestId();
-  if (id !== undefined) c.env.outgoing.setHeader('x-amz-request-id', id);
-  await next();
-};
 
 async function dispatch(deps: S3Deps, c: S3Ctx) {
   const request = routeOf(c, deps.s3.s3Domain);

@@ -37,7 +37,8 @@ export async function getObject(deps: S3Deps, call: ObjectCall, headOnly: boolea
       'NotImplemented',
       'GetObject and HeadObject by partNumber are not supported yet',
     );
-  const { object, file } = await withLiveFile(deps, found?.object, call.key);
+  if (!found?.object || !isLive(found.file)) throw noSuchKey(call.key);
+  const { object, file } = found;
   const shared = call.auth.presigned;
   const headers = objectHeaders(object);
 
@@ -99,9 +100,14 @@ async function withLiveFile(
 ): Promise<{ object: S3Object; file: FileRecord }> {
   const file = object && (await deps.store.getFile(object.fileId));
   // The file may have expired or been deleted since the object row was read.
-  const status = file && fileStatus(file);
-  if (!object || !file || status === 'deleted' || status === 'expired') throw noSuchKey(key);
+  if (!object || !file || !isLive(file)) throw noSuchKey(key);
   return { object, file };
+}
+
+/** Neither deleted nor expired: a used-up file still serves its owner. */
+function isLive(file: FileRecord): boolean {
+  const status = fileStatus(file);
+  return status !== 'deleted' && status !== 'expired';
 }
 
 /** What the read path serves of an object: its file's blob, with the object's type. */

@@ -50,16 +50,13 @@ export class S3Metrics {
     return async (c, next) => {
       const { incoming, outgoing } = c.env as HttpBindings;
       await next();
-      let done = false;
       const record = () => {
-        if (done) return;
-        done = true;
         const status = outgoing.headersSent ? outgoing.statusCode : c.res.status;
         this.requests.inc({ operation: operation(c) ?? UNROUTED, status: String(status) });
         this.countBytes(incoming.socket);
       };
-      if (outgoing.writableFinished || outgoing.destroyed) return record();
-      outgoing.once('finish', record);
+      // A response emits 'close' once it has gone out, or once the client left.
+      if (outgoing.closed) return record();
       outgoing.once('close', record);
     };
   }

@@ -143,7 +143,7 @@ function headerClaim(header: string, headers: RawRequest['headers']): Claim {
     ...parseCredential(field('Credential'), false),
     signedHeaders: parseSignedHeaders(field('SignedHeaders'), false),
     signature: parseSignature(field('Signature'), false),
-    ...requestTime(headerDate(headers)),
+    ...headerTime(headers),
     payloadHash: checkContentSha256(payloadHash),
   };
 }
@@ -153,16 +153,17 @@ function missing(field: 'Credential' | 'SignedHeaders' | 'Signature'): never {
 }
 
 /** The request time of a header-signed request: x-amz-date, else Date (which S3 also accepts), as ISO 8601 basic. */
-function headerDate(headers: RawRequest['headers']): string {
+function headerTime(headers: RawRequest['headers']): Pick<Claim, 'amzDate' | 'time'> {
   const amzDate = headers['x-amz-date'];
   const fromDate = headers.date === undefined ? NaN : Date.parse(headers.date);
   const value = amzDate ?? (Number.isNaN(fromDate) ? undefined : isoBasic(fromDate));
-  if (value === undefined || !isIsoBasic(value))
+  const time = value === undefined ? NaN : isoBasicTime(value);
+  if (Number.isNaN(time))
     throw new S3Error(
       'AccessDenied',
       'AWS authentication requires a valid Date or x-amz-date header',
     );
-  return value;
+  return { amzDate: value!, time };
 }
 
 function queryClaim(query: Map<string, string[]>, headers: RawRequest['headers']): Claim {
@@ -249,6 +250,15 @@ const isIsoBasic = (value: string): boolean => !Number.isNaN(isoBasicTime(value)
  * times as much.
  */
 function isoBasicTime(value: string): number {
+  // Requests signed in the same second share their date: the last one read is kept.
+  if (value === lastTime.value) return lastTime.ms;
+  const ms = parseIsoBasic(value);
+  lastTime = { value, ms };
+  return ms;
+}
+let lastTime = { value: '', ms: NaN };
+
+function parseIsoBasic(value: string): number {
   if (!/^\d{8}T\d{6}Z$/.test(value)) return NaN;
   const field = (from: number, to: number) => Number(value.slice(from, to));
   const [year, month, day] = [field(0, 4), field(4, 6) - 1, field(6, 8)];

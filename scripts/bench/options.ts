@@ -13,6 +13,8 @@ export interface BenchOptions {
   largeBytes: number;
   /** Timed repetitions of each large transfer; the median is reported. */
   largeRounds: number;
+  /** Measured runs of each side of a paired small-object figure (the S3 suite's); the median is reported. */
+  smallRounds: number;
   /** Files pre-uploaded for the small-download runs. */
   downloadSet: number;
   /** Concurrency levels of the small-object runs. */
@@ -154,6 +156,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     warmupS: Math.max(1, Math.min(3, Math.round(durationS / 5))),
     largeBytes: largeMib * MIB,
     largeRounds: values.quick ? 3 : 5,
+    smallRounds: values.quick ? 1 : 3,
     downloadSet: 200,
     connections: [16, 64],
     runSmall: run('small'),

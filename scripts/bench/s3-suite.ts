@@ -43,7 +43,7 @@ export interface S3Results {
   figures: Partial<Record<S3Figure, Partial<Record<S3Side, number>>>>;
   /** Server CPU per request (small) or per MB (large), ms. */
   cpu: Partial<Record<S3Figure, Partial<Record<S3Side, CpuCost>>>>;
-  /** MB/s of every large round. */
+  /** req/s or MB/s of every round. */
   rounds: Partial<Record<S3Figure, Record<S3Side, number[]>>>;
 }
 
@@ -229,7 +229,7 @@ async function smallRuns(ctx: BenchContext, made: Made, agent: Agent, results: S
       made.files.push({ id: file.id, token: file.delete_token });
     },
   };
-  await pair(ctx, results, 'smallPut', ['s3', 'native'], (side) =>
+  await rounds(ctx, results, 'smallPut', (side) =>
     measured(ctx, `${side} PUT 64 KiB, ${CONNECTIONS} connections`, puts[side]),
   );
 
@@ -258,26 +258,41 @@ async function smallRuns(ctx: BenchContext, made: Made, agent: Agent, results: S
     },
   };
   if (keys.length === 0 || ids.length === 0) return;
-  await pair(ctx, results, 'smallGet', ['native', 's3'], (side) =>
+  await rounds(ctx, results, 'smallGet', (side) =>
     measured(ctx, `${side} GET 64 KiB, ${CONNECTIONS} connections`, gets[side]),
   );
 }
 
-/** Both sides of a 64 KiB figure, in `order`, each once the worker is at rest. */
-async function pair(
+/**
+ * Both sides of a 64 KiB figure, `smallRounds` times, each run once the
+ * worker is at rest, the order swapped every round (whichever side runs
+ * first meets a colder cluster); the median req/s of each side, and the CPU
+ * of its run of median req/s.
+ */
+async function rounds(
   ctx: BenchContext,
   results: S3Results,
   figure: S3Figure,
-  order: S3Side[],
   run: (side: S3Side) => Promise<{ rps: number; cpu: CpuCost } | undefined>,
 ) {
-  for (const side of order) {
-    await untilWorkerDone(ctx, undefined, 's3');
-    await settle();
-    const got = await run(side);
-    if (!got) continue;
-    (results.figures[figure] ??= {})[side] = got.rps;
-    (results.cpu[figure] ??= {})[side] = got.cpu;
+  const runs: Record<S3Side, { rps: number; cpu: CpuCost }[]> = { s3: [], native: [] };
+  for (let round = 1; round <= ctx.opts.smallRounds; round++) {
+    progress(`s3 vs native, ${LABELS[figure][0]}, round ${round} of ${ctx.opts.smallRounds}`);
+    const order: S3Side[] = round % 2 ? ['s3', 'native'] : ['native', 's3'];
+    for (const side of order) {
+      await untilWorkerDone(ctx, undefined, 's3');
+      await settle();
+      const got = await run(side);
+      if (got) runs[side].push(got);
+    }
+  }
+  for (const side of ['s3', 'native'] as const) {
+    if (runs[side].length === 0) continue;
+    const sorted = [...runs[side]].sort((a, b) => a.rps - b.rps);
+    const mid = sorted[(sorted.length - 1) >> 1]!;
+    (results.figures[figure] ??= {})[side] = mid.rps;
+    (results.cpu[figure] ??= {})[side] = mid.cpu;
+    (results.rounds[figure] ??= { s3: [], native: [] })[side] = runs[side].map((r) => r.rps);
   }
 }
 
@@ -355,7 +370,7 @@ async function largeRuns(ctx: BenchContext, made: Made, agent: Agent, results: S
   } finally {
     await rm(source, { force: true });
   }
-  results.rounds = rounds;
+  Object.assign(results.rounds, rounds);
   for (const figure of ['largePut', 'largeGet'] as const)
     for (const side of ['s3', 'native'] as const) {
       if (rounds[figure][side].length === 0) continue;
