@@ -445,3 +445,63 @@ describe.each(METADATA_KINDS)('S3 multipart uploads (%s metadata)', (metadata) =
     expect((await hashBody(object.Body as Readable)).sha256).toBe(source.digest());
   });
 });
+
+describe('S3 multipart uploads under MAX_UPLOAD_BYTES', () => {
+  const Bucket = 'limited';
+  const LIMIT = 11 * MiB;
+  let small: Cluster;
+  let limited: S3Client;
+
+  beforeAll(async () => {
+    const s3Port = await freePort();
+    small = await startCluster({
+      env: { ADMIN_TOKEN, S3_PORT: String(s3Port), MAX_UPLOAD_BYTES: String(LIMIT) },
+    });
+    endpoint = `http://127.0.0.1:${s3Port}`;
+    const key = await createAccessKey(small, ADMIN_TOKEN);
+    limited = client(key);
+    await limited.send(new CreateBucketCommand({ Bucket }));
+  });
+
+  afterAll(async () => {
+    limited?.destroy();
+    await small?.stop();
+  });
+
+  it('a part sent again takes the room of the one it replaces; past the limit is EntityTooLarge', async () => {
+    const Key = 'full.jpg';
+    const { UploadId } = await limited.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+    const send = (PartNumber: number, Body: Buffer) =>
+      limited.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }));
+    const part1 = bytes(6 * MiB, true);
+    const part2 = bytes(5 * MiB);
+    const part2Again = bytes(5 * MiB);
+    await send(1, part1);
+    await send(2, part2);
+    // The upload holds the limit exactly: sending part 2 again only replaces its 5 MiB.
+    const { ETag } = await send(2, part2Again);
+    expect(ETag).toBe(`"${md5(part2Again)}"`);
+    expect(await s3Error(send(3, bytes(1)))).toEqual({ name: 'EntityTooLarge', status: 400 });
+
+    const Parts = [part1, part2Again].map((p, i) => ({ PartNumber: i + 1, ETag: `"${md5(p)}"` }));
+    await limited.send(
+      new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }),
+    );
+    const object = await limited.send(new GetObjectCommand({ Bucket, Key }));
+    expect(object.ContentLength).toBe(LIMIT);
+    expect((await hashBody(object.Body as Readable)).sha256).toBe(
+      sha256(Buffer.concat([part1, part2Again])),
+    );
+  });
+
+  it('a PutObject over the limit is EntityTooLarge and stores nothing', async () => {
+    const put = limited.send(
+      new PutObjectCommand({ Bucket, Key: 'big.jpg', Body: bytes(LIMIT + 1, true) }),
+    );
+    expect(await s3Error(put)).toEqual({ name: 'EntityTooLarge', status: 400 });
+    expect(await s3Error(limited.send(new HeadObjectCommand({ Bucket, Key: 'big.jpg' })))).toEqual({
+      name: 'NotFound',
+      status: 404,
+    });
+  });
+});

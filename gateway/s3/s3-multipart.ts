@@ -62,9 +62,11 @@ export async function uploadPart(deps: S3Deps, call: ObjectCall) {
   await ownedBucket(deps, call);
   const upload = await openUpload(deps, call);
   const contentMd5 = expectedMd5(header(c, 'content-md5'));
-  checkRoom(deps, upload, declaredLength(c.env.incoming.headers, call.auth.payloadHash));
+  const partNumber = call.request.partNumber!;
+  const room = await roomForPart(deps, upload, partNumber);
+  checkRoom(deps, room, declaredLength(c.env.incoming.headers, call.auth.payloadHash));
   const { source, md5 } = objectBody(call);
-  await storePart(deps, upload, call.request.partNumber!, {
+  await storePart(deps, upload, partNumber, room, {
     source,
     md5,
     verify: (sha256) => {
@@ -85,28 +87,38 @@ export interface PartBytes {
 }
 
 /**
- * A part of `length` bytes (if known) would pass MAX_UPLOAD_BYTES: refused
- * before any byte streams.
+ * The bytes part `partNumber` may hold: what MAX_UPLOAD_BYTES leaves of the
+ * object after the upload's stored parts, the part it would replace (the
+ * same number sent again) not counted. Parts being written meanwhile are
+ * not counted either; Complete holds the object to the limit exactly.
  */
-export function checkRoom(deps: S3Deps, upload: ResumableUpload, length: number | undefined) {
-  if (length !== undefined && length > roomOf(deps, upload))
+export async function roomForPart(
+  deps: S3Deps,
+  upload: ResumableUpload,
+  partNumber: number,
+): Promise<number> {
+  const replaced = (await deps.store.partsOf(upload.id))
+    .filter((p) => p.stored && p.partNumber === partNumber)
+    .reduce((sum, p) => sum + (p.size ?? 0), 0);
+  return deps.uploads.maxUploadBytes - upload.offset + replaced;
+}
+
+/** A part of `length` bytes (if known) that would not fit in `room`: refused before any byte streams. */
+export function checkRoom(deps: S3Deps, room: number, length: number | undefined) {
+  if (length !== undefined && length > room)
     throw PayloadTooLargeError.forBytes(deps.uploads.maxUploadBytes);
 }
 
-// The upload's stored bytes so far count: the object may not pass MAX_UPLOAD_BYTES in all. A part
-// sent again counts twice here until it replaces the first; Complete holds the object to it exactly.
-const roomOf = (deps: S3Deps, upload: ResumableUpload) =>
-  deps.uploads.maxUploadBytes - upload.offset;
-
 /**
  * Streams `bytes` into part `partNumber` of `upload`, down the chain of the
- * file-to-be's nodes; a part that fails (or whose upload ended meanwhile)
- * is discarded. Resolves once stored.
+ * file-to-be's nodes, cut off past `room` bytes (roomForPart); a part that
+ * fails (or whose upload ended meanwhile) is discarded. Resolves once stored.
  */
 export async function storePart(
   deps: S3Deps,
   upload: ResumableUpload,
   partNumber: number,
+  room: number,
   bytes: PartBytes,
 ): Promise<void> {
   const { maxUploadBytes } = deps.uploads;
@@ -123,9 +135,7 @@ export async function storePart(
   });
   const { source, md5 } = bytes;
   const hasher = new HashCounter();
-  const limit = new ByteLimit(roomOf(deps, upload), () =>
-    PayloadTooLargeError.forBytes(maxUploadBytes),
-  );
+  const limit = new ByteLimit(room, () => PayloadTooLargeError.forBytes(maxUploadBytes));
   let replaced: UploadPart[];
   try {
     const stored = await streamPart(deps, { key, chain, body: source, before: [limit], hasher });

@@ -12,7 +12,7 @@ import { ownedBucket, XML } from './s3-buckets.js';
 import { header, type ObjectCall, type S3Deps } from './s3-context.js';
 import { findCopySource, parseCopySource, readCopySource } from './s3-copy.js';
 import { S3Error } from './s3-errors.js';
-import { checkRoom, storePart } from './s3-multipart.js';
+import { checkRoom, roomForPart, storePart } from './s3-multipart.js';
 import { copyPartResultXml } from './s3-xml.js';
 
 export async function uploadPartCopy(deps: S3Deps, call: ObjectCall) {
@@ -22,12 +22,14 @@ export async function uploadPartCopy(deps: S3Deps, call: ObjectCall) {
   const upload = await openUpload(deps, call);
   const source = await findCopySource(deps, call, from);
   const range = parseCopySourceRange(header(c, 'x-amz-copy-source-range'), source.file.size);
+  const partNumber = call.request.partNumber!;
+  const room = await roomForPart(deps, upload, partNumber);
   // Refused before any byte of the source is read.
-  checkRoom(deps, upload, range ? range.end - range.start + 1 : source.file.size);
+  checkRoom(deps, room, range ? range.end - range.start + 1 : source.file.size);
   const read = await readCopySource(deps, c, source, range);
   if (!read) return RESPONSE_ALREADY_SENT; // the client left
   const { bytes, md5 } = read;
-  await storePart(deps, upload, call.request.partNumber!, { source: md5, md5 }).finally(() =>
+  await storePart(deps, upload, partNumber, room, { source: md5, md5 }).finally(() =>
     bytes.destroy(),
   ); // a refused part stops reading the source
   return c.body(copyPartResultXml(md5.md5(), new Date()), 200, XML);
