@@ -38,4 +38,13 @@ describe('parseRange', () => {
     expect(ifRangeHolds(`"${'b'.repeat(64)}"`, etag)).toBe(false);
     expect(ifRangeHolds('Wed, 21 Oct 2015 07:28:00 GMT', etag)).toBe(false);
   });
+
+  it('applies a Range under an If-Range date only when it is the Last-Modified sent, exactly', () => {
+    const etag = '"abc"';
+    const sent = 'Wed, 21 Oct 2015 07:28:00 GMT';
+    expect(ifRangeHolds(sent, etag, sent)).toBe(true);
+    expect(ifRangeHolds(etag, etag, sent)).toBe(true);
+    expect(ifRangeHolds('Wed, 21 Oct 2015 07:28:01 GMT', etag, sent)).toBe(false);
+    expect(ifRangeHolds('"other"', etag, sent)).toBe(false);
+  });
 });

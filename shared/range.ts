@@ -35,12 +35,19 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 
 /**
  * Whether a `Range` applies under `If-Range` (RFC 9110 §13.1.5): when there is
- * no If-Range, or it is `etag` (strong comparison). A weak tag or a date never
- * is (no Last-Modified is sent): the client's copy may be of another file, so
- * it gets the whole representation, 200, instead of a part.
+ * no If-Range, or it is `etag` (strong comparison), or the `lastModified`
+ * date sent with the representation, exactly. A weak tag or another date
+ * never is: the client's copy may be of other bytes, so it gets the whole
+ * representation, 200, instead of a part.
  */
-export function ifRangeHolds(ifRange: string | undefined, etag: string): boolean {
-  return ifRange === undefined || ifRange.trim() === etag;
+export function ifRangeHolds(
+  ifRange: string | undefined,
+  etag: string,
+  lastModified?: string,
+): boolean {
+  if (ifRange === undefined) return true;
+  const validator = ifRange.trim();
+  return validator === etag || (lastModified !== undefined && validator === lastModified);
 }
 
 export function contentRange(range: ByteRange, size: number): string {

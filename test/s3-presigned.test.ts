@@ -153,6 +153,39 @@ describe.each(METADATA_KINDS)('S3 presigned URLs (%s metadata)', (metadata) => {
     expect(await downloadsLeft(fileId)).toBe('1');
   });
 
+  it("a browser's resume under If-Range: the same object's rest, uncounted; a key overwritten since, the whole new object", async () => {
+    const url = await presignGet('resumed.jpg');
+    const fileId = await put('resumed.jpg', 5);
+    const first = await fetch(url, { headers: { range: 'bytes=0-99' } });
+    expect(first.status).toBe(206);
+    const etag = first.headers.get('etag')!;
+    const lastModified = first.headers.get('last-modified')!;
+    await first.arrayBuffer();
+    expect(await downloadsLeft(fileId)).toBe('4');
+    // A browser resumes with its validator, the ETag or the date.
+    for (const validator of [etag, lastModified]) {
+      const rest = await fetch(url, { headers: { range: 'bytes=100-', 'if-range': validator } });
+      expect(rest.status).toBe(206);
+      expect(Buffer.from(await rest.arrayBuffer())).toEqual(photo.subarray(100));
+    }
+    expect(await downloadsLeft(fileId)).toBe('4');
+
+    // The key now names other bytes: a range of them would splice two files together.
+    const other = fixture('alpha.png');
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'resumed.jpg',
+        Body: other,
+        ContentType: 'image/png',
+      }),
+    );
+    const stale = await fetch(url, { headers: { range: 'bytes=100-', 'if-range': etag } });
+    expect(stale.status).toBe(200);
+    expect(stale.headers.get('content-range')).toBeNull();
+    expect(Buffer.from(await stale.arrayBuffer())).toEqual(other);
+  });
+
   it('a presigned GET that no replica can serve gives its download back (503 ServiceUnavailable)', async () => {
     const fileId = await put('unserved.jpg', 2);
     const url = await presignGet('unserved.jpg');

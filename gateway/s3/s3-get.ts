@@ -15,7 +15,7 @@
  */
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { ByteRange } from '../../shared/range.js';
-import { contentRange, parseRange } from '../../shared/range.js';
+import { contentRange, ifRangeHolds, parseRange } from '../../shared/range.js';
 import type { FileRecord } from '../../shared/metadata-store.js';
 import type { S3Object } from '../../shared/s3-metadata.js';
 import { openRead, sendOpened } from '../download/download.js';
@@ -56,7 +56,9 @@ export async function getObject(deps: S3Deps, call: ObjectCall, headOnly: boolea
       },
     );
 
-  const range = rangeOf(c, object.size);
+  const range = ifRangeHolds(header(c, 'if-range'), object.etag, headers['last-modified'])
+    ? rangeOf(c, object.size)
+    : undefined;
   headers['content-length'] = String(range ? range.end - range.start + 1 : object.size);
   if (range) headers['content-range'] = contentRange(range, object.size);
   const status = range ? 206 : 200;
