@@ -37,7 +37,7 @@ export const STREAMING_MODES: readonly string[] = [
 /** What the request's signature check hands over for a signed streaming body. */
 export interface StreamingSignature {
   /** The SigV4 signing key derived from the secret, date, region and service. */
-  signingKey: Buffer;
+  signingKey: Readonly<Buffer>;
   /** The credential scope, e.g. `20261205/us-east-1/s3/aws4_request`. */
   scope: string;
   /** The request's `x-amz-date`, e.g. `20261205T120000Z`. */

@@ -71,6 +71,7 @@ export function rawQueryPairs(rawQuery: string): [name: string, value: string][]
  * `exclude` (a presigned URL's X-Amz-Signature) left out.
  */
 export function canonicalQuery(rawQuery: string, exclude?: string): string {
+  if (rawQuery === '') return '';
   return rawQueryPairs(rawQuery)
     .map(([name, value]) => [
       uriEncode(decodeQueryComponent(name)),
@@ -85,7 +86,8 @@ export function canonicalQuery(rawQuery: string, exclude?: string): string {
 const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** A header value as signed: trimmed, each run of spaces and tabs (and folded line breaks) one space. */
-const canonicalHeaderValue = (value: string): string => value.replace(/[ \t\r\n]+/g, ' ').trim();
+const canonicalHeaderValue = (value: string): string =>
+  /[\t\r\n]| {2}/.test(value) ? value.replace(/[ \t\r\n]+/g, ' ').trim() : value.trim();
 
 /**
  * The canonical request. The URI is the raw path as sent: S3, unlike other

@@ -7,25 +7,37 @@
  * GetObject counts a download of the object's share link (s3-get.ts,
  * docs/s3.md#presigned-urls).
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { splitTarget } from './s3-request.js';
 import { S3Error } from './s3-errors.js';
-import { verifySigV4, type RawRequest, type SigV4Auth } from './sigv4.js';
+import { checkedClaim, verifyClaim, type RawRequest, type SigV4Auth } from './sigv4.js';
 import type { AccessKeys } from './access-keys.js';
 
 export interface S3AuthDeps {
-  accessKeys: Pick<AccessKeys, 'secretFor'>;
+  accessKeys: Pick<AccessKeys, 'secretFor' | 'cachedSecret'>;
   /** S3_REGION: the only region a credential may be scoped to. */
   region: string;
 }
 
 /** The request as node:http received it: raw path and query (never normalised), headers lower-cased. */
 export function rawRequestOf(incoming: IncomingMessage): RawRequest {
-  const headers: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(incoming.headers)) {
-    headers[name] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  return { method: incoming.method ?? 'GET', ...splitTarget(incoming.url ?? '/'), headers };
+  return {
+    method: incoming.method ?? 'GET',
+    ...splitTarget(incoming.url ?? '/'),
+    headers: joined(incoming.headers),
+  };
+}
+
+/**
+ * Headers with repeats joined by ', '. node:http joins them all but
+ * Set-Cookie, which it keeps as an array: without one, its object serves as is.
+ */
+function joined(headers: IncomingHttpHeaders): RawRequest['headers'] {
+  if (headers['set-cookie'] === undefined) return headers as RawRequest['headers'];
+  const out: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(headers))
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  return out;
 }
 
 /** The verified signer of `incoming`; throws the S3Error to answer otherwise. */
@@ -33,10 +45,15 @@ export async function authenticate(
   deps: S3AuthDeps,
   incoming: IncomingMessage,
 ): Promise<SigV4Auth> {
-  const auth = await verifySigV4(rawRequestOf(incoming), (id) => deps.accessKeys.secretFor(id), {
-    region: deps.region,
-  });
-  if (auth === undefined)
+  const request = rawRequestOf(incoming);
+  const options = { region: deps.region };
+  const claim = checkedClaim(request, options);
+  if (claim === undefined)
     throw new S3Error('AccessDenied', 'Access Denied (anonymous requests are not accepted)');
-  return auth;
+  // The key's secret is almost always cached: then nothing here waits.
+  const { accessKeyId } = claim;
+  const secret =
+    deps.accessKeys.cachedSecret(accessKeyId)?.secret ??
+    (await deps.accessKeys.secretFor(accessKeyId));
+  return verifyClaim(request, claim, secret, options);
 }

@@ -45,7 +45,8 @@ export interface Claim {
 
 /** The claim of whichever form the request is signed in; undefined when it is in neither. */
 export function readClaim(request: RawRequest): Claim | undefined {
-  const query = authParams(request.rawQuery);
+  // Most requests (every GetObject, PutObject) have no query to look through.
+  const query = request.rawQuery === '' ? NO_PARAMS : authParams(request.rawQuery);
   const header = request.headers.authorization;
   // Any of these marks an attempt at a presigned URL, to be refused if incomplete.
   const presigned = ['X-Amz-Algorithm', 'X-Amz-Credential', SIGNATURE_PARAM].some((name) =>
@@ -75,6 +76,8 @@ const unsupportedMechanism = () =>
     `The authorization mechanism you have provided is not supported. Please use ${ALGORITHM}.`,
   );
 
+const NO_PARAMS: ReadonlyMap<string, string[]> = new Map();
+
 /**
  * The decoded values of the query's `X-Amz-*` parameters, by name. Any case
  * of the prefix: the SDK hoists a header into the query under the header's
@@ -92,7 +95,7 @@ function authParams(rawQuery: string): Map<string, string[]> {
 }
 
 /** Every value of parameter `name` in `query`, whatever the case of its name. */
-const anyCase = (query: Map<string, string[]>, name: string): string[] =>
+const anyCase = (query: ReadonlyMap<string, string[]>, name: string): string[] =>
   [...query].flatMap(([key, values]) => (key.toLowerCase() === name.toLowerCase() ? values : []));
 
 const headerMalformed = (message: string, details?: Record<string, string>) =>
@@ -117,20 +120,15 @@ export const malformed = (
       )
     : headerMalformed(message, details);
 
+/** The header as every SDK writes it: the fields in this order, each once, each value without a comma. */
+const USUAL_HEADER =
+  /^AWS4-HMAC-SHA256 Credential=([^\s,]+), ?SignedHeaders=([^\s,]+), ?Signature=([^\s,]+)$/;
+
 function headerClaim(header: string, headers: RawRequest['headers']): Claim {
-  const space = header.indexOf(' ');
-  if (space === -1 || header.slice(0, space) !== ALGORITHM) throw unsupportedMechanism();
-  const fields = new Map<string, string>();
-  for (const part of header.slice(space + 1).split(',')) {
-    const match = /^\s*(Credential|SignedHeaders|Signature)=(\S+)\s*$/.exec(part);
-    if (!match || fields.has(match[1]!))
-      throw headerMalformed(
-        `unexpected "${part.trim()}"; expecting Credential=…, SignedHeaders=…, Signature=…`,
-      );
-    fields.set(match[1]!, match[2]!);
-  }
-  const field = (name: 'Credential' | 'SignedHeaders' | 'Signature') =>
-    fields.get(name) ?? missing(name);
+  const usual = USUAL_HEADER.exec(header);
+  const field = usual
+    ? (name: AuthField) => usual[AUTH_FIELDS.indexOf(name) + 1]!
+    : headerFields(header);
 
   const payloadHash = headers['x-amz-content-sha256'];
   if (payloadHash === undefined)
@@ -148,7 +146,26 @@ function headerClaim(header: string, headers: RawRequest['headers']): Claim {
   };
 }
 
-function missing(field: 'Credential' | 'SignedHeaders' | 'Signature'): never {
+const AUTH_FIELDS = ['Credential', 'SignedHeaders', 'Signature'] as const;
+type AuthField = (typeof AUTH_FIELDS)[number];
+
+/** The fields of any other well-formed header: any order, spaces around them. */
+function headerFields(header: string): (name: AuthField) => string {
+  const space = header.indexOf(' ');
+  if (space === -1 || header.slice(0, space) !== ALGORITHM) throw unsupportedMechanism();
+  const fields = new Map<string, string>();
+  for (const part of header.slice(space + 1).split(',')) {
+    const match = /^\s*(Credential|SignedHeaders|Signature)=(\S+)\s*$/.exec(part);
+    if (!match || fields.has(match[1]!))
+      throw headerMalformed(
+        `unexpected "${part.trim()}"; expecting Credential=…, SignedHeaders=…, Signature=…`,
+      );
+    fields.set(match[1]!, match[2]!);
+  }
+  return (name) => fields.get(name) ?? missing(name);
+}
+
+function missing(field: AuthField): never {
   throw headerMalformed(`missing ${field}`);
 }
 
@@ -166,7 +183,7 @@ function headerTime(headers: RawRequest['headers']): Pick<Claim, 'amzDate' | 'ti
   return { amzDate: value!, time };
 }
 
-function queryClaim(query: Map<string, string[]>, headers: RawRequest['headers']): Claim {
+function queryClaim(query: ReadonlyMap<string, string[]>, headers: RawRequest['headers']): Claim {
   const value = (name: string): string => {
     const values = query.get(name) ?? [];
     if (values.length === 1) return values[0]!;

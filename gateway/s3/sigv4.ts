@@ -54,8 +54,8 @@ export interface SigV4Auth {
   payloadHash: string;
   /** The request's signature (hex): the seed of an aws-chunked body's chain of chunk signatures. */
   signature: string;
-  /** The derived signing key the chunk signatures are computed with (a copy: the caller's to keep). */
-  signingKey: Buffer;
+  /** The derived signing key the chunk signatures are computed with (shared with the key cache: read it, never write it). */
+  signingKey: Readonly<Buffer>;
   /** The credential scope, `YYYYMMDD/region/service/aws4_request`: a line of every chunk's string to sign. */
   scope: string;
   /** The request's timestamp as signed, ISO 8601 basic (`YYYYMMDDTHHMMSSZ`): a line of every chunk's string to sign. */
@@ -65,6 +65,9 @@ export interface SigV4Auth {
   /** When a presigned URL stops being valid, ms since the epoch. */
   expiresAt?: number;
 }
+
+/** How far a request's date may be from the clock, as S3 allows. */
+const MAX_SKEW_MS = 15 * 60_000;
 
 const defaultKeys = new SigningKeyCache();
 
@@ -78,20 +81,38 @@ export async function verifySigV4(
   lookupSecret: LookupSecret,
   options: SigV4Options = {},
 ): Promise<SigV4Auth | undefined> {
-  const {
-    region = 'us-east-1',
-    service = 's3',
-    now = Date.now,
-    maxSkewMs = 15 * 60_000,
-    signingKeys = defaultKeys,
-  } = options;
+  const claim = checkedClaim(request, options);
+  if (!claim) return undefined;
+  return verifyClaim(request, claim, await lookupSecret(claim.accessKeyId), options);
+}
+
+/**
+ * The request's claim, once it is well-formed, scoped to this endpoint,
+ * in time, and signs every x-amz-* header; undefined for an anonymous
+ * request. Throws the S3Error to answer otherwise. The first half of
+ * verifySigV4, for a caller that has the secret at hand (s3-auth.ts).
+ */
+export function checkedClaim(request: RawRequest, options: SigV4Options = {}): Claim | undefined {
+  const { region = 'us-east-1', service = 's3', now = Date.now, maxSkewMs = MAX_SKEW_MS } = options;
   const claim = readClaim(request);
   if (!claim) return undefined;
   checkScope(claim, region, service);
   checkTime(claim, now(), maxSkewMs);
   checkAmzHeadersSigned(request, claim);
+  return claim;
+}
 
-  const secret = await lookupSecret(claim.accessKeyId);
+/**
+ * The second half of verifySigV4: `claim` (from checkedClaim) checked
+ * against `secret`, its access key's (undefined: no such key).
+ */
+export function verifyClaim(
+  request: RawRequest,
+  claim: Claim,
+  secret: string | undefined,
+  options: SigV4Options = {},
+): SigV4Auth {
+  const { region = 'us-east-1', service = 's3', signingKeys = defaultKeys } = options;
   if (secret === undefined)
     throw new S3Error(
       'InvalidAccessKeyId',
@@ -106,7 +127,7 @@ export async function verifySigV4(
     claim.payloadHash,
     claim.presigned ? SIGNATURE_PARAM : undefined,
   );
-  const stringToSign = [ALGORITHM, claim.amzDate, scope, sha256Hex(canonical)].join('\n');
+  const stringToSign = `${ALGORITHM}\n${claim.amzDate}\n${scope}\n${sha256Hex(canonical)}`;
   const expected = createHmac('sha256', signingKey).update(stringToSign).digest();
   // Both 32 bytes: the claim's signature was checked to be 64 hex digits.
   if (!timingSafeEqual(expected, Buffer.from(claim.signature, 'hex')))
@@ -121,16 +142,17 @@ export async function verifySigV4(
       },
     );
 
-  return {
+  const auth: SigV4Auth = {
     accessKeyId: claim.accessKeyId,
     payloadHash: claim.payloadHash,
     signature: claim.signature,
-    signingKey: Buffer.from(signingKey),
+    signingKey,
     scope,
     amzDate: claim.amzDate,
     presigned: claim.presigned,
-    ...(claim.expiresAt !== undefined && { expiresAt: claim.expiresAt }),
   };
+  if (claim.expiresAt !== undefined) auth.expiresAt = claim.expiresAt;
+  return auth;
 }
 
 /** The credential must be scoped to this endpoint's region and service, on the request's own date. */
@@ -198,12 +220,15 @@ function checkTime(claim: Claim, now: number, maxSkewMs: number): void {
 
 /** Every x-amz-* header changes what S3 does, so an unsigned one could be slipped into a signed request. */
 function checkAmzHeadersSigned(request: RawRequest, claim: Claim): void {
-  const unsigned = Object.keys(request.headers).filter(
-    (name) =>
+  const unsigned: string[] = [];
+  for (const name in request.headers) {
+    if (
       name.startsWith('x-amz-') &&
       request.headers[name] !== undefined &&
-      !claim.signedHeaders.includes(name),
-  );
+      !claim.signedHeaders.includes(name)
+    )
+      unsigned.push(name);
+  }
   if (unsigned.length > 0)
     throw new S3Error(
       'AccessDenied',
