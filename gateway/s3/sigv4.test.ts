@@ -161,6 +161,21 @@ describe('verifySigV4, Authorization header', () => {
     expect(auth?.payloadHash).toBe(createHash('sha256').update('hello, trove').digest('hex'));
   });
 
+  it('reads the Authorization header in any field order and spacing; a field twice is malformed', async () => {
+    const raw = await signed({});
+    const [credential, signedHeaders, signature] = authorization(raw)
+      .slice('AWS4-HMAC-SHA256 '.length)
+      .split(', ');
+    const reordered = `AWS4-HMAC-SHA256  ${signature} ,${credential},  ${signedHeaders}`;
+    const auth = await verifySigV4(withHeader(raw, 'authorization', reordered), lookup, at(0));
+    expect(auth?.signature).toBe(signature!.slice('Signature='.length));
+    const twice = `${authorization(raw)}, ${signature}`;
+    await s3Error(
+      verifySigV4(withHeader(raw, 'authorization', twice), lookup, at(0)),
+      'AuthorizationHeaderMalformed',
+    );
+  });
+
   it('verifies UNSIGNED-PAYLOAD and the streaming forms', async () => {
     for (const form of ['UNSIGNED-PAYLOAD', 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD']) {
       const raw = await signed({ method: 'PUT', headers: { 'x-amz-content-sha256': form } });
