@@ -96,7 +96,7 @@ function patchDeclaring(
   url: string,
   offset: number,
   length: number,
-): Promise<{ status: number; body: { error: { code: string } } }> {
+): Promise<{ status: number; body: { error: { code: string; message: string } } }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, {
       method: 'PATCH',
@@ -240,7 +240,11 @@ describe('resumable uploads (tus)', () => {
   it('refuses an Upload-Length over the limit (413), and a deferred length once the offset passes it', async () => {
     const over = await create(cluster.gatewayUrl, LIMIT + 1);
     expect(over.status).toBe(413);
-    expect(JSON.parse(over.body).error.code).toBe('PAYLOAD_TOO_LARGE');
+    // Named as POST /upload names it: the limit, in bytes.
+    expect(JSON.parse(over.body).error).toEqual({
+      code: 'PAYLOAD_TOO_LARGE',
+      message: `the file is larger than the upload limit of ${LIMIT} bytes`,
+    });
     const deferred = await create(cluster.gatewayUrl, 0, { 'upload-defer-length': '1' });
     // Upload-Length and Upload-Defer-Length together: 400.
     expect(deferred.status).toBe(400);
@@ -254,6 +258,7 @@ describe('resumable uploads (tus)', () => {
     const big = await patchDeclaring(url, 0, LIMIT + 1024);
     expect(big.status).toBe(413);
     expect(big.body.error.code).toBe('PAYLOAD_TOO_LARGE');
+    expect(big.body.error.message).toContain(`upload limit of ${LIMIT} bytes`);
     expect((await head(url)).offset).toBe(0);
   });
 

@@ -16,6 +16,7 @@ import { NodeRequest } from 'srvx/node';
 import {
   BadRequestError,
   NotFoundError,
+  PayloadTooLargeError,
   TooManyRequestsError,
   TroveError,
   errorBody,
@@ -163,6 +164,11 @@ function tusError(
         status_code: 423,
         body: json('UPLOAD_LOCKED', 'another request is writing this upload; retry shortly'),
       };
+    // tus says only "Maximum size exceeded": name the limit, as POST /upload does.
+    if (err.status_code === 413) {
+      const tooLarge = PayloadTooLargeError.forBytes(deps.uploads.maxUploadBytes);
+      return { status_code: 413, body: JSON.stringify(tooLarge.body()) };
+    }
     const code = TUS_CODES[err.status_code] ?? 'TUS_ERROR';
     return { status_code: err.status_code, body: json(code, message) };
   }
