@@ -63,8 +63,9 @@ export async function uploadPart(deps: S3Deps, call: ObjectCall) {
   const upload = await openUpload(deps, call);
   const contentMd5 = expectedMd5(header(c, 'content-md5'));
   const partNumber = call.request.partNumber!;
-  const room = await roomForPart(deps, upload, partNumber);
-  checkRoom(deps, room, declaredLength(c.env.incoming.headers, call.auth.payloadHash));
+  const length = declaredLength(c.env.incoming.headers, call.auth.payloadHash);
+  const room = await roomForPart(deps, upload, partNumber, length);
+  checkRoom(deps, room, length);
   const { source, md5 } = objectBody(call);
   await storePart(deps, upload, partNumber, room, {
     source,
@@ -90,17 +91,22 @@ export interface PartBytes {
  * The bytes part `partNumber` may hold: what MAX_UPLOAD_BYTES leaves of the
  * object after the upload's stored parts, the part it would replace (the
  * same number sent again) not counted. Parts being written meanwhile are
- * not counted either; Complete holds the object to the limit exactly.
+ * not counted either; Complete holds the object to the limit exactly. A
+ * part of known `length` that fits without that credit reads no part rows
+ * (an upload may have 10,000).
  */
 export async function roomForPart(
   deps: S3Deps,
   upload: ResumableUpload,
   partNumber: number,
+  length: number | undefined,
 ): Promise<number> {
+  const room = deps.uploads.maxUploadBytes - upload.offset;
+  if (length !== undefined && length <= room) return room;
   const replaced = (await deps.store.partsOf(upload.id))
     .filter((p) => p.stored && p.partNumber === partNumber)
     .reduce((sum, p) => sum + (p.size ?? 0), 0);
-  return deps.uploads.maxUploadBytes - upload.offset + replaced;
+  return room + replaced;
 }
 
 /** A part of `length` bytes (if known) that would not fit in `room`: refused before any byte streams. */

@@ -23,9 +23,10 @@ export async function uploadPartCopy(deps: S3Deps, call: ObjectCall) {
   const source = await findCopySource(deps, call, from);
   const range = parseCopySourceRange(header(c, 'x-amz-copy-source-range'), source.file.size);
   const partNumber = call.request.partNumber!;
-  const room = await roomForPart(deps, upload, partNumber);
+  const length = range ? range.end - range.start + 1 : source.file.size;
+  const room = await roomForPart(deps, upload, partNumber, length);
   // Refused before any byte of the source is read.
-  checkRoom(deps, room, range ? range.end - range.start + 1 : source.file.size);
+  checkRoom(deps, room, length);
   const read = await readCopySource(deps, c, source, range);
   if (!read) return RESPONSE_ALREADY_SENT; // the client left
   const { bytes, md5 } = read;
