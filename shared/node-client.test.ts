@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import type { ServerType } from '@hono/node-server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../storage-node/app.js';
+import { StagingStore } from '../storage-node/staging-store.js';
 import { FsBlobStore } from '../storage-node/blob-store.js';
 import type { NodeAddress } from './config.js';
 import { close, listen } from './http.js';
@@ -35,7 +36,14 @@ beforeAll(async () => {
   const client = new NodeClient({ secret: SECRET, timeoutMs: 5000 });
   clients.push(client);
   server = await listen(
-    createApp({ id: 'n1', secret: SECRET, store, client, log }),
+    createApp({
+      id: 'n1',
+      secret: SECRET,
+      store,
+      staging: await StagingStore.open(dir, store, log),
+      client,
+      log,
+    }),
     '127.0.0.1',
     0,
   );

@@ -24,6 +24,11 @@ import {
   formatChain,
   parseComposeAnswer,
   parsePutReport,
+  parseStagingCommitAnswer,
+  type StagedPart,
+  type StagingCommitRequest,
+  type StagingCommitResult,
+  type StagingListing,
   type BlobListing,
   type ComposeRequest,
   type ComposeResult,
@@ -122,6 +127,8 @@ export interface PutOptions {
   /** 0 when sent by the gateway; each forward adds one. */
   hop: number;
   signal?: AbortSignal;
+  /** A part of staged upload `key` at this offset (PUT /staging/:key?offset=N), not a blob. */
+  offset?: number;
 }
 
 type Lane = 'probe' | 'read' | 'other';
@@ -151,6 +158,15 @@ export interface GatewayNodeClient {
   ): Promise<PutReport>;
   deleteBlob(target: NodeAddress, key: string, signal?: AbortSignal): Promise<boolean>;
   compose(target: NodeAddress, key: string, parts: string[]): Promise<ComposeResult>;
+  /** Resumable (tus) uploads: staged parts made a blob, or removed. */
+  commitStaged(
+    target: NodeAddress,
+    key: string,
+    blob: string,
+    parts: StagedPart[],
+  ): Promise<StagingCommitResult>;
+  cutStaged(target: NodeAddress, key: string, offset: number): Promise<void>;
+  deleteStaged(target: NodeAddress, key: string): Promise<boolean>;
 }
 
 export class NodeClient implements GatewayNodeClient {
@@ -186,9 +202,13 @@ export class NodeClient implements GatewayNodeClient {
     };
     if (o.expectedSha256) headers[H.sha256] = o.expectedSha256;
     if (o.contentLength !== undefined) headers['content-length'] = String(o.contentLength);
+    const path =
+      o.offset === undefined
+        ? `/blobs/${encodeURIComponent(key)}`
+        : `/staging/${encodeURIComponent(key)}?offset=${o.offset}`;
     const res = await this.pool(target.url).request({
       method: 'PUT',
-      path: `/blobs/${encodeURIComponent(key)}`,
+      path,
       headers,
       body,
       signal: o.signal,
@@ -278,6 +298,78 @@ export class NodeClient implements GatewayNodeClient {
     const result = parseComposeAnswer(res.statusCode, text);
     if (!result) throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
     return result;
+  }
+
+  /**
+   * Asks `target` to make its staged bytes of `key`, which must be `parts`,
+   * blob `blob` (`POST /staging/:key/commit`). Resolves `{ ok: false, have }`
+   * when they are not those parts (nothing committed); throws NodeHttpError
+   * for any other refusal.
+   */
+  async commitStaged(
+    target: NodeAddress,
+    key: string,
+    blob: string,
+    parts: StagedPart[],
+  ): Promise<StagingCommitResult> {
+    const request: StagingCommitRequest = { blob, parts };
+    const timeout = this.opts.composeTimeoutMs ?? 120_000;
+    const res = await this.pool(target.url).request({
+      method: 'POST',
+      path: `/staging/${encodeURIComponent(key)}/commit`,
+      headers: { ...this.headers(), 'content-type': 'application/json' },
+      body: JSON.stringify(request),
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+    });
+    const text = await res.body.text();
+    const result = parseStagingCommitAnswer(res.statusCode, text);
+    if (!result) throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    return result;
+  }
+
+  /** Cuts staged upload `key` on `target` back to `offset` bytes (a part that did not count). */
+  async cutStaged(target: NodeAddress, key: string, offset: number): Promise<void> {
+    const res = await this.pool(target.url).request({
+      method: 'POST',
+      path: `/staging/${encodeURIComponent(key)}/cut?offset=${offset}`,
+      headers: this.headers(),
+      headersTimeout: this.opts.timeoutMs,
+      bodyTimeout: this.opts.timeoutMs,
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 204)
+      throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+  }
+
+  /** Removes staged upload `key` from `target`; false when it had none. */
+  async deleteStaged(target: NodeAddress, key: string): Promise<boolean> {
+    const res = await this.pool(target.url).request({
+      method: 'DELETE',
+      path: `/staging/${encodeURIComponent(key)}`,
+      headers: this.headers(),
+      headersTimeout: this.opts.timeoutMs,
+      bodyTimeout: this.opts.timeoutMs,
+    });
+    const text = await res.body.text();
+    if (res.statusCode === 204) return true;
+    if (res.statusCode === 404) return false;
+    throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+  }
+
+  /** The staged uploads `target` holds. */
+  async listStaged(target: NodeAddress): Promise<StagingListing['staged']> {
+    const res = await this.pool(target.url).request({
+      method: 'GET',
+      path: '/staging',
+      headers: this.headers(),
+      headersTimeout: this.opts.timeoutMs,
+      bodyTimeout: this.opts.timeoutMs,
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200)
+      throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    return (JSON.parse(text) as StagingListing).staged;
   }
 
   /** One page of a node's blobs (key order); `next` is the cursor of the following page. */

@@ -156,3 +156,44 @@ function safeJson(text: string): unknown {
     return undefined;
   }
 }
+
+/** A part of a staged upload (PUT /staging/:key?offset=N): where it starts, its size and sha256. */
+export interface StagedPart {
+  offset: number;
+  size: number;
+  sha256: string;
+}
+
+/** POST /staging/:key/commit: the blob the staged bytes become, and the parts they must be. */
+export interface StagingCommitRequest {
+  blob: string;
+  parts: StagedPart[];
+}
+
+/** A refused staged write or commit (409): the bytes this node holds staged, for the log. */
+export interface StagingRefusal {
+  error: { code: 'STAGING_GAP' | 'STAGING_MISMATCH'; message: string };
+  have: number;
+}
+
+/** GET /staging: the staged files a node holds. */
+export interface StagingListing {
+  staged: { key: string; size: number; mtimeMs: number }[];
+}
+
+/** A staged commit's answer: the blob (201), or the bytes the node holds when they are not the parts (409). */
+export type StagingCommitResult =
+  { ok: true; size: number; sha256: string } | { ok: false; have: number; message: string };
+
+/** A staged commit's answer read from its status and body; undefined for any other answer. */
+export function parseStagingCommitAnswer(
+  status: number,
+  text: string,
+): StagingCommitResult | undefined {
+  const body = safeJson(text) as Partial<Composed & StagingRefusal> | undefined;
+  if (status === 201 && typeof body?.size === 'number' && typeof body.sha256 === 'string')
+    return { ok: true, size: body.size, sha256: body.sha256 };
+  if (status === 409 && body?.error?.code === 'STAGING_MISMATCH' && typeof body.have === 'number')
+    return { ok: false, have: body.have, message: body.error.message };
+  return undefined;
+}

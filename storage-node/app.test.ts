@@ -9,6 +9,7 @@ import { ChecksumMismatchError, InsufficientStorageError } from '../shared/error
 import { createLogger } from '../shared/logger.js';
 import type { NodeClient } from '../shared/node-client.js';
 import { createApp } from './app.js';
+import type { StagingStore } from './staging-store.js';
 import type { BlobStore } from './blob-store.js';
 
 const SECRET = 'test-secret';
@@ -22,6 +23,7 @@ async function putTo(put: BlobStore['put']) {
     secret: SECRET,
     store,
     client: {} as NodeClient,
+    staging: {} as StagingStore,
     log: createLogger('node-test', 'silent'),
   });
   const res = await app.request(
@@ -75,6 +77,7 @@ describe('HEAD /blobs/:key', () => {
       secret: SECRET,
       store,
       client: {} as NodeClient,
+      staging: {} as StagingStore,
       log: createLogger('node-test', 'silent'),
     });
   }
@@ -104,6 +107,7 @@ describe('DELETE /blobs/:key', () => {
       secret: SECRET,
       store,
       client: {} as NodeClient,
+      staging: {} as StagingStore,
       log: createLogger('node-test', 'silent'),
     });
     const del = (key: string) =>

@@ -7,26 +7,23 @@
  */
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import { isAuthorized } from '../shared/cluster-secret.js';
 import {
   BadRequestError,
   CorruptBlobError,
   NotFoundError,
-  PayloadTooLargeError,
   UnauthorizedError,
 } from '../shared/errors.js';
 import { errorHandler, notFoundHandler } from '../shared/http.js';
-import { SHA256_HEX, isValidKey } from '../shared/keys.js';
+import { SHA256_HEX } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import { requestLog } from '../shared/request-log.js';
 import type { NodeClient } from '../shared/node-client.js';
 import {
   H,
   MAX_COMPOSE_PARTS,
-  parseChain,
   type BlobListing,
   type Composed,
   type NodeHealth,
@@ -39,6 +36,9 @@ import { pipeChain, readExactly } from '../shared/streams.js';
 import { SMALL_BLOB, type BlobInfo, type BlobStore } from './blob-store.js';
 import { replicateWrite } from './chain.js';
 import { composeBlob } from './compose.js';
+import { blobKey, chainParams, jsonBody, jsonBodyLimit, keyParam } from './request-params.js';
+import { stagingRoutes } from './staging-routes.js';
+import type { StagingStore } from './staging-store.js';
 import type { ScrubStatus } from './scrubber.js';
 import { NodeMetrics } from './metrics.js';
 import { httpMetricsMiddleware, metricsHandler } from '../shared/metrics.js';
@@ -47,6 +47,8 @@ export interface NodeAppDeps {
   id: string;
   secret: string;
   store: BlobStore;
+  /** Staged uploads (PUT /staging/:key?offset=N, then a commit into a blob). */
+  staging: StagingStore;
   client: NodeClient;
   log: Logger;
   /** The scrubber's state, reported under `scrub` in /health. */
@@ -57,17 +59,8 @@ export interface NodeAppDeps {
   metrics?: NodeMetrics;
 }
 
-const MAX_HOPS = 16;
-
 /** Memory for small blobs taken whole by writes in flight (each at most SMALL_BLOB); beyond it they stream. */
 const SMALL_WRITE_MEMORY = 32 * 1024 * 1024;
-
-/** A compose body at most: MAX_COMPOSE_PARTS keys of 160 characters, quoted, and room to spare. */
-const MAX_COMPOSE_BODY = 2 * 1024 * 1024;
-
-const blobKey = z
-  .string()
-  .refine(isValidKey, 'not a valid key (1-160 characters of [A-Za-z0-9._-])');
 
 /** POST /blobs/:key/compose. Strict: a misspelt `sha256` must not silently skip the check. */
 const composeRequest = z.strictObject({
@@ -76,7 +69,13 @@ const composeRequest = z.strictObject({
 });
 
 export function createApp(deps: NodeAppDeps) {
-  const chainDeps = { selfId: deps.id, store: deps.store, client: deps.client, log: deps.log };
+  const chainDeps = {
+    selfId: deps.id,
+    store: deps.store,
+    staging: deps.staging,
+    client: deps.client,
+    log: deps.log,
+  };
   const smallWrites = new MemoryBudget(SMALL_WRITE_MEMORY);
   const app = new Hono<{ Bindings: HttpBindings }>();
   app.onError(errorHandler(deps.log));
@@ -109,6 +108,8 @@ export function createApp(deps: NodeAppDeps) {
   app.use('/blobs', requireSecret);
   app.use('/blobs/*', requireSecret);
   app.use('/scrub', requireSecret);
+  app.use('/staging', requireSecret);
+  app.use('/staging/*', requireSecret);
 
   // The admin API's "scrub now": 202 at once, the pass runs in the background.
   app.post('/scrub', (c) => {
@@ -133,19 +134,7 @@ export function createApp(deps: NodeAppDeps) {
 
   app.put('/blobs/:key', async (c) => {
     const key = keyParam(c);
-    const chain = parseChain(c.req.header(H.chain));
-    if (!chain) throw new BadRequestError(`${H.chain} must be a list of id=http://host:port`);
-    if (chain.some((n) => n.id === deps.id))
-      throw new BadRequestError(`${H.chain} must not include this node`);
-    const hop = Number(c.req.header(H.hop) ?? 0);
-    if (!Number.isInteger(hop) || hop < 0 || hop > MAX_HOPS)
-      throw new BadRequestError(`${H.hop} must be 0-${MAX_HOPS}`);
-    const expectedSha256 = c.req.header(H.sha256);
-    if (expectedSha256 !== undefined && !SHA256_HEX.test(expectedSha256)) {
-      throw new BadRequestError(`${H.sha256} must be 64 lowercase hex digits`);
-    }
-    const header = c.req.header('content-length');
-    const length = header === undefined ? undefined : Number(header);
+    const { chain, hop, expectedSha256, length } = chainParams(c, deps.id);
     deps.log.debug({ key, hop, chain: chain.map((n) => n.id) }, 'blob write started');
     // A small blob is taken whole first, while the node-wide budget has room: one write
     // here and one to the successor instead of a stream through stages.
@@ -172,31 +161,23 @@ export function createApp(deps: NodeAppDeps) {
   });
 
   // Concatenates parts already on this node into one blob: the end of a resumable upload.
-  app.post(
-    '/blobs/:key/compose',
-    bodyLimit({
-      maxSize: MAX_COMPOSE_BODY,
-      onError: () => {
-        throw new PayloadTooLargeError(`a compose body is at most ${MAX_COMPOSE_BODY} bytes`);
-      },
-    }),
-    async (c) => {
-      const key = keyParam(c);
-      const req = await composeBody(c);
-      if (req.parts.includes(key))
-        throw new BadRequestError(`parts must not include ${key} itself`);
-      deps.log.debug({ key, parts: req.parts.length }, 'blob compose started');
-      const info = await composeBlob({ store: deps.store, log: deps.log }, key, req.parts, {
-        expectedSha256: req.sha256,
-        signal: c.req.raw.signal,
-      });
-      metrics.blobComposed(info.size);
-      return c.json(
-        { node: deps.id, key, size: info.size, sha256: info.sha256 } satisfies Composed,
-        201,
-      );
-    },
-  );
+  app.post('/blobs/:key/compose', jsonBodyLimit('a compose body'), async (c) => {
+    const key = keyParam(c);
+    const req = await jsonBody(c, composeRequest, '{"parts":["key",…],"sha256"?}');
+    if (req.parts.includes(key)) throw new BadRequestError(`parts must not include ${key} itself`);
+    deps.log.debug({ key, parts: req.parts.length }, 'blob compose started');
+    const info = await composeBlob({ store: deps.store, log: deps.log }, key, req.parts, {
+      expectedSha256: req.sha256,
+      signal: c.req.raw.signal,
+    });
+    metrics.blobComposed(info.size);
+    return c.json(
+      { node: deps.id, key, size: info.size, sha256: info.sha256 } satisfies Composed,
+      201,
+    );
+  });
+
+  stagingRoutes(app, { ...deps, metrics }, chainDeps);
 
   app.get('/blobs/:key', async (c) => {
     const key = keyParam(c);
@@ -246,32 +227,6 @@ export function createApp(deps: NodeAppDeps) {
   });
 
   return app;
-}
-
-function keyParam(c: Context): string {
-  const key = c.req.param('key') ?? '';
-  if (!isValidKey(key))
-    throw new BadRequestError('a key is 1-160 characters of [A-Za-z0-9._-]', 'INVALID_KEY');
-  return key;
-}
-
-/** The compose request's JSON body, validated: 400 naming the problem otherwise. */
-async function composeBody(c: Context): Promise<z.output<typeof composeRequest>> {
-  let value: unknown;
-  try {
-    value = JSON.parse(await c.req.text());
-  } catch {
-    throw new BadRequestError(
-      'the body must be JSON: {"parts":["key",…],"sha256"?}',
-      'INVALID_JSON',
-    );
-  }
-  const result = composeRequest.safeParse(value);
-  if (result.success) return result.data;
-  const problems = result.error.issues
-    .slice(0, 3)
-    .map((i) => `${i.path.join('.') || 'body'}: ${i.message}`);
-  throw new BadRequestError(`invalid body: ${problems.join('; ')}`, 'INVALID_PARAMETER');
 }
 
 function blobHeaders(info: BlobInfo, length: number): Record<string, string> {

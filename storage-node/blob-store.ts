@@ -232,15 +232,33 @@ export class FsBlobStore implements BlobStore {
       const { sha256, size, digests } = hasher.digester.finish();
       checkExpected(opts.expectedSha256, sha256);
       const info = { key, size, sha256, mtimeMs: Date.now() };
-      // The sums first: a blob visible without them would only be verified the slow way.
-      if (needsSums(size)) await this.placeSums(info, encodeSums(sha256, size, digests));
-      committed = await this.commit(tmp, info);
+      committed = await this.place(tmp, info, digests);
       return info;
     } catch (err) {
       throw mapDiskError(err);
     } finally {
       if (!committed) await unlink(tmp).catch(ignoreMissing);
     }
+  }
+
+  /**
+   * Makes `path`, a file already written and fdatasynced on this store's
+   * disk (a staged upload, storage-node/staging-store.ts), blob `info` by a
+   * rename: no byte is copied. `digests` are its block digests.
+   */
+  async adopt(path: string, info: BlobInfo, digests: Buffer[]): Promise<void> {
+    assertKey(info.key);
+    await this.place(path, info, digests).catch((err: unknown) => {
+      throw mapDiskError(err);
+    });
+  }
+
+  /** Block sums (when the size needs them) then the blob renamed into place; true once it is. */
+  private async place(file: string, info: BlobInfo, digests: Buffer[]): Promise<boolean> {
+    // The sums first: a blob visible without them would only be verified the slow way.
+    if (needsSums(info.size))
+      await this.placeSums(info, encodeSums(info.sha256, info.size, digests));
+    return this.commit(file, info);
   }
 
   /**

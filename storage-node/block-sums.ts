@@ -58,7 +58,7 @@ function sumsBytes(size: number, blockSize: number): number {
  * block (most photos) thus hash their bytes once, larger ones twice.
  */
 export class BlockDigester {
-  private readonly whole: Hash = createHash('sha256');
+  private whole: Hash = createHash('sha256');
   /**
    * With `known` (the block digests of the bytes to come, from the parts a
    * blob is composed of), only the whole sha256 is computed.
@@ -68,7 +68,7 @@ export class BlockDigester {
   /** Hash of the current block; undefined while in block 0. */
   private block: Hash | undefined;
   private inBlock = 0;
-  private readonly digests: Buffer[] = [];
+  private digests: Buffer[] = [];
   bytes = 0;
 
   update(chunk: Buffer): void {
@@ -88,6 +88,20 @@ export class BlockDigester {
         this.block = createHash('sha256');
       }
     }
+  }
+
+  /**
+   * An independent digester in the same state: what a staged upload keeps at
+   * each part's end, so a part sent again continues from there.
+   */
+  copy(): BlockDigester {
+    const twin = new BlockDigester(this.known);
+    twin.whole = this.whole.copy();
+    twin.block = this.block?.copy();
+    twin.inBlock = this.inBlock;
+    twin.digests = this.digests.slice();
+    twin.bytes = this.bytes;
+    return twin;
   }
 
   /** Once every byte is in: the blob's sha256 (hex), size and block digests. */

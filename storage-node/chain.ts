@@ -10,7 +10,7 @@
  * skipping the failed node. Our disk is the replay buffer, so no bytes are
  * held in memory for it.
  */
-import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import type { NodeAddress } from '../shared/config.js';
 import { BlobNotStoredError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -18,10 +18,13 @@ import type { NodeClient } from '../shared/node-client.js';
 import type { PutReport, ReplicaOutcome } from '../shared/node-protocol.js';
 import { pipeChain } from '../shared/streams.js';
 import type { BlobStore } from './blob-store.js';
+import { StagingGapError, type StagingStore } from './staging-store.js';
 
 export interface ChainDeps {
   selfId: string;
   store: BlobStore;
+  /** Where a staged write (ChainWrite.offset) goes. */
+  staging?: StagingStore;
   client: NodeClient;
   log: Logger;
 }
@@ -35,6 +38,8 @@ export interface ChainWrite {
   expectedSha256: string | undefined;
   contentLength: number | undefined;
   hop: number;
+  /** A part of a staged upload (storage-node/staging-store.ts) at this offset, not a blob. */
+  offset?: number;
 }
 
 /**
@@ -44,7 +49,7 @@ export interface ChainWrite {
  */
 export async function replicateWrite(deps: ChainDeps, w: ChainWrite): Promise<PutReport> {
   const [next, ...rest] = w.chain;
-  if (!next) return reportOf(w.key, await storeLocally(deps, w.key, w.body, w.expectedSha256), []);
+  if (!next) return reportOf(w.key, await storeLocally(deps, w, w.body), []);
   if (Buffer.isBuffer(w.body)) return replicateSmall(deps, w, w.body, next, rest);
 
   const forwardBody = new PassThrough({ highWaterMark: 256 * 1024 });
@@ -54,10 +59,7 @@ export async function replicateWrite(deps: ChainDeps, w: ChainWrite): Promise<Pu
   // A successor that answers before reading everything (an error) must not stall the local write.
   void forwarded.then(() => forwardBody.destroy());
   pipeChain(w.body, tap).catch(() => {}); // a failure surfaces through the local write below
-  const [local, successor] = await Promise.all([
-    storeLocally(deps, w.key, tap, w.expectedSha256),
-    forwarded,
-  ]);
+  const [local, successor] = await Promise.all([storeLocally(deps, w, tap), forwarded]);
 
   return chainReport(deps, w, local, successor, next, rest);
 }
@@ -75,7 +77,7 @@ async function replicateSmall(
   rest: NodeAddress[],
 ): Promise<PutReport> {
   const [local, successor] = await Promise.all([
-    storeLocally(deps, w.key, data, w.expectedSha256),
+    storeLocally(deps, w, data),
     forward(deps, w, data, next, rest),
   ]);
   return chainReport(deps, w, local, successor, next, rest);
@@ -98,6 +100,7 @@ function forward(
       expectedSha256: w.expectedSha256,
       contentLength: Buffer.isBuffer(body) ? body.length : w.contentLength,
       hop: w.hop + 1,
+      offset: w.offset,
     })
     .then(
       (report) => ({ report, error: undefined }),
@@ -124,8 +127,7 @@ async function chainReport(
     { node: next.id, ok: false, error: describe(successor.error) },
   ];
   const self = local.outcome;
-  if (self.ok && rest.length > 0)
-    successors.push(...(await replayFromDisk(deps, w.key, self.sha256, rest, w.hop)));
+  if (self.ok && rest.length > 0) successors.push(...(await replayFromDisk(deps, w, self, rest)));
   else
     successors.push(...rest.map((n) => ({ node: n.id, ok: false as const, error: 'not reached' })));
   return reportOf(w.key, local, successors);
@@ -146,14 +148,12 @@ function reportOf(key: string, local: LocalWrite, successors: ReplicaOutcome[]):
 
 async function storeLocally(
   deps: ChainDeps,
-  key: string,
+  w: ChainWrite,
   body: Readable | Buffer,
-  expectedSha256: string | undefined,
 ): Promise<LocalWrite> {
+  const { key } = w;
   try {
-    const info = Buffer.isBuffer(body)
-      ? await deps.store.putSmall(key, body, { expectedSha256 })
-      : await deps.store.put(key, body, { expectedSha256 });
+    const info = await storeBody(deps, w, body);
     return { outcome: { node: deps.selfId, ok: true, sha256: info.sha256, size: info.size } };
   } catch (err) {
     const error = describe(err);
@@ -163,29 +163,60 @@ async function storeLocally(
   }
 }
 
+/** A blob, or a staged part, as this node stores it. */
+function storeBody(
+  deps: ChainDeps,
+  w: ChainWrite,
+  body: Readable | Buffer,
+): Promise<{ sha256: string; size: number }> {
+  const { key, expectedSha256 } = w;
+  if (w.offset !== undefined) {
+    const part = Buffer.isBuffer(body) ? Readable.from([body]) : body;
+    return deps.staging!.write(key, w.offset, part).catch((err: unknown) => {
+      // This node lacks earlier parts (it was away): the rest of the chain still gets this one.
+      if (err instanceof StagingGapError) part.resume();
+      throw err;
+    });
+  }
+  return Buffer.isBuffer(body)
+    ? deps.store.putSmall(key, body, { expectedSha256 })
+    : deps.store.put(key, body, { expectedSha256 });
+}
+
+/** Our copy of what was just written, read back from disk; undefined when it is gone. */
+async function readBack(
+  deps: ChainDeps,
+  w: ChainWrite,
+  self: { size: number },
+): Promise<Readable | undefined> {
+  if (w.offset !== undefined) return deps.staging!.read(w.key, w.offset, self.size);
+  return (await deps.store.get(w.key))?.stream;
+}
+
 /** Sends our committed copy to the first reachable node of `chain`, which forwards it on. */
 async function replayFromDisk(
   deps: ChainDeps,
-  key: string,
-  sha256: string,
+  w: ChainWrite,
+  self: { sha256: string; size: number },
   chain: NodeAddress[],
-  hop: number,
 ): Promise<ReplicaOutcome[]> {
+  const { key, hop } = w;
   const failed: ReplicaOutcome[] = [];
   for (let i = 0; i < chain.length; i++) {
     const target = chain[i]!;
-    const read = await deps.store.get(key);
-    if (!read) break;
+    const stream = await readBack(deps, w, self);
+    if (!stream) break;
     try {
-      const report = await deps.client.putBlob(target, key, read.stream, {
+      const report = await deps.client.putBlob(target, key, stream, {
         chain: chain.slice(i + 1),
-        expectedSha256: sha256,
-        contentLength: read.info.size,
+        expectedSha256: w.offset === undefined ? self.sha256 : undefined,
+        contentLength: self.size,
         hop: hop + 1,
+        offset: w.offset,
       });
       return [...failed, ...report.replicas];
     } catch (err) {
-      read.stream.destroy();
+      stream.destroy();
       deps.log.warn({ key, node: target.id, err: describe(err) }, 'chain replay failed');
       failed.push({ node: target.id, ok: false, error: describe(err) });
     }

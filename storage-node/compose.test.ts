@@ -19,6 +19,7 @@ import type { NodeClient } from '../shared/node-client.js';
 import { createApp } from './app.js';
 import { FsBlobStore } from './blob-store.js';
 import { composeBlob } from './compose.js';
+import { StagingStore } from './staging-store.js';
 import { NodeMetrics } from './metrics.js';
 
 const SECRET = 'test-secret';
@@ -40,6 +41,7 @@ beforeEach(async () => {
     id: 'n1',
     secret: SECRET,
     store,
+    staging: await StagingStore.open(dir, store, log),
     client: {} as NodeClient,
     log,
     metrics,

@@ -9,6 +9,7 @@ import { createLogger } from '../shared/logger.js';
 import { NodeClient } from '../shared/node-client.js';
 import { writePidFile } from '../shared/pid-file.js';
 import { createApp } from './app.js';
+import { StagingStore } from './staging-store.js';
 import { FsBlobStore } from './blob-store.js';
 import { Scrubber } from './scrubber.js';
 
@@ -25,6 +26,7 @@ try {
 const log = createLogger(config.nodeId, config.logLevel, { format: config.logFormat });
 const secret = loadClusterSecret(config.storageDir, config.clusterSecret);
 const store = await FsBlobStore.open(config.nodeDataDir, { log });
+const staging = await StagingStore.open(config.nodeDataDir, store, log);
 const client = new NodeClient({ secret, timeoutMs: config.nodeTimeoutMs });
 const scrubber = new Scrubber({
   store,
@@ -37,6 +39,7 @@ const server = await listen(
     id: config.nodeId,
     secret,
     store,
+    staging,
     client,
     log,
     scrubStatus: () => scrubber.status(),

@@ -69,6 +69,15 @@ export class FakeNodes implements GatewayNodeClient {
   compose(): never {
     throw new Error('FakeNodes: no compose');
   }
+  commitStaged(): never {
+    throw new Error('FakeNodes: no staged uploads');
+  }
+  cutStaged(): never {
+    throw new Error('FakeNodes: no staged uploads');
+  }
+  deleteStaged(): never {
+    throw new Error('FakeNodes: no staged uploads');
+  }
   /** Every read a node was asked for, in order. */
   readonly reads: { node: string; key: string; range?: string }[] = [];
   private readonly inFlight = new Map<string, number>();

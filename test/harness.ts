@@ -573,18 +573,24 @@ export async function filesUnder(dir: string): Promise<string[]> {
     .map((e) => join(e.parentPath, e.name).slice(dir.length + 1));
 }
 
-/** Part blobs of resumable and S3 multipart uploads (`<fileId>.part-…`) of file `fileId` on any node. */
+/**
+ * What uploads in progress of file `fileId` hold on any node: S3 multipart
+ * part blobs (`blobs/…/<fileId>.part-…`) and tus staged files
+ * (`staging/<fileId>.tus-…`).
+ */
 export async function partsOnNodes(
   cluster: Pick<Cluster, 'nodes'>,
   fileId: string,
 ): Promise<string[]> {
   const found: string[] = [];
-  for (const node of cluster.nodes)
+  for (const node of cluster.nodes) {
+    const blobs = await filesUnder(join(node.dataDir, 'blobs'));
+    const staged = await filesUnder(join(node.dataDir, 'staging'));
     found.push(
-      ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) =>
-        f.includes(`${fileId}.part-`),
-      ),
+      ...blobs.filter((f) => f.includes(`${fileId}.part-`)),
+      ...staged.filter((f) => f.startsWith(`${fileId}.tus-`)),
     );
+  }
   return found;
 }
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { findNginx, startNginx, type RunningNginx } from '../scripts/nginx-lb.js';
-import { filesUnder, fixture, freePort, startCluster, waitFor, type Cluster } from './harness.js';
+import { fixture, freePort, partsOnNodes, startCluster, waitFor, type Cluster } from './harness.js';
 import { skipWithout } from './required-tools.js';
 
 const binary = findNginx();
@@ -184,15 +184,8 @@ describe.skipIf(noNginx)(
       expect(hash.digest('hex')).toBe(digest);
       // No part left: not on any node, not in the metadata (what the killed gateway left, the sweep removes).
       const partsLeft = async () => {
-        const found: string[] = [];
-        for (const node of cluster.nodes)
-          found.push(
-            ...(await filesUnder(join(node.dataDir, 'blobs'))).filter((f) =>
-              f.includes(`${file.id}.part-`),
-            ),
-          );
         return [
-          ...found,
+          ...(await partsOnNodes(cluster, file.id)),
           ...(await cluster.query<{ key: string }>('SELECT key FROM upload_parts')).map(
             (r) => r.key,
           ),

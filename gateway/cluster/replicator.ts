@@ -38,6 +38,8 @@ export interface WriteOptions {
   contentLength?: number;
   expectedSha256?: string;
   signal?: AbortSignal;
+  /** A part of staged upload `key` at this offset (a tus PATCH), not a blob. */
+  offset?: number;
 }
 
 export interface ReplicatorDeps {
@@ -141,6 +143,7 @@ export class Replicator implements Replication {
           contentLength: o.contentLength,
           expectedSha256: o.expectedSha256,
           signal: o.signal ? AbortSignal.any([o.signal, down.signal]) : down.signal,
+          offset: o.offset,
         });
         this.deps.registry.reportSuccess(head.id);
         return [...refused, ...report.replicas];

@@ -1,10 +1,14 @@
 /**
- * The end of a resumable upload: its parts, stored on the file's nodes, are
- * composed by each node into the file's blob (storage node
- * `POST /blobs/:key/compose`: a local read of its parts, verified, and one
- * durable write), then the file is committed like any upload and the parts
- * are removed. A node lacking a part (it was down when that part came) first
- * gets a copy from a node that has it.
+ * The end of a resumable upload: its bytes, stored on the file's nodes, are
+ * made the file's blob by each node, then the file is committed like any
+ * upload and what the parts left is removed.
+ *   - tus: each node renames its staged file (`POST /staging/:key/commit`),
+ *     once it checked it holds exactly the upload's parts. A node that does
+ *     not (it was away for some) is left to repair, or sent a copy of the
+ *     blob when fewer than a write quorum have it.
+ *   - S3 multipart: each node composes the part blobs (`POST
+ *     /blobs/:key/compose`: a local read of its parts and one durable write).
+ *     A node lacking a part first gets a copy from a node that has it.
  *
  * It runs under the upload's tus lock, from the PATCH that stored the last
  * byte, or from the next HEAD or PATCH when that gateway died first: every
@@ -16,7 +20,8 @@ import type { NodeAddress } from '../../shared/config.js';
 import { UnavailableError } from '../../shared/errors.js';
 import { blobKey } from '../../shared/keys.js';
 import type { CommitFile, ResumableUpload, UploadPart } from '../../shared/metadata-store.js';
-import { removeParts } from '../../shared/resumable-parts.js';
+import type { StagedPart } from '../../shared/node-protocol.js';
+import { removeParts, stagingKey } from '../../shared/resumable-parts.js';
 import { discardUpload, hashToken, type IngestedFile } from '../upload/ingest.js';
 import { commitIngested } from '../upload/upload.js';
 import type { ResumableDeps } from './resumable-deps.js';
@@ -38,7 +43,12 @@ export async function completeUpload(deps: ResumableDeps, upload: ResumableUploa
     assertNotAborted(existing);
     const parts = (await deps.store.partsOf(upload.id)).filter((p) => p.stored);
     assertContiguous(upload, parts);
-    await composeAndCommit(deps, upload as ComposableUpload, parts, existing !== undefined);
+    const staged = parts.map((p) => ({ offset: p.offset, size: p.size!, sha256: p.sha256! }));
+    await composeAndCommit(deps, upload as ComposableUpload, parts, existing !== undefined, {
+      on: (node) => commitStagedOn(deps, node, upload, staged),
+      // The nodes that committed hold the only copy of the bytes now: a retry commits from them.
+      discardOnFailure: false,
+    });
   }
   await finishUpload(deps, upload);
 }
@@ -64,16 +74,28 @@ export async function finishUpload(deps: ResumableDeps, upload: ResumableUpload)
 /** An upload whose type is known: decided from its first bytes. */
 export type ComposableUpload = ResumableUpload & { contentType: string };
 
+/** How each node makes the upload's blob: by default, composing `parts` (S3 multipart). */
+export interface Assembly {
+  /** The blob made on `node`; undefined when it could not. */
+  on(node: NodeAddress): Promise<Composed | undefined>;
+  /** Whether a failure (under a write quorum) deletes what nodes made. */
+  discardOnFailure: boolean;
+}
+
 /**
- * Composes `parts`, in this order, into the upload's file on each of its
- * nodes and commits it. `begun`: the file's row exists from an attempt
- * that did not finish.
+ * Makes the upload's file on each of its nodes (`assembly`, by default
+ * composing `parts` in this order) and commits it. `begun`: the file's row
+ * exists from an attempt that did not finish.
  */
 export async function composeAndCommit(
   deps: ResumableDeps,
   upload: ComposableUpload,
   parts: UploadPart[],
   begun: boolean,
+  assembly: Assembly = {
+    on: (node) => composeOn(deps, node, upload, parts),
+    discardOnFailure: true,
+  },
 ): Promise<{ file: IngestedFile; commit: CommitFile }> {
   const size = parts.reduce((sum, p) => sum + p.size!, 0);
   const deleteToken = resumableDeleteToken(deps.uploadLinkKey, upload.id);
@@ -91,13 +113,15 @@ export async function composeAndCommit(
       uploadLink: upload.uploadLink ?? undefined,
     });
   const chain = deps.replicator.chainFor(upload.fileId);
-  const results = await Promise.all(chain.map((node) => composeOn(deps, node, upload, parts)));
+  const results = await Promise.all(chain.map((node) => assembly.on(node)));
   const composed = results.filter((r) => r !== undefined);
   // The sha256 most nodes agree on; a node that disagrees lost bytes somewhere and is not counted.
   const sha256 = mostCommon(composed.map((r) => r.sha256));
   const good = composed.filter((r) => r.sha256 === sha256 && r.size === size);
+  if (good.length > 0 && good.length < deps.replication.writeQuorum)
+    good.push(...(await copiesForQuorum(deps, upload, chain, good)));
   if (good.length < deps.replication.writeQuorum) {
-    await discardUpload(deps, upload.fileId, chain);
+    if (assembly.discardOnFailure) await discardUpload(deps, upload.fileId, chain);
     throw new UnavailableError(
       `only ${good.length} of ${chain.length} storage nodes could put the upload together; ${deps.replication.writeQuorum} are needed. Try again`,
       'WRITE_QUORUM_FAILED',
@@ -134,6 +158,59 @@ function assertContiguous(upload: ResumableUpload, parts: UploadPart[]): void {
 
 type Composed = { node: string; size: number; sha256: string };
 
+/** Commits the upload's staged file on `node`; undefined when the node does not hold it whole. */
+async function commitStagedOn(
+  deps: ResumableDeps,
+  node: NodeAddress,
+  upload: ResumableUpload,
+  parts: StagedPart[],
+): Promise<Composed | undefined> {
+  try {
+    const answer = await deps.client.commitStaged(
+      node,
+      stagingKey(upload),
+      blobKey(upload.fileId),
+      parts,
+    );
+    if (answer.ok) return { node: node.id, size: answer.size, sha256: answer.sha256 };
+    deps.log.info(
+      { upload: upload.id, node: node.id, have: answer.have, reason: answer.message },
+      'a node does not hold the whole upload; it gets a copy',
+    );
+  } catch (err) {
+    deps.log.warn(
+      { upload: upload.id, node: node.id, err: (err as Error).message },
+      'could not commit the upload on a node; it gets a copy',
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Fewer than a write quorum made the blob (the others were away for some of
+ * the parts): copies of a good node's blob to the others of the chain until
+ * there are enough, or none is left to try. Returns those that took one.
+ */
+async function copiesForQuorum(
+  deps: ResumableDeps,
+  upload: ResumableUpload,
+  chain: NodeAddress[],
+  good: Composed[],
+): Promise<Composed[]> {
+  const [source] = good;
+  const sourceNode = chain.find((n) => n.id === source!.node)!;
+  const copied: Composed[] = [];
+  for (const target of chain) {
+    if (good.length + copied.length >= deps.replication.writeQuorum) break;
+    if (good.some((g) => g.node === target.id)) continue;
+    const ok = await copyBlob(deps, blobKey(upload.fileId), [sourceNode], target, source!).catch(
+      () => false,
+    );
+    if (ok) copied.push({ ...source!, node: target.id });
+  }
+  return copied;
+}
+
 /** Composes the file's blob on `node`, first copying it the parts it lacks; undefined when it cannot. */
 async function composeOn(
   deps: ResumableDeps,
@@ -163,30 +240,53 @@ async function composeOn(
   return undefined;
 }
 
-/** Copies one part to `target` from a node that stored it (node → gateway → node, streamed, checked). */
+/** Copies one part to `target` from a node that stored it. */
 async function copyPart(deps: ResumableDeps, target: NodeAddress, part: UploadPart): Promise<void> {
   const nodes = deps.layout.nodes();
-  for (const id of part.nodes) {
-    const source = nodes.find((n) => n.id === id);
-    if (!source || source.id === target.id) continue;
+  const sources = part.nodes.flatMap((id) => nodes.filter((n) => n.id === id));
+  const copied = await copyBlob(deps, part.key, sources, target, {
+    sha256: part.sha256!,
+    size: part.size!,
+  });
+  if (!copied)
+    throw new UnavailableError(`no node could give ${target.id} a copy of part ${part.key}`);
+}
+
+/**
+ * Copies blob `key` to `target` from the first of `sources` that can give it
+ * (node → gateway → node, streamed, checked against `expected`); false when
+ * none could.
+ */
+async function copyBlob(
+  deps: ResumableDeps,
+  key: string,
+  sources: NodeAddress[],
+  target: NodeAddress,
+  expected: { sha256: string; size: number },
+): Promise<boolean> {
+  for (const source of sources) {
+    if (source.id === target.id) continue;
     try {
-      const res = await deps.client.getBlob(source, part.key);
+      const res = await deps.client.getBlob(source, key);
       if (res.statusCode !== 200) {
         res.body.destroy();
         continue;
       }
-      const report = await deps.client.putBlob(target, part.key, res.body, {
+      const report = await deps.client.putBlob(target, key, res.body, {
         chain: [],
         hop: 0,
-        expectedSha256: part.sha256!,
-        contentLength: part.size!,
+        expectedSha256: expected.sha256,
+        contentLength: expected.size,
       });
-      if (report.replicas[0]?.ok) return;
+      if (report.replicas[0]?.ok) return true;
     } catch (err) {
-      deps.log.warn({ part: part.key, from: id, err: (err as Error).message }, 'part copy failed');
+      deps.log.warn(
+        { key, from: source.id, to: target.id, err: (err as Error).message },
+        'copy failed',
+      );
     }
   }
-  throw new UnavailableError(`no node could give ${target.id} a copy of part ${part.key}`);
+  return false;
 }
 
 function mostCommon(values: string[]): string | undefined {

@@ -1,7 +1,8 @@
 /**
- * A part's bytes streamed to a blob of its own on the chain of its file's
- * nodes (so that composing is local to each of them): the way in shared by
- * tus PATCHes (part-writer.ts) and S3 UploadPart (gateway/s3/s3-multipart.ts).
+ * A part's bytes streamed down the chain of its file's nodes (so that
+ * composing is local to each of them): the way in shared by tus PATCHes
+ * (part-writer.ts: into the upload's staged file, at the part's offset) and
+ * S3 UploadPart (gateway/s3/s3-multipart.ts: a blob of its own).
  * The caller records the part (beginPart) before, and marks it stored or
  * discards it after.
  */
@@ -12,8 +13,10 @@ import { pipeChain, type HashCounter } from '../../shared/streams.js';
 import type { ResumableDeps } from './resumable-deps.js';
 
 export interface PartStream {
-  /** The blob key (partKey). */
+  /** The blob key (partKey), or the staged upload's (stagingKey) with `offset`. */
   key: string;
+  /** Where the part goes in the staged upload `key`; absent for a blob of its own. */
+  offset?: number;
   chain: NodeAddress[];
   body: Readable;
   /** Checks run on the bytes before they are hashed (a sniffer, a size limit). */
@@ -50,6 +53,7 @@ export async function streamPart(deps: ResumableDeps, part: PartStream): Promise
   try {
     const outcomes = await deps.replicator.write(part.key, part.chain, forward, {
       signal: stop.signal,
+      offset: part.offset,
     });
     await streamed;
     const sha256 = hasher.digest();

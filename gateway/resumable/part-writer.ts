@@ -1,9 +1,11 @@
 /**
- * One PATCH's bytes → one part: a blob of its own, streamed down the chain
- * of the file's nodes (so that composing is local to each of them), recorded
- * in the metadata store before the first byte leaves (a crash mid-write
- * leaves nothing untracked) and marked stored, moving the upload's offset,
- * once a write quorum has it with the sha256 the gateway computed.
+ * One PATCH's bytes → one part: written at its offset into the upload's
+ * staged file on each of the file's nodes (streamed down their chain; see
+ * storage-node/staging-store.ts), recorded in the metadata store before the
+ * first byte leaves and marked stored, moving the upload's offset, once a
+ * write quorum has it with the sha256 the gateway computed. A part that does
+ * not count is cut off the staged files at once (and would be by the next
+ * part at the same offset, or by the commit, if a node missed that).
  *
  * A body that ends early (the client's connection dropped) is still a part:
  * tus keeps what was received, and the client resumes after it. Unless it
@@ -12,11 +14,12 @@
 import type { Readable } from 'node:stream';
 import { TroveError } from '../../shared/errors.js';
 import { HashCounter } from '../../shared/streams.js';
-import { partKey } from '../../shared/resumable-parts.js';
+import { partKey, stagingKey } from '../../shared/resumable-parts.js';
+import type { NodeAddress } from '../../shared/config.js';
 import type { ResumableUpload } from '../../shared/metadata-store.js';
 import { TypeSniffer } from '../upload/content-type.js';
 import { ChecksumCheck } from './upload-checksum.js';
-import { assertPartQuorum, discardPart, streamPart } from './part-stream.js';
+import { assertPartQuorum, streamPart } from './part-stream.js';
 import type { TusRequest } from './tus-request.js';
 import type { ResumableDeps } from './resumable-deps.js';
 
@@ -47,6 +50,12 @@ export async function writePart(
 ): Promise<WrittenPart> {
   const chain = deps.replicator.chainFor(upload.fileId);
   const key = partKey(upload.fileId, offset);
+  const staged = stagingKey(upload);
+  const discard = async (result: WrittenPart): Promise<WrittenPart> => {
+    await cutStaged(deps, chain, staged, offset);
+    await deps.store.forgetPart(key);
+    return result;
+  };
   await deps.store.beginPart({
     uploadId: upload.id,
     key,
@@ -61,11 +70,18 @@ export async function writePart(
   if (checksum) hasher.on('data', (chunk: Buffer) => checksum.update(chunk));
   try {
     const before = sniffer ? [sniffer] : [];
-    const stored = await streamPart(deps, { key, chain, body, before, hasher });
-    if (hasher.bytes === 0) return await discard(deps, key, { bytes: 0 });
+    const stored = await streamPart(deps, {
+      key: staged,
+      offset,
+      chain,
+      body,
+      before,
+      hasher,
+    });
+    if (hasher.bytes === 0) return await discard({ bytes: 0 });
     const cut = request.contentLength !== undefined && hasher.bytes < request.contentLength;
     // A body cut short cannot match its checksum: nothing kept, the client sends it again.
-    if (checksum && cut) return await discard(deps, key, { bytes: 0 });
+    if (checksum && cut) return await discard({ bytes: 0 });
     checksum?.verify();
     assertPartQuorum(deps, stored, chain);
     const contentType = sniffer ? await sniffer.type : undefined;
@@ -81,7 +97,7 @@ export async function writePart(
     if (!moved) throw new OffsetMovedError();
     return { bytes: hasher.bytes, contentType };
   } catch (err) {
-    await discard(deps, key, { bytes: 0 });
+    await discard({ bytes: 0 });
     if (isEmptyFirstBody(err, hasher)) return { bytes: 0 };
     throw err;
   }
@@ -92,12 +108,23 @@ function isEmptyFirstBody(err: unknown, hasher: HashCounter): boolean {
   return (err as TroveError)?.code === 'EMPTY_FILE' && hasher.bytes === 0;
 }
 
-/** Discards the part, answering `result`. */
-async function discard(
+/** Cuts the staged files back to `offset` on every node of `chain` that can be reached. */
+async function cutStaged(
   deps: ResumableDeps,
+  chain: NodeAddress[],
   key: string,
-  result: WrittenPart,
-): Promise<WrittenPart> {
-  await discardPart(deps, key);
-  return result;
+  offset: number,
+): Promise<void> {
+  await Promise.all(
+    chain.map((node) =>
+      deps.client
+        .cutStaged(node, key, offset)
+        .catch((err: Error) =>
+          deps.log.warn(
+            { key, node: node.id, err: err.message },
+            'staged part left to be cut later',
+          ),
+        ),
+    ),
+  );
 }
