@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { request } from 'undici';
 import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,12 +53,13 @@ function metadata(o: Record<string, string>): string {
     .join(',');
 }
 
-async function create(base: string, length: number, extra: Record<string, string> = {}) {
+/** Creates an upload of `length` bytes (null: deferred). */
+async function create(base: string, length: number | null, extra: Record<string, string> = {}) {
   const res = await request(`${base}/tus/`, {
     method: 'POST',
     headers: {
       ...TUS,
-      'upload-length': String(length),
+      ...(length === null ? { 'upload-defer-length': '1' } : { 'upload-length': String(length) }),
       'upload-metadata': metadata({ filename: 'big.jpg' }),
       ...extra,
     },
@@ -245,7 +247,7 @@ describe('resumable uploads (tus)', () => {
       code: 'PAYLOAD_TOO_LARGE',
       message: `the file is larger than the upload limit of ${LIMIT} bytes`,
     });
-    const deferred = await create(cluster.gatewayUrl, 0, { 'upload-defer-length': '1' });
+    const deferred = await create(cluster.gatewayUrl, null);
     // Upload-Length and Upload-Defer-Length together: 400.
     expect(deferred.status).toBe(400);
     const res = await request(`${cluster.gatewayUrl}/tus/`, {
@@ -315,6 +317,79 @@ describe('resumable uploads (tus)', () => {
     expect(JSON.parse(third.body).error.code).toBe('RATE_LIMITED');
     // Another client is not held to it.
     expect((await create(strict, 1024, { 'x-forwarded-for': '203.0.113.8' })).status).toBe(201);
+  });
+
+  it('a storage node killed mid-upload, back with an empty disk: the upload completes, the node gets its copy by repair', async () => {
+    const MiB = 1024 * 1024;
+    const data = jpeg(4 * MiB + 777);
+    const { location } = await create(cluster.gatewayUrl, data.length);
+    const fileId = await fileIdOf(location!);
+    const send = (from: number, to?: number) => patch(location!, from, data.subarray(from, to));
+    expect((await send(0, MiB)).status).toBe(204);
+    const node = cluster.nodes[2]!;
+    await cluster.kill(node.id);
+    await rm(node.dataDir, { recursive: true, force: true });
+    expect((await send(MiB, 2 * MiB)).status).toBe(204);
+    // Back with nothing: every later part would leave a gap there, so it refuses them.
+    await cluster.startNode(node.id);
+    expect((await send(2 * MiB, 3 * MiB)).status).toBe(204);
+    expect((await send(3 * MiB)).status).toBe(204);
+    const fileOf = async () =>
+      (await (await request(location!)).body.json()) as {
+        sha256: string;
+        url: string;
+        replicas: { node: string; state: string }[];
+      };
+    expect((await fileOf()).sha256).toBe(sha256(data));
+    await waitFor(
+      "three copies, the restarted node's by repair",
+      async () => (await fileOf()).replicas.filter((r) => r.state === 'ok').length === 3,
+      30_000,
+    );
+    const download = await request((await fileOf()).url);
+    expect(sha256(Buffer.from(await download.body.arrayBuffer()))).toBe(sha256(data));
+    await waitFor(
+      'nothing staged left',
+      async () => (await partsOnNodes(fileId)).length === 0,
+      15_000,
+    );
+  });
+
+  it('completes when only one node holds every part: a copy of its blob makes the quorum', async () => {
+    const MiB = 1024 * 1024;
+    const data = jpeg(3 * MiB);
+    // Length deferred, so the upload can end (a PATCH declaring it) after a node lost its copy.
+    const { location } = await create(cluster.gatewayUrl, null);
+    const fileId = await fileIdOf(location!);
+    const send = (from: number, to: number) => patch(location!, from, data.subarray(from, to));
+    const [, second, third] = cluster.nodes;
+    expect((await send(0, MiB)).status).toBe(204);
+    await cluster.kill(third!.id); // misses the second part, then refuses the third (a gap)
+    expect((await send(MiB, 2 * MiB)).status).toBe(204);
+    await cluster.startNode(third!.id);
+    expect((await send(2 * MiB, 3 * MiB)).status).toBe(204);
+    // The other node with every part loses them all.
+    await cluster.kill(second!.id);
+    await rm(second!.dataDir, { recursive: true, force: true });
+    await cluster.startNode(second!.id);
+    const end = await patch(location!, 3 * MiB, Buffer.alloc(0), {
+      'upload-length': String(3 * MiB),
+    });
+    expect(end.status).toBe(204);
+    const file = (await (await request(location!)).body.json()) as {
+      sha256: string;
+      url: string;
+      replicas: { node: string; state: string }[];
+    };
+    expect(file.sha256).toBe(sha256(data));
+    expect(file.replicas.filter((r) => r.state === 'ok').length).toBeGreaterThanOrEqual(2);
+    const download = await request(file.url);
+    expect(sha256(Buffer.from(await download.body.arrayBuffer()))).toBe(sha256(data));
+    await waitFor(
+      'nothing staged left',
+      async () => (await partsOnNodes(fileId)).length === 0,
+      15_000,
+    );
   });
 
   it('continues on another gateway: parts are on the nodes, the upload in the metadata', async () => {
