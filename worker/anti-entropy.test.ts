@@ -57,14 +57,21 @@ async function committed(): Promise<string> {
 
 const listed = (key: string): ListedBlob => ({ key, size: 10, sha256: SHA, mtimeMs: Date.now() });
 
-/** Anti-entropy of node1 through `listBlobs`; the keys whose repair it queued go into `repairs`. */
+/**
+ * Anti-entropy of node1 through `listBlobs` (and `staging`, its staged files;
+ * none by default); the keys whose repair it queued go into `repairs`.
+ */
 function checker(
   listBlobs: (n: NodeAddress, after?: string) => Promise<unknown>,
   repairs: string[],
+  staging: Pick<NodeClient, 'listStaged' | 'deleteStaged'> = {
+    listStaged: async () => [],
+    deleteStaged: async () => false,
+  },
 ) {
   return new AntiEntropy({
     store,
-    client: { listBlobs } as unknown as NodeClient,
+    client: { listBlobs, ...staging } as unknown as NodeClient,
     layout: fixedLayout(seedLayout([node])),
     log,
     orphanGraceMs: 3_600_000,
@@ -82,6 +89,36 @@ describe('AntiEntropy', () => {
     expect(repairs).toEqual([gone]);
     expect((await store.replicasOf(present))[0]!.state).toBe('ok');
     expect((await store.replicasOf(gone))[0]!.state).toBe('missing');
+  });
+
+  it('deletes staged files of uploads that have no row, once older than the grace', async () => {
+    const now = Date.now();
+    await store.createResumable({
+      id: 'live-upload',
+      fileId: 'AAAAAAAAAAAAAAAAAAAAAA',
+      name: 'a.jpg',
+      length: 10,
+      maxDownloads: 0,
+      ttlSeconds: 60,
+      metadata: {},
+      client: '127.0.0.1',
+      uploadLink: null,
+      createdAt: now,
+      expiresAt: now + 3_600_000,
+    });
+    const old = now - 2 * 3_600_000;
+    const staged = [
+      { key: 'BBBBBBBBBBBBBBBBBBBBBB.tus-gone-upload', size: 5, mtimeMs: old },
+      { key: 'AAAAAAAAAAAAAAAAAAAAAA.tus-live-upload', size: 5, mtimeMs: old },
+      { key: 'CCCCCCCCCCCCCCCCCCCCCC.tus-new-upload', size: 5, mtimeMs: now },
+    ];
+    const deleted: string[] = [];
+    const check = checker(async () => ({ blobs: [], next: null }), [], {
+      listStaged: async () => staged,
+      deleteStaged: async (_n, key) => deleted.push(key) > 0,
+    });
+    expect(await check.check(node, now)).toMatchObject({ orphansRemoved: 1 });
+    expect(deleted).toEqual(['BBBBBBBBBBBBBBBBBBBBBB.tus-gone-upload']);
   });
 
   it('leaves alone an upload committed while the listing ran (its blob came after its page)', async () => {

@@ -10,11 +10,14 @@
  * - a blob no live file owns (no row, an aborted upload, a tombstone) and
  *   older than ORPHAN_GRACE_SECONDS → deleted. The grace keeps uploads in
  *   flight (their rows are written at commit) out of harm's way.
+ * - a tus upload's staged file whose upload has no row any more, older than
+ *   the same grace → deleted (an upload's own cleanup removes it while its
+ *   row exists; this is what a node away through all of that kept).
  */
 import type { LayoutView } from '../shared/layout-watcher.js';
 import type { NodeAddress } from '../shared/config.js';
 import type { NodeCheckJob } from '../shared/jobs.js';
-import { isPartKey } from '../shared/resumable-parts.js';
+import { isPartKey, uploadIdOfStagingKey } from '../shared/resumable-parts.js';
 import { fileIdOf } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
 import type { MetadataStore } from '../shared/metadata-store.js';
@@ -97,7 +100,20 @@ export class AntiEntropy {
       await this.deps.client.deleteBlob(node, blob.key);
       report.orphansRemoved++;
     }
+    report.orphansRemoved += await this.removeOrphanStaging(node, now);
     return report;
+  }
+
+  /** Staged files of uploads that have no row any more; returns how many were deleted. */
+  private async removeOrphanStaging(node: NodeAddress, now: number): Promise<number> {
+    let removed = 0;
+    for (const staged of await this.deps.client.listStaged(node)) {
+      if (now - staged.mtimeMs < this.deps.orphanGraceMs) continue;
+      const uploadId = uploadIdOfStagingKey(staged.key);
+      if (uploadId && (await this.deps.store.getResumable(uploadId))) continue;
+      if (await this.deps.client.deleteStaged(node, staged.key)) removed++;
+    }
+    return removed;
   }
 
   /**
