@@ -67,6 +67,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     await close(server);
     await client.close();
     await store.close();
+    await staging.close();
     process.exit(0);
   });
 }

@@ -32,6 +32,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  await staging.close();
   await blobs.close();
   await rm(dir, { recursive: true, force: true });
 });

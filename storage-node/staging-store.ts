@@ -26,7 +26,7 @@ import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { TroveError } from '../shared/errors.js';
 import { isValidKey } from '../shared/keys.js';
 import type { Logger } from '../shared/logger.js';
@@ -34,6 +34,7 @@ import type { StagedPart } from '../shared/node-protocol.js';
 import { writevAll } from '../shared/streams.js';
 import type { BlobInfo, FsBlobStore } from './blob-store.js';
 import { BlockDigester } from './block-sums.js';
+import { DirSyncer } from './dir-syncer.js';
 
 /** A part at an offset past the staged file's end: 409, nothing written. */
 export class StagingGapError extends TroveError {
@@ -82,6 +83,7 @@ export class StagingStore {
   private readonly progress = new Map<string, Progress>();
   /** One write or commit at a time per key (a gateway's retry may arrive while its dead predecessor's write drains). */
   private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly dirs = new DirSyncer();
 
   private constructor(
     private readonly dir: string,
@@ -115,8 +117,12 @@ export class StagingStore {
   /** The staged bytes [offset, offset + size), as on disk: what a chain replays to a successor that failed. */
   read(key: string, offset: number, size: number): Readable {
     assertKey(key);
-    if (size === 0) return createReadStream('/dev/null');
+    if (size === 0) return Readable.from([]);
     return createReadStream(this.pathOf(key), { start: offset, end: offset + size - 1 });
+  }
+
+  async close(): Promise<void> {
+    await this.dirs.close();
   }
 
   /**
@@ -193,6 +199,8 @@ export class StagingStore {
       try {
         const part = await appendPart(file, offset, body, start?.copy());
         await file.datasync();
+        // The first part made the file: its name must reach the disk too.
+        if (offset === 0) await this.dirs.sync(this.dir);
         this.recordPart(key, part.part, start, part.digester);
         return part.part;
       } catch (err) {

@@ -4,9 +4,10 @@
  * 8 MiB chunks, beside the same file streamed in one PUT /upload, in the same
  * rounds. Each upload is timed from its first byte to the file committed:
  * the PUT's 201; tus's onSuccess, the last PATCH answered, which the gateway
- * sends only once every node has composed the parts and the file is
- * committed. The ratio tus / one PUT is what storing each chunk as a part
- * and composing the parts at the end cost.
+ * sends only once every node has committed its staged file and the file is
+ * committed. The ratio tus / one PUT is what sending the file as parts (a
+ * request and a write quorum's fsync each) and committing them at the end
+ * cost.
  *
  * The two alternate which goes first from round to round, so drift weighs on
  * both, and each starts once the worker is done with the previous upload
@@ -202,7 +203,7 @@ export interface TusBreakdown {
    * on a write quorum and recorded. Included in `patchS`.
    */
   partWaitS: number;
-  /** The last PATCH's wait after its last byte: its part stored, every node's compose, the commit, the parts removed. */
+  /** The last PATCH's wait after its last byte: its part stored, every node's commit of its staged file, the file's commit. */
   lastWaitS: number;
   /** Outside any request: the client's own time (opening the next slice, reading an answer). */
   clientS: number;
@@ -277,7 +278,7 @@ function breakdownCell(b: TusBreakdown): string {
   return (
     `${b.patches} PATCHes ${fmt(b.patchS)} s (bodies sent ${fmt(b.sendS)} s, ` +
     `a part's wait after its last byte ${ms(b.partWaitS)}); ` +
-    `last PATCH's wait ${fmt(b.lastWaitS)} s (compose + commit); ` +
+    `last PATCH's wait ${fmt(b.lastWaitS)} s (part + commit); ` +
     `POST ${ms(b.createS)}; client ${ms(b.clientS)}`
   );
 }
