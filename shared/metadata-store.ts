@@ -194,10 +194,18 @@ export type NewResumable = Omit<ResumableUpload, 'offset' | 'state' | 'contentTy
   s3?: ResumableUpload['s3'];
 };
 
-/** One request's bytes of a resumable upload, stored as blob `key` on `nodes`. */
+/**
+ * One request's bytes of a resumable upload, on `nodes`: for an S3 part, blob
+ * `key`; for a tus part, the range [offset, offset + size) of the upload's
+ * staged file (resumable-parts.ts stagingKey).
+ */
 export interface UploadPart {
   uploadId: string;
-  /** `<fileId>.part-<offset>-<nonce>`: unique per attempt, so a retried part never overwrites another. */
+  /**
+   * `<fileId>.part-<offset or number>-<nonce>`: unique per attempt, so a
+   * retried part never overwrites another (an S3 part's blob key; a tus
+   * part's row id).
+   */
   key: string;
   offset: number;
   /** null while being written (the row exists so a crash mid-write leaves nothing untracked). */

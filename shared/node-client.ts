@@ -330,45 +330,19 @@ export class NodeClient implements GatewayNodeClient {
 
   /** Cuts staged upload `key` on `target` back to `offset` bytes (a part that did not count). */
   async cutStaged(target: NodeAddress, key: string, offset: number): Promise<void> {
-    const res = await this.pool(target.url).request({
-      method: 'POST',
-      path: `/staging/${encodeURIComponent(key)}/cut?offset=${offset}`,
-      headers: this.headers(),
-      headersTimeout: this.opts.timeoutMs,
-      bodyTimeout: this.opts.timeoutMs,
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 204)
-      throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    const path = `/staging/${encodeURIComponent(key)}/cut?offset=${offset}`;
+    await this.exchange(target, 'POST', path, [204]);
   }
 
   /** Removes staged upload `key` from `target`; false when it had none. */
   async deleteStaged(target: NodeAddress, key: string): Promise<boolean> {
-    const res = await this.pool(target.url).request({
-      method: 'DELETE',
-      path: `/staging/${encodeURIComponent(key)}`,
-      headers: this.headers(),
-      headersTimeout: this.opts.timeoutMs,
-      bodyTimeout: this.opts.timeoutMs,
-    });
-    const text = await res.body.text();
-    if (res.statusCode === 204) return true;
-    if (res.statusCode === 404) return false;
-    throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    const path = `/staging/${encodeURIComponent(key)}`;
+    return (await this.exchange(target, 'DELETE', path, [204, 404])).status === 204;
   }
 
   /** The staged uploads `target` holds. */
   async listStaged(target: NodeAddress): Promise<StagingListing['staged']> {
-    const res = await this.pool(target.url).request({
-      method: 'GET',
-      path: '/staging',
-      headers: this.headers(),
-      headersTimeout: this.opts.timeoutMs,
-      bodyTimeout: this.opts.timeoutMs,
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 200)
-      throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    const { text } = await this.exchange(target, 'GET', '/staging', [200]);
     return (JSON.parse(text) as StagingListing).staged;
   }
 
@@ -380,16 +354,7 @@ export class NodeClient implements GatewayNodeClient {
   ): Promise<BlobListing> {
     const query = new URLSearchParams({ limit: String(limit) });
     if (after) query.set('after', after);
-    const res = await this.pool(target.url).request({
-      method: 'GET',
-      path: `/blobs?${query}`,
-      headers: this.headers(),
-      headersTimeout: this.opts.timeoutMs,
-      bodyTimeout: this.opts.timeoutMs,
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 200)
-      throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
+    const { text } = await this.exchange(target, 'GET', `/blobs?${query}`, [200]);
     return JSON.parse(text) as BlobListing;
   }
 
@@ -444,17 +409,31 @@ export class NodeClient implements GatewayNodeClient {
 
   /** Asks a node to start a scrub pass now (`POST /scrub`); answers the node's report. */
   async startScrub(target: NodeAddress): Promise<ScrubStarted> {
+    const { text } = await this.exchange(target, 'POST', '/scrub', [202]);
+    return JSON.parse(text) as ScrubStarted;
+  }
+
+  /**
+   * A short request without a body, answered whole: its status and text;
+   * NodeHttpError for a status not in `expected`.
+   */
+  private async exchange(
+    target: NodeAddress,
+    method: Dispatcher.HttpMethod,
+    path: string,
+    expected: number[],
+  ): Promise<{ status: number; text: string }> {
     const res = await this.pool(target.url).request({
-      method: 'POST',
-      path: '/scrub',
+      method,
+      path,
       headers: this.headers(),
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
     });
     const text = await res.body.text();
-    if (res.statusCode !== 202)
+    if (!expected.includes(res.statusCode))
       throw new NodeHttpError(target.id, res.statusCode, text.slice(0, 200));
-    return JSON.parse(text) as ScrubStarted;
+    return { status: res.statusCode, text };
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,9 @@
 /**
- * The parts of resumable (tus) uploads on the storage nodes: their keys, and
- * their removal once an upload completed, was terminated or expired. The
- * gateway removes them as soon as it can; the worker's sweep removes what a
- * node that was down, or a gateway that died, left behind.
+ * What resumable uploads keep on the storage nodes, by key: a tus upload's
+ * staged file, S3 multipart parts (a blob each); and their removal once an
+ * upload completed, was terminated or expired. The gateway removes them as
+ * soon as it can; the worker's sweep removes what a node that was down, or
+ * a gateway that died, left behind.
  */
 import { randomBytes } from 'node:crypto';
 import type { NodeAddress } from './config.js';

@@ -247,7 +247,7 @@ describe('resumable uploads (tus)', () => {
       code: 'PAYLOAD_TOO_LARGE',
       message: `the file is larger than the upload limit of ${LIMIT} bytes`,
     });
-    const deferred = await create(cluster.gatewayUrl, null);
+    const deferred = await create(cluster.gatewayUrl, 0, { 'upload-defer-length': '1' });
     // Upload-Length and Upload-Defer-Length together: 400.
     expect(deferred.status).toBe(400);
     const res = await request(`${cluster.gatewayUrl}/tus/`, {

@@ -51,8 +51,8 @@ export async function writePart(
   const chain = deps.replicator.chainFor(upload.fileId);
   const key = partKey(upload.fileId, offset);
   const staged = stagingKey(upload);
-  const discard = async (result: WrittenPart): Promise<WrittenPart> => {
-    await cutStaged(deps, chain, staged, offset);
+  const discard = async (result: WrittenPart, cut = true): Promise<WrittenPart> => {
+    if (cut) await cutStaged(deps, chain, staged, offset);
     await deps.store.forgetPart(key);
     return result;
   };
@@ -97,7 +97,9 @@ export async function writePart(
     if (!moved) throw new OffsetMovedError();
     return { bytes: hasher.bytes, contentType };
   } catch (err) {
-    await discard({ bytes: 0 });
+    // Another request's part counted at this offset (two PATCHes at once, past the lock): a cut
+    // would take its bytes too. The commit checks which request's bytes the nodes hold.
+    await discard({ bytes: 0 }, !(err instanceof OffsetMovedError));
     if (isEmptyFirstBody(err, hasher)) return { bytes: 0 };
     throw err;
   }
