@@ -12,7 +12,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { MemoryLocker, Server, type ServerOptions } from '@tus/server';
 import type { Locker } from '@tus/utils';
 import type { Context, Hono, MiddlewareHandler } from 'hono';
-import { NodeRequest } from 'srvx/node';
+import { tusRequestOf } from './tus-node-request.js';
 import {
   BadRequestError,
   NotFoundError,
@@ -121,7 +121,7 @@ async function serveTus(deps: ResumableDeps, tus: Server, c: Ctx) {
     link: c.get('uploadLink'),
   };
   const response = await runTusRequest(request, () =>
-    tus.handleWeb(new NodeRequest({ req: incoming, res: c.env.outgoing })),
+    tus.handleWeb(tusRequestOf(incoming, c.env.outgoing)),
   );
   if (c.req.method === 'OPTIONS')
     response.headers.set('Tus-Checksum-Algorithm', CHECKSUM_ALGORITHMS.join(','));
