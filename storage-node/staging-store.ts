@@ -220,7 +220,8 @@ export class StagingStore {
       return this.progress.get(key)!.at.get(0);
     }
     const progress = this.progress.get(key);
-    const keep = progress?.parts.findIndex((p) => p.offset + p.size === offset) ?? -1;
+    // From the end: the part before this one is the last (or, for a part sent again, the one before).
+    const keep = progress?.parts.findLastIndex((p) => p.offset + p.size === offset) ?? -1;
     const digester = progress?.at.get(offset);
     if (!progress || keep < 0 || !digester) {
       this.progress.delete(key); // after a restart or a gap: the commit reads the file

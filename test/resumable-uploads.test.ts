@@ -1,7 +1,8 @@
 /**
- * Resumable uploads (tus 1.0 at /tus/) against a real cluster: tus-js-client
- * end to end, the protocol's edge cases (409, 460, 413, termination,
- * expiry), the per-client limit, and an upload continued on another gateway.
+ * Resumable uploads (tus 1.0 at /tus/) against a real cluster, on SQLite and
+ * on PostgreSQL metadata: tus-js-client end to end, the protocol's edge cases
+ * (409, 460, 413, termination, expiry), the per-client limit, an upload
+ * continued on another gateway, and storage nodes lost mid-upload.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
@@ -11,6 +12,7 @@ import { request } from 'undici';
 import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  METADATA_KINDS,
   fixture,
   partsOnNodes as partsOfFile,
   sha256,
@@ -23,21 +25,6 @@ const LIMIT = 32 * 1024 * 1024;
 let cluster: Cluster;
 let shortLived: string; // a gateway whose incomplete uploads expire after 2 s
 let strict: string; // a gateway that trusts X-Forwarded-For and allows 2 uploads per client
-
-beforeAll(async () => {
-  cluster = await startCluster({
-    worker: true,
-    env: { MAX_UPLOAD_BYTES: String(LIMIT), SWEEP_SCHEDULE: '* * * * * *' },
-  });
-  shortLived = await cluster.startGateway('gw-short', { RESUMABLE_UPLOAD_EXPIRY_SECONDS: '2' });
-  strict = await cluster.startGateway('gw-strict', {
-    TRUST_PROXY: 'true',
-    RESUMABLE_UPLOADS_PER_CLIENT: '2',
-  });
-}, 120_000);
-afterAll(async () => {
-  await cluster?.stop();
-});
 
 const TUS = { 'tus-resumable': '1.0.0' };
 
@@ -160,7 +147,23 @@ function tusUpload(
   });
 }
 
-describe('resumable uploads (tus)', () => {
+describe.each(METADATA_KINDS)('resumable uploads (tus, %s metadata)', (metadata) => {
+  beforeAll(async () => {
+    cluster = await startCluster({
+      metadata,
+      worker: true,
+      env: { MAX_UPLOAD_BYTES: String(LIMIT), SWEEP_SCHEDULE: '* * * * * *' },
+    });
+    shortLived = await cluster.startGateway('gw-short', { RESUMABLE_UPLOAD_EXPIRY_SECONDS: '2' });
+    strict = await cluster.startGateway('gw-strict', {
+      TRUST_PROXY: 'true',
+      RESUMABLE_UPLOADS_PER_CLIENT: '2',
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
   it('tus-js-client uploads in chunks; the file is like any upload, its parts are gone', async () => {
     const data = jpeg(3 * 1024 * 1024 + 12345);
     const upload = await tusUpload(data, { endpoint: `${cluster.gatewayUrl}/tus/` });
