@@ -46,6 +46,7 @@ describe('loadGatewayConfig', () => {
       s3Host: '0.0.0.0',
       s3Region: 'us-east-1',
       s3Domain: undefined,
+      s3CompleteKeepaliveMs: 5000,
     });
     const on = loadGatewayConfig({
       S3_PORT: '9000',

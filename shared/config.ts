@@ -538,6 +538,11 @@ const gatewaySchema = envSchema(common, {
       .string()
       .regex(/^[a-z0-9-]{1,32}$/, 'expected a region name such as us-east-1')
       .default('us-east-1'),
+    /**
+     * A CompleteMultipartUpload not answered within this many ms answers 200 at once and
+     * sends a space every as many ms until its document (or an <Error>) follows, as S3 does.
+     */
+    S3_COMPLETE_KEEPALIVE_MS: int(1, 600_000).default(5000),
     /** Domain of virtual-host style requests (`<bucket>.<S3_DOMAIN>`); path style only when unset. */
     S3_DOMAIN: z
       .string()

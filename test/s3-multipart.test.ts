@@ -505,3 +505,82 @@ describe('S3 multipart uploads under MAX_UPLOAD_BYTES', () => {
     });
   });
 });
+
+describe('S3 CompleteMultipartUpload kept alive', () => {
+  const Bucket = 'slow';
+  let slow: Cluster;
+  let kept: S3Client;
+
+  beforeAll(async () => {
+    const s3Port = await freePort();
+    // Every Complete is "slow": its 200 goes out at once, the document (or <Error>) after.
+    slow = await startCluster({
+      env: { ADMIN_TOKEN, S3_PORT: String(s3Port), S3_COMPLETE_KEEPALIVE_MS: '1' },
+    });
+    endpoint = `http://127.0.0.1:${s3Port}`;
+    kept = client(await createAccessKey(slow, ADMIN_TOKEN));
+    await kept.send(new CreateBucketCommand({ Bucket }));
+  });
+
+  afterAll(async () => {
+    kept?.destroy();
+    await slow?.stop();
+  });
+
+  /** CompleteMultipartUpload answers counted by the gateway (GET /metrics), by status. */
+  async function completes(): Promise<Record<string, number>> {
+    const text = await (await fetch(`${slow.gatewayUrl}/metrics`)).text();
+    const counts: Record<string, number> = {};
+    const line =
+      /^trove_s3_requests_total\{operation="CompleteMultipartUpload",status="(\d+)"\} (\d+)/gm;
+    for (const [, status, count] of text.matchAll(line)) counts[status!] = Number(count);
+    return counts;
+  }
+
+  /** A two-part upload of `Key`, its parts sent; answers what Complete needs. */
+  async function uploaded(Key: string) {
+    const parts = [bytes(5 * MiB, true), bytes(1024)];
+    const { UploadId } = await kept.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+    for (const [i, Body] of parts.entries())
+      await kept.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body }));
+    const Parts = parts.map((p, i) => ({ PartNumber: i + 1, ETag: `"${md5(p)}"` }));
+    const complete = new CompleteMultipartUploadCommand({
+      Bucket,
+      Key,
+      UploadId,
+      MultipartUpload: { Parts },
+    });
+    return { parts, complete };
+  }
+
+  it('the SDK reads the document that follows the early 200', async () => {
+    const { parts, complete } = await uploaded('kept.jpg');
+    const done = await kept.send(complete);
+    expect(done.ETag).toBe(expectedEtag(parts));
+    const object = await kept.send(new GetObjectCommand({ Bucket, Key: 'kept.jpg' }));
+    expect((await hashBody(object.Body as Readable)).sha256).toBe(sha256(Buffer.concat(parts)));
+  });
+
+  it('the SDK reads the <Error> in the 200 of a Complete that failed as that error', async () => {
+    const { complete } = await uploaded('failed.jpg');
+    // Two of three nodes gone: no write quorum can compose the object.
+    const [, second, third] = slow.nodes;
+    await slow.kill(second!.id);
+    await slow.kill(third!.id);
+    try {
+      const before = await completes();
+      // The SDK reports an <Error> in a Complete's 200 as the error it names, with a 503.
+      expect(await s3Error(kept.send(complete))).toEqual({
+        name: 'ServiceUnavailable',
+        status: 503,
+      });
+      // On the wire it was a 200 (the gateway's own count): the error came in its body.
+      const after = await completes();
+      expect(after['200']! - (before['200'] ?? 0)).toBe(1);
+      expect(after['503'] ?? 0).toBe(before['503'] ?? 0);
+    } finally {
+      await slow.startNode(second!.id);
+      await slow.startNode(third!.id);
+    }
+  });
+});

@@ -98,8 +98,13 @@ export function fileFields(f: FileView, status: string, base: string) {
     created_at: new Date(f.createdAt).toISOString(),
     expires_at: new Date(f.expiresAt).toISOString(),
     deleted_at: f.deletedAt === null ? null : new Date(f.deletedAt).toISOString(),
-    url: `${base}/download/${f.id}`,
+    url: fileLinks(base, f.id).url,
   };
+}
+
+/** A file's download URL and its share page (which never counts), known from its id alone. */
+export function fileLinks(base: string, id: string): { url: string; share_url: string } {
+  return { url: `${base}/download/${id}`, share_url: `${base}/s/${id}` };
 }
 
 export function fileJson(
@@ -111,7 +116,7 @@ export function fileJson(
   return {
     ...fileFields(f, fileStatus(f), base),
     // The page to hand people (never counts); `url` is the download itself.
-    share_url: `${base}/s/${f.id}`,
+    share_url: fileLinks(base, f.id).share_url,
     replicas: replicas.filter((r) => r.key === f.id).map((r) => ({ node: r.node, state: r.state })),
     processing: processingJson(f, variants, base),
   };

@@ -14,14 +14,19 @@
  *
  * A Complete sent again after it succeeded (a client that lost the answer)
  * is answered the same while the key still points at the upload's file.
+ *
+ * A Complete that takes longer than S3_COMPLETE_KEEPALIVE_MS (a large
+ * object's compose) answers 200 at once and is kept alive with spaces until
+ * its document, or its <Error>, follows (kept-alive-answer.ts).
  */
 import { ERRORS } from '@tus/utils';
 import { TroveError, UnavailableError } from '../../shared/errors.js';
 import type { ResumableUpload, UploadPart } from '../../shared/metadata-store.js';
-import { fileJson } from '../files/file-view.js';
+import { fileJson, fileLinks } from '../files/file-view.js';
 import { assertNotAborted, composeAndCommit, finishUpload } from '../resumable/completion.js';
 import { SNIFF_BYTES, TypeSniffer } from '../upload/content-type.js';
 import { etagMd5, multipartEtag } from './etag.js';
+import { answerKeptAlive, type XmlAnswer } from './kept-alive-answer.js';
 import { findUpload, noSuchUpload, userMetadataOfUpload } from './multipart-uploads.js';
 import { readSmallBody } from './s3-body.js';
 import { ownedBucket, XML } from './s3-buckets.js';
@@ -41,7 +46,20 @@ export const MIN_PART_BYTES = 5 * 1024 * 1024;
 export async function completeMultipartUpload(deps: S3Deps, call: ObjectCall) {
   await ownedBucket(deps, call);
   const body = await readSmallBody(call, COMPLETE_MULTIPART_BODY_LIMIT);
-  return underUploadLock(deps, call.request.uploadId ?? '', () => complete(deps, call, body));
+  // Only for the headers of an early 200: complete() reads it again under the lock.
+  const upload = await findUpload(deps, call);
+  const work = underUploadLock(deps, call.request.uploadId ?? '', () => complete(deps, call, body));
+  // A large object's compose can outlast a client's read timeout: a slow one is kept alive.
+  return answerKeptAlive(call.c, work, {
+    afterMs: deps.s3.s3CompleteKeepaliveMs,
+    earlyHeaders: upload
+      ? troveHeaders({
+          file: { id: upload.fileId },
+          answer: fileLinks(shareBase(call.c, deps), upload.fileId),
+        })
+      : {},
+    log: deps.log,
+  });
 }
 
 /**
@@ -66,7 +84,7 @@ async function underUploadLock<T>(deps: S3Deps, uploadId: string, fn: () => Prom
   }
 }
 
-async function complete(deps: S3Deps, call: ObjectCall, body: Buffer) {
+async function complete(deps: S3Deps, call: ObjectCall, body: Buffer): Promise<XmlAnswer> {
   const upload = await findUpload(deps, call);
   if (upload?.state === 'done') return completedBefore(deps, call, upload);
   if (upload?.state !== 'uploading' || upload.expiresAt <= Date.now())
@@ -165,7 +183,12 @@ async function completedBefore(deps: S3Deps, call: ObjectCall, upload: Resumable
   return answer(deps, call, upload.fileId, object.etag);
 }
 
-async function answer(deps: S3Deps, call: ObjectCall, fileId: string, etag: string) {
+async function answer(
+  deps: S3Deps,
+  call: ObjectCall,
+  fileId: string,
+  etag: string,
+): Promise<XmlAnswer> {
   const { c } = call;
   const file = await deps.store.getFile(fileId);
   if (!file) throw noSuchUpload(call.request.uploadId ?? '');
@@ -176,5 +199,5 @@ async function answer(deps: S3Deps, call: ObjectCall, fileId: string, etag: stri
     etag,
   });
   const links = fileJson(file, [], shareBase(c, deps));
-  return c.body(xml, 200, { ...XML, etag, ...troveHeaders({ file, answer: links }) });
+  return { xml, headers: { ...XML, etag, ...troveHeaders({ file, answer: links }) } };
 }

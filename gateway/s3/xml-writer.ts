@@ -7,7 +7,7 @@
 /** The namespace of S3's response documents. */
 export const S3_XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
 
-const DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n';
+export const XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n';
 
 const NAMED: Readonly<Record<string, string>> = {
   '&': '&amp;',
@@ -43,12 +43,12 @@ export function node(name: string, ...children: string[]): string {
 
 /** A whole response document, its root in S3's namespace. */
 export function s3Document(root: string, ...children: string[]): string {
-  return `${DECLARATION}<${root} xmlns="${S3_XMLNS}">${children.join('')}</${root}>`;
+  return `${XML_DECLARATION}<${root} xmlns="${S3_XMLNS}">${children.join('')}</${root}>`;
 }
 
 /** A whole document whose root carries no namespace (S3's `<Error>`). */
 export function plainDocument(root: string, ...children: string[]): string {
-  return `${DECLARATION}${node(root, ...children)}`;
+  return `${XML_DECLARATION}${node(root, ...children)}`;
 }
 
 /** S3's timestamps: ISO 8601 in UTC with milliseconds. */
