@@ -97,4 +97,27 @@ describe('answerKeptAlive', () => {
     expect(body.startsWith(XML_DECLARATION)).toBe(true);
     expect(body).toMatch(/\?>\n +<Error><Code>ServiceUnavailable<\/Code><Message>only 1 of 3/);
   });
+
+  it('carries on quietly when the client leaves during a kept-alive 200', async () => {
+    let ended!: () => void;
+    const finished = new Promise<void>((resolve) => (ended = resolve));
+    const url = await serve(
+      () =>
+        after(200, () => {
+          ended();
+          return ANSWER;
+        }),
+      10,
+    );
+    const abort = new AbortController();
+    const res = await fetch(url, { method: 'POST', signal: abort.signal });
+    expect(res.status).toBe(200);
+    abort.abort(); // gone while the spaces are being sent
+    await finished;
+    // The work ended and its answer went nowhere, with no error out of the server.
+    await new Promise((r) => setTimeout(r, 50));
+    // An aborted fetch leaves the server a connection that close() waits out: not this test's.
+    await close(server!, 100);
+    server = undefined;
+  });
 });

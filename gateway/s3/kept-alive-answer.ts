@@ -60,7 +60,8 @@ export async function answerKeptAlive(
   const out = c.env.outgoing;
   out.writeHead(200, { ...o.earlyHeaders, 'content-type': 'application/xml' });
   out.write(XML_DECLARATION);
-  const spaces = setInterval(() => out.write(' '), o.afterMs);
+  // A client gone meanwhile gets no more spaces; the work still ends (a Complete sent again answers it).
+  const spaces = setInterval(() => out.destroyed || out.write(' '), o.afterMs);
   try {
     const last = await outcome;
     out.end(
