@@ -16,6 +16,7 @@ import {
 } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { currentRequestId } from '../../shared/request-context.js';
+import { drainUnread } from '../http/unread-body.js';
 import { S3Error, type S3ErrorCode } from './s3-errors.js';
 import { errorXml } from './s3-xml.js';
 
@@ -55,8 +56,8 @@ export function asS3Error(err: unknown): S3Error | undefined {
 
 /** Hono `onError` of the S3 app. */
 export function s3ErrorHandler(log: Logger) {
-  return (err: Error, c: Context) => {
-    const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
+  return async (err: Error, c: Context) => {
+    const { incoming, outgoing } = (c.env as Partial<HttpBindings> | undefined) ?? {};
     if (outgoing?.headersSent) {
       // The body is under way: cutting it short of its Content-Length is the only signal left.
       log.warn({ err: err.message, path: c.req.path }, 'S3: error after the response started');
@@ -76,6 +77,8 @@ export function s3ErrorHandler(log: Logger) {
         err instanceof TooManyRequestsError ? err.retryAfterSeconds : RETRY_AFTER_SECONDS;
       c.header('retry-after', String(wait));
     }
+    // A client still sending its body must be able to finish, or it never reads this answer.
+    if (incoming) await drainUnread(incoming);
     const body = errorXml({
       code: s3.code,
       message: s3.message,
