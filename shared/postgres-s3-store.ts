@@ -25,7 +25,6 @@ import type {
 import { afterPrefix } from './s3-names.js';
 import {
   type AccessKeyRow,
-  type BucketObjectRow,
   bucketObjectSql,
   type BucketRow,
   listObjectsSql,
@@ -197,12 +196,9 @@ export class PostgresS3Store implements S3MetadataStore {
   }
 
   async findObject(bucket: string, key: string, now: number): Promise<BucketObject | undefined> {
-    const [row] = await this.pg.read<BucketObjectRow>(bucketObjectSql('$1', '$2', '$3'), [
-      bucket,
-      key,
-      now,
-    ]);
-    return row && toBucketObject(row);
+    const [row] = await this.pg.read(bucketObjectSql('$1', '$2', '$3'), [bucket, key, now]);
+    // pg keeps a row's keys in column order, and the aliases make every name distinct.
+    return row && toBucketObject(Object.values(row));
   }
 
   async getObject(bucket: string, key: string, now: number): Promise<S3Object | undefined> {

@@ -102,22 +102,14 @@ export function objectRow(o: S3Object): ObjectRow {
   };
 }
 
-/**
- * An object is visible while its file (alias `f`) is committed, not a
- * tombstone, and not expired at `now`: the files table alone decides, so an
- * expired object disappears at its expiry, before the sweep tombstones it.
- */
-/**
- * A bucket's row, its columns prefixed `bucket_`, the columns of its object
- * of the key asked for (null without one), visible or not, and that
- * object's file's, prefixed `f_`.
- */
-export type BucketObjectRow = { [K in keyof BucketRow as `bucket_${K}`]: BucketRow[K] } & {
-  [K in keyof ObjectRow]: ObjectRow[K] | null;
-} & { [K in keyof FileRow as `f_${K}`]: FileRow[K] | null } & {
-  /** Whether that object's file is visible (see visibleFile): 1/0 in SQLite, a boolean in PostgreSQL. */
-  object_visible: boolean | number | null;
-};
+/** A bucket's columns in the order GetObject's lookup reads them. */
+const BUCKET_COLUMNS = [
+  'name',
+  'owner',
+  'created_at',
+  'default_max_downloads',
+  'default_ttl_seconds',
+] as const satisfies readonly (keyof BucketRow)[];
 
 /**
  * GetObject's lookup in one statement: the bucket (no row: no such bucket),
@@ -125,32 +117,47 @@ export type BucketObjectRow = { [K in keyof BucketRow as `bucket_${K}`]: BucketR
  * file (the read path's record, so no second read follows), placeholders in
  * the store's dialect. Plain left joins, each by its index: a join nested in
  * parentheses is materialised whole by SQLite (every visible object, on
- * every read).
+ * every read). Its columns come in a fixed order (the bucket's, the
+ * object's, the file's, then whether the object is visible), which
+ * toBucketObject reads by position.
  */
 export const bucketObjectSql = (bucket: string, key: string, now: string) =>
-  `SELECT b.name AS bucket_name, b.owner AS bucket_owner, b.created_at AS bucket_created_at,
-          b.default_max_downloads AS bucket_default_max_downloads,
-          b.default_ttl_seconds AS bucket_default_ttl_seconds, o.*,
-          ${FILE_COLUMNS.map((c) => `f.${c} AS f_${c}`).join(', ')},
+  `SELECT ${[
+    ...BUCKET_COLUMNS.map((c) => `b.${c} AS b_${c}`),
+    ...OBJECT_COLUMNS.map((c) => `o.${c} AS o_${c}`),
+    ...FILE_COLUMNS.map((c) => `f.${c} AS f_${c}`),
+  ].join(', ')},
           (f.id IS NOT NULL AND ${visibleFile(now)}) AS object_visible
    FROM s3_buckets b
    LEFT JOIN s3_objects o ON o.bucket = b.name AND o.key = ${key}
    LEFT JOIN files f ON f.id = o.file_id
    WHERE b.name = ${bucket}`;
 
-export function toBucketObject(r: BucketObjectRow): BucketObject {
-  const bucket = toBucket({
-    name: r.bucket_name,
-    owner: r.bucket_owner,
-    created_at: r.bucket_created_at,
-    default_max_downloads: r.bucket_default_max_downloads,
-    default_ttl_seconds: r.bucket_default_ttl_seconds,
-  });
-  if (!r.object_visible) return { bucket, object: undefined, file: undefined };
-  const file = Object.fromEntries(FILE_COLUMNS.map((c) => [c, r[`f_${c}`]])) as unknown as FileRow;
-  return { bucket, object: toObject(r as ObjectRow), file: toFile(file) };
+/**
+ * A row of bucketObjectSql as its values in column order: SQLite's raw row,
+ * or Object.values of PostgreSQL's. By position, because this runs on every
+ * read of an object, and a row object with 32 keys costs SQLite a string
+ * lookup per key.
+ */
+export function toBucketObject(values: readonly unknown[]): BucketObject {
+  let at = 0;
+  const next = <C extends string>(columns: readonly C[]) => {
+    const row = {} as Record<C, unknown>;
+    for (const column of columns) row[column] = values[at++];
+    return row;
+  };
+  const bucket = toBucket(next(BUCKET_COLUMNS) as unknown as BucketRow);
+  // Visible: 1/0 in SQLite, a boolean in PostgreSQL; null without an object.
+  if (!values[values.length - 1]) return { bucket, object: undefined, file: undefined };
+  const object = toObject(next(OBJECT_COLUMNS) as unknown as ObjectRow);
+  return { bucket, object, file: toFile(next(FILE_COLUMNS) as unknown as FileRow) };
 }
 
+/**
+ * An object is visible while its file (alias `f`) is committed, not a
+ * tombstone, and not expired at `now`: the files table alone decides, so an
+ * expired object disappears at its expiry, before the sweep tombstones it.
+ */
 export const visibleFile = (now: string) =>
   `f.state = 'committed' AND f.deleted_at IS NULL AND f.expires_at > ${now}`;
 

@@ -24,7 +24,6 @@ import type {
 import { afterPrefix } from './s3-names.js';
 import {
   type AccessKeyRow,
-  type BucketObjectRow,
   bucketObjectSql,
   type BucketRow,
   listObjectsSql,
@@ -75,7 +74,8 @@ function statements(db: Database.Database) {
          last_modified = excluded.last_modified, user_metadata = excluded.user_metadata,
          md5 = excluded.md5`,
     ),
-    findObject: db.prepare(bucketObjectSql('@bucket', '@key', '@now')),
+    // Raw: its columns are read by position (toBucketObject).
+    findObject: db.prepare(bucketObjectSql('@bucket', '@key', '@now')).raw(),
     getObject: db.prepare(
       `SELECT o.* FROM s3_objects o JOIN files f ON f.id = o.file_id
        WHERE o.bucket = @bucket AND o.key = @key AND ${visibleFile('@now')}`,
@@ -188,8 +188,8 @@ export class SqliteS3Store implements S3MetadataStore {
   }
 
   async findObject(bucket: string, key: string, now: number): Promise<BucketObject | undefined> {
-    const row = this.q.findObject.get({ bucket, key, now }) as BucketObjectRow | undefined;
-    return row && toBucketObject(row);
+    const values = this.q.findObject.get({ bucket, key, now }) as unknown[] | undefined;
+    return values && toBucketObject(values);
   }
 
   async deleteObject(bucket: string, key: string): Promise<string | undefined> {
