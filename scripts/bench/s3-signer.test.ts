@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { verifySigV4 } from '../../gateway/s3/sigv4.js';
 import { signedHeaders } from './s3-signer.js';
 
@@ -31,5 +31,39 @@ describe("the bench's SigV4 signer", () => {
     await expect(
       verifySigV4(received('PUT', '/bucket/k', tampered), secretOf),
     ).rejects.toMatchObject({ code: 'SignatureDoesNotMatch' });
+  });
+
+  describe('within one second', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('signs a request without extra headers once, and the gateway verifies each reuse', async () => {
+      vi.useFakeTimers({ now: Date.UTC(2026, 11, 6, 10, 0, 0, 100), toFake: ['Date'] });
+      const first = signedHeaders(creds, 'GET', '/bucket/a.jpg');
+      vi.setSystemTime(Date.UTC(2026, 11, 6, 10, 0, 0, 900));
+      expect(signedHeaders(creds, 'GET', '/bucket/a.jpg')).toBe(first);
+      expect(
+        await verifySigV4(received('GET', '/bucket/a.jpg', { ...first }), secretOf),
+      ).toMatchObject({ accessKeyId: 'TRVBENCH' });
+      // Another path, or the next second, is signed anew.
+      expect(signedHeaders(creds, 'GET', '/bucket/b.jpg').authorization).not.toBe(
+        first.authorization,
+      );
+      vi.setSystemTime(Date.UTC(2026, 11, 6, 10, 0, 1, 0));
+      const next = signedHeaders(creds, 'GET', '/bucket/a.jpg');
+      expect(next['x-amz-date']).toBe('20261206T100001Z');
+      expect(
+        await verifySigV4(received('GET', '/bucket/a.jpg', { ...next }), secretOf),
+      ).toBeDefined();
+    });
+
+    it('signs every request with extra headers anew', () => {
+      vi.useFakeTimers({ now: Date.UTC(2026, 11, 6, 10, 0, 0), toFake: ['Date'] });
+      const extra = { 'x-amz-meta-max-downloads': '0' };
+      expect(signedHeaders(creds, 'PUT', '/bucket/k', extra)).not.toBe(
+        signedHeaders(creds, 'PUT', '/bucket/k', extra),
+      );
+    });
   });
 });
