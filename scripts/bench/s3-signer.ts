@@ -55,7 +55,10 @@ export function signedHeaders(
       .replace(/\.\d{3}/, '');
     signedThisSecond = new Map();
   }
-  const memo = Object.keys(extra).length === 0 ? `${creds.accessKeyId} ${method} ${path}` : '';
+  const memo =
+    Object.keys(extra).length === 0
+      ? `${creds.endpoint} ${creds.region} ${creds.accessKeyId} ${method} ${path}`
+      : '';
   const again = memo && signedThisSecond.get(memo);
   if (again) return again;
   const signed = Object.freeze(sign(creds, method, path, extra));
