@@ -231,11 +231,15 @@ describe.each(METADATA_KINDS)('expiry and deletion (%s metadata)', (metadata) =>
     expect(lost).toEqual([{ fileId: file.id, due: Date.parse(file.expires_at) }]);
     await cluster.startWorker();
 
+    // The worker logs 'file blobs deleted' after it forgot the last replica row,
+    // and its log reaches the file later still: wait for the line too.
     await waitFor(
-      'every blob gone and no delete owed',
+      'every blob gone, no delete owed, and the worker saying so',
       async () =>
         (await nodesHolding(cluster, file.id)).length === 0 &&
-        (await replicaRows(cluster, file.id)).length === 0,
+        (await replicaRows(cluster, file.id)).length === 0 &&
+        logLines(cluster, 'worker', (l) => l.msg === 'file blobs deleted' && l.id === file.id)
+          .length > 0,
       30_000,
     );
     // The sweep did it: the tombstone and the deletes ran in its runs, not in
