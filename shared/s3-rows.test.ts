@@ -36,7 +36,8 @@ describe('bucketObjectSql', () => {
   });
 
   it('reads a bucket without a visible object as no object and no file', () => {
-    const values = ['photos', 'AKID', 5, null, 3600, ...Array(26).fill(null), 0];
+    const noObject = Array(OBJECT_COLUMNS.length + FILE_COLUMNS.length).fill(null);
+    const values = ['photos', 'AKID', 5, null, 3600, ...noObject, 0];
     expect(toBucketObject(values)).toEqual({
       bucket: {
         name: 'photos',
