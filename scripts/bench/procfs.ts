@@ -145,6 +145,13 @@ export async function metered<T>(
   return { result, cpu: meter.stop() };
 }
 
+/** The CPU of several measured spans together. */
+export function addCpu(a: CpuUse, b: CpuUse): CpuUse {
+  const byProcess = { ...a.byProcess };
+  for (const [name, s] of Object.entries(b.byProcess)) byProcess[name] = (byProcess[name] ?? 0) + s;
+  return { serverS: a.serverS + b.serverS, clientS: a.clientS + b.clientS, byProcess };
+}
+
 /** CPU per unit of work (a request, a MB), in ms: `use` divided by `units`. */
 export interface CpuCost {
   server: number;

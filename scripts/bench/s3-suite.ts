@@ -21,7 +21,7 @@ import { progress, safeJson, settle, type BenchContext } from './context.js';
 import { deleteFiles, getFile, putFile, type Transfer, type Uploaded } from './large.js';
 import { checkUpload, median, uploadUrl } from './large-suite.js';
 import { jpegBody, writeLargeFile } from './payload.js';
-import { costPer, metered, type CpuCost } from './procfs.js';
+import { addCpu, costPer, metered, type CpuCost } from './procfs.js';
 import { signedHeaders, type S3Credentials } from './s3-signer.js';
 import { fmt, verdictOf, type Row } from './table.js';
 import { untilWorkerDone } from './worker-quiet.js';
@@ -39,11 +39,11 @@ export interface S3Results {
   endpoint: string;
   connections: number;
   largeBytes: number;
-  /** req/s (small) or MB/s (large, median of the rounds), per figure and side. */
+  /** req/s (64 KiB PUT: its median round; GET: over all its slices) or MB/s (large: median of the rounds), per figure and side. */
   figures: Partial<Record<S3Figure, Partial<Record<S3Side, number>>>>;
   /** Server CPU per request (small) or per MB (large), ms. */
   cpu: Partial<Record<S3Figure, Partial<Record<S3Side, CpuCost>>>>;
-  /** req/s or MB/s of every round. */
+  /** req/s or MB/s of every round (of every slice, for the 64 KiB GET). */
   rounds: Partial<Record<S3Figure, Record<S3Side, number[]>>>;
 }
 
@@ -258,16 +258,15 @@ async function smallRuns(ctx: BenchContext, made: Made, agent: Agent, results: S
     },
   };
   if (keys.length === 0 || ids.length === 0) return;
-  await rounds(ctx, results, 'smallGet', (side) =>
-    measured(ctx, `${side} GET 64 KiB, ${CONNECTIONS} connections`, gets[side]),
-  );
+  await interleaved(ctx, results, 'smallGet', gets);
 }
 
 /**
- * Both sides of a 64 KiB figure, `smallRounds` times, each run once the
- * worker is at rest, the order swapped every round (whichever side runs
- * first meets a colder cluster); the median req/s of each side, and the CPU
- * of its run of median req/s.
+ * Both sides of a 64 KiB figure whose requests leave work behind (PUTs: a
+ * thumbnail and a compressed copy each, for the worker), `smallRounds`
+ * times, each run once the worker is at rest, the order swapped every round
+ * (whichever side runs first meets a colder cluster); the median req/s of
+ * each side, and the CPU of its run of median req/s.
  */
 async function rounds(
   ctx: BenchContext,
@@ -294,6 +293,82 @@ async function rounds(
     (results.cpu[figure] ??= {})[side] = mid.cpu;
     (results.rounds[figure] ??= { s3: [], native: [] })[side] = runs[side].map((r) => r.rps);
   }
+}
+
+/** How long each side runs at a time in an interleaved figure. */
+const SLICE_S = 1;
+
+/**
+ * A 64 KiB figure whose requests leave no work behind (GETs: nothing for the
+ * worker to do after them), measured in slices of SLICE_S seconds that
+ * alternate between the sides (s3, native, native, s3, …) for as long as
+ * `smallRounds` runs of `--duration` would take each side. The machine is
+ * shared, and its load moves over seconds: in runs of 10 s one side would
+ * meet a busy spell the other missed (one side's runs spread by 10-30 %,
+ * stop 29), in slices of 1 s both sides meet it alike. Each side's req/s and
+ * CPU per request are its sums over its slices.
+ */
+async function interleaved(
+  ctx: BenchContext,
+  results: S3Results,
+  figure: S3Figure,
+  one: Record<S3Side, () => Promise<void>>,
+) {
+  const label = (side: S3Side) => `${side} ${LABELS[figure][0]}, ${CONNECTIONS} connections`;
+  await untilWorkerDone(ctx, undefined, 's3');
+  await settle();
+  for (const side of SIDES) {
+    progress(`${label(side)}: ${ctx.opts.warmupS} s warm-up`);
+    await load(ctx.opts.warmupS, one[side]);
+  }
+  const slices = Math.max(1, Math.round((ctx.opts.smallRounds * ctx.opts.durationS) / SLICE_S));
+  progress(
+    `s3 vs native, ${LABELS[figure][0]}: ${slices} slices of ${SLICE_S} s each, alternating`,
+  );
+  const runs = await alternating(slices, async (side) => {
+    const { result: run, cpu } = await metered(ctx.trove.processes, () => load(SLICE_S, one[side]));
+    if (run.failed > 0)
+      ctx.failures.push(
+        `${label(side)}: ${run.failed} requests failed, the first: ${run.firstError}`,
+      );
+    return { ...run, cpu };
+  });
+  for (const side of SIDES) {
+    const ok = runs[side].reduce((n, run) => n + run.ok, 0);
+    const seconds = runs[side].reduce((n, run) => n + run.seconds, 0);
+    if (ok === 0) continue;
+    const cost = costPer(runs[side].map((run) => run.cpu).reduce(addCpu), ok);
+    const rps = runs[side].map((run) => run.ok / run.seconds);
+    progress(
+      `${label(side)}: ${(ok / seconds).toFixed(0)} req/s over ${seconds.toFixed(1)} s, server CPU ${cost.server.toFixed(2)} ms/request`,
+    );
+    (results.figures[figure] ??= {})[side] = ok / seconds;
+    (results.cpu[figure] ??= {})[side] = cost;
+    (results.rounds[figure] ??= { s3: [], native: [] })[side] = rps;
+  }
+  const { s3, native } = results.cpu[figure] ?? {};
+  if (s3 && native)
+    ctx.notes.push(
+      `s3: ${LABELS[figure][0]}, server CPU per request (the client's excluded): S3 ${s3.server.toFixed(3)} ms, native ${native.server.toFixed(3)} ms (native / S3 ${(native.server / s3.server).toFixed(2)})`,
+    );
+}
+
+const SIDES: readonly S3Side[] = ['s3', 'native'];
+
+/**
+ * `slice(side)` `count` times for each side, in the order s3, native,
+ * native, s3, s3, native, …: each side runs first in half the pairs, so a
+ * trend over the run (the machine's load rising or falling) weighs on both
+ * alike. Each side's results, in the order they ran.
+ */
+export async function alternating<T>(
+  count: number,
+  slice: (side: S3Side) => Promise<T>,
+): Promise<Record<S3Side, T[]>> {
+  const results: Record<S3Side, T[]> = { s3: [], native: [] };
+  for (let k = 0; k < count; k++)
+    for (const side of k % 2 ? [...SIDES].reverse() : SIDES) results[side].push(await slice(side));
+  return results;
 }
 
 /** The large file PUT and GET through each side, `largeRounds` times, alternating which goes first. */
