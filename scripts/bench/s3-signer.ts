@@ -16,7 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { canonicalRequest } from '../../gateway/s3/canonical-request.js';
-import { SigningKeyCache, hmac } from '../../gateway/s3/signing-key.js';
+import { SigningKeyCache } from '../../gateway/s3/signing-key.js';
 import { UNSIGNED_PAYLOAD } from '../../gateway/s3/payload-hash.js';
 
 export interface S3Credentials {
@@ -98,8 +98,8 @@ function sign(
     scope,
     createHash('sha256').update(canonical).digest('hex'),
   ].join('\n');
-  const key = keys.get(creds.secretAccessKey, day, creds.region, 's3');
-  const signature = hmac(key, toSign).toString('hex');
+  const signer = keys.get(creds.secretAccessKey, day, creds.region, 's3');
+  const signature = signer.digest(toSign).toString('hex');
   return {
     ...headers,
     authorization: `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`,
