@@ -304,9 +304,9 @@ const SLICE_S = 1;
  * alternate between the sides (s3, native, native, s3, …) for as long as
  * `smallRounds` runs of `--duration` would take each side. The machine is
  * shared, and its load moves over seconds: in runs of 10 s one side would
- * meet a busy spell the other missed (one side's runs spread by 10-30 %,
- * stop 29), in slices of 1 s both sides meet it alike. Each side's req/s and
- * CPU per request are its sums over its slices.
+ * meet a busy spell the other missed (one side's runs spread by 10-30 %:
+ * docs/benchmarks.md, "S3 API"), in slices of 1 s both sides meet it alike.
+ * Each side's req/s and CPU per request are its sums over its slices.
  */
 async function interleaved(
   ctx: BenchContext,
