@@ -1,5 +1,5 @@
 import type { HttpBindings } from '@hono/node-server';
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { request } from 'node:http';
 import { Writable } from 'node:stream';
@@ -9,7 +9,7 @@ import { createLogger } from './logger.js';
 import { requestLog } from './request-log.js';
 
 /** An app with the middleware first, as the gateway and the nodes have it; `lines()` is its log. */
-function app() {
+function app(onEnd?: (c: Context, status: number) => void) {
   const chunks: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -19,7 +19,7 @@ function app() {
   });
   const log = createLogger('test', 'debug', { format: 'json', stream });
   const hono = new Hono();
-  hono.use('*', requestLog(log, { quietPaths: ['/health'] }));
+  hono.use('*', requestLog(log, { quietPaths: ['/health'], onEnd }));
   hono.get('/health', (c) => c.json({ ok: true }));
   hono.get('/files/:id', async (c) => {
     await new Promise((r) => setTimeout(r, 2));
@@ -85,8 +85,31 @@ describe('requestLog', () => {
     expect(notFound!.route).toBeUndefined();
   });
 
-  it('logs a request whose client left while the handler was still at work', async () => {
-    const { hono, lines } = app();
+  it('calls onEnd once per request, with the status written, when the response has gone out', async () => {
+    const ended: [string, number][] = [];
+    const { hono } = app((c, status) => ended.push([c.req.path, status]));
+    const server = await listen(
+      hono as unknown as Hono<{ Bindings: HttpBindings }>,
+      '127.0.0.1',
+      0,
+    );
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      expect(await (await fetch(`${base}/files/a`)).text()).toBe('hello');
+      expect((await fetch(`${base}/nowhere`)).status).toBe(404);
+      await vi.waitFor(() => expect(ended).toHaveLength(2));
+      expect(ended).toEqual([
+        ['/files/a', 200],
+        ['/nowhere', 404],
+      ]);
+    } finally {
+      await close(server, 100);
+    }
+  });
+
+  it('logs a request whose client left while the handler was still at work, with its answer', async () => {
+    const ended: number[] = [];
+    const { hono, lines } = app((_c, status) => ended.push(status));
     // A handler that outlives its client (a download waiting for a node's first byte).
     let started!: () => void;
     const handling = new Promise<void>((resolve) => (started = resolve));
@@ -97,7 +120,7 @@ describe('requestLog', () => {
         c.env.outgoing.once('close', left);
         started();
         await clientLeft;
-        return c.text('too late');
+        return c.text('too late', 503);
       }),
       '127.0.0.1',
       0,
@@ -115,10 +138,12 @@ describe('requestLog', () => {
           expect(lines().find((l) => l.msg === 'request')).toMatchObject({
             request_id: 'gone-early',
             path: '/slow',
+            status: 503,
             aborted: true,
           }),
         { timeout: 2000 },
       );
+      expect(ended).toEqual([503]);
     } finally {
       await close(server, 100);
     }

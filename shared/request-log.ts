@@ -16,6 +16,12 @@ export interface RequestLogOptions {
   quietPaths?: string[];
   /** Headers that answer the request id besides X-Request-Id (the S3 port's x-amz-request-id). */
   idHeaders?: string[];
+  /**
+   * Called once the response has gone out (or the client left), with the
+   * status written: a server's own per-request counts (the S3 port's
+   * metrics) ride on the log line's end instead of a listener of their own.
+   */
+  onEnd?: (c: Context, status: number) => void;
 }
 
 export function requestLog(log: Logger, opts: RequestLogOptions = {}): MiddlewareHandler {
@@ -39,24 +45,29 @@ export function requestLog(log: Logger, opts: RequestLogOptions = {}): Middlewar
         if (outgoing) {
           // Under the request's id again: 'close' fires outside its context. (Not
           // AsyncResource.bind: it builds a deprecation wrapper per call, 1 % of a node's CPU.)
-          const logLine = () =>
+          const ended = () => {
+            // A client that left before anything was written: the status the handler answered.
+            const status = outgoing.headersSent ? outgoing.statusCode : c.res.status;
+            opts.onEnd?.(c, status);
             runWithRequestId(requestId, () =>
               log[level](
                 {
                   ...requestFields(c, route, started),
-                  status: outgoing.statusCode,
+                  status,
                   bytes_out: contentLength(outgoing.getHeader('content-length')),
                   ...(!outgoing.writableFinished && { aborted: true }),
                 },
                 'request',
               ),
             );
+          };
           // Streamed bodies go on after next() returns: the line waits for the real end.
           // A client that left while the handler ran has closed it already: no
           // 'close' is coming, so the line goes now, or the request is never logged.
-          if (outgoing.closed) logLine();
-          else outgoing.once('close', logLine);
+          if (outgoing.closed) ended();
+          else outgoing.once('close', ended);
         } else {
+          opts.onEnd?.(c, c.res.status);
           log[level](
             {
               ...requestFields(c, route, started),

@@ -67,6 +67,9 @@ return {0, 0}`;
 
 type Mode = 'take' | 'peek' | 'add';
 
+/** The kinds of request a client is limited in (misses are counted, not admitted). */
+export type LimitCategory = 'uploads' | 'downloads';
+
 interface Limit {
   name: 'uploads' | 'downloads' | 'misses';
   max: number;
@@ -96,9 +99,9 @@ type Ctx = Context<{ Bindings: HttpBindings }>;
 
 export class RateLimits {
   private readonly windowMs: number;
-  private readonly uploadLimit: Limit | undefined;
-  private readonly downloadLimit: Limit | undefined;
   private readonly missLimit: Limit | undefined;
+  /** What admitting a request of each category checks: the limits that are on. */
+  private readonly admission: Record<LimitCategory, [Limit, Mode][]>;
   private lastWarning = 0;
 
   constructor(private readonly deps: RateLimitDeps) {
@@ -107,8 +110,8 @@ export class RateLimits {
     this.windowMs = (c?.rateLimitWindowSeconds ?? 60) * 1000;
     const limit = (name: Limit['name'], max: number, variable: string, what: string) =>
       on && max > 0 ? { name, max, variable, what } : undefined;
-    this.uploadLimit = limit('uploads', c?.rateLimitUploads ?? 0, 'RATE_LIMIT_UPLOADS', 'uploads');
-    this.downloadLimit = limit(
+    const uploads = limit('uploads', c?.rateLimitUploads ?? 0, 'RATE_LIMIT_UPLOADS', 'uploads');
+    const downloads = limit(
       'downloads',
       c?.rateLimitDownloads ?? 0,
       'RATE_LIMIT_DOWNLOADS',
@@ -120,29 +123,40 @@ export class RateLimits {
       'RATE_LIMIT_MISSES',
       'requests for files that do not exist or are gone',
     );
+    const steps = (...all: [Limit | undefined, Mode][]) =>
+      all.filter((step): step is [Limit, Mode] => step[0] !== undefined);
+    this.admission = {
+      uploads: steps([uploads, 'take']),
+      downloads: steps([this.missLimit, 'peek'], [downloads, 'take']),
+    };
     deps.redis.defineCommand('troveRateLimit', { lua: GCRA_SCRIPT });
   }
 
   /** Middleware of uploads, /process and /batch: one request counts one, whatever it carries. */
   readonly uploads: MiddlewareHandler = async (c, next) => {
-    const limit = this.uploadLimit;
-    const client = limit && this.clientOf(c);
-    if (limit && client) await this.enforce(client, [[limit, 'take']]);
+    await this.admit(c, 'uploads');
     await next();
   };
 
   /** Middleware of download attempts: refuses a client over its misses or its attempts, then counts a miss. */
   readonly downloads: MiddlewareHandler = async (c, next) => {
-    const steps: [Limit, Mode][] = [];
-    if (this.missLimit) steps.push([this.missLimit, 'peek']);
-    if (this.downloadLimit) steps.push([this.downloadLimit, 'take']);
-    const client = steps.length > 0 ? this.clientOf(c) : undefined;
-    if (client) await this.enforce(client, steps);
+    await this.admit(c, 'downloads');
     await next();
     // Counted before the answer leaves, so the client's next attempt already sees it.
-    if (client && this.missLimit && isMiss(c.error))
-      await this.check(client, [[this.missLimit, 'add']]);
+    const client = this.missLimit && isMiss(c.error) ? this.clientOf(c) : undefined;
+    if (client) await this.check(client, [[this.missLimit!, 'add']]);
   };
+
+  /**
+   * Counts the request in `category` (a download also checks the client's
+   * misses); throws TooManyRequestsError when the client is over. For a
+   * server that routes before it limits (the S3 port), in the middleware's place.
+   */
+  async admit(c: Context, category: LimitCategory): Promise<void> {
+    const steps = this.admission[category];
+    const client = steps.length > 0 ? this.clientOf(c) : undefined;
+    if (client) await this.enforce(client, steps);
+  }
 
   /** The key the client is counted under; undefined (not limited) for loopback or an unknown address. */
   private clientOf(c: Context): string | undefined {

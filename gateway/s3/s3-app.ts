@@ -7,7 +7,7 @@
  */
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import { requestLog } from '../../shared/request-log.js';
+import { requestLog, type RequestLogOptions } from '../../shared/request-log.js';
 import { RateLimits } from '../http/rate-limit.js';
 import { authenticate } from './s3-auth.js';
 import {
@@ -17,15 +17,7 @@ import {
   headBucket,
   listBuckets,
 } from './s3-buckets.js';
-import {
-  operationOf,
-  routeOf,
-  type BucketCall,
-  type ObjectCall,
-  type S3Call,
-  type S3Ctx,
-  type S3Deps,
-} from './s3-context.js';
+import { operationOf, routeOf, type ObjectCall, type S3Ctx, type S3Deps } from './s3-context.js';
 import { copyObject } from './s3-copy.js';
 import { deleteObject, deleteObjects } from './s3-delete.js';
 import { s3ErrorHandler } from './s3-error-response.js';
@@ -37,22 +29,30 @@ import { completeMultipartUpload } from './s3-multipart-complete.js';
 import { listMultipartUploads, listParts } from './s3-multipart-list.js';
 import { uploadPartCopy } from './s3-part-copy.js';
 import { putObject } from './s3-put.js';
-import { s3RateLimits } from './s3-limits.js';
+import { admit } from './s3-limits.js';
 
 type Env = { Bindings: HttpBindings };
 
 export function createS3App(deps: S3Deps): Hono<Env> {
   const app = new Hono<Env>();
   app.onError(s3ErrorHandler(deps.log));
+  const limits = rateLimitsOf(deps);
   // First: every log line carries the request id it gives, which S3 clients
   // report as x-amz-request-id, so a client's report finds the log lines.
-  app.use('*', requestLog(deps.log, { idHeaders: ['x-amz-request-id'] }));
-  // Counted (GET /metrics on the main port) and held to the native API's rate limits.
-  const operation = (c: S3Ctx) => operationOf(c, deps.s3.s3Domain);
-  if (deps.metrics) app.use('*', deps.metrics.s3.middleware(operation));
-  app.use('*', s3RateLimits(rateLimitsOf(deps), operation));
-  app.all('*', (c) => dispatch(deps, c));
+  app.use('*', requestLog(deps.log, { idHeaders: ['x-amz-request-id'], onEnd: counter(deps) }));
+  app.all('*', (c) => dispatch(deps, limits, c));
   return app;
+}
+
+/**
+ * Counts each request in the S3 metrics (GET /metrics on the main port)
+ * when its log line is written: one end-of-response listener, not two.
+ */
+function counter(deps: S3Deps): RequestLogOptions['onEnd'] {
+  const metrics = deps.metrics?.s3;
+  if (!metrics) return undefined;
+  return (c, status) =>
+    metrics.record(operationOf(c as S3Ctx, deps.s3.s3Domain), status, c.env.incoming.socket);
 }
 
 /** The native API's limits, counted in the same Redis keys: a client has one budget on both ports. */
@@ -66,61 +66,60 @@ function rateLimitsOf(deps: S3Deps): RateLimits {
   });
 }
 
-async function dispatch(deps: S3Deps, c: S3Ctx) {
+/** Routes the request, holds it to the native API's rate limits, verifies its signature, then performs it. */
+async function dispatch(deps: S3Deps, limits: RateLimits, c: S3Ctx) {
   const request = routeOf(c, deps.s3.s3Domain);
+  await admit(limits, c, request.operation);
   const auth = await authenticate(
     { accessKeys: deps.accessKeys, region: deps.s3.s3Region },
     c.env.incoming,
   );
-  return perform(deps, { c, request, auth });
+  // One object for every kind of call: the bucket and key are '' where the operation names none.
+  return perform(deps, { c, request, auth, bucket: request.bucket ?? '', key: request.key ?? '' });
 }
 
-function perform(deps: S3Deps, call: S3Call) {
+function perform(deps: S3Deps, call: ObjectCall) {
   const { operation } = call.request;
   if (operation === 'ListBuckets') return listBuckets(deps, call);
-  const bucketCall: BucketCall = { ...call, bucket: call.request.bucket ?? '' };
   switch (operation) {
     case 'CreateBucket':
-      return createBucket(deps, bucketCall);
+      return createBucket(deps, call);
     case 'HeadBucket':
-      return headBucket(deps, bucketCall);
+      return headBucket(deps, call);
     case 'DeleteBucket':
-      return deleteBucket(deps, bucketCall);
+      return deleteBucket(deps, call);
     case 'GetBucketLocation':
-      return getBucketLocation(deps, bucketCall);
+      return getBucketLocation(deps, call);
     case 'ListObjects':
-      return listObjects(deps, bucketCall);
+      return listObjects(deps, call);
     case 'ListObjectsV2':
-      return listObjectsV2Op(deps, bucketCall);
+      return listObjectsV2Op(deps, call);
     case 'DeleteObjects':
-      return deleteObjects(deps, bucketCall);
+      return deleteObjects(deps, call);
     case 'ListMultipartUploads':
-      return listMultipartUploads(deps, bucketCall);
-  }
-  const objectCall: ObjectCall = { ...bucketCall, key: call.request.key ?? '' };
-  switch (operation) {
+      return listMultipartUploads(deps, call);
     case 'PutObject':
-      return putObject(deps, objectCall);
+      return putObject(deps, call);
     case 'CopyObject':
-      return copyObject(deps, objectCall);
+      return copyObject(deps, call);
     case 'GetObject':
-      return getObject(deps, objectCall, false);
+      return getObject(deps, call, false);
     case 'HeadObject':
-      return getObject(deps, objectCall, true);
+      return getObject(deps, call, true);
     case 'DeleteObject':
-      return deleteObject(deps, objectCall);
+      return deleteObject(deps, call);
     case 'CreateMultipartUpload':
-      return createMultipartUpload(deps, objectCall);
+      return createMultipartUpload(deps, call);
     case 'UploadPart':
-      return uploadPart(deps, objectCall);
+      return uploadPart(deps, call);
     case 'UploadPartCopy':
-      return uploadPartCopy(deps, objectCall);
+      return uploadPartCopy(deps, call);
     case 'CompleteMultipartUpload':
-      return completeMultipartUpload(deps, objectCall);
+      return completeMultipartUpload(deps, call);
     case 'AbortMultipartUpload':
-      return abortMultipartUpload(deps, objectCall);
+      return abortMultipartUpload(deps, call);
     case 'ListParts':
-      return listParts(deps, objectCall);
+      return listParts(deps, call);
     default:
       throw new S3Error(
         'NotImplemented',

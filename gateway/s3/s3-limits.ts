@@ -10,13 +10,11 @@
  *
  * A NoSuchKey is no miss: requests are signed, so nobody scans share ids here.
  */
-import type { MiddlewareHandler } from 'hono';
-import type { RateLimits } from '../http/rate-limit.js';
+import type { Context } from 'hono';
+import type { LimitCategory, RateLimits } from '../http/rate-limit.js';
 import type { S3Operation } from './s3-request.js';
 
-export type S3LimitCategory = 'uploads' | 'downloads';
-
-const CATEGORY: Partial<Record<S3Operation, S3LimitCategory>> = {
+const CATEGORY: Partial<Record<S3Operation, LimitCategory>> = {
   PutObject: 'uploads',
   CopyObject: 'uploads',
   UploadPart: 'uploads',
@@ -26,25 +24,21 @@ const CATEGORY: Partial<Record<S3Operation, S3LimitCategory>> = {
 };
 
 /** The RateLimits category an operation counts in; undefined when it is not limited. */
-export function limitCategory(operation: S3Operation): S3LimitCategory | undefined {
+export function limitCategory(operation: S3Operation): LimitCategory | undefined {
   return CATEGORY[operation];
 }
 
 /**
- * Middleware holding each request to its operation's limit, before its
- * signature is checked (as the native API checks limits before the upload
- * token): a client sending bad signatures is held to them too.
- * `operation` is undefined for a request that cannot be routed (its own
- * error follows).
+ * Holds a routed request to its operation's limit, before its signature is
+ * checked (as the native API checks limits before the upload token): a
+ * client sending bad signatures is held to them too. Throws
+ * TooManyRequestsError when the client is over.
  */
-export function s3RateLimits(
-  limits: Pick<RateLimits, S3LimitCategory>,
-  operation: (c: Parameters<MiddlewareHandler>[0]) => S3Operation | undefined,
-): MiddlewareHandler {
-  return async (c, next) => {
-    const op = operation(c);
-    const category = op && limitCategory(op);
-    if (category) return limits[category](c, next);
-    await next();
-  };
+export async function admit(
+  limits: Pick<RateLimits, 'admit'>,
+  c: Context,
+  operation: S3Operation,
+): Promise<void> {
+  const category = limitCategory(operation);
+  if (category) await limits.admit(c, category);
 }

@@ -1,17 +1,23 @@
-import { serve } from '@hono/node-server';
+import { serve, type HttpBindings } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../shared/logger.js';
+import { requestLog } from '../../shared/request-log.js';
 import { S3Metrics, UNROUTED } from './s3-metrics.js';
 import type { S3Operation } from './s3-request.js';
 
-/** A real Node server with the middleware: the operation from a header, the status and body from the query. */
+/**
+ * A real Node server counting as the S3 port does, from the request log's
+ * end: the operation from a header, the status and body from the query.
+ */
 async function server(registry: Registry) {
-  const app = new Hono();
-  const operation = (c: { req: { header(n: string): string | undefined } }) =>
-    c.req.header('x-op') as S3Operation | undefined;
-  app.use('*', new S3Metrics(registry).middleware(operation));
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  const metrics = new S3Metrics(registry);
+  const onEnd = (c: Context<{ Bindings: HttpBindings }>, status: number) =>
+    metrics.record(c.req.header('x-op') as S3Operation | undefined, status, c.env.incoming.socket);
+  app.use('*', requestLog(createLogger('test', 'silent'), { onEnd }));
   app.all('*', async (c) => {
     await c.req.arrayBuffer();
     const status = Number(c.req.query('status') ?? 200) as 200;

@@ -6,9 +6,7 @@
  * and sent files are in trove_upload_bytes_total and
  * trove_download_bytes_total as for the native API (ingest and send count them).
  */
-import type { HttpBindings } from '@hono/node-server';
 import type { Socket } from 'node:net';
-import type { Context, MiddlewareHandler } from 'hono';
 import { Counter, type Registry } from 'prom-client';
 import { METRIC_PREFIX as P } from '../../shared/metrics.js';
 import type { S3Operation } from './s3-request.js';
@@ -40,25 +38,16 @@ export class S3Metrics {
   private readonly counted = new WeakMap<Socket, { read: number; written: number }>();
 
   /**
-   * Middleware counting each request when its response has gone out (or
-   * the client left), with the status written, even by handlers that write
-   * to the socket themselves (GetObject). Bytes are the socket's own counts
-   * since its previous exchange (an HTTP/1.1 connection carries one at a
-   * time): headers included, and the body bytes that came in with them.
+   * Counts a request whose response has gone out (or whose client left),
+   * with the status written: s3-app.ts calls it from the request log's end,
+   * so even handlers that write to the socket themselves (GetObject) are
+   * counted. Bytes are the socket's own counts since its previous exchange
+   * (an HTTP/1.1 connection carries one at a time): headers included, and
+   * the body bytes that came in with them.
    */
-  middleware(operation: (c: Context) => S3Operation | undefined): MiddlewareHandler {
-    return async (c, next) => {
-      const { incoming, outgoing } = c.env as HttpBindings;
-      await next();
-      const record = () => {
-        const status = outgoing.headersSent ? outgoing.statusCode : c.res.status;
-        this.requests.inc({ operation: operation(c) ?? UNROUTED, status: String(status) });
-        this.countBytes(incoming.socket);
-      };
-      // A response emits 'close' once it has gone out, or once the client left.
-      if (outgoing.closed) return record();
-      outgoing.once('close', record);
-    };
+  record(operation: S3Operation | undefined, status: number, socket: Socket): void {
+    this.requests.inc({ operation: operation ?? UNROUTED, status: String(status) });
+    this.countBytes(socket);
   }
 
   private countBytes(socket: Socket): void {
