@@ -28,24 +28,34 @@ describe('HmacSha256', () => {
       '9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2',
     ],
   ])('gives RFC 4231 HMAC-SHA-256 under key %s', (keyHex, message, expected) => {
-    expect(new HmacSha256(Buffer.from(keyHex, 'hex')).digest(message).toString('hex')).toBe(
-      expected,
-    );
+    expect(new HmacSha256(Buffer.from(keyHex, 'hex')).hex(message)).toBe(expected);
   });
 
-  it('agrees with createHmac for keys of every length around the block and UTF-8 strings', () => {
+  it('agrees with createHmac for keys of every length around the block, UTF-8 strings and bytes', () => {
+    // Messages that fit the room after the pad, and longer ones (copied instead), in both forms.
+    const strings = ['', 'AWS4-HMAC-SHA256\n20261206T120000Z', 'clé é 🙂', 'x'.repeat(341)];
+    strings.push('x'.repeat(342), 'é'.repeat(400), '🙂'.repeat(300));
     for (const keyBytes of [0, 1, 32, 63, 64, 65, 200]) {
       const key = randomBytes(keyBytes);
       const hmac = new HmacSha256(key);
-      for (const message of ['', 'AWS4-HMAC-SHA256\n20261206T120000Z', 'clé é 🙂', 'x'.repeat(300)])
-        expect(hmac.digest(message)).toEqual(createHmac('sha256', key).update(message).digest());
-      const bytes = randomBytes(100);
-      expect(hmac.digest(bytes)).toEqual(createHmac('sha256', key).update(bytes).digest());
+      const expected = (m: string | Buffer) => createHmac('sha256', key).update(m).digest('hex');
+      for (const message of strings) expect(hmac.hex(message)).toBe(expected(message));
+      for (const bytes of [
+        randomBytes(100),
+        randomBytes(1024),
+        randomBytes(1025),
+        randomBytes(5000),
+      ])
+        expect(hmac.hex(bytes)).toBe(expected(bytes));
     }
   });
 
-  it('gives the same HMAC for a message again (the pads are not changed by a digest)', () => {
-    const hmac = new HmacSha256(randomBytes(32));
-    expect(hmac.digest('again')).toEqual(hmac.digest('again'));
+  it('gives the same HMAC for a message after a longer one (nothing of a message stays behind)', () => {
+    const key = randomBytes(32);
+    const hmac = new HmacSha256(key);
+    const once = hmac.hex('again');
+    hmac.hex('a much longer message that fills more of the buffer than the next one');
+    expect(hmac.hex('again')).toBe(once);
+    expect(once).toBe(createHmac('sha256', key).update('again').digest('hex'));
   });
 });

@@ -128,9 +128,9 @@ export function verifyClaim(
     claim.presigned ? SIGNATURE_PARAM : undefined,
   );
   const stringToSign = `${ALGORITHM}\n${claim.amzDate}\n${scope}\n${sha256Hex(canonical)}`;
-  const expected = signer.digest(stringToSign);
-  // Both 32 bytes: the claim's signature was checked to be 64 hex digits.
-  if (!timingSafeEqual(expected, Buffer.from(claim.signature, 'hex')))
+  const expected = signer.hex(stringToSign);
+  // Both 64 bytes: the claim's signature was checked to be 64 lower-case hex digits.
+  if (!timingSafeEqual(Buffer.from(expected, 'latin1'), Buffer.from(claim.signature, 'latin1')))
     throw new S3Error(
       'SignatureDoesNotMatch',
       'The request signature we calculated does not match the signature you provided. Check your key and signing method.',

@@ -99,7 +99,7 @@ function sign(
     createHash('sha256').update(canonical).digest('hex'),
   ].join('\n');
   const signer = keys.get(creds.secretAccessKey, day, creds.region, 's3');
-  const signature = signer.digest(toSign).toString('hex');
+  const signature = signer.hex(toSign);
   return {
     ...headers,
     authorization: `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}`,
