@@ -19,7 +19,7 @@ import { rebalanceRows } from './rebalance-rows.js';
 import type { RebalanceResults } from './rebalance-suite.js';
 import type { RepairRate, RepairResults } from './repair-suite.js';
 import { resumableRows, type ResumableResults } from './resumable-suite.js';
-import { s3Rows, type S3Results } from './s3-suite.js';
+import { s3Rows, SLICE_S, type S3Results } from './s3-suite.js';
 import { thumbnailRows, type ThumbnailResults } from './thumbnail-suite.js';
 import type { SmallRun } from './small.js';
 import type { SmallResults } from './small-suite.js';
@@ -461,10 +461,13 @@ export function printReport(r: Report): void {
     : opts.runRebalance
       ? ', rebalance onto a fourth node'
       : '';
+  const s3 = opts.runS3
+    ? `; S3's 64 KiB figures in ${SLICE_S} s slices alternating between the sides, ${opts.smallRounds * opts.durationS} s each`
+    : '';
   const out: string[] = [
     '',
     `Trove bench, ${r.startedAt.toISOString()}: ${m.cpus} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}`,
-    `${opts.durationS} s runs after ${opts.warmupS} s warm-up${large}${repair}; ratio = Trove / reference`,
+    `${opts.durationS} s runs after ${opts.warmupS} s warm-up${large}${repair}${s3}; ratio = Trove / reference`,
     '',
     renderTable(r.rows),
   ];

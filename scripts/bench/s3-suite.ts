@@ -39,11 +39,11 @@ export interface S3Results {
   endpoint: string;
   connections: number;
   largeBytes: number;
-  /** req/s (64 KiB PUT: its median round; GET: over all its slices) or MB/s (large: median of the rounds), per figure and side. */
+  /** req/s (64 KiB: over all its slices) or MB/s (large: median of the rounds), per figure and side. */
   figures: Partial<Record<S3Figure, Partial<Record<S3Side, number>>>>;
   /** Server CPU per request (small) or per MB (large), ms. */
   cpu: Partial<Record<S3Figure, Partial<Record<S3Side, CpuCost>>>>;
-  /** req/s or MB/s of every round (of every slice, for the 64 KiB GET). */
+  /** req/s of every slice (64 KiB) or MB/s of every round (large). */
   rounds: Partial<Record<S3Figure, Record<S3Side, number[]>>>;
 }
 
@@ -172,26 +172,6 @@ async function load(seconds: number, one: () => Promise<void>): Promise<Load> {
   return result;
 }
 
-/** Warm-up, then a measured run with the servers' CPU: req/s, CPU ms per request. */
-async function measured(
-  ctx: BenchContext,
-  label: string,
-  one: () => Promise<void>,
-): Promise<{ rps: number; cpu: CpuCost } | undefined> {
-  progress(`${label}: ${ctx.opts.warmupS} s warm-up, ${ctx.opts.durationS} s measured…`);
-  await load(ctx.opts.warmupS, one);
-  const { result: run, cpu } = await metered(ctx.trove.processes, () =>
-    load(ctx.opts.durationS, one),
-  );
-  if (run.failed > 0)
-    ctx.failures.push(`${label}: ${run.failed} requests failed, the first: ${run.firstError}`);
-  if (run.ok === 0) return undefined;
-  const rps = run.ok / run.seconds;
-  const cost = costPer(cpu, run.ok);
-  progress(`${label}: ${rps.toFixed(0)} req/s, server CPU ${cost.server.toFixed(2)} ms/request`);
-  return { rps, cpu: cost };
-}
-
 async function smallRuns(ctx: BenchContext, made: Made, agent: Agent, results: S3Results) {
   const creds = made.creds!;
   const body = jpegBody(SMALL_BYTES);
@@ -229,9 +209,7 @@ async function smallRuns(ctx: BenchContext, made: Made, agent: Agent, results: S
       made.files.push({ id: file.id, token: file.delete_token });
     },
   };
-  await rounds(ctx, results, 'smallPut', (side) =>
-    measured(ctx, `${side} PUT 64 KiB, ${CONNECTIONS} connections`, puts[side]),
-  );
+  await interleaved(ctx, results, 'smallPut', puts);
 
   // Reads of what the PUTs stored, the first 200 of each side, round robin.
   const keys = made.keys.slice(0, 200);
@@ -261,52 +239,21 @@ async function smallRuns(ctx: BenchContext, made: Made, agent: Agent, results: S
   await interleaved(ctx, results, 'smallGet', gets);
 }
 
-/**
- * Both sides of a 64 KiB figure whose requests leave work behind (PUTs: a
- * thumbnail and a compressed copy each, for the worker), `smallRounds`
- * times, each run once the worker is at rest, the order swapped every round
- * (whichever side runs first meets a colder cluster); the median req/s of
- * each side, and the CPU of its run of median req/s.
- */
-async function rounds(
-  ctx: BenchContext,
-  results: S3Results,
-  figure: S3Figure,
-  run: (side: S3Side) => Promise<{ rps: number; cpu: CpuCost } | undefined>,
-) {
-  const runs: Record<S3Side, { rps: number; cpu: CpuCost }[]> = { s3: [], native: [] };
-  for (let round = 1; round <= ctx.opts.smallRounds; round++) {
-    progress(`s3 vs native, ${LABELS[figure][0]}, round ${round} of ${ctx.opts.smallRounds}`);
-    const order: S3Side[] = round % 2 ? ['s3', 'native'] : ['native', 's3'];
-    for (const side of order) {
-      await untilWorkerDone(ctx, undefined, 's3');
-      await settle();
-      const got = await run(side);
-      if (got) runs[side].push(got);
-    }
-  }
-  for (const side of ['s3', 'native'] as const) {
-    if (runs[side].length === 0) continue;
-    const sorted = [...runs[side]].sort((a, b) => a.rps - b.rps);
-    const mid = sorted[(sorted.length - 1) >> 1]!;
-    (results.figures[figure] ??= {})[side] = mid.rps;
-    (results.cpu[figure] ??= {})[side] = mid.cpu;
-    (results.rounds[figure] ??= { s3: [], native: [] })[side] = runs[side].map((r) => r.rps);
-  }
-}
-
 /** How long each side runs at a time in an interleaved figure. */
-const SLICE_S = 1;
+export const SLICE_S = 1;
 
 /**
- * A 64 KiB figure whose requests leave no work behind (GETs: nothing for the
- * worker to do after them), measured in slices of SLICE_S seconds that
- * alternate between the sides (s3, native, native, s3, …) for as long as
- * `smallRounds` runs of `--duration` would take each side. The machine is
- * shared, and its load moves over seconds: in runs of 10 s one side would
- * meet a busy spell the other missed (one side's runs spread by 10-30 %:
+ * A 64 KiB figure measured in slices of SLICE_S seconds that alternate
+ * between the sides (s3, native, native, s3, …) for as long as
+ * `smallRounds` runs of `--duration` would take each side, once the worker
+ * is at rest. The machine is shared, and its load moves over seconds: in
+ * runs of 10 s one side would meet a busy spell the other missed (one
+ * side's runs spread by 10-30 %, and a 64 KiB PUT's server CPU by 2×:
  * docs/benchmarks.md, "S3 API"), in slices of 1 s both sides meet it alike.
- * Each side's req/s and CPU per request are its sums over its slices.
+ * So does the worker's work after PUTs (a thumbnail and a compressed copy
+ * each): what one side's slice leaves is made during the slices after it,
+ * of either side alike. Each side's req/s and CPU per request are its sums
+ * over its slices.
  */
 async function interleaved(
   ctx: BenchContext,
