@@ -143,8 +143,9 @@ export class RateLimits {
     await this.admit(c, 'downloads');
     await next();
     // Counted before the answer leaves, so the client's next attempt already sees it.
-    const client = this.missLimit && isMiss(c.error) ? this.clientOf(c) : undefined;
-    if (client) await this.check(client, [[this.missLimit!, 'add']]);
+    const misses = this.missLimit;
+    const client = misses && isMiss(c.error) ? this.clientOf(c) : undefined;
+    if (misses && client) await this.check(client, [[misses, 'add']]);
   };
 
   /**
