@@ -71,7 +71,7 @@ type Mode = 'take' | 'peek' | 'add';
 export type LimitCategory = 'uploads' | 'downloads';
 
 interface Limit {
-  name: 'uploads' | 'downloads' | 'misses';
+  name: LimitCategory | 'misses';
   max: number;
   /** The environment variable that sets it, named in refusals so an operator knows what to raise. */
   variable: string;

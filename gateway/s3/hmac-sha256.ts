@@ -9,8 +9,8 @@
  * createHmac and RFC 4231. Both hashes read their input from buffers kept
  * with the key, the message and the inner hash written in place after the
  * pads, and give strings: on Node 20 a one-shot hash's Buffer output costs
- * about three times its hex or binary (latin1) output, and a Buffer.concat per hash
- * as much again (docs/benchmarks.md, "S3 API").
+ * about three times its hex or binary (latin1) output, and a Buffer.concat
+ * per hash adds half as much again (docs/benchmarks.md, "S3 API").
  */
 import { hash } from 'node:crypto';
 

@@ -80,8 +80,9 @@ async function dispatch(deps: S3Deps, limits: RateLimits, c: S3Ctx) {
 
 function perform(deps: S3Deps, call: ObjectCall) {
   const { operation } = call.request;
-  if (operation === 'ListBuckets') return listBuckets(deps, call);
   switch (operation) {
+    case 'ListBuckets':
+      return listBuckets(deps, call);
     case 'CreateBucket':
       return createBucket(deps, call);
     case 'HeadBucket':
